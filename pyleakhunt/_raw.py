@@ -1,0 +1,67 @@
+"""The raw snapshot model shared by the tracer, snapshots and the file format.
+
+A snapshot is a list of *sites*.  A site is one (domain, traceback, tag)
+triple with its live aggregates; the C core keeps exactly these figures up to
+date as blocks come and go.  A full snapshot adds one record per live block
+(the index of its site and its size); an aggregated snapshot has none.
+
+Everything here is plain data: no behaviour, so that every layer above
+(`snapshot`, `fileformat`, the CLI, the integrations) can share it without
+depending on each other.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+#: A frame as the core reports it: ``(filename, lineno)``.
+RawFrame = Tuple[str, int]
+#: Frames of one traceback, the most recent call first.
+RawFrames = Tuple[RawFrame, ...]
+
+
+@dataclass(frozen=True)
+class RawSite:
+    """Live aggregates of one (domain, traceback, tag) call site."""
+
+    domain: int
+    frames: RawFrames
+    total_nframe: Optional[int]
+    count: int
+    size: int
+    #: Highest ``size`` since the last ``reset_peak()`` (0 when unknown).
+    peak: int = 0
+    #: Request tag (see ``RawSnapshot.tags``); 0 means untagged.
+    tag: int = 0
+
+
+@dataclass
+class RawSnapshot:
+    """Everything a snapshot holds, with no behaviour attached."""
+
+    traceback_limit: int
+    sites: List[RawSite]
+    #: Full snapshots only: for each live block, the index of its site in
+    #: ``sites`` (typecode ``'I'``) and its size in bytes (typecode ``'Q'``).
+    block_sites: Optional[array] = None
+    block_sizes: Optional[array] = None
+    #: Tag number -> name (for example an HTTP endpoint).
+    tags: Dict[int, str] = field(default_factory=dict)
+    #: Mean sampling gap in bytes; 0 means every allocation is traced, so
+    #: figures are exact.  When non-zero, ``count`` and ``size`` are
+    #: unbiased estimates.
+    sample_bytes: int = 0
+    #: Blocks the tracer failed to record (its own memory exhausted).
+    lost_blocks: int = 0
+    pid: int = 0
+    #: Seconds since the epoch when the snapshot was taken.
+    timestamp: float = 0.0
+    #: Extra user attributes (JSON-compatible values only).
+    attrs: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_full(self) -> bool:
+        """True when per-block records are present."""
+        return self.block_sites is not None

@@ -1,0 +1,65 @@
+"""Build the pyleakhunt._core extension.
+
+The metadata lives in pyproject.toml; this file only describes the C
+extension, and stops early with one clear line when uthash is missing.
+"""
+
+import os
+import sys
+import sysconfig
+
+from setuptools import Extension, setup
+
+UTHASH_HINT = (
+    "pyleakhunt needs the uthash header (uthash.h): install it with "
+    "'apt-get install uthash-dev' (Debian/Ubuntu), "
+    "'dnf install uthash-devel' (Fedora) or 'brew install uthash' (Homebrew), "
+    "or point UTHASH_INCLUDE at its directory."
+)
+
+
+def uthash_include_dirs():
+    """Directories to search for uthash.h, the first hit wins."""
+    candidates = [os.environ.get("UTHASH_INCLUDE", "")]
+    candidates += ["/usr/include", "/usr/local/include", "/opt/homebrew/include"]
+    candidates.append(sysconfig.get_config_var("INCLUDEDIR") or "")
+    for directory in candidates:
+        if directory and os.path.exists(os.path.join(directory, "uthash.h")):
+            return [directory]
+    return None
+
+
+def extra_compile_args():
+    args = ["-std=c11", "-Wall", "-Wextra", "-O2"]
+    # CI builds with PYLEAKHUNT_CFLAGS="-Werror", or with sanitizers.
+    args += os.environ.get("PYLEAKHUNT_CFLAGS", "").split()
+    return args
+
+
+def build_args():
+    """Only the commands that compile need uthash."""
+    return any(arg.startswith(("build", "bdist", "develop", "install", "editable"))
+               for arg in sys.argv[1:])
+
+
+include_dirs = uthash_include_dirs()
+if include_dirs is None and build_args():
+    sys.exit("error: " + UTHASH_HINT)
+
+core = Extension(
+    "pyleakhunt._core",
+    sources=["src/frames.c", "src/tables.c", "src/hooks.c", "src/module.c"],
+    depends=[
+        "src/frames.h",
+        "src/tables.h",
+        "src/hooks.h",
+        "src/state.h",
+        "src/uthash_config.h",
+        "src/pyleakhunt.h",
+    ],
+    include_dirs=["src"] + (include_dirs or []),
+    extra_compile_args=extra_compile_args(),
+    extra_link_args=os.environ.get("PYLEAKHUNT_LDFLAGS", "").split(),
+)
+
+setup(ext_modules=[core])

@@ -1,0 +1,49 @@
+/* frames.h - capture of Python tracebacks, and every other piece of code
+ * that depends on the interpreter's internal layout.
+ *
+ * This is the only file that knows how each CPython version (3.9 to 3.13)
+ * lays out its frames and objects; the rest of the tracer sees lh_frame.
+ */
+#ifndef PYLEAKHUNT_FRAMES_H
+#define PYLEAKHUNT_FRAMES_H
+
+#include <Python.h>
+#include <stdint.h>
+
+/* One captured frame.  The line number is not computed when a block is
+   allocated (that walks the code's line table, which would dominate the
+   cost of the hook); the code object and instruction offset are kept
+   instead and turned into a line when a snapshot asks for it. */
+typedef struct {
+    PyObject *code;  /* borrowed while capturing; a site holds a reference */
+    int32_t lasti;   /* instruction offset, in the unit lh_frame_lineno uses */
+    int32_t padding; /* always 0: site keys are compared with memcmp */
+} lh_frame;
+
+/* The thread state of the calling thread if it holds the GIL, else NULL.
+   Safe to call without the GIL (the RAW domain hooks do). */
+PyThreadState *lh_frames_gil_holder(void);
+
+/* The calling thread's state, for callers that hold the GIL. */
+PyThreadState *lh_frames_tstate(void);
+
+/* Store up to `max` frames of `tstate`'s stack, most recent first, in
+   `buf`.  *total gets the depth of the whole stack, capped at 65535.
+   Returns the number stored.  `tstate` must be the caller's, with the GIL
+   held. */
+int lh_frames_capture(PyThreadState *tstate, lh_frame *buf, int max,
+                      uint16_t *total);
+
+/* Line number of a captured frame; 0 when unknown.  Needs the GIL. */
+int lh_frame_lineno(const lh_frame *frame);
+
+/* Filename of a captured frame (a new reference to a str), or NULL with
+   no exception set when it has none.  Needs the GIL. */
+PyObject *lh_frame_filename(const lh_frame *frame);
+
+/* Start of the memory block that holds `obj`: objects tracked by the
+   cyclic GC, and on 3.11+ objects with managed dicts or weakrefs, have a
+   header in front of the PyObject. */
+uintptr_t lh_object_block(PyObject *obj);
+
+#endif /* PYLEAKHUNT_FRAMES_H */

@@ -1,0 +1,576 @@
+/* hooks.c - allocator hooks: record each block with its call site.
+ *
+ * Flow of an allocation: the hook calls the allocator it replaced; if that
+ * succeeded and tracing is on, it captures the traceback into a scratch
+ * key, interns the (domain, tag, traceback) site, stores the block in the
+ * block table and adds its size to the site's aggregates.  A free removes
+ * the block and subtracts it.  Snapshots then read the site aggregates.
+ *
+ * The hooks ignore their ctx argument and forward to lh_tracer.underlying.
+ * PyMem_SetAllocator copies a whole struct while RAW allocations may run
+ * on other threads, so such a thread can read our function with the old
+ * ctx; ignoring ctx makes that torn read harmless.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "frames.h"
+#include "hooks.h"
+
+lh_tracer_state lh_tracer = {
+    .mem_fail_countdown = -1,
+};
+
+/* Set while a hook runs on this thread.  pymalloc falls back to
+   PyMem_RawMalloc() for large blocks, so an OBJ hook can re-enter the RAW
+   hook for the same block: the inner call must only forward.  Per-thread
+   state cannot live in lh_tracer; this flag is the one exception.
+   initial-exec avoids a __tls_get_addr call on every allocation. */
+static __thread int lh_in_hook __attribute__((tls_model("initial-exec")));
+
+#if PY_VERSION_HEX >= 0x030D0000
+/* The last block this thread recorded: an object created in it has its
+   traceback already, so the reference tracer can skip it cheaply. */
+static __thread uintptr_t lh_last_block
+    __attribute__((tls_model("initial-exec")));
+#endif
+
+#define S lh_tracer
+
+/* ---- accounting (lock held) ------------------------------------------ */
+
+static void
+account_add(lh_site *site, size_t size)
+{
+    site->count++;
+    site->size += size;
+    if (site->size > site->peak) {
+        site->peak = site->size;
+    }
+    S.traced_bytes += size;
+    if (S.traced_bytes > S.peak_bytes) {
+        S.peak_bytes = S.traced_bytes;
+    }
+}
+
+static void
+account_remove(uint32_t site_id, size_t size)
+{
+    lh_site *site = S.sites.by_id[site_id];
+    site->count--;
+    site->size -= size;
+    S.traced_bytes -= size;
+}
+
+/* ---- capturing the current site (lock held) -------------------------- */
+
+static size_t
+scratch_keylen(int nframe)
+{
+    return sizeof(lh_site_key) + (size_t)nframe * sizeof(lh_frame);
+}
+
+/* The site of an allocation made now, in `domain`, by the thread whose
+   state is `tstate` (NULL when it does not hold the GIL: its stack cannot
+   be read safely, so the site has no frames and shows as "<unknown>"). */
+static lh_site *
+current_site(unsigned int domain, PyThreadState *tstate)
+{
+    lh_site_key *key = S.scratch;
+    uint16_t total = 0;
+    int n = 0;
+    if (tstate != NULL) {
+        n = lh_frames_capture(tstate, key->frames, S.nframe, &total);
+    }
+    key->domain = domain;
+    key->tag = 0;
+    key->nframe = (uint16_t)n;
+    key->total_nframe = total;
+    return lh_sites_intern(&S.sites, key, scratch_keylen(n));
+}
+
+static void
+record_block(unsigned int domain, uintptr_t ptr, size_t size,
+             PyThreadState *tstate)
+{
+    S.counters.alloc_events++;
+    lh_site *site = current_site(domain, tstate);
+    if (site == NULL) {
+        S.counters.lost_blocks++;
+        return;
+    }
+    uint32_t old_site;
+    size_t old_size;
+    int replaced = lh_blocks_put(&S.blocks, ptr, site->id, size, &old_site,
+                                 &old_size);
+    if (replaced < 0) {
+        S.counters.lost_blocks++;
+        return;
+    }
+    if (replaced) {
+        account_remove(old_site, old_size);
+    }
+    account_add(site, size);
+}
+
+/* Remove `ptr`; fills *site_id and *size and returns 1 if it was there. */
+static int
+forget_block(uintptr_t ptr, uint32_t *site_id, size_t *size)
+{
+    S.counters.free_events++;
+    if (!lh_blocks_pop(&S.blocks, ptr, site_id, size)) {
+        return 0;
+    }
+    account_remove(*site_id, *size);
+    return 1;
+}
+
+/* Put back a block taken out by a realloc that then failed. */
+static void
+restore_block(uintptr_t ptr, uint32_t site_id, size_t size)
+{
+    uint32_t old_site;
+    size_t old_size;
+    if (lh_blocks_put(&S.blocks, ptr, site_id, size, &old_site, &old_size)
+        < 0) {
+        S.counters.lost_blocks++;
+        return;
+    }
+    account_add(S.sites.by_id[site_id], size);
+}
+
+static inline int
+is_tracing(void)
+{
+    return atomic_load_explicit(&S.tracing, memory_order_relaxed);
+}
+
+/* The calling thread's state if its stack may be read in `domain`. */
+static inline PyThreadState *
+stack_owner(int domain)
+{
+    /* MEM and OBJ may only be called with the GIL held. */
+    return domain == LH_RAW ? lh_frames_gil_holder() : lh_frames_tstate();
+}
+
+static void
+after_alloc(int domain, void *ptr, size_t size)
+{
+    PyThreadState *tstate = stack_owner(domain);
+    lh_lock_acquire(&S.lock);
+    if (is_tracing()) {
+        record_block(LH_PYTHON_DOMAIN, (uintptr_t)ptr, size, tstate);
+    }
+    lh_lock_release(&S.lock);
+#if PY_VERSION_HEX >= 0x030D0000
+    lh_last_block = (uintptr_t)ptr;
+#endif
+}
+
+/* ---- the hooks ------------------------------------------------------- */
+
+static inline void *
+hook_malloc(int domain, size_t size)
+{
+    PyMemAllocatorEx *next = &S.underlying[domain];
+    if (lh_in_hook) {
+        return next->malloc(next->ctx, size);
+    }
+    lh_in_hook = 1;
+    void *ptr = next->malloc(next->ctx, size);
+    if (ptr != NULL && is_tracing()) {
+        after_alloc(domain, ptr, size);
+    }
+    lh_in_hook = 0;
+    return ptr;
+}
+
+static inline void *
+hook_calloc(int domain, size_t nelem, size_t elsize)
+{
+    PyMemAllocatorEx *next = &S.underlying[domain];
+    if (lh_in_hook) {
+        return next->calloc(next->ctx, nelem, elsize);
+    }
+    lh_in_hook = 1;
+    void *ptr = next->calloc(next->ctx, nelem, elsize);
+    if (ptr != NULL && is_tracing()) {
+        /* calloc checked nelem * elsize for overflow already. */
+        after_alloc(domain, ptr, nelem * elsize);
+    }
+    lh_in_hook = 0;
+    return ptr;
+}
+
+static inline void
+hook_free(int domain, void *ptr)
+{
+    PyMemAllocatorEx *next = &S.underlying[domain];
+    if (lh_in_hook || ptr == NULL || !is_tracing()) {
+        next->free(next->ctx, ptr);
+        return;
+    }
+    lh_in_hook = 1;
+    /* Forget the block before releasing it: once released, another
+       thread may get the same address and record it. */
+    uint32_t site_id;
+    size_t size;
+    lh_lock_acquire(&S.lock);
+    if (is_tracing()) {
+        forget_block((uintptr_t)ptr, &site_id, &size);
+    }
+    lh_lock_release(&S.lock);
+    next->free(next->ctx, ptr);
+    lh_in_hook = 0;
+}
+
+static inline void *
+hook_realloc(int domain, void *ptr, size_t size)
+{
+    PyMemAllocatorEx *next = &S.underlying[domain];
+    if (lh_in_hook || !is_tracing()) {
+        return next->realloc(next->ctx, ptr, size);
+    }
+    lh_in_hook = 1;
+    /* Take the old block out first, as for free; if the realloc fails the
+       old block is still valid and is put back: nobody else can have been
+       given its address in between. */
+    uint32_t old_site = 0;
+    size_t old_size = 0;
+    int had_old = 0;
+    if (ptr != NULL) {
+        lh_lock_acquire(&S.lock);
+        had_old = is_tracing()
+                  && forget_block((uintptr_t)ptr, &old_site, &old_size);
+        lh_lock_release(&S.lock);
+    }
+    void *ptr2 = next->realloc(next->ctx, ptr, size);
+    if (ptr2 != NULL) {
+        after_alloc(domain, ptr2, size);
+    }
+    else if (had_old) {
+        lh_lock_acquire(&S.lock);
+        if (is_tracing()) {
+            restore_block((uintptr_t)ptr, old_site, old_size);
+        }
+        lh_lock_release(&S.lock);
+    }
+    lh_in_hook = 0;
+    return ptr2;
+}
+
+/* One set of entry points per domain, so that none needs ctx. */
+static void *raw_malloc(void *c, size_t n) { (void)c; return hook_malloc(LH_RAW, n); }
+static void *mem_malloc(void *c, size_t n) { (void)c; return hook_malloc(LH_MEM, n); }
+static void *obj_malloc(void *c, size_t n) { (void)c; return hook_malloc(LH_OBJ, n); }
+static void *raw_calloc(void *c, size_t n, size_t e) { (void)c; return hook_calloc(LH_RAW, n, e); }
+static void *mem_calloc(void *c, size_t n, size_t e) { (void)c; return hook_calloc(LH_MEM, n, e); }
+static void *obj_calloc(void *c, size_t n, size_t e) { (void)c; return hook_calloc(LH_OBJ, n, e); }
+static void *raw_realloc(void *c, void *p, size_t n) { (void)c; return hook_realloc(LH_RAW, p, n); }
+static void *mem_realloc(void *c, void *p, size_t n) { (void)c; return hook_realloc(LH_MEM, p, n); }
+static void *obj_realloc(void *c, void *p, size_t n) { (void)c; return hook_realloc(LH_OBJ, p, n); }
+static void raw_free(void *c, void *p) { (void)c; hook_free(LH_RAW, p); }
+static void mem_free(void *c, void *p) { (void)c; hook_free(LH_MEM, p); }
+static void obj_free(void *c, void *p) { (void)c; hook_free(LH_OBJ, p); }
+
+static const PyMemAllocatorEx lh_hooks[LH_NDOMAINS] = {
+    {NULL, raw_malloc, raw_calloc, raw_realloc, raw_free},
+    {NULL, mem_malloc, mem_calloc, mem_realloc, mem_free},
+    {NULL, obj_malloc, obj_calloc, obj_realloc, obj_free},
+};
+
+static const PyMemAllocatorDomain lh_domains[LH_NDOMAINS] = {
+    PYMEM_DOMAIN_RAW, PYMEM_DOMAIN_MEM, PYMEM_DOMAIN_OBJ};
+
+/* ---- objects reused from free lists (3.13+) -------------------------- */
+
+#if PY_VERSION_HEX >= 0x030D0000
+/* An object taken from a free list is created without an allocation, so
+   its block still carries the traceback of its first life.  The reference
+   tracer sees every object creation and moves such a block to the site of
+   the new one. */
+static int
+on_new_reference(PyObject *op, PyRefTracerEvent event, void *data)
+{
+    (void)data;
+    if (event != PyRefTracer_CREATE || lh_in_hook || !is_tracing()) {
+        return 0;
+    }
+    uintptr_t block = lh_object_block(op);
+    if (block == lh_last_block) {
+        return 0;
+    }
+    PyThreadState *tstate = lh_frames_tstate();
+    lh_lock_acquire(&S.lock);
+    uint32_t site_id;
+    size_t size;
+    if (is_tracing() && lh_blocks_get(&S.blocks, block, &site_id, &size)) {
+        lh_site *site = current_site(LH_PYTHON_DOMAIN, tstate);
+        if (site != NULL && site->id != site_id) {
+            account_remove(site_id, size);
+            lh_blocks_set_site(&S.blocks, block, site->id);
+            account_add(site, size);
+        }
+    }
+    lh_lock_release(&S.lock);
+    return 0;
+}
+
+static void
+ref_tracer_install(void)
+{
+    /* Only if nobody else (the stdlib tracemalloc) has one: there is a
+       single slot, and taking it would silently break the other. */
+    void *data;
+    if (PyRefTracer_GetTracer(&data) == NULL) {
+        PyRefTracer_SetTracer(on_new_reference, NULL);
+    }
+}
+
+static void
+ref_tracer_remove(void)
+{
+    void *data;
+    if (PyRefTracer_GetTracer(&data) == on_new_reference) {
+        PyRefTracer_SetTracer(NULL, NULL);
+    }
+}
+#else
+static void ref_tracer_install(void) {}
+static void ref_tracer_remove(void) {}
+#endif
+
+/* ---- start, stop, clear ---------------------------------------------- */
+
+int
+lh_hooks_installed_on_top(void)
+{
+    for (int d = 0; d < LH_NDOMAINS; d++) {
+        PyMemAllocatorEx current;
+        PyMem_GetAllocator(lh_domains[d], &current);
+        if (current.malloc != lh_hooks[d].malloc) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int
+scratch_resize(int nframe)
+{
+    lh_site_key *key = lh_mem_calloc(1, scratch_keylen(nframe));
+    if (key == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    lh_lock_acquire(&S.lock);
+    lh_site_key *old = S.scratch;
+    size_t old_frames = S.scratch_frames;
+    S.scratch = key;
+    S.scratch_frames = (size_t)nframe;
+    S.nframe = nframe;
+    lh_lock_release(&S.lock);
+    if (old != NULL) {
+        lh_mem_free(old, scratch_keylen((int)old_frames));
+    }
+    return 0;
+}
+
+int
+lh_hooks_set_nframe(int nframe)
+{
+    if ((size_t)nframe <= S.scratch_frames && S.scratch != NULL) {
+        lh_lock_acquire(&S.lock);
+        S.nframe = nframe;
+        lh_lock_release(&S.lock);
+        return 0;
+    }
+    return scratch_resize(nframe);
+}
+
+int
+lh_hooks_start(int nframe, size_t sample_bytes)
+{
+    if (lh_hooks_set_nframe(nframe) < 0) {
+        return -1;
+    }
+    if (is_tracing()) {
+        return 0;
+    }
+    S.sample_bytes = sample_bytes;
+    for (int d = 0; d < LH_NDOMAINS; d++) {
+        PyMem_GetAllocator(lh_domains[d], &S.underlying[d]);
+    }
+    atomic_store(&S.tracing, 1);
+    for (int d = 0; d < LH_NDOMAINS; d++) {
+        PyMem_SetAllocator(lh_domains[d], (PyMemAllocatorEx *)&lh_hooks[d]);
+    }
+    S.hooks_installed = 1;
+    ref_tracer_install();
+    return 0;
+}
+
+/* Detach the tables under the lock, then free them without it: dropping
+   the sites' code references can free objects, which calls the hooks. */
+static void
+release_tables(void)
+{
+    lh_lock_acquire(&S.lock);
+    lh_block_table blocks = S.blocks;
+    lh_site_table sites = S.sites;
+    lh_foreign *foreign = S.foreign;
+    memset(&S.blocks, 0, sizeof(S.blocks));
+    memset(&S.sites, 0, sizeof(S.sites));
+    S.foreign = NULL;
+    S.traced_bytes = 0;
+    S.peak_bytes = 0;
+    lh_lock_release(&S.lock);
+
+    lh_foreign *entry, *tmp;
+    HASH_ITER(hh, foreign, entry, tmp) {
+        HASH_DEL(foreign, entry);
+        lh_mem_free(entry, sizeof(*entry));
+    }
+    lh_blocks_clear(&blocks);
+    lh_sites_clear(&sites);
+}
+
+void
+lh_hooks_clear(void)
+{
+    release_tables();
+}
+
+int
+lh_hooks_stop(void)
+{
+    if (!is_tracing()) {
+        return 0;
+    }
+    if (!lh_hooks_installed_on_top()) {
+        PyErr_SetString(
+            PyExc_RuntimeError,
+            "cannot stop pyleakhunt: another tracer (such as the stdlib "
+            "tracemalloc) was started after it and still wraps its "
+            "allocator hooks; stop that tracer first");
+        return -1;
+    }
+    ref_tracer_remove();
+    atomic_store(&S.tracing, 0);
+    for (int d = 0; d < LH_NDOMAINS; d++) {
+        PyMem_SetAllocator(lh_domains[d], &S.underlying[d]);
+    }
+    S.hooks_installed = 0;
+    release_tables();
+    memset(&S.counters, 0, sizeof(S.counters));
+    return 0;
+}
+
+/* ---- the C API: foreign blocks --------------------------------------- */
+
+static int
+track_foreign(unsigned int domain, uintptr_t ptr, size_t size,
+              PyThreadState *tstate)
+{
+    lh_foreign_key key = {domain, ptr};
+    lh_foreign *entry;
+    HASH_FIND(hh, S.foreign, &key, sizeof(key), entry);
+    if (entry != NULL) {
+        account_remove(entry->site_id, entry->size);
+        HASH_DEL(S.foreign, entry);
+        lh_mem_free(entry, sizeof(*entry));
+    }
+    lh_site *site = current_site(domain, tstate);
+    entry = site != NULL ? lh_mem_calloc(1, sizeof(*entry)) : NULL;
+    if (entry == NULL) {
+        S.counters.lost_blocks++;
+        return -1;
+    }
+    entry->key = key;
+    entry->size = size;
+    entry->site_id = site->id;
+    S.mem_oom = 0;
+    HASH_ADD(hh, S.foreign, key, sizeof(key), entry);
+    if (S.mem_oom) {
+        lh_mem_free(entry, sizeof(*entry));
+        S.counters.lost_blocks++;
+        return -1;
+    }
+    account_add(site, size);
+    return 0;
+}
+
+int
+lh_track(unsigned int domain, uintptr_t ptr, size_t size)
+{
+    if (!is_tracing()) {
+        return -2;
+    }
+    PyThreadState *tstate = lh_frames_gil_holder();
+    int result = 0;
+    lh_lock_acquire(&S.lock);
+    if (!is_tracing()) {
+        result = -2;
+    }
+    else if (domain == LH_PYTHON_DOMAIN) {
+        record_block(domain, ptr, size, tstate);
+    }
+    else {
+        result = track_foreign(domain, ptr, size, tstate);
+    }
+    lh_lock_release(&S.lock);
+    return result;
+}
+
+int
+lh_untrack(unsigned int domain, uintptr_t ptr)
+{
+    if (!is_tracing()) {
+        return -2;
+    }
+    lh_lock_acquire(&S.lock);
+    if (is_tracing()) {
+        uint32_t site_id;
+        size_t size;
+        if (domain == LH_PYTHON_DOMAIN) {
+            forget_block(ptr, &site_id, &size);
+        }
+        else {
+            lh_foreign_key key = {domain, ptr};
+            lh_foreign *entry;
+            HASH_FIND(hh, S.foreign, &key, sizeof(key), entry);
+            if (entry != NULL) {
+                account_remove(entry->site_id, entry->size);
+                HASH_DEL(S.foreign, entry);
+                lh_mem_free(entry, sizeof(*entry));
+            }
+        }
+    }
+    lh_lock_release(&S.lock);
+    return 0;
+}
+
+/* ---- fork ------------------------------------------------------------ */
+
+/* Holding the lock across fork() means the child never inherits a table
+   in the middle of an update, nor a lock held by a thread that does not
+   exist in the child. */
+static void atfork_prepare(void) { lh_lock_acquire(&S.lock); }
+static void atfork_release(void) { lh_lock_release(&S.lock); }
+
+int
+lh_hooks_register_atfork(void)
+{
+    static int registered = 0;
+    if (registered) {
+        return 0;
+    }
+    if (pthread_atfork(atfork_prepare, atfork_release, atfork_release)
+        != 0) {
+        PyErr_SetString(PyExc_RuntimeError, "pthread_atfork failed");
+        return -1;
+    }
+    registered = 1;
+    return 0;
+}

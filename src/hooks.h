@@ -1,0 +1,40 @@
+/* hooks.h - the allocator hooks and the recording of blocks.
+ *
+ * Everything that changes the tracer's tables while a program runs goes
+ * through here: the PyMem_SetAllocator hooks on the RAW, MEM and OBJ
+ * domains, the C API for foreign allocations, and on 3.13+ the reference
+ * tracer that notices objects reused from free lists.
+ */
+#ifndef PYLEAKHUNT_HOOKS_H
+#define PYLEAKHUNT_HOOKS_H
+
+#include <Python.h>
+
+#include "state.h"
+
+/* Install the hooks and start recording.  Called with the GIL held.
+   Returns -1 with an exception set on failure. */
+int lh_hooks_start(int nframe, size_t sample_bytes);
+
+/* Stop recording, remove the hooks and free the tables.  Refuses (-1,
+   RuntimeError) when another tracer has wrapped our hooks and is still
+   installed on top of them.  Called with the GIL held. */
+int lh_hooks_stop(void);
+
+/* Forget every recorded block and site; tracing goes on.  GIL held. */
+void lh_hooks_clear(void);
+
+/* 1 if our hooks are the installed allocators of every domain. */
+int lh_hooks_installed_on_top(void);
+
+/* Change the traceback limit while tracing.  -1 with MemoryError set. */
+int lh_hooks_set_nframe(int nframe);
+
+/* Record or forget a block from outside the hooks (the C API). */
+int lh_track(unsigned int domain, uintptr_t ptr, size_t size);
+int lh_untrack(unsigned int domain, uintptr_t ptr);
+
+/* Make pthread_atfork keep the lock consistent across fork(). */
+int lh_hooks_register_atfork(void);
+
+#endif /* PYLEAKHUNT_HOOKS_H */

@@ -1,0 +1,485 @@
+/* module.c - pyleakhunt._core: the Python face of the tracer.
+ *
+ * Thin bindings over hooks.c and tables.c.  The one piece of real work is
+ * the snapshot: copy aggregates (and, for a full snapshot, blocks) under
+ * the lock into plain C arrays, release the lock, and only then build
+ * Python objects; building them allocates, which calls our hooks, which
+ * take the lock.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "frames.h"
+#include "hooks.h"
+#include "pyleakhunt.h"
+#include "state.h"
+
+#define S lh_tracer
+
+/* ---- frames to Python ------------------------------------------------ */
+
+static PyObject *
+unknown_frames(void)
+{
+    return Py_BuildValue("((si))", "<unknown>", 0);
+}
+
+static PyObject *
+frame_tuple(const lh_frame *frame)
+{
+    PyObject *filename = lh_frame_filename(frame);
+    if (filename == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        filename = PyUnicode_FromString("<unknown>");
+        if (filename == NULL) {
+            return NULL;
+        }
+    }
+    PyObject *result = Py_BuildValue("(Ni)", filename, lh_frame_lineno(frame));
+    return result;
+}
+
+/* The (filename, lineno) frames of `site`, most recent first, cached on
+   the site.  `intern` maps equal tuples to one object, so that traces with
+   the same traceback share it, as tracemalloc's do.  Returns a borrowed
+   reference.  Needs the GIL. */
+static PyObject *
+site_frames(lh_site *site, PyObject *intern)
+{
+    if (site->resolved != NULL) {
+        return site->resolved;
+    }
+    int n = site->key.nframe;
+    PyObject *frames = n == 0 ? unknown_frames() : PyTuple_New(n);
+    if (frames == NULL) {
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        PyObject *frame = frame_tuple(&site->key.frames[i]);
+        if (frame == NULL) {
+            Py_DECREF(frames);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(frames, i, frame);
+    }
+    if (intern != NULL) {
+        PyObject *shared = PyDict_SetDefault(intern, frames, frames);
+        if (shared == NULL) {
+            Py_DECREF(frames);
+            return NULL;
+        }
+        Py_INCREF(shared);
+        Py_DECREF(frames);
+        frames = shared;
+    }
+    site->resolved = frames;
+    return frames;
+}
+
+static unsigned int
+site_total_nframe(const lh_site *site)
+{
+    return site->key.nframe == 0 ? 1 : site->key.total_nframe;
+}
+
+/* ---- tracemalloc's API ----------------------------------------------- */
+
+static PyObject *
+core_start(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    int nframe = 1;
+    Py_ssize_t sample_bytes = 0;
+    if (!PyArg_ParseTuple(args, "|in:start", &nframe, &sample_bytes)) {
+        return NULL;
+    }
+    if (nframe < 1 || nframe > LH_MAX_NFRAME) {
+        PyErr_Format(PyExc_ValueError,
+                     "the number of frames must be in range [1; %d]",
+                     LH_MAX_NFRAME);
+        return NULL;
+    }
+    if (sample_bytes < 0) {
+        PyErr_SetString(PyExc_ValueError, "sample_bytes must be >= 0");
+        return NULL;
+    }
+    if (lh_hooks_register_atfork() < 0
+        || lh_hooks_start(nframe, (size_t)sample_bytes) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+core_stop(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
+{
+    if (lh_hooks_stop() < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+core_is_tracing(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
+{
+    return PyBool_FromLong(atomic_load(&S.tracing));
+}
+
+static PyObject *
+core_hooks_on_top(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
+{
+    return PyBool_FromLong(lh_hooks_installed_on_top());
+}
+
+static PyObject *
+core_clear_traces(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
+{
+    if (atomic_load(&S.tracing)) {
+        lh_hooks_clear();
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+core_get_traceback_limit(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
+{
+    return PyLong_FromLong(S.nframe > 0 ? S.nframe : 1);
+}
+
+static PyObject *
+core_get_traced_memory(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
+{
+    size_t current = 0, peak = 0;
+    if (atomic_load(&S.tracing)) {
+        lh_lock_acquire(&S.lock);
+        current = S.traced_bytes;
+        peak = S.peak_bytes;
+        lh_lock_release(&S.lock);
+    }
+    return Py_BuildValue("nn", (Py_ssize_t)current, (Py_ssize_t)peak);
+}
+
+static PyObject *
+core_reset_peak(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
+{
+    lh_lock_acquire(&S.lock);
+    S.peak_bytes = S.traced_bytes;
+    for (uint32_t i = 0; i < S.sites.nsites; i++) {
+        S.sites.by_id[i]->peak = S.sites.by_id[i]->size;
+    }
+    lh_lock_release(&S.lock);
+    Py_RETURN_NONE;
+}
+
+static size_t
+tracer_memory(void)
+{
+    return lh_mem_used();
+}
+
+static PyObject *
+core_get_tracemalloc_memory(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
+{
+    return PyLong_FromSize_t(tracer_memory());
+}
+
+static PyObject *
+core_get_object_traceback(PyObject *Py_UNUSED(module), PyObject *obj)
+{
+    if (!atomic_load(&S.tracing)) {
+        Py_RETURN_NONE;
+    }
+    uintptr_t block = lh_object_block(obj);
+    lh_site *site = NULL;
+    uint32_t site_id;
+    size_t size;
+    lh_lock_acquire(&S.lock);
+    if (lh_blocks_get(&S.blocks, block, &site_id, &size)) {
+        site = S.sites.by_id[site_id];
+    }
+    lh_lock_release(&S.lock);
+    if (site == NULL) {
+        Py_RETURN_NONE;
+    }
+    /* Sites are only freed with the GIL held, which we hold. */
+    PyObject *frames = site_frames(site, NULL);
+    Py_XINCREF(frames);
+    return frames;
+}
+
+/* ---- snapshots ------------------------------------------------------- */
+
+typedef struct {
+    lh_site *site;
+    size_t count;
+    size_t size;
+    size_t peak;
+} site_figures;
+
+typedef struct {
+    uint32_t nsites;
+    site_figures *sites;
+    size_t nblocks;
+    uint32_t *block_sites;  /* full snapshots only */
+    uint64_t *block_sizes;
+    uint64_t lost_blocks;
+} raw_copy;
+
+static void
+raw_copy_free(raw_copy *copy)
+{
+    lh_mem_free(copy->sites, copy->nsites * sizeof(site_figures));
+    lh_mem_free(copy->block_sites, copy->nblocks * sizeof(uint32_t));
+    lh_mem_free(copy->block_sizes, copy->nblocks * sizeof(uint64_t));
+}
+
+/* Copy the blocks; lock held.  Returns -1 when out of memory. */
+static int
+copy_blocks(raw_copy *copy)
+{
+    size_t n = S.blocks.used + HASH_COUNT(S.foreign);
+    copy->block_sites = lh_mem_alloc(n * sizeof(uint32_t) + 1);
+    copy->block_sizes = lh_mem_alloc(n * sizeof(uint64_t) + 1);
+    if (copy->block_sites == NULL || copy->block_sizes == NULL) {
+        return -1;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < S.blocks.capacity; i++) {
+        const lh_block *b = &S.blocks.slots[i];
+        if (b->ptr != 0) {
+            copy->block_sites[k] = b->site_id;
+            copy->block_sizes[k] = lh_blocks_size_of(&S.blocks, b);
+            k++;
+        }
+    }
+    for (lh_foreign *f = S.foreign; f != NULL; f = f->hh.next) {
+        copy->block_sites[k] = f->site_id;
+        copy->block_sizes[k] = f->size;
+        k++;
+    }
+    copy->nblocks = k;
+    return 0;
+}
+
+static int
+take_raw_copy(raw_copy *copy, int full)
+{
+    memset(copy, 0, sizeof(*copy));
+    int failed = 0;
+    lh_lock_acquire(&S.lock);
+    copy->nsites = S.sites.nsites;
+    copy->lost_blocks = S.counters.lost_blocks;
+    copy->sites = lh_mem_alloc(copy->nsites * sizeof(site_figures) + 1);
+    if (copy->sites == NULL) {
+        failed = 1;
+    }
+    else {
+        for (uint32_t i = 0; i < copy->nsites; i++) {
+            lh_site *site = S.sites.by_id[i];
+            copy->sites[i] = (site_figures){site, site->count, site->size,
+                                            site->peak};
+        }
+        failed = full && copy_blocks(copy) < 0;
+    }
+    lh_lock_release(&S.lock);
+    if (failed) {
+        raw_copy_free(copy);
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+site_record(const site_figures *fig, PyObject *intern)
+{
+    PyObject *frames = site_frames(fig->site, intern);
+    if (frames == NULL) {
+        return NULL;
+    }
+    return Py_BuildValue("(IOInnnI)", fig->site->key.domain, frames,
+                         site_total_nframe(fig->site),
+                         (Py_ssize_t)fig->count, (Py_ssize_t)fig->size,
+                         (Py_ssize_t)fig->peak, fig->site->key.tag);
+}
+
+/* Sites with live blocks, as records; index[id] gets each one's position
+   in the list (or UINT32_MAX when left out). */
+static PyObject *
+build_sites(const raw_copy *copy, uint32_t *index)
+{
+    PyObject *intern = PyDict_New();
+    PyObject *list = intern ? PyList_New(0) : NULL;
+    for (uint32_t i = 0; list != NULL && i < copy->nsites; i++) {
+        index[i] = UINT32_MAX;
+        if (copy->sites[i].count == 0) {
+            continue;
+        }
+        PyObject *record = site_record(&copy->sites[i], intern);
+        index[i] = (uint32_t)PyList_GET_SIZE(list);
+        if (record == NULL || PyList_Append(list, record) < 0) {
+            Py_XDECREF(record);
+            Py_CLEAR(list);
+            break;
+        }
+        Py_DECREF(record);
+    }
+    Py_XDECREF(intern);
+    return list;
+}
+
+static PyObject *
+build_blocks(const raw_copy *copy, const uint32_t *index)
+{
+    Py_ssize_t n = (Py_ssize_t)copy->nblocks;
+    PyObject *sites = PyBytes_FromStringAndSize(NULL, n * 4);
+    PyObject *sizes = PyBytes_FromStringAndSize(NULL, n * 8);
+    if (sites == NULL || sizes == NULL) {
+        Py_XDECREF(sites);
+        Py_XDECREF(sizes);
+        return NULL;
+    }
+    uint32_t *out = (uint32_t *)PyBytes_AS_STRING(sites);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        out[i] = index[copy->block_sites[i]];
+    }
+    memcpy(PyBytes_AS_STRING(sizes), copy->block_sizes, (size_t)n * 8);
+    return Py_BuildValue("(NN)", sites, sizes);
+}
+
+/* _snapshot(full) -> (sites, blocks, lost_blocks)
+   sites: [(domain, frames, total_nframe, count, size, peak, tag), ...]
+   blocks: None, or (site indexes as native uint32 bytes, sizes as native
+   uint64 bytes), one entry per live block. */
+static PyObject *
+core_snapshot(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    int full = PyObject_IsTrue(arg);
+    if (full < 0) {
+        return NULL;
+    }
+    raw_copy copy;
+    if (take_raw_copy(&copy, full) < 0) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    uint32_t *index = malloc((copy.nsites + 1) * sizeof(uint32_t));
+    PyObject *sites = index ? build_sites(&copy, index) : PyErr_NoMemory();
+    PyObject *blocks = Py_None;
+    Py_INCREF(blocks);
+    if (sites != NULL && full) {
+        Py_SETREF(blocks, build_blocks(&copy, index));
+    }
+    if (sites != NULL && blocks != NULL) {
+        result = Py_BuildValue("(OOK)", sites, blocks,
+                               (unsigned long long)copy.lost_blocks);
+    }
+    Py_XDECREF(sites);
+    Py_XDECREF(blocks);
+    free(index);
+    raw_copy_free(&copy);
+    return result;
+}
+
+/* ---- beyond tracemalloc ---------------------------------------------- */
+
+static PyObject *
+core_get_stats(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
+{
+    lh_lock_acquire(&S.lock);
+    lh_counters c = S.counters;
+    size_t live = S.blocks.used + HASH_COUNT(S.foreign);
+    size_t sites = S.sites.nsites;
+    size_t capacity = S.blocks.capacity;
+    lh_lock_release(&S.lock);
+    return Py_BuildValue(
+        "{sKsKsnsnsKsnsnsn}", "alloc_events", (unsigned long long)c.alloc_events,
+        "free_events", (unsigned long long)c.free_events,
+        "live_blocks", (Py_ssize_t)live,
+        "unique_tracebacks", (Py_ssize_t)sites,
+        "lost_blocks", (unsigned long long)c.lost_blocks,
+        "tracer_memory", (Py_ssize_t)tracer_memory(),
+        "block_table_capacity", (Py_ssize_t)capacity,
+        "sample_bytes", (Py_ssize_t)S.sample_bytes);
+}
+
+static PyObject *
+core_fail_after(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    long countdown = PyLong_AsLong(arg);
+    if (countdown == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    lh_mem_fail_after(countdown);
+    Py_RETURN_NONE;
+}
+
+/* ---- the C API capsule ----------------------------------------------- */
+
+static int
+capi_is_tracing(void)
+{
+    return atomic_load(&S.tracing);
+}
+
+static const PyLeakHunt_CAPI lh_capi = {
+    PYLEAKHUNT_CAPI_VERSION, lh_track, lh_untrack, capi_is_tracing};
+
+/* ---- module ---------------------------------------------------------- */
+
+static PyMethodDef core_methods[] = {
+    {"start", core_start, METH_VARARGS,
+     "start(nframe=1, sample_bytes=0)\n--\n\nStart tracing."},
+    {"stop", core_stop, METH_NOARGS, "Stop tracing and forget every trace."},
+    {"is_tracing", core_is_tracing, METH_NOARGS, "True while tracing."},
+    {"hooks_on_top", core_hooks_on_top, METH_NOARGS,
+     "True if our hooks are the installed allocators."},
+    {"clear_traces", core_clear_traces, METH_NOARGS, "Forget every trace."},
+    {"get_traceback_limit", core_get_traceback_limit, METH_NOARGS,
+     "The maximum number of frames stored per traceback."},
+    {"get_traced_memory", core_get_traced_memory, METH_NOARGS,
+     "(current, peak) traced bytes."},
+    {"reset_peak", core_reset_peak, METH_NOARGS,
+     "Set the peak to the current traced size."},
+    {"get_tracemalloc_memory", core_get_tracemalloc_memory, METH_NOARGS,
+     "Bytes used by the tracer's own tables."},
+    {"get_object_traceback", core_get_object_traceback, METH_O,
+     "Frames of the allocation of obj, most recent first, or None."},
+    {"snapshot", core_snapshot, METH_O,
+     "snapshot(full) -> (sites, blocks, lost_blocks)"},
+    {"get_stats", core_get_stats, METH_NOARGS, "The tracer's counters."},
+    {"_fail_after", core_fail_after, METH_O,
+     "Testing: make the tracer's allocations fail after n (-1: never)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef core_module = {
+    PyModuleDef_HEAD_INIT, "pyleakhunt._core",
+    "The C core of pyleakhunt: allocator hooks and live tables.", -1,
+    core_methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__core(void)
+{
+    PyObject *m = PyModule_Create(&core_module);
+    if (m == NULL) {
+        return NULL;
+    }
+    PyObject *capsule = PyCapsule_New((void *)&lh_capi, PYLEAKHUNT_CAPI_NAME,
+                                      NULL);
+    if (capsule == NULL || PyModule_AddObject(m, "_C_API", capsule) < 0) {
+        Py_XDECREF(capsule);
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyModule_AddIntConstant(m, "MAX_NFRAME", LH_MAX_NFRAME) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

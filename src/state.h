@@ -1,0 +1,103 @@
+/* state.h - the tracer's global state, in one struct.
+ *
+ * The allocator hooks are process-wide, so the state they use is too.  All
+ * of it lives in `lh_tracer` (defined in hooks.c), with one exception: the
+ * per-thread re-entrancy flag in hooks.c, which cannot live in a shared
+ * struct.
+ *
+ * Locking.  The MEM and OBJ hooks run with the GIL held, but the RAW hooks
+ * do not, and the C API may track blocks from any thread.  So every table
+ * is guarded by `lock`, a spin lock: it is held for a few hundred
+ * nanoseconds at most, and nothing that could block (or allocate through
+ * Python, or take the GIL) is ever done while holding it.  Lock order: the
+ * GIL, if taken at all, is always taken before `lock`, never after.
+ */
+#ifndef PYLEAKHUNT_STATE_H
+#define PYLEAKHUNT_STATE_H
+
+#include <Python.h>
+#include <sched.h>
+#include <stdatomic.h>
+
+#include "tables.h"
+
+/* Index of each hooked domain in the arrays below. */
+enum { LH_RAW = 0, LH_MEM = 1, LH_OBJ = 2, LH_NDOMAINS = 3 };
+
+/* tracemalloc's own domain numbers: every Python allocation is domain 0. */
+#define LH_PYTHON_DOMAIN 0u
+
+/* The largest traceback limit, the same as tracemalloc's. */
+#define LH_MAX_NFRAME 65535
+
+typedef struct {
+    atomic_flag held;
+} lh_lock;
+
+typedef struct {
+    /* Counted under `lock`. */
+    uint64_t alloc_events;
+    uint64_t free_events;
+    uint64_t lost_blocks;    /* blocks the tracer failed to record */
+    uint64_t sampled_blocks; /* allocations recorded in sampling mode */
+} lh_counters;
+
+typedef struct {
+    /* --- configuration, changed only with the GIL held --- */
+    int nframe;
+    size_t sample_bytes; /* 0: trace every block */
+    /* The allocators that were installed when tracing started; the hooks
+       forward to these.  They are kept after stop(), because another
+       tracer that wrapped ours may still call our hooks. */
+    PyMemAllocatorEx underlying[LH_NDOMAINS];
+    int hooks_installed;
+    /* Read without the lock on the fast path, so atomic. */
+    atomic_int tracing;
+
+    /* --- everything below is guarded by `lock` --- */
+    lh_lock lock;
+    lh_block_table blocks;
+    lh_site_table sites;
+    lh_foreign *foreign;
+    size_t traced_bytes;
+    size_t peak_bytes;
+    lh_counters counters;
+    /* Scratch key for capturing the current traceback. */
+    lh_site_key *scratch;
+    size_t scratch_frames;
+
+    /* --- the tracer's own memory (tables.c), guarded by `lock` or by
+       being used before tracing starts --- */
+    atomic_size_t mem_used;
+    atomic_long mem_fail_countdown; /* <0: never fail */
+    int mem_oom;                    /* set when uthash failed to allocate */
+} lh_tracer_state;
+
+extern lh_tracer_state lh_tracer;
+
+static inline void
+lh_lock_acquire(lh_lock *lock)
+{
+    unsigned int spins = 0;
+    while (atomic_flag_test_and_set_explicit(&lock->held,
+                                             memory_order_acquire)) {
+        /* The lock is held for a few hundred nanoseconds at most, so spin;
+           but yield if the holder seems to have been preempted. */
+        if (++spins % 64 == 0) {
+            sched_yield();
+        }
+#if defined(__x86_64__) || defined(__i386__)
+        else {
+            __builtin_ia32_pause();
+        }
+#endif
+    }
+}
+
+static inline void
+lh_lock_release(lh_lock *lock)
+{
+    atomic_flag_clear_explicit(&lock->held, memory_order_release);
+}
+
+#endif /* PYLEAKHUNT_STATE_H */

@@ -1,0 +1,438 @@
+/* tables.c - live blocks, call sites, and the tracer's own memory.
+ *
+ * The block table is open addressing with Robin Hood insertion and
+ * backward-shift deletion.  Why not uthash: a uthash entry costs a 56-byte
+ * handle plus the malloc header and bucket array, about 90 bytes a block;
+ * with millions of live blocks that is more than the program's own data.
+ * Robin Hood keeps probe sequences short even at 85% load, so a slot costs
+ * 16 bytes and a block costs 19 to 40 bytes depending on where the table
+ * is in its growth cycle.  Lookups of absent addresses (frees of blocks
+ * allocated before tracing started) stop early too.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "state.h"
+#include "tables.h"
+
+/* ---- the tracer's own memory ----------------------------------------- */
+
+/* libc, not PyMem: the tables must never re-enter the allocator hooks. */
+static int
+mem_should_fail(void)
+{
+    long left = atomic_load(&lh_tracer.mem_fail_countdown);
+    if (left < 0) {
+        return 0;
+    }
+    if (left == 0) {
+        return 1;
+    }
+    atomic_fetch_sub(&lh_tracer.mem_fail_countdown, 1);
+    return 0;
+}
+
+void *
+lh_mem_alloc(size_t size)
+{
+    if (mem_should_fail()) {
+        return NULL;
+    }
+    void *ptr = malloc(size);
+    if (ptr != NULL) {
+        atomic_fetch_add(&lh_tracer.mem_used, size);
+    }
+    return ptr;
+}
+
+void *
+lh_mem_calloc(size_t n, size_t size)
+{
+    if (mem_should_fail()) {
+        return NULL;
+    }
+    void *ptr = calloc(n, size);
+    if (ptr != NULL) {
+        atomic_fetch_add(&lh_tracer.mem_used, n * size);
+    }
+    return ptr;
+}
+
+void
+lh_mem_free(void *ptr, size_t size)
+{
+    if (ptr != NULL) {
+        atomic_fetch_sub(&lh_tracer.mem_used, size);
+        free(ptr);
+    }
+}
+
+size_t
+lh_mem_used(void)
+{
+    return atomic_load(&lh_tracer.mem_used);
+}
+
+void
+lh_mem_fail_after(long countdown)
+{
+    atomic_store(&lh_tracer.mem_fail_countdown, countdown);
+}
+
+void
+lh_mem_note_oom(void)
+{
+    lh_tracer.mem_oom = 1;
+}
+
+/* ---- call sites ------------------------------------------------------ */
+
+uint64_t
+lh_site_hash(const lh_site_key *key, size_t keylen)
+{
+    /* Keys are a multiple of 8 bytes (lh_frame is 16): hash by words. */
+    const uint64_t *word = (const uint64_t *)key;
+    uint64_t h = 0x9E3779B97F4A7C15u ^ keylen;
+    for (size_t i = 0; i < keylen / 8; i++) {
+        h ^= word[i];
+        h *= 0xBF58476D1CE4E5B9u;
+        h ^= h >> 31;
+    }
+    return h;
+}
+
+static int
+sites_reserve_id(lh_site_table *t)
+{
+    if (t->nsites < t->capacity) {
+        return 0;
+    }
+    uint32_t capacity = t->capacity ? t->capacity * 2 : 1024;
+    lh_site **by_id = lh_mem_alloc(capacity * sizeof(lh_site *));
+    if (by_id == NULL) {
+        return -1;
+    }
+    if (t->nsites) {
+        memcpy(by_id, t->by_id, t->nsites * sizeof(lh_site *));
+    }
+    lh_mem_free(t->by_id, t->capacity * sizeof(lh_site *));
+    t->by_id = by_id;
+    t->capacity = capacity;
+    return 0;
+}
+
+lh_site *
+lh_sites_intern(lh_site_table *t, const lh_site_key *key, size_t keylen)
+{
+    uint64_t hash = lh_site_hash(key, keylen);
+    lh_site *site;
+    HASH_FIND_BYHASHVALUE(hh, t->by_key, key, keylen, (unsigned)hash, site);
+    if (site != NULL) {
+        return site;
+    }
+    if (t->nsites == UINT32_MAX - 1 || sites_reserve_id(t) < 0) {
+        return NULL;
+    }
+    size_t alloc = offsetof(lh_site, key) + keylen;
+    site = lh_mem_calloc(1, alloc);
+    if (site == NULL) {
+        return NULL;
+    }
+    memcpy(&site->key, key, keylen);
+    site->keylen = keylen;
+    site->hash = hash;
+    site->id = t->nsites;
+    lh_tracer.mem_oom = 0;
+    HASH_ADD_BYHASHVALUE(hh, t->by_key, key, keylen, (unsigned)hash, site);
+    if (lh_tracer.mem_oom) {
+        lh_mem_free(site, alloc);
+        return NULL;
+    }
+    /* The frames outlive the stack they came from, so keep the code
+       objects alive; their lines are resolved only at snapshot time. */
+    for (int i = 0; i < key->nframe; i++) {
+        Py_INCREF(site->key.frames[i].code);
+    }
+    t->by_id[t->nsites++] = site;
+    return site;
+}
+
+void
+lh_sites_clear(lh_site_table *t)
+{
+    HASH_CLEAR(hh, t->by_key);
+    for (uint32_t i = 0; i < t->nsites; i++) {
+        lh_site *site = t->by_id[i];
+        for (int f = 0; f < site->key.nframe; f++) {
+            Py_DECREF(site->key.frames[f].code);
+        }
+        Py_XDECREF((PyObject *)site->resolved);
+        lh_mem_free(site, offsetof(lh_site, key) + site->keylen);
+    }
+    lh_mem_free(t->by_id, t->capacity * sizeof(lh_site *));
+    memset(t, 0, sizeof(*t));
+}
+
+size_t
+lh_sites_memory(const lh_site_table *t)
+{
+    size_t total = t->capacity * sizeof(lh_site *);
+    for (uint32_t i = 0; i < t->nsites; i++) {
+        total += offsetof(lh_site, key) + t->by_id[i]->keylen;
+    }
+    if (t->by_key != NULL) {
+        total += t->by_key->hh.tbl->num_buckets * sizeof(UT_hash_bucket);
+    }
+    return total;
+}
+
+/* ---- live blocks ----------------------------------------------------- */
+
+/* Blocks are at least 8-byte aligned; Fibonacci hashing of the address
+   spreads consecutive blocks over the whole table. */
+static inline size_t
+block_home(const lh_block_table *t, uintptr_t ptr)
+{
+    return (size_t)(((uint64_t)ptr * 0x9E3779B97F4A7C15u) >> t->shift);
+}
+
+static inline size_t
+probe_distance(const lh_block_table *t, uintptr_t ptr, size_t slot)
+{
+    return (slot - block_home(t, ptr)) & (t->capacity - 1);
+}
+
+/* Place a block known to be absent; the table has a free slot. */
+static void
+blocks_place(lh_block_table *t, lh_block entry)
+{
+    size_t mask = t->capacity - 1;
+    size_t slot = block_home(t, entry.ptr);
+    size_t dist = 0;
+    for (;;) {
+        lh_block *cur = &t->slots[slot];
+        if (cur->ptr == 0) {
+            *cur = entry;
+            t->used++;
+            return;
+        }
+        size_t cur_dist = probe_distance(t, cur->ptr, slot);
+        if (cur_dist < dist) {
+            /* Robin Hood: the poorer entry takes the slot. */
+            lh_block displaced = *cur;
+            *cur = entry;
+            entry = displaced;
+            dist = cur_dist;
+        }
+        slot = (slot + 1) & mask;
+        dist++;
+    }
+}
+
+static int
+blocks_resize(lh_block_table *t, size_t capacity)
+{
+    lh_block *slots = lh_mem_calloc(capacity, sizeof(lh_block));
+    if (slots == NULL) {
+        return -1;
+    }
+    lh_block *old = t->slots;
+    size_t old_capacity = t->capacity;
+    t->slots = slots;
+    t->capacity = capacity;
+    t->shift = 64 - (unsigned int)__builtin_ctzll(capacity);
+    t->used = 0;
+    for (size_t i = 0; i < old_capacity; i++) {
+        if (old[i].ptr != 0) {
+            blocks_place(t, old[i]);
+        }
+    }
+    lh_mem_free(old, old_capacity * sizeof(lh_block));
+    return 0;
+}
+
+/* Keep the load under 85%; if the table cannot grow, it may fill up to
+   97% before inserts start to fail (and are counted as lost). */
+static int
+blocks_make_room(lh_block_table *t)
+{
+    if (t->capacity == 0) {
+        return blocks_resize(t, 1u << 16);
+    }
+    if (t->used + 1 <= t->capacity / 20 * 17) {
+        return 0;
+    }
+    if (blocks_resize(t, t->capacity * 2) == 0) {
+        return 0;
+    }
+    return t->used + 1 <= t->capacity / 100 * 97 ? 0 : -1;
+}
+
+static lh_block *
+blocks_find(const lh_block_table *t, uintptr_t ptr)
+{
+    if (t->capacity == 0) {
+        return NULL;
+    }
+    size_t mask = t->capacity - 1;
+    size_t slot = block_home(t, ptr);
+    for (size_t dist = 0;; dist++) {
+        lh_block *cur = &t->slots[slot];
+        if (cur->ptr == ptr) {
+            return cur;
+        }
+        /* Robin Hood order: once we meet an entry closer to its home than
+           we are to ours, ptr cannot be further on. */
+        if (cur->ptr == 0 || probe_distance(t, cur->ptr, slot) < dist) {
+            return NULL;
+        }
+        slot = (slot + 1) & mask;
+    }
+}
+
+size_t
+lh_blocks_size_of(const lh_block_table *t, const lh_block *b)
+{
+    if (b->size != LH_BIG_SIZE) {
+        return b->size;
+    }
+    lh_big_size *big;
+    HASH_FIND(hh, t->big, &b->ptr, sizeof(uintptr_t), big);
+    return big != NULL ? big->size : 0;
+}
+
+static void
+big_forget(lh_block_table *t, uintptr_t ptr)
+{
+    lh_big_size *big;
+    HASH_FIND(hh, t->big, &ptr, sizeof(uintptr_t), big);
+    if (big != NULL) {
+        HASH_DEL(t->big, big);
+        lh_mem_free(big, sizeof(*big));
+    }
+}
+
+/* Blocks of 4 GiB or more keep their size in a side table. */
+static int
+big_remember(lh_block_table *t, uintptr_t ptr, size_t size)
+{
+    lh_big_size *big = lh_mem_alloc(sizeof(*big));
+    if (big == NULL) {
+        return -1;
+    }
+    big->ptr = ptr;
+    big->size = size;
+    lh_tracer.mem_oom = 0;
+    HASH_ADD(hh, t->big, ptr, sizeof(uintptr_t), big);
+    if (lh_tracer.mem_oom) {
+        lh_mem_free(big, sizeof(*big));
+        return -1;
+    }
+    return 0;
+}
+
+int
+lh_blocks_put(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
+              size_t size, uint32_t *old_site, size_t *old_size)
+{
+    uint32_t stored = size >= LH_BIG_SIZE ? LH_BIG_SIZE : (uint32_t)size;
+    lh_block *cur = blocks_find(t, ptr);
+    if (cur != NULL) {
+        /* The address was freed behind our back (an allocator we do not
+           see) and reused: the new block replaces the old record. */
+        *old_site = cur->site_id;
+        *old_size = lh_blocks_size_of(t, cur);
+        if (cur->size == LH_BIG_SIZE) {
+            big_forget(t, ptr);
+        }
+        if (stored == LH_BIG_SIZE && big_remember(t, ptr, size) < 0) {
+            return -1;
+        }
+        cur->site_id = site_id;
+        cur->size = stored;
+        return 1;
+    }
+    if (blocks_make_room(t) < 0) {
+        return -1;
+    }
+    if (stored == LH_BIG_SIZE && big_remember(t, ptr, size) < 0) {
+        return -1;
+    }
+    lh_block entry = {ptr, site_id, stored};
+    blocks_place(t, entry);
+    return 0;
+}
+
+int
+lh_blocks_get(const lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
+              size_t *size)
+{
+    const lh_block *cur = blocks_find(t, ptr);
+    if (cur == NULL) {
+        return 0;
+    }
+    *site_id = cur->site_id;
+    *size = lh_blocks_size_of(t, cur);
+    return 1;
+}
+
+int
+lh_blocks_set_site(lh_block_table *t, uintptr_t ptr, uint32_t site_id)
+{
+    lh_block *cur = blocks_find(t, ptr);
+    if (cur == NULL) {
+        return 0;
+    }
+    cur->site_id = site_id;
+    return 1;
+}
+
+int
+lh_blocks_pop(lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
+              size_t *size)
+{
+    lh_block *cur = blocks_find(t, ptr);
+    if (cur == NULL) {
+        return 0;
+    }
+    *site_id = cur->site_id;
+    *size = lh_blocks_size_of(t, cur);
+    if (cur->size == LH_BIG_SIZE) {
+        big_forget(t, ptr);
+    }
+    /* Backward shift: pull the following displaced entries one slot
+       closer to home, so no tombstones are needed. */
+    size_t mask = t->capacity - 1;
+    size_t slot = (size_t)(cur - t->slots);
+    for (;;) {
+        size_t next = (slot + 1) & mask;
+        lh_block *n = &t->slots[next];
+        if (n->ptr == 0 || probe_distance(t, n->ptr, next) == 0) {
+            break;
+        }
+        t->slots[slot] = *n;
+        slot = next;
+    }
+    t->slots[slot].ptr = 0;
+    t->used--;
+    return 1;
+}
+
+void
+lh_blocks_clear(lh_block_table *t)
+{
+    lh_big_size *big, *tmp;
+    HASH_ITER(hh, t->big, big, tmp) {
+        HASH_DEL(t->big, big);
+        lh_mem_free(big, sizeof(*big));
+    }
+    lh_mem_free(t->slots, t->capacity * sizeof(lh_block));
+    memset(t, 0, sizeof(*t));
+}
+
+size_t
+lh_blocks_memory(const lh_block_table *t)
+{
+    return t->capacity * sizeof(lh_block)
+           + HASH_COUNT(t->big) * sizeof(lh_big_size);
+}

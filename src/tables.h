@@ -1,0 +1,144 @@
+/* tables.h - the tracer's tables: live blocks, call sites, foreign blocks.
+ *
+ * Three tables, each owned by the global tracer state (state.h) and guarded
+ * by its lock:
+ *
+ *   - the block table maps the address of every live traced block of the
+ *     Python domains to its size and the id of its call site.  It holds
+ *     millions of entries, so it is a compact open-addressing table written
+ *     for the purpose (16 bytes a block), not uthash (about 70 bytes a
+ *     block); see docs/design.md.
+ *   - the site table interns call sites: a (domain, tag, traceback) key
+ *     with live aggregates (blocks, bytes, peak).  Snapshots copy these
+ *     aggregates instead of every block.  uthash, plus an array by id.
+ *   - the foreign table holds blocks tracked through the C API in numbered
+ *     domains other than 0; they are few, so uthash is fine there.
+ *
+ * Nothing here allocates with the Python allocators: every byte comes from
+ * lh_mem_alloc(), so the tables never re-enter the allocator hooks.
+ */
+#ifndef PYLEAKHUNT_TABLES_H
+#define PYLEAKHUNT_TABLES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "frames.h"
+#include "uthash_config.h"
+
+/* ---- memory for the tracer's own use -------------------------------- */
+
+void *lh_mem_alloc(size_t size);
+void *lh_mem_calloc(size_t n, size_t size);
+void lh_mem_free(void *ptr, size_t size);
+/* Bytes currently allocated through lh_mem_alloc/calloc. */
+size_t lh_mem_used(void);
+/* Make the next internal allocations fail after `countdown` successes
+   (-1 disables).  Used by tests to drive the out-of-memory path. */
+void lh_mem_fail_after(long countdown);
+
+/* ---- call sites ------------------------------------------------------ */
+
+/* The part of a site that identifies it.  It is compared with memcmp, so
+   builders must zero it first (lh_frame has padding). */
+typedef struct {
+    uint32_t domain;
+    uint32_t tag;
+    uint16_t nframe;
+    uint16_t total_nframe;
+    uint32_t reserved;
+    lh_frame frames[];
+} lh_site_key;
+
+typedef struct lh_site {
+    UT_hash_handle hh;
+    uint64_t hash;
+    uint32_t id;
+    /* Live aggregates, updated as blocks come and go. */
+    size_t count;
+    size_t size;
+    size_t peak;
+    /* Sum over live sampled blocks of 1/p (see hooks.c); 0 when exact. */
+    double est_count;
+    double est_size;
+    /* Cached tuple of (filename, lineno) frames, built under the GIL the
+       first time a snapshot needs it.  NULL until then. */
+    void *resolved;
+    size_t keylen;
+    lh_site_key key; /* must stay last: frames follow */
+} lh_site;
+
+typedef struct {
+    lh_site *by_key;  /* uthash head */
+    lh_site **by_id;  /* id -> site, for O(1) updates from a block */
+    uint32_t nsites;
+    uint32_t capacity;
+} lh_site_table;
+
+/* Hash of a key of `keylen` bytes. */
+uint64_t lh_site_hash(const lh_site_key *key, size_t keylen);
+/* Find or create the site for `key`.  A new site takes strong references
+   to the code objects in its frames, so the caller must hold the GIL when
+   the key has frames.  Returns NULL when memory is exhausted. */
+lh_site *lh_sites_intern(lh_site_table *t, const lh_site_key *key,
+                         size_t keylen);
+/* Release every site.  The caller must hold the GIL and must not hold the
+   tracer lock: dropping code references can free objects. */
+void lh_sites_clear(lh_site_table *t);
+size_t lh_sites_memory(const lh_site_table *t);
+
+/* ---- live blocks ----------------------------------------------------- */
+
+typedef struct {
+    uintptr_t ptr;  /* 0 marks an empty slot */
+    uint32_t site_id;
+    uint32_t size;  /* LH_BIG_SIZE: the real size is in the big table */
+} lh_block;
+
+#define LH_BIG_SIZE UINT32_MAX
+
+typedef struct lh_big_size {
+    UT_hash_handle hh;
+    uintptr_t ptr;
+    size_t size;
+} lh_big_size;
+
+typedef struct {
+    lh_block *slots;
+    size_t capacity;  /* a power of two, or 0 */
+    size_t used;
+    unsigned int shift;  /* 64 - log2(capacity) */
+    lh_big_size *big;
+} lh_block_table;
+
+/* Insert or replace.  Returns 1 when an entry for `ptr` was replaced (its
+   old site and size in *old), 0 when inserted, -1 when out of memory. */
+int lh_blocks_put(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
+                  size_t size, uint32_t *old_site, size_t *old_size);
+/* Remove `ptr`.  Returns 1 and its site and size when it was present. */
+int lh_blocks_pop(lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
+                  size_t *size);
+/* Look `ptr` up without removing it. */
+int lh_blocks_get(const lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
+                  size_t *size);
+/* Change the site of a present block; returns 0 when absent. */
+int lh_blocks_set_site(lh_block_table *t, uintptr_t ptr, uint32_t site_id);
+size_t lh_blocks_size_of(const lh_block_table *t, const lh_block *b);
+void lh_blocks_clear(lh_block_table *t);
+size_t lh_blocks_memory(const lh_block_table *t);
+
+/* ---- foreign domains ------------------------------------------------- */
+
+typedef struct {
+    unsigned int domain;
+    uintptr_t ptr;
+} lh_foreign_key;
+
+typedef struct lh_foreign {
+    UT_hash_handle hh;
+    lh_foreign_key key;
+    size_t size;
+    uint32_t site_id;
+} lh_foreign;
+
+#endif /* PYLEAKHUNT_TABLES_H */
