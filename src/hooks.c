@@ -11,7 +11,6 @@
  * on other threads, so such a thread can read our function with the old
  * ctx; ignoring ctx makes that torn read harmless.
  */
-#include <math.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -299,6 +298,9 @@ on_new_reference(PyObject *op, PyRefTracerEvent event, void *data)
     }
     uintptr_t block = lh_object_block(op);
     if (block == lh_last_block) {
+        /* Consumed: if this block is later reused from a free list, the
+           next creation in it must not be mistaken for this one. */
+        lh_last_block = 0;
         return 0;
     }
     PyThreadState *tstate = lh_frames_tstate();
@@ -467,6 +469,18 @@ lh_hooks_stop(void)
     return 0;
 }
 
+void
+lh_hooks_abandon(void)
+{
+    /* Our hooks are no longer called, so nothing to uninstall; if some
+       tracer still calls them, they forward (S.underlying stays valid). */
+    ref_tracer_remove();
+    atomic_store(&S.tracing, 0);
+    S.hooks_installed = 0;
+    release_tables();
+    memset(&S.counters, 0, sizeof(S.counters));
+}
+
 /* ---- the C API: foreign blocks --------------------------------------- */
 
 static int
@@ -562,8 +576,7 @@ static void atfork_release(void) { lh_lock_release(&S.lock); }
 int
 lh_hooks_register_atfork(void)
 {
-    static int registered = 0;
-    if (registered) {
+    if (S.atfork_registered) {
         return 0;
     }
     if (pthread_atfork(atfork_prepare, atfork_release, atfork_release)
@@ -571,6 +584,6 @@ lh_hooks_register_atfork(void)
         PyErr_SetString(PyExc_RuntimeError, "pthread_atfork failed");
         return -1;
     }
-    registered = 1;
+    S.atfork_registered = 1;
     return 0;
 }

@@ -21,6 +21,10 @@ int lh_hooks_start(int nframe, size_t sample_bytes);
    installed on top of them.  Called with the GIL held. */
 int lh_hooks_stop(void);
 
+/* Stop recording and free the tables without touching the allocators:
+   for when another tracer has already removed our hooks.  GIL held. */
+void lh_hooks_abandon(void);
+
 /* Forget every recorded block and site; tracing goes on.  GIL held. */
 void lh_hooks_clear(void);
 

@@ -136,6 +136,13 @@ core_hooks_on_top(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
 }
 
 static PyObject *
+core_abandon(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
+{
+    lh_hooks_abandon();
+    Py_RETURN_NONE;
+}
+
+static PyObject *
 core_clear_traces(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
 {
     if (atomic_load(&S.tracing)) {
@@ -438,6 +445,8 @@ static PyMethodDef core_methods[] = {
     {"is_tracing", core_is_tracing, METH_NOARGS, "True while tracing."},
     {"hooks_on_top", core_hooks_on_top, METH_NOARGS,
      "True if our hooks are the installed allocators."},
+    {"abandon", core_abandon, METH_NOARGS,
+     "Stop recording without touching the allocators."},
     {"clear_traces", core_clear_traces, METH_NOARGS, "Forget every trace."},
     {"get_traceback_limit", core_get_traceback_limit, METH_NOARGS,
      "The maximum number of frames stored per traceback."},

@@ -51,6 +51,7 @@ typedef struct {
        tracer that wrapped ours may still call our hooks. */
     PyMemAllocatorEx underlying[LH_NDOMAINS];
     int hooks_installed;
+    int atfork_registered;
     /* Read without the lock on the fast path, so atomic. */
     atomic_int tracing;
 

@@ -1,0 +1,225 @@
+"""pyleakhunt: hunt memory leaks in Python programs.
+
+The module-level API is tracemalloc's, with the same semantics, so that
+``import pyleakhunt as tracemalloc`` works in existing code.  On top of it:
+
+- ``take_snapshot(traces=False)`` copies live per-site aggregates instead of
+  every block: milliseconds, however big the heap;
+- ``Snapshot.top()`` and ``Snapshot.diff()``;
+- ``get_stats()``, the tracer's own counters.
+"""
+
+from __future__ import annotations
+
+import atexit
+import linecache  # noqa: F401  (tracemalloc exposes it; tests patch it)
+import os
+import sys
+import time
+from array import array
+from typing import Any, Dict, Optional, Tuple
+
+from . import _core
+from ._raw import RawFrames, RawSite, RawSnapshot
+from .snapshot import (
+    AggregatedSnapshotError,
+    BaseFilter,
+    DomainFilter,
+    Filter,
+    Frame,
+    RawTraces,
+    Snapshot,
+    Statistic,
+    StatisticDiff,
+    Trace,
+    Traceback,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AggregatedSnapshotError",
+    "BaseFilter",
+    "DomainFilter",
+    "Filter",
+    "Frame",
+    "Snapshot",
+    "Statistic",
+    "StatisticDiff",
+    "Trace",
+    "Traceback",
+    "clear_traces",
+    "get_object_traceback",
+    "get_stats",
+    "get_traceback_limit",
+    "get_traced_memory",
+    "get_tracemalloc_memory",
+    "is_tracing",
+    "reset_peak",
+    "start",
+    "stop",
+    "take_snapshot",
+]
+
+_Frame = Frame  # the name CPython's test suite uses
+
+clear_traces = _core.clear_traces
+get_traceback_limit = _core.get_traceback_limit
+get_tracemalloc_memory = _core.get_tracemalloc_memory
+reset_peak = _core.reset_peak
+
+
+class _Session:
+    """What start() learnt that stop() and the checks need."""
+
+    #: Whether the stdlib tracemalloc was tracing (below us) when we started.
+    stdlib_below = False
+
+
+def _stdlib_tracing() -> bool:
+    tracemalloc = sys.modules.get("tracemalloc")
+    return tracemalloc is not None and tracemalloc.is_tracing()
+
+
+def _check_hooks() -> None:
+    """Stop cleanly if another tracer removed our hooks behind our back.
+
+    The stdlib tracemalloc, started before pyleakhunt and stopped while
+    pyleakhunt traces, reinstalls the allocators it saved, which drops our
+    hooks.  Our tables then go stale, so say so instead of answering.
+    """
+    if not _core.is_tracing() or _core.hooks_on_top():
+        return
+    if _stdlib_tracing() and not _Session.stdlib_below:
+        return  # tracemalloc was started after us and wraps our hooks
+    _core.abandon()
+    raise RuntimeError(
+        "pyleakhunt stopped tracing: another tracer (such as the stdlib "
+        "tracemalloc) removed its allocator hooks; stop the other tracer "
+        "only after pyleakhunt, or start pyleakhunt again"
+    )
+
+
+def start(nframe: int = 1, *, sample_bytes: Optional[int] = None) -> None:
+    """Start tracing Python memory allocations.
+
+    *nframe* is the number of frames kept per traceback (1 to 65535).  If
+    tracing is already on, only the limit changes.
+    """
+    if sample_bytes is not None:
+        raise NotImplementedError("sampled tracing is not available yet")
+    if not isinstance(nframe, int):
+        raise TypeError(f"nframe must be an int, not {type(nframe).__name__}")
+    if not _core.is_tracing():
+        _Session.stdlib_below = _stdlib_tracing()
+    _core.start(nframe, 0)
+
+
+def stop() -> None:
+    """Stop tracing and forget every trace."""
+    try:
+        _check_hooks()
+    except RuntimeError:
+        return  # already stopped, which is what the caller wants
+    _core.stop()
+
+
+def is_tracing() -> bool:
+    """True while pyleakhunt traces allocations."""
+    return _core.is_tracing()
+
+
+def get_traced_memory() -> Tuple[int, int]:
+    """``(current, peak)`` size in bytes of the traced memory blocks."""
+    _check_hooks()
+    return _core.get_traced_memory()
+
+
+def _get_object_traceback(obj: object) -> Optional[RawFrames]:
+    return _core.get_object_traceback(obj)
+
+
+def get_object_traceback(obj: object) -> Optional[Traceback]:
+    """The traceback where *obj* was allocated, or None if it was not traced."""
+    frames = _get_object_traceback(obj)
+    return Traceback(frames) if frames is not None else None
+
+
+def get_stats() -> Dict[str, Any]:
+    """The tracer's own counters.
+
+    ``alloc_events`` and ``free_events`` count the hooks' calls,
+    ``live_blocks`` and ``unique_tracebacks`` the tables' sizes,
+    ``lost_blocks`` the blocks it failed to record, ``tracer_memory`` the
+    bytes of its own tables.
+    """
+    stats = _core.get_stats()
+    stats["tracing"] = _core.is_tracing()
+    stats["traceback_limit"] = _core.get_traceback_limit()
+    return stats
+
+
+def _raw_snapshot(full: bool) -> RawSnapshot:
+    """The tracer's current state as plain data."""
+    _check_hooks()
+    sites, blocks, lost_blocks = _core.snapshot(full)
+    block_sites = block_sizes = None
+    if blocks is not None:
+        block_sites = array("I")
+        block_sites.frombytes(blocks[0])
+        block_sizes = array("Q")
+        block_sizes.frombytes(blocks[1])
+    return RawSnapshot(
+        traceback_limit=_core.get_traceback_limit(),
+        sites=[RawSite(*record) for record in sites],
+        block_sites=block_sites,
+        block_sizes=block_sizes,
+        lost_blocks=lost_blocks,
+        pid=os.getpid(),
+        timestamp=time.time(),
+    )
+
+
+def _get_traces() -> RawTraces:
+    """Every live trace as ``(domain, size, frames, total_nframe)`` tuples.
+
+    Empty when not tracing, like tracemalloc's.
+    """
+    if not _core.is_tracing():
+        return RawTraces([], array("I"), array("Q"))
+    raw = _raw_snapshot(full=True)
+    traces = RawTraces(raw.sites, raw.block_sites, raw.block_sizes)
+    traces.snapshot = raw  # type: ignore[attr-defined]
+    return traces
+
+
+def take_snapshot(traces: bool = True) -> Snapshot:
+    """Take a snapshot of the live memory blocks.
+
+    With ``traces=False`` the snapshot is aggregated: per-site totals only,
+    whose cost follows the number of call sites, not of live blocks.  Its
+    statistics are the same as a full snapshot's.
+    """
+    if not is_tracing():
+        raise RuntimeError(
+            "the tracemalloc module must be tracing memory allocations to "
+            "take a snapshot"
+        )
+    if not traces:
+        return Snapshot._from_raw(_raw_snapshot(full=False))
+    raw_traces = _get_traces()
+    limit = get_traceback_limit()
+    raw = getattr(raw_traces, "snapshot", None)
+    if raw is not None and raw.traceback_limit == limit:
+        return Snapshot._from_raw(raw)
+    return Snapshot(raw_traces, limit)
+
+
+def _stop_at_exit() -> None:
+    # Release the tables (and the code objects they keep) before the
+    # interpreter tears itself down.
+    if _core.is_tracing() and _core.hooks_on_top():
+        _core.stop()
+
+
+atexit.register(_stop_at_exit)
