@@ -307,7 +307,8 @@ def _encode_payload(snap: RawSnapshot) -> bytes:
     if len(frame_index) > MAX_FRAMES:
         raise ValueError(f"more than {MAX_FRAMES} distinct frames")
     try:
-        filenames, frame_lines = zip(*frame_index) if frame_index else ((), ())
+        filenames = [filename for filename, _ in frame_index]
+        frame_lines = [lineno for _, lineno in frame_index]
     except (TypeError, ValueError):
         raise TypeError("each frame must be a (filename, lineno) tuple") from None
     tag_ids = list(snap.tags)
@@ -331,15 +332,16 @@ def _encode_payload(snap: RawSnapshot) -> bytes:
             )
         if n_blocks > MAX_BLOCKS:
             raise ValueError(f"{n_blocks} blocks (> {MAX_BLOCKS})")
-    for name, value in (
-        ("sample_bytes", snap.sample_bytes),
-        ("lost_blocks", snap.lost_blocks),
-        ("pid", snap.pid),
+    for name, value, low, high in (
+        ("sample_bytes", snap.sample_bytes, 0, _U64_LIMIT - 1),
+        ("lost_blocks", snap.lost_blocks, 0, _U64_LIMIT - 1),
+        ("pid", snap.pid, 0, _U64_LIMIT - 1),
+        ("traceback_limit", snap.traceback_limit, _I64_MIN, _I64_MAX),
     ):
-        if not 0 <= value < _U64_LIMIT:
-            raise ValueError(f"{name} must be in [0, 2**64), got {value}")
-    if not _I64_MIN <= snap.traceback_limit <= _I64_MAX:
-        raise ValueError("traceback_limit must be a signed 64-bit integer")
+        if not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+        if not low <= value <= high:
+            raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
     meta = _META.pack(
         _META_FULL if full else 0,
         0,
@@ -356,7 +358,7 @@ def _encode_payload(snap: RawSnapshot) -> bytes:
         [
             struct.pack("<Q", len(frame_files)),
             _encode_column(array(_U32, frame_files)),
-            _encode_column(array(_U64, _zigzag(list(frame_lines), "lineno"))),
+            _encode_column(array(_U64, _zigzag(frame_lines, "lineno"))),
         ]
     )
     tbs_raw = b"".join(
@@ -894,7 +896,10 @@ def _decode_payload(payload: bytes, base: int, entry_where: str) -> RawSnapshot:
         depths = cur.column(n, _U32, "traceback lengths", MAX_TRACEBACK_DEPTH + 1)
         total = cur.count("traceback frame", MAX_TRACEBACK_FRAMES_TOTAL)
         if total != sum(depths):
-            cur.fail(f"{total} traceback frames but the lengths add up to another")
+            cur.fail(
+                f"traceback frame count {total} != {sum(depths)}, the sum of the "
+                "traceback lengths"
+            )
         flat = cur.column(total, _U32, "traceback frames", len(frames))
         cur.done()
         get = frames.__getitem__
@@ -943,6 +948,10 @@ def _decode_payload(payload: bytes, base: int, entry_where: str) -> RawSnapshot:
             cur.fail(f"invalid attrs JSON ({type(exc).__name__}: {exc})")
         if type(attrs) is not dict:
             cur.fail("attrs JSON is not an object")
+        try:
+            _check_json(attrs, "", 0)
+        except TypeError as exc:
+            cur.fail(str(exc))
 
     block_sites: Optional[array] = None
     block_sizes: Optional[array] = None

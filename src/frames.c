@@ -59,19 +59,21 @@ top_frame(PyThreadState *tstate)
 #endif
 }
 
-/* Frames that have not started running their code (and, on 3.12+, the
-   shim frames the interpreter pushes for C calls) are not part of the
-   Python stack a user sees. */
-static int
-is_visible(_PyInterpreterFrame *frame)
+/* Shim frames, pushed by the interpreter (3.12+) where C calls into
+   Python, are not part of the stack a user sees.  They can sit anywhere in
+   the chain, and checking for them is one byte. */
+static inline int
+is_shim(_PyInterpreterFrame *frame)
 {
 #if PY_VERSION_HEX >= 0x030D0000
-    if (frame->owner == FRAME_OWNED_BY_CSTACK
-        || !PyCode_Check(frame->f_executable)) {
-        return 0;
-    }
+    return frame->owner == FRAME_OWNED_BY_CSTACK
+           || !PyCode_Check(frame->f_executable);
+#elif PY_VERSION_HEX >= 0x030C0000
+    return frame->owner == FRAME_OWNED_BY_CSTACK;
+#else
+    (void)frame;
+    return 0;
 #endif
-    return !_PyFrame_IsIncomplete(frame);
 }
 
 static PyCodeObject *
@@ -84,26 +86,36 @@ frame_code(_PyInterpreterFrame *frame)
 #endif
 }
 
+/* A frame that has not yet started running its code is not shown either.
+   Only the frames on top of the stack can be in that state (a frame calls
+   nothing before it starts), so only they need this costlier test. */
+static _PyInterpreterFrame *
+first_started_frame(_PyInterpreterFrame *f)
+{
+    while (f != NULL && (is_shim(f) || _PyFrame_IsIncomplete(f))) {
+        f = f->previous;
+    }
+    return f;
+}
+
 int
 lh_frames_capture(PyThreadState *tstate, lh_frame *buf, int max,
                   uint16_t *total)
 {
     int n = 0;
     unsigned int depth = 0;
-    for (_PyInterpreterFrame *f = top_frame(tstate); f != NULL;
-         f = f->previous) {
-        if (!is_visible(f)) {
-            continue;
-        }
-        if (n < max) {
+    _PyInterpreterFrame *f = first_started_frame(top_frame(tstate));
+    for (; f != NULL && n < max; f = f->previous) {
+        if (!is_shim(f)) {
             buf[n].code = (PyObject *)frame_code(f);
             buf[n].lasti = _PyInterpreterFrame_LASTI(f);
-            buf[n].padding = 0;
             n++;
         }
-        if (++depth == LH_TOTAL_NFRAME_MAX) {
-            break;
-        }
+    }
+    depth = (unsigned int)n;
+    /* The rest of the stack is only counted, for total_nframe. */
+    for (; f != NULL && depth < LH_TOTAL_NFRAME_MAX; f = f->previous) {
+        depth += !is_shim(f);
     }
     *total = (uint16_t)depth;
     return n;
@@ -113,7 +125,7 @@ int
 lh_frame_lineno(const lh_frame *frame)
 {
     PyCodeObject *code = (PyCodeObject *)frame->code;
-    int line = PyCode_Addr2Line(code, frame->lasti * (int)sizeof(_Py_CODEUNIT));
+    int line = PyCode_Addr2Line(code, (int)frame->lasti * (int)sizeof(_Py_CODEUNIT));
     return line < 0 ? 0 : line;
 }
 
@@ -124,17 +136,15 @@ lh_frames_capture(PyThreadState *tstate, lh_frame *buf, int max,
                   uint16_t *total)
 {
     int n = 0;
-    unsigned int depth = 0;
-    for (PyFrameObject *f = tstate->frame; f != NULL; f = f->f_back) {
-        if (n < max) {
-            buf[n].code = (PyObject *)f->f_code;
-            buf[n].lasti = f->f_lasti;
-            buf[n].padding = 0;
-            n++;
-        }
-        if (++depth == LH_TOTAL_NFRAME_MAX) {
-            break;
-        }
+    PyFrameObject *f = tstate->frame;
+    for (; f != NULL && n < max; f = f->f_back) {
+        buf[n].code = (PyObject *)f->f_code;
+        buf[n].lasti = f->f_lasti;
+        n++;
+    }
+    unsigned int depth = (unsigned int)n;
+    for (; f != NULL && depth < LH_TOTAL_NFRAME_MAX; f = f->f_back) {
+        depth++;
     }
     *total = (uint16_t)depth;
     return n;
@@ -146,9 +156,9 @@ lh_frame_lineno(const lh_frame *frame)
     PyCodeObject *code = (PyCodeObject *)frame->code;
 #if PY_VERSION_HEX >= 0x030A0000
     /* 3.10 counts f_lasti in code units, 3.9 in bytes. */
-    int line = PyCode_Addr2Line(code, frame->lasti * (int)sizeof(_Py_CODEUNIT));
+    int line = PyCode_Addr2Line(code, (int)frame->lasti * (int)sizeof(_Py_CODEUNIT));
 #else
-    int line = PyCode_Addr2Line(code, frame->lasti);
+    int line = PyCode_Addr2Line(code, (int)frame->lasti);
 #endif
     return line < 0 ? 0 : line;
 }

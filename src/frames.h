@@ -15,9 +15,11 @@
    cost of the hook); the code object and instruction offset are kept
    instead and turned into a line when a snapshot asks for it. */
 typedef struct {
-    PyObject *code;  /* borrowed while capturing; a site holds a reference */
-    int32_t lasti;   /* instruction offset, in the unit lh_frame_lineno uses */
-    int32_t padding; /* always 0: site keys are compared with memcmp */
+    PyObject *code; /* borrowed while capturing; a site holds a reference */
+    /* Instruction offset, in the unit lh_frame_lineno uses.  64 bits wide
+       so that the frame is two whole words with no padding: keys are
+       hashed and compared by words right after being written. */
+    int64_t lasti;
 } lh_frame;
 
 /* The thread state of the calling thread if it holds the GIL, else NULL.

@@ -82,10 +82,8 @@ current_site(unsigned int domain, PyThreadState *tstate)
     if (tstate != NULL) {
         n = lh_frames_capture(tstate, key->frames, S.nframe, &total);
     }
-    key->domain = domain;
-    key->tag = 0;
-    key->nframe = (uint16_t)n;
-    key->total_nframe = total;
+    key->where = lh_key_where(domain, 0);
+    key->depth = lh_key_depth(n, total);
     return lh_sites_intern(&S.sites, key, scratch_keylen(n));
 }
 

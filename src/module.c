@@ -54,7 +54,7 @@ site_frames(lh_site *site, PyObject *intern)
     if (site->resolved != NULL) {
         return site->resolved;
     }
-    int n = site->key.nframe;
+    int n = lh_key_nframe(&site->key);
     PyObject *frames = n == 0 ? unknown_frames() : PyTuple_New(n);
     if (frames == NULL) {
         return NULL;
@@ -84,7 +84,8 @@ site_frames(lh_site *site, PyObject *intern)
 static unsigned int
 site_total_nframe(const lh_site *site)
 {
-    return site->key.nframe == 0 ? 1 : site->key.total_nframe;
+    return lh_key_nframe(&site->key) == 0 ? 1
+                                          : lh_key_total_nframe(&site->key);
 }
 
 /* ---- tracemalloc's API ----------------------------------------------- */
@@ -308,10 +309,10 @@ site_record(const site_figures *fig, PyObject *intern)
     if (frames == NULL) {
         return NULL;
     }
-    return Py_BuildValue("(IOInnnI)", fig->site->key.domain, frames,
+    return Py_BuildValue("(IOInnnI)", lh_key_domain(&fig->site->key), frames,
                          site_total_nframe(fig->site),
                          (Py_ssize_t)fig->count, (Py_ssize_t)fig->size,
-                         (Py_ssize_t)fig->peak, fig->site->key.tag);
+                         (Py_ssize_t)fig->peak, lh_key_tag(&fig->site->key));
 }
 
 /* Sites with live blocks, as records; index[id] gets each one's position

@@ -90,15 +90,41 @@ lh_mem_note_oom(void)
 uint64_t
 lh_site_hash(const lh_site_key *key, size_t keylen)
 {
-    /* Keys are a multiple of 8 bytes (lh_frame is 16): hash by words. */
+    /* FxHash over the key's words, then a final fold so the low bits see the high ones. */
     const uint64_t *word = (const uint64_t *)key;
-    uint64_t h = 0x9E3779B97F4A7C15u ^ keylen;
+    uint64_t h = keylen;
     for (size_t i = 0; i < keylen / 8; i++) {
-        h ^= word[i];
-        h *= 0xBF58476D1CE4E5B9u;
-        h ^= h >> 31;
+        h = (((h << 5) | (h >> 59)) ^ word[i]) * 0x517CC1B727220A95u;
     }
-    return h;
+    return h ^ (h >> 29);
+}
+
+static int
+keys_equal(const lh_site_key *a, const lh_site_key *b, size_t keylen)
+{
+    const uint64_t *x = (const uint64_t *)a;
+    const uint64_t *y = (const uint64_t *)b;
+    for (size_t i = 0; i < keylen / 8; i++) {
+        if (x[i] != y[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* A direct-mapped cache in front of uthash: a hot allocation site is found
+   with one hash, one probe and a word compare, without walking a uthash
+   bucket chain and calling memcmp. */
+static lh_site *
+sites_cached(lh_site_table *t, const lh_site_key *key, size_t keylen,
+             uint64_t hash)
+{
+    lh_site *site = t->cache[hash & (LH_SITE_CACHE_SIZE - 1)];
+    if (site != NULL && site->hash == hash && site->keylen == keylen
+        && keys_equal(&site->key, key, keylen)) {
+        return site;
+    }
+    return NULL;
 }
 
 static int
@@ -125,9 +151,13 @@ lh_site *
 lh_sites_intern(lh_site_table *t, const lh_site_key *key, size_t keylen)
 {
     uint64_t hash = lh_site_hash(key, keylen);
-    lh_site *site;
+    lh_site *site = sites_cached(t, key, keylen, hash);
+    if (site != NULL) {
+        return site;
+    }
     HASH_FIND_BYHASHVALUE(hh, t->by_key, key, keylen, (unsigned)hash, site);
     if (site != NULL) {
+        t->cache[hash & (LH_SITE_CACHE_SIZE - 1)] = site;
         return site;
     }
     if (t->nsites == UINT32_MAX - 1 || sites_reserve_id(t) < 0) {
@@ -150,10 +180,11 @@ lh_sites_intern(lh_site_table *t, const lh_site_key *key, size_t keylen)
     }
     /* The frames outlive the stack they came from, so keep the code
        objects alive; their lines are resolved only at snapshot time. */
-    for (int i = 0; i < key->nframe; i++) {
+    for (int i = 0; i < lh_key_nframe(key); i++) {
         Py_INCREF(site->key.frames[i].code);
     }
     t->by_id[t->nsites++] = site;
+    t->cache[hash & (LH_SITE_CACHE_SIZE - 1)] = site;
     return site;
 }
 
@@ -163,7 +194,7 @@ lh_sites_clear(lh_site_table *t)
     HASH_CLEAR(hh, t->by_key);
     for (uint32_t i = 0; i < t->nsites; i++) {
         lh_site *site = t->by_id[i];
-        for (int f = 0; f < site->key.nframe; f++) {
+        for (int f = 0; f < lh_key_nframe(&site->key); f++) {
             Py_DECREF(site->key.frames[f].code);
         }
         Py_XDECREF((PyObject *)site->resolved);
@@ -202,13 +233,13 @@ probe_distance(const lh_block_table *t, uintptr_t ptr, size_t slot)
     return (slot - block_home(t, ptr)) & (t->capacity - 1);
 }
 
-/* Place a block known to be absent; the table has a free slot. */
+/* Place a block known to be absent, starting the probe at `slot`, which
+   is `dist` slots from its home; the table has a free slot. */
 static void
-blocks_place(lh_block_table *t, lh_block entry)
+blocks_place_from(lh_block_table *t, lh_block entry, size_t slot,
+                  size_t dist)
 {
     size_t mask = t->capacity - 1;
-    size_t slot = block_home(t, entry.ptr);
-    size_t dist = 0;
     for (;;) {
         lh_block *cur = &t->slots[slot];
         if (cur->ptr == 0) {
@@ -227,6 +258,12 @@ blocks_place(lh_block_table *t, lh_block entry)
         slot = (slot + 1) & mask;
         dist++;
     }
+}
+
+static void
+blocks_place(lh_block_table *t, lh_block entry)
+{
+    blocks_place_from(t, entry, block_home(t, entry.ptr), 0);
 }
 
 static int
@@ -251,15 +288,20 @@ blocks_resize(lh_block_table *t, size_t capacity)
     return 0;
 }
 
-/* Keep the load under 85%; if the table cannot grow, it may fill up to
-   97% before inserts start to fail (and are counted as lost). */
+/* Speed or memory: a small table (up to 16 MiB) stays under half full,
+   which keeps probes and the shifts on delete short; a big one fills up to
+   85%, which keeps the tracer's memory per block low when the heap holds
+   millions of blocks.  If a table cannot grow, it may fill up to 97%
+   before inserts start to fail (and are counted as lost). */
 static int
 blocks_make_room(lh_block_table *t)
 {
     if (t->capacity == 0) {
         return blocks_resize(t, 1u << 16);
     }
-    if (t->used + 1 <= t->capacity / 20 * 17) {
+    size_t limit = t->capacity < (1u << 20) ? t->capacity / 2
+                                            : t->capacity / 20 * 17;
+    if (t->used + 1 <= limit) {
         return 0;
     }
     if (blocks_resize(t, t->capacity * 2) == 0) {
@@ -331,35 +373,57 @@ big_remember(lh_block_table *t, uintptr_t ptr, size_t size)
     return 0;
 }
 
+/* Replace the record of a block already present at `cur`. */
+static int
+blocks_replace(lh_block_table *t, lh_block *cur, uint32_t site_id,
+               size_t size, uint32_t *old_site, size_t *old_size)
+{
+    /* The address was freed behind our back (by an allocator we do not
+       see) and reused: the new block replaces the old record. */
+    uint32_t stored = size >= LH_BIG_SIZE ? LH_BIG_SIZE : (uint32_t)size;
+    *old_site = cur->site_id;
+    *old_size = lh_blocks_size_of(t, cur);
+    if (cur->size == LH_BIG_SIZE) {
+        big_forget(t, cur->ptr);
+    }
+    if (stored == LH_BIG_SIZE && big_remember(t, cur->ptr, size) < 0) {
+        return -1;
+    }
+    cur->site_id = site_id;
+    cur->size = stored;
+    return 1;
+}
+
 int
 lh_blocks_put(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
               size_t size, uint32_t *old_site, size_t *old_size)
 {
-    uint32_t stored = size >= LH_BIG_SIZE ? LH_BIG_SIZE : (uint32_t)size;
-    lh_block *cur = blocks_find(t, ptr);
-    if (cur != NULL) {
-        /* The address was freed behind our back (an allocator we do not
-           see) and reused: the new block replaces the old record. */
-        *old_site = cur->site_id;
-        *old_size = lh_blocks_size_of(t, cur);
-        if (cur->size == LH_BIG_SIZE) {
-            big_forget(t, ptr);
-        }
-        if (stored == LH_BIG_SIZE && big_remember(t, ptr, size) < 0) {
-            return -1;
-        }
-        cur->site_id = site_id;
-        cur->size = stored;
-        return 1;
-    }
     if (blocks_make_room(t) < 0) {
-        return -1;
+        lh_block *cur = blocks_find(t, ptr);
+        return cur ? blocks_replace(t, cur, site_id, size, old_site,
+                                    old_size)
+                   : -1;
+    }
+    uint32_t stored = size >= LH_BIG_SIZE ? LH_BIG_SIZE : (uint32_t)size;
+    /* One pass: walk the probe sequence as a lookup would; either the
+       address is found (replace it) or the walk reaches the point where a
+       lookup would stop, which is where Robin Hood inserts it. */
+    size_t mask = t->capacity - 1;
+    size_t slot = block_home(t, ptr);
+    for (size_t dist = 0;; dist++, slot = (slot + 1) & mask) {
+        lh_block *cur = &t->slots[slot];
+        if (cur->ptr == ptr) {
+            return blocks_replace(t, cur, site_id, size, old_site, old_size);
+        }
+        if (cur->ptr == 0 || probe_distance(t, cur->ptr, slot) < dist) {
+            break;
+        }
     }
     if (stored == LH_BIG_SIZE && big_remember(t, ptr, size) < 0) {
         return -1;
     }
     lh_block entry = {ptr, site_id, stored};
-    blocks_place(t, entry);
+    blocks_place_from(t, entry, slot, (slot - block_home(t, ptr)) & mask);
     return 0;
 }
 

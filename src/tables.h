@@ -39,16 +39,51 @@ void lh_mem_fail_after(long countdown);
 
 /* ---- call sites ------------------------------------------------------ */
 
-/* The part of a site that identifies it.  It is compared with memcmp, so
-   builders must zero it first (lh_frame has padding). */
+/* The part of a site that identifies it: whole 64-bit words, hashed and
+   compared word by word.  The header fields are packed in two words and
+   written as such, because reading a word just written as smaller pieces
+   stalls the CPU (a failed store-to-load forward) on every allocation. */
 typedef struct {
-    uint32_t domain;
-    uint32_t tag;
-    uint16_t nframe;
-    uint16_t total_nframe;
-    uint32_t reserved;
+    uint64_t where; /* domain | tag << 32 */
+    uint64_t depth; /* nframe | total_nframe << 32 */
     lh_frame frames[];
 } lh_site_key;
+
+static inline uint64_t
+lh_key_where(unsigned int domain, uint32_t tag)
+{
+    return (uint64_t)domain | ((uint64_t)tag << 32);
+}
+
+static inline uint64_t
+lh_key_depth(int nframe, unsigned int total_nframe)
+{
+    return (uint64_t)(uint32_t)nframe | ((uint64_t)total_nframe << 32);
+}
+
+static inline unsigned int
+lh_key_domain(const lh_site_key *key)
+{
+    return (unsigned int)(key->where & 0xFFFFFFFFu);
+}
+
+static inline uint32_t
+lh_key_tag(const lh_site_key *key)
+{
+    return (uint32_t)(key->where >> 32);
+}
+
+static inline int
+lh_key_nframe(const lh_site_key *key)
+{
+    return (int)(key->depth & 0xFFFFFFFFu);
+}
+
+static inline unsigned int
+lh_key_total_nframe(const lh_site_key *key)
+{
+    return (unsigned int)(key->depth >> 32);
+}
 
 typedef struct lh_site {
     UT_hash_handle hh;
@@ -68,8 +103,11 @@ typedef struct lh_site {
     lh_site_key key; /* must stay last: frames follow */
 } lh_site;
 
+#define LH_SITE_CACHE_SIZE 1024
+
 typedef struct {
     lh_site *by_key;  /* uthash head */
+    lh_site *cache[LH_SITE_CACHE_SIZE]; /* recently used, by hash */
     lh_site **by_id;  /* id -> site, for O(1) updates from a block */
     uint32_t nsites;
     uint32_t capacity;
