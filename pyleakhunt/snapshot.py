@@ -261,9 +261,7 @@ class RawTraces(Sequence):
         return self._trace(index)
 
     def __iter__(self) -> Iterator[RawTrace]:
-        sites = [
-            (site.domain, site.frames, site.total_nframe) for site in self._sites
-        ]
+        sites = [(site.domain, site.frames, site.total_nframe) for site in self._sites]
         for site_index, size in zip(self._block_sites, self._block_sizes):
             domain, frames, total_nframe = sites[site_index]
             yield (domain, size, frames, total_nframe)

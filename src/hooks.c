@@ -377,6 +377,21 @@ scratch_resize(int nframe)
     return 0;
 }
 
+/* Called once tracing is off: no hook reads the scratch key any more. */
+static void
+release_scratch(void)
+{
+    lh_lock_acquire(&S.lock);
+    lh_site_key *old = S.scratch;
+    size_t old_frames = S.scratch_frames;
+    S.scratch = NULL;
+    S.scratch_frames = 0;
+    lh_lock_release(&S.lock);
+    if (old != NULL) {
+        lh_mem_free(old, scratch_keylen((int)old_frames));
+    }
+}
+
 int
 lh_hooks_set_nframe(int nframe)
 {
@@ -463,6 +478,7 @@ lh_hooks_stop(void)
     }
     S.hooks_installed = 0;
     release_tables();
+    release_scratch();
     memset(&S.counters, 0, sizeof(S.counters));
     return 0;
 }
@@ -476,6 +492,7 @@ lh_hooks_abandon(void)
     atomic_store(&S.tracing, 0);
     S.hooks_installed = 0;
     release_tables();
+    release_scratch();
     memset(&S.counters, 0, sizeof(S.counters));
 }
 

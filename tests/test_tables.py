@@ -1,0 +1,88 @@
+"""The tracer's own tables: growth, big blocks, and no memory left behind."""
+
+import ctypes
+
+import pyleakhunt
+from pyleakhunt import _core
+
+
+def capi():
+    """The C API from pyleakhunt.h, called with the GIL held."""
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype = ctypes.c_void_p
+    get.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    address = get(_core._C_API, b"pyleakhunt._core._C_API")
+
+    class API(ctypes.Structure):
+        _fields_ = [
+            ("version", ctypes.c_int),
+            (
+                "track",
+                ctypes.PYFUNCTYPE(
+                    ctypes.c_int, ctypes.c_uint, ctypes.c_size_t, ctypes.c_size_t
+                ),
+            ),
+            (
+                "untrack",
+                ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_uint, ctypes.c_size_t),
+            ),
+            ("is_tracing", ctypes.PYFUNCTYPE(ctypes.c_int)),
+        ]
+
+    return API.from_address(address)
+
+
+def test_stop_releases_every_byte_the_tracer_allocated():
+    pyleakhunt.start(25)
+    keep = [{"k": i} for i in range(300_000)]  # forces the table to grow
+    assert _core.get_tracemalloc_memory() > 0
+    pyleakhunt.stop()
+    assert _core.get_tracemalloc_memory() == 0
+    assert len(keep) == 300_000
+
+
+def test_clear_traces_releases_the_tables_memory():
+    pyleakhunt.start(1)
+    keep = [[i] for i in range(200_000)]
+    grown = _core.get_tracemalloc_memory()
+    pyleakhunt.clear_traces()
+    assert _core.get_tracemalloc_memory() < grown // 4
+    assert len(keep) == 200_000
+
+
+def test_the_block_table_grows_and_keeps_every_block():
+    pyleakhunt.start(1)
+    keep = [[i] for i in range(500_000)]
+    stats = pyleakhunt.get_stats()
+    assert stats["live_blocks"] >= 500_000
+    assert stats["block_table_capacity"] >= stats["live_blocks"]
+    assert stats["lost_blocks"] == 0
+    freed = keep[:250_000]
+    del keep[:250_000]
+    del freed
+    assert pyleakhunt.get_stats()["live_blocks"] < stats["live_blocks"] - 240_000
+
+
+def test_blocks_of_4_gib_and_more_keep_their_exact_size():
+    api = capi()
+    pyleakhunt.start(1)
+    huge = 5 << 30
+    fake = 0x7F0000001000  # never dereferenced: only recorded
+    assert api.track(0, fake, huge) == 0
+    current, _ = pyleakhunt.get_traced_memory()
+    assert current >= huge
+    sizes = [t.size for t in pyleakhunt.take_snapshot().traces]
+    assert huge in sizes
+    assert api.untrack(0, fake) == 0
+    assert pyleakhunt.get_traced_memory()[0] < huge
+
+
+def test_a_reused_address_replaces_the_old_record():
+    api = capi()
+    pyleakhunt.start(1)
+    fake = 0x7F0000002000
+    api.track(0, fake, 100)
+    api.track(0, fake, 300)  # freed behind our back, then reused
+    sizes = [t.size for t in pyleakhunt.take_snapshot().traces]
+    assert 300 in sizes and 100 not in sizes
+    api.untrack(0, fake)
