@@ -232,6 +232,7 @@ typedef struct {
     uint32_t nsites;
     site_figures *sites;
     size_t nblocks;
+    size_t block_capacity;  /* entries allocated in the two arrays */
     uint32_t *block_sites;  /* full snapshots only */
     uint64_t *block_sizes;
     uint64_t lost_blocks;
@@ -240,18 +241,20 @@ typedef struct {
 static void
 raw_copy_free(raw_copy *copy)
 {
-    lh_mem_free(copy->sites, copy->nsites * sizeof(site_figures));
-    lh_mem_free(copy->block_sites, copy->nblocks * sizeof(uint32_t));
-    lh_mem_free(copy->block_sizes, copy->nblocks * sizeof(uint64_t));
+    lh_mem_free(copy->sites, (copy->nsites + 1) * sizeof(site_figures));
+    lh_mem_free(copy->block_sites, copy->block_capacity * sizeof(uint32_t));
+    lh_mem_free(copy->block_sizes, copy->block_capacity * sizeof(uint64_t));
 }
 
 /* Copy the blocks; lock held.  Returns -1 when out of memory. */
 static int
 copy_blocks(raw_copy *copy)
 {
-    size_t n = S.blocks.used + HASH_COUNT(S.foreign);
-    copy->block_sites = lh_mem_alloc(n * sizeof(uint32_t) + 1);
-    copy->block_sizes = lh_mem_alloc(n * sizeof(uint64_t) + 1);
+    /* One more than needed, so that an empty table is not malloc(0). */
+    size_t n = S.blocks.used + HASH_COUNT(S.foreign) + 1;
+    copy->block_capacity = n;
+    copy->block_sites = lh_mem_alloc(n * sizeof(uint32_t));
+    copy->block_sizes = lh_mem_alloc(n * sizeof(uint64_t));
     if (copy->block_sites == NULL || copy->block_sizes == NULL) {
         return -1;
     }
@@ -281,7 +284,7 @@ take_raw_copy(raw_copy *copy, int full)
     lh_lock_acquire(&S.lock);
     copy->nsites = S.sites.nsites;
     copy->lost_blocks = S.counters.lost_blocks;
-    copy->sites = lh_mem_alloc(copy->nsites * sizeof(site_figures) + 1);
+    copy->sites = lh_mem_alloc((copy->nsites + 1) * sizeof(site_figures));
     if (copy->sites == NULL) {
         failed = 1;
     }
