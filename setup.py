@@ -55,8 +55,10 @@ def extra_link_args():
 
 def build_args():
     """Only the commands that compile need uthash."""
-    return any(arg.startswith(("build", "bdist", "develop", "install", "editable"))
-               for arg in sys.argv[1:])
+    return any(
+        arg.startswith(("build", "bdist", "develop", "install", "editable"))
+        for arg in sys.argv[1:]
+    )
 
 
 include_dirs = uthash_include_dirs()

@@ -1,0 +1,253 @@
+"""Sustained growth: the one rule that decides what is a leak suspect.
+
+The watcher, the ``suspects`` command and the web integrations all ask the
+same question of a series of snapshots, so the answer lives here only.
+
+For a call site with live sizes ``s0 .. sn`` at times ``t0 .. tn``:
+
+- its **net growth** ``sn - s0`` must be positive and at least
+  ``min_growth_bytes``;
+- it must still be growing at the end: the second half of the window must
+  grow at least a third as fast as the first half.  A cache that fills and
+  then plateaus fails this;
+- most of what it gained must have stayed: the net growth must be at least
+  half of the sum of its increases.  Memory that is allocated and freed
+  (churn) fails this;
+- **consistency** is the fraction of intervals in which it grew; a site
+  must grow in at least ``min_consistency`` of them.
+
+Suspects are ranked by growth rate (least-squares slope of size against
+time) times consistency.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from ._raw import RawSnapshot
+from .snapshot import Snapshot, Traceback, _group_key
+
+#: The tracer's own modules: memory they hold (snapshots kept by a watcher)
+#: is the hunter's, not the program's.
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+TRACER_FILES = frozenset(
+    os.path.join(_PACKAGE_DIR, name)
+    for name in (
+        "__init__.py",
+        "_raw.py",
+        "snapshot.py",
+        "growth.py",
+        "watcher.py",
+        "fileformat.py",
+    )
+)
+
+
+@dataclass(frozen=True)
+class Suspect:
+    """A call site whose live memory keeps growing."""
+
+    #: The grouping key: one frame for ``lineno``, all frames for
+    #: ``traceback``, a filename for ``filename``.
+    key: Traceback
+    #: The full traceback of the biggest site under this key.
+    traceback: Traceback
+    size: int
+    count: int
+    growth_bytes: int
+    growth_bytes_per_s: float
+    growth_bytes_per_snapshot: float
+    #: Fraction of intervals in which the site grew (0 to 1).
+    consistency: float
+    samples: int
+    duration_s: float
+    #: True when figures are estimates from sampled tracing.
+    estimated: bool = False
+
+    @property
+    def filename(self) -> str:
+        return self.key[-1].filename
+
+    @property
+    def lineno(self) -> int:
+        return self.key[-1].lineno
+
+    def to_json(self) -> Dict[str, Any]:
+        """A JSON-ready dict; ``traceback`` is most recent call first."""
+        return {
+            "filename": self.filename,
+            "lineno": self.lineno,
+            "size": self.size,
+            "count": self.count,
+            "growth_bytes": self.growth_bytes,
+            "growth_bytes_per_s": self.growth_bytes_per_s,
+            "growth_bytes_per_snapshot": self.growth_bytes_per_snapshot,
+            "consistency": self.consistency,
+            "samples": self.samples,
+            "duration_s": self.duration_s,
+            "estimated": self.estimated,
+            "traceback": [[f.filename, f.lineno] for f in reversed(self.traceback)],
+        }
+
+
+@dataclass
+class Sample:
+    """One snapshot reduced to what growth analysis needs."""
+
+    timestamp: float
+    #: key -> (size, count)
+    figures: Dict[Traceback, Tuple[int, int]]
+    estimated: bool = False
+
+
+def reduce_snapshot(
+    snapshot: Snapshot,
+    key_type: str = "lineno",
+    max_keys: Optional[int] = None,
+    exclude_tracer: bool = True,
+) -> Tuple[Sample, Dict[Traceback, Traceback]]:
+    """Group *snapshot* by *key_type*; also return each key's biggest site.
+
+    With *max_keys*, only the biggest keys are kept, which bounds the memory
+    of a long series.
+    """
+    figures: Dict[Traceback, List[int]] = {}
+    biggest: Dict[Traceback, Tuple[int, Traceback]] = {}
+    cache: Dict[Any, Traceback] = {}
+    for site in snapshot.sites:
+        if site.count == 0:
+            continue
+        if exclude_tracer and any(f[0] in TRACER_FILES for f in site.frames):
+            continue
+        key = cache.get(site.frames)
+        if key is None:
+            key = cache[site.frames] = _group_key(key_type, site.frames, False)
+        entry = figures.setdefault(key, [0, 0])
+        entry[0] += site.size
+        entry[1] += site.count
+        if site.size > biggest.get(key, (-1, None))[0]:
+            biggest[key] = (site.size, Traceback(site.frames))
+    keys = list(figures)
+    if max_keys is not None and len(keys) > max_keys:
+        keys.sort(key=lambda k: figures[k][0], reverse=True)
+        keys = keys[:max_keys]
+    sample = Sample(
+        snapshot.timestamp,
+        {k: (figures[k][0], figures[k][1]) for k in keys},
+        snapshot.is_estimated,
+    )
+    return sample, {k: biggest[k][1] for k in keys}
+
+
+def _slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+    n = len(xs)
+    mean_x = sum(xs) / n
+    mean_y = sum(ys) / n
+    var = sum((x - mean_x) ** 2 for x in xs)
+    if var == 0:
+        return 0.0
+    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / var
+
+
+@dataclass(frozen=True)
+class GrowthRule:
+    """The thresholds of the sustained-growth rule (see the module doc)."""
+
+    min_samples: int = 4
+    min_growth_bytes: int = 1024
+    min_consistency: float = 0.5
+    min_late_rate: float = 1 / 3
+    min_retained: float = 0.5
+
+    def judge(self, times: Sequence[float], sizes: Sequence[int]) -> Optional[float]:
+        """The consistency of a growing series, or None if it is not a suspect."""
+        if len(sizes) < self.min_samples:
+            return None
+        net = sizes[-1] - sizes[0]
+        if net < max(self.min_growth_bytes, 1):
+            return None
+        steps = [b - a for a, b in zip(sizes, sizes[1:])]
+        gained = sum(d for d in steps if d > 0)
+        if net < self.min_retained * gained:
+            return None  # churn: what it gained, it mostly gave back
+        middle = len(sizes) // 2
+        early = _rate(times[: middle + 1], sizes[: middle + 1])
+        late = _rate(times[middle:], sizes[middle:])
+        if late <= 0 or late < self.min_late_rate * early:
+            return None  # plateau: it stopped growing
+        consistency = sum(1 for d in steps if d > 0) / len(steps)
+        if consistency < self.min_consistency:
+            return None
+        return consistency
+
+
+#: The thresholds used unless a caller passes its own.
+DEFAULT_RULE = GrowthRule()
+
+
+def _rate(times: Sequence[float], sizes: Sequence[int]) -> float:
+    span = times[-1] - times[0]
+    growth = sizes[-1] - sizes[0]
+    if span > 0:
+        return growth / span
+    return float(growth)
+
+
+def find_suspects(
+    samples: Sequence[Sample],
+    tracebacks: Dict[Traceback, Traceback],
+    rule: GrowthRule = DEFAULT_RULE,
+) -> List[Suspect]:
+    """Suspects in a time-ordered series of samples, best first."""
+    if len(samples) < 2:
+        return []
+    times = [s.timestamp for s in samples]
+    if times[-1] <= times[0]:
+        times = [float(i) for i in range(len(samples))]
+    keys = set(samples[-1].figures)
+    suspects = []
+    for key in keys:
+        sizes = [s.figures.get(key, (0, 0))[0] for s in samples]
+        consistency = rule.judge(times, sizes)
+        if consistency is None:
+            continue
+        size, count = samples[-1].figures[key]
+        per_s = _slope(times, sizes)
+        per_snapshot = _slope(range(len(sizes)), sizes)
+        suspects.append(
+            Suspect(
+                key=key,
+                traceback=tracebacks.get(key, key),
+                size=size,
+                count=count,
+                growth_bytes=sizes[-1] - sizes[0],
+                growth_bytes_per_s=per_s,
+                growth_bytes_per_snapshot=per_snapshot,
+                consistency=consistency,
+                samples=len(samples),
+                duration_s=samples[-1].timestamp - samples[0].timestamp,
+                estimated=any(s.estimated for s in samples),
+            )
+        )
+    suspects.sort(
+        key=lambda s: (s.growth_bytes_per_s * s.consistency, s.size),
+        reverse=True,
+    )
+    return suspects
+
+
+def suspects_in(
+    snapshots: Sequence[RawSnapshot],
+    key_type: str = "lineno",
+    rule: GrowthRule = DEFAULT_RULE,
+) -> List[Suspect]:
+    """Suspects in a timeline of raw snapshots (a file the watcher wrote)."""
+    samples = []
+    tracebacks: Dict[Traceback, Traceback] = {}
+    for raw in sorted(snapshots, key=lambda r: r.timestamp):
+        sample, biggest = reduce_snapshot(Snapshot._from_raw(raw), key_type)
+        samples.append(sample)
+        tracebacks.update(biggest)
+    return find_suspects(samples, tracebacks, rule)

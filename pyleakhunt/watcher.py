@@ -1,0 +1,163 @@
+"""LeakWatcher: aggregated snapshots over time, and the sites that keep growing.
+
+The watcher takes an aggregated snapshot every *interval* seconds on a
+background thread (or when asked, with `LeakWatcher.sample`), keeps a
+bounded series of them, and ranks call sites by sustained growth
+(`pyleakhunt.growth`).  Its memory stays bounded however long it runs: each
+sample keeps at most *max_sites* keys, and when the series is full the older
+half is thinned to every other sample, so the window always spans the whole
+run at a coarser grain.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Dict, List, Optional, Union
+
+import pyleakhunt
+
+from .fileformat import TimelineWriter
+from .growth import (
+    DEFAULT_RULE,
+    GrowthRule,
+    Sample,
+    Suspect,
+    find_suspects,
+    reduce_snapshot,
+)
+from .snapshot import KEY_TYPES, Snapshot, Traceback
+
+
+class LeakWatcher:
+    """Watch a process for call sites whose live memory keeps growing.
+
+    ``LeakWatcher(interval=1.0, key_type='lineno')``; use `start` / `stop`
+    (or ``with``) for a background thread, or call `sample` yourself.  If
+    the tracer is off, the watcher starts it with *nframe* frames and stops
+    it again when the watcher stops.  With *path*, every sample is also
+    appended to a timeline file that ``pyleakhunt suspects`` reads.
+    """
+
+    def __init__(
+        self,
+        interval: float = 1.0,
+        key_type: str = "lineno",
+        *,
+        nframe: int = 10,
+        max_samples: int = 120,
+        max_sites: int = 500,
+        path: Union[str, os.PathLike, None] = None,
+        rule: GrowthRule = DEFAULT_RULE,
+    ) -> None:
+        if key_type not in KEY_TYPES:
+            raise ValueError(f"unknown key_type: {key_type!r}")
+        if not interval > 0:
+            raise ValueError(f"interval must be > 0, not {interval!r}")
+        if max_samples < 4:
+            raise ValueError("max_samples must be at least 4")
+        self.interval = interval
+        self.key_type = key_type
+        self.nframe = nframe
+        self.max_samples = max_samples
+        self.max_sites = max_sites
+        self.rule = rule
+        self._samples: List[Sample] = []
+        self._tracebacks: Dict[Traceback, Traceback] = {}
+        self._lock = threading.Lock()
+        self._stop_event = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._started_tracer = False
+        self._writer = TimelineWriter(path) if path is not None else None
+        self.error: Optional[BaseException] = None
+
+    # -- sampling -----------------------------------------------------------
+
+    def _ensure_tracing(self) -> None:
+        if not pyleakhunt.is_tracing():
+            pyleakhunt.start(self.nframe)
+            self._started_tracer = True
+
+    def sample(self) -> Snapshot:
+        """Take one aggregated snapshot now and add it to the series."""
+        self._ensure_tracing()
+        snapshot = pyleakhunt.take_snapshot(traces=False)
+        sample, biggest = reduce_snapshot(snapshot, self.key_type, self.max_sites)
+        with self._lock:
+            self._samples.append(sample)
+            self._tracebacks.update(biggest)
+            if len(self._samples) > self.max_samples:
+                self._thin()
+            if self._writer is not None:
+                self._writer.append(snapshot.raw)
+        return snapshot
+
+    def _thin(self) -> None:
+        """Halve the older half of the series; forget keys no sample has."""
+        half = len(self._samples) // 2
+        older = self._samples[:half]
+        self._samples = older[::2] + self._samples[half:]
+        alive = set()
+        for sample in self._samples:
+            alive.update(sample.figures)
+        self._tracebacks = {k: v for k, v in self._tracebacks.items() if k in alive}
+
+    @property
+    def samples(self) -> List[Sample]:
+        """The series kept so far, oldest first (a copy)."""
+        with self._lock:
+            return list(self._samples)
+
+    # -- the background thread ---------------------------------------------
+
+    def start(self) -> LeakWatcher:
+        """Sample every *interval* seconds on a daemon thread."""
+        if self._thread is not None:
+            raise RuntimeError("this LeakWatcher is already running")
+        self._ensure_tracing()
+        self._stop_event.clear()
+        self._thread = threading.Thread(
+            target=self._run, name="pyleakhunt-watcher", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.sample()
+            except Exception as exc:  # never let the watcher hurt the program
+                self.error = exc
+                return
+            if self._stop_event.wait(self.interval):
+                return
+
+    def stop(self, final_sample: bool = True) -> None:
+        """Stop the thread (taking one last sample) and close the timeline."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._stop_event.set()
+            thread.join()
+            if final_sample and self.error is None and pyleakhunt.is_tracing():
+                self.sample()
+        if self._writer is not None:
+            self._writer.close()
+        if self._started_tracer and pyleakhunt.is_tracing():
+            pyleakhunt.stop()
+            self._started_tracer = False
+
+    def __enter__(self) -> LeakWatcher:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- results ------------------------------------------------------------
+
+    def suspects(self, n: Optional[int] = None) -> List[Suspect]:
+        """Call sites whose live memory keeps growing, best first."""
+        with self._lock:
+            samples = list(self._samples)
+            tracebacks = dict(self._tracebacks)
+        found = find_suspects(samples, tracebacks, self.rule)
+        return found if n is None else found[:n]
