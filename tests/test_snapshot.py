@@ -1,0 +1,126 @@
+"""Snapshots: full and aggregated kinds, top, diff, filters, files."""
+
+import pytest
+
+import pyleakhunt
+from pyleakhunt import Filter, Snapshot
+from pyleakhunt._raw import RawSite, RawSnapshot
+
+KEYS = [
+    ("lineno", False),
+    ("filename", False),
+    ("traceback", False),
+    ("lineno", True),
+    ("filename", True),
+]
+
+
+def allocate_in_a(n):
+    return [str(i) * 3 for i in range(n)]
+
+
+def allocate_in_b(n):
+    return [{"k": i} for i in range(n)]
+
+
+def aggregated_twin(full):
+    """The aggregated snapshot of the same moment as *full*."""
+    raw = full.raw
+    return Snapshot._from_raw(RawSnapshot(raw.traceback_limit, list(raw.sites)))
+
+
+@pytest.mark.parametrize(("key_type", "cumulative"), KEYS)
+def test_site_aggregates_equal_the_sum_over_blocks(key_type, cumulative):
+    pyleakhunt.start(5)
+    keep = allocate_in_a(2000), allocate_in_b(1000)
+    full = pyleakhunt.take_snapshot()
+    pyleakhunt.stop()
+    # tracemalloc's path: group trace tuples one by one.
+    by_blocks = Snapshot(list(full.traces._traces), full.traceback_limit)
+    assert full.statistics(key_type, cumulative) == by_blocks.statistics(
+        key_type, cumulative
+    )
+    assert aggregated_twin(full).statistics(key_type, cumulative) == (
+        by_blocks.statistics(key_type, cumulative)
+    )
+    assert len(keep) == 2
+
+
+def test_both_kinds_give_identical_top_diff_and_filters():
+    pyleakhunt.start(5)
+    first = allocate_in_a(500)
+    old_full = pyleakhunt.take_snapshot()
+    second = allocate_in_b(800)
+    new_full = pyleakhunt.take_snapshot()
+    pyleakhunt.stop()
+    old_agg, new_agg = aggregated_twin(old_full), aggregated_twin(new_full)
+    assert new_full.top(5) == new_agg.top(5)
+    assert new_full.diff(old_full) == new_agg.diff(old_agg)
+    assert new_full.compare_to(old_full, "traceback") == new_agg.compare_to(
+        old_agg, "traceback"
+    )
+    only_here = [Filter(True, __file__)]
+    assert new_full.filter_traces(only_here).top(3) == new_agg.filter_traces(
+        only_here
+    ).top(3)
+    assert len(first) + len(second) == 1300
+
+
+def test_diff_lists_the_most_growth_first():
+    def site(line, size):
+        return RawSite(0, (("app.py", line),), 1, 1, size)
+
+    old = Snapshot._from_raw(RawSnapshot(1, [site(1, 1000), site(2, 10)]))
+    new = Snapshot._from_raw(RawSnapshot(1, [site(1, 100), site(2, 500), site(3, 200)]))
+    diffs = new.diff(old)
+    assert [(d.traceback[0].lineno, d.size_diff) for d in diffs] == [
+        (2, 490),
+        (3, 200),
+        (1, -900),
+    ]
+    # compare_to keeps tracemalloc's order: the biggest change either way.
+    assert new.compare_to(old, "lineno")[0].traceback[0].lineno == 1
+
+
+def test_top_returns_the_n_biggest_statistics():
+    sites = [RawSite(0, (("m.py", i),), 1, 1, i * 10) for i in range(1, 30)]
+    snapshot = Snapshot._from_raw(RawSnapshot(1, sites))
+    top = snapshot.top(3)
+    assert [s.traceback[0].lineno for s in top] == [29, 28, 27]
+    with pytest.raises(ValueError):
+        snapshot.top(-1)
+
+
+def test_aggregated_snapshot_takes_and_reads_back_from_a_file(tmp_path):
+    pyleakhunt.start(3)
+    keep = allocate_in_a(300)
+    snapshot = pyleakhunt.take_snapshot(traces=False)
+    path = tmp_path / "agg.plh"
+    snapshot.dump(path)
+    loaded = Snapshot.load(path)
+    assert loaded.is_aggregated
+    assert loaded.top(10) == snapshot.top(10)
+    assert loaded.pid == snapshot.pid
+    assert len(keep) == 300
+
+
+def test_full_snapshot_round_trips_its_traces(tmp_path):
+    pyleakhunt.start(1)
+    keep = allocate_in_b(100)
+    snapshot = pyleakhunt.take_snapshot()
+    path = tmp_path / "full.plh"
+    snapshot.dump(path)
+    assert Snapshot.load(path).traces == snapshot.traces
+    assert len(keep) == 100
+
+
+def test_loading_a_pickle_is_refused_with_a_clear_error(tmp_path):
+    import tracemalloc
+
+    tracemalloc.start()
+    snapshot = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    path = tmp_path / "tm.pickle"
+    snapshot.dump(path)
+    with pytest.raises(pyleakhunt.fileformat.FileFormatError, match="pickle"):
+        Snapshot.load(path)

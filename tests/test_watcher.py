@@ -1,0 +1,161 @@
+"""LeakWatcher on real programs: what it must catch and what it must not."""
+
+import threading
+import time
+
+import pytest
+
+import pyleakhunt
+from pyleakhunt.fileformat import read_timeline
+from pyleakhunt.growth import suspects_in
+from pyleakhunt.watcher import LeakWatcher
+
+GLOBAL_LIST = []
+UNBOUNDED_CACHE = {}
+BOUNDED_CACHE = {}
+
+
+def line_of(func, offset):
+    return func.__code__.co_firstlineno + offset
+
+
+def grow_global_list(i):
+    GLOBAL_LIST.append("item %d" % i * 4)  # leaks
+
+
+def fill_unbounded_cache(i):
+    UNBOUNDED_CACHE[i] = [i] * 10  # leaks
+
+
+def fill_bounded_cache(i):
+    if len(BOUNDED_CACHE) < 300:
+        BOUNDED_CACHE[i % 300] = [i] * 10  # fills, then plateaus
+
+
+def churn(i):
+    data = [str(j) * 5 for j in range(200)]  # freed every call
+    return len(data)
+
+
+def worker_leak(stop, sink):
+    i = 0
+    while not stop.is_set():
+        sink.append(bytearray(64))  # leaks, in a thread
+        i += 1
+        if i % 50 == 0:
+            time.sleep(0.001)
+
+
+@pytest.fixture(autouse=True)
+def empty_globals():
+    for container in (GLOBAL_LIST, UNBOUNDED_CACHE, BOUNDED_CACHE):
+        container.clear()
+    yield
+    for container in (GLOBAL_LIST, UNBOUNDED_CACHE, BOUNDED_CACHE):
+        container.clear()
+
+
+def suspect_lines(watcher):
+    return {(s.filename, s.lineno) for s in watcher.suspects()}
+
+
+def test_the_five_classic_cases_are_told_apart():
+    stop = threading.Event()
+    sink = []
+    worker = threading.Thread(target=worker_leak, args=(stop, sink))
+    watcher = LeakWatcher(interval=60)  # sampled by hand
+    watcher.sample()
+    worker.start()
+    try:
+        for round_ in range(12):
+            for i in range(round_ * 300, (round_ + 1) * 300):
+                grow_global_list(i)
+                fill_unbounded_cache(i)
+                fill_bounded_cache(i)
+                churn(i)
+            time.sleep(0.01)
+            watcher.sample()
+    finally:
+        stop.set()
+        worker.join()
+        watcher.stop()
+    lines = suspect_lines(watcher)
+    here = __file__
+    assert (here, line_of(grow_global_list, 1)) in lines
+    assert (here, line_of(fill_unbounded_cache, 1)) in lines
+    assert (here, line_of(worker_leak, 3)) in lines
+    assert (here, line_of(fill_bounded_cache, 2)) not in lines
+    assert (here, line_of(churn, 1)) not in lines
+
+
+def test_a_suspect_reports_size_rate_and_traceback():
+    watcher = LeakWatcher(interval=60, nframe=5)
+    for round_ in range(6):
+        for i in range(200):
+            grow_global_list(round_ * 200 + i)
+        watcher.sample()
+    watcher.stop()
+    top = watcher.suspects()[0]
+    assert top.lineno == line_of(grow_global_list, 1)
+    assert top.size > 0 and top.count >= 1000
+    assert top.growth_bytes_per_snapshot > 0
+    assert top.growth_bytes_per_s > 0
+    assert top.consistency == 1.0
+    assert len(top.traceback) > 1  # the full traceback, not just the key
+
+
+def test_the_background_thread_samples_and_stops_the_tracer_it_started():
+    with LeakWatcher(interval=0.02) as watcher:
+        for i in range(3000):
+            grow_global_list(i)
+            if i % 300 == 0:
+                time.sleep(0.03)
+    assert len(watcher.samples) >= 4
+    assert watcher.error is None
+    assert not pyleakhunt.is_tracing()
+    assert watcher.suspects()[0].lineno == line_of(grow_global_list, 1)
+
+
+def test_the_watcher_leaves_a_running_tracer_running():
+    pyleakhunt.start(3)
+    watcher = LeakWatcher(interval=60)
+    watcher.sample()
+    watcher.stop()
+    assert pyleakhunt.is_tracing()
+    assert pyleakhunt.get_traceback_limit() == 3
+
+
+def test_memory_stays_bounded_however_long_it_runs():
+    watcher = LeakWatcher(interval=60, max_samples=8, max_sites=20)
+    for round_ in range(40):
+        for i in range(50):
+            grow_global_list(round_ * 50 + i)
+        watcher.sample()
+    watcher.stop()
+    samples = watcher.samples
+    assert len(samples) <= 8
+    assert all(len(s.figures) <= 20 for s in samples)
+    # Thinning keeps the whole run in view: the first sample is still there.
+    assert samples[0].timestamp < samples[1].timestamp
+    assert watcher.suspects()[0].lineno == line_of(grow_global_list, 1)
+
+
+def test_the_timeline_file_gives_the_same_suspects(tmp_path):
+    path = tmp_path / "timeline.plh"
+    watcher = LeakWatcher(interval=60, path=path)
+    for round_ in range(6):
+        for i in range(300):
+            fill_unbounded_cache(round_ * 300 + i)
+        watcher.sample()
+    watcher.stop()
+    from_file = suspects_in(read_timeline(path))
+    assert [(s.filename, s.lineno) for s in from_file][:1] == [
+        (__file__, line_of(fill_unbounded_cache, 1))
+    ]
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError):
+        LeakWatcher(interval=0)
+    with pytest.raises(ValueError):
+        LeakWatcher(key_type="line")
