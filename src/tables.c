@@ -112,15 +112,27 @@ keys_equal(const lh_site_key *a, const lh_site_key *b, size_t keylen)
     return 1;
 }
 
-/* A direct-mapped cache in front of uthash: a hot allocation site is found
-   with one hash, one probe and a word compare, without walking a uthash
-   bucket chain and calling memcmp. */
+/* A direct-mapped cache in front of uthash, indexed by a cheap hash of the
+   most recent frame and the depth (one multiply, where the full hash is a
+   chain of one per word).  A hot allocation site is then found with one
+   probe and a word compare: no full hash, no uthash bucket walk. */
+static inline size_t
+cache_slot(const lh_site_key *key)
+{
+    uint64_t h = key->depth ^ key->where;
+    if (lh_key_nframe(key) > 0) {
+        h ^= (uint64_t)(uintptr_t)key->frames[0].code
+             ^ ((uint64_t)key->frames[0].lasti << 40);
+    }
+    return (size_t)((h * 0x9E3779B97F4A7C15u) >> 54) & (LH_SITE_CACHE_SIZE - 1);
+}
+
 static lh_site *
 sites_cached(lh_site_table *t, const lh_site_key *key, size_t keylen,
-             uint64_t hash)
+             size_t slot)
 {
-    lh_site *site = t->cache[hash & (LH_SITE_CACHE_SIZE - 1)];
-    if (site != NULL && site->hash == hash && site->keylen == keylen
+    lh_site *site = t->cache[slot];
+    if (site != NULL && site->keylen == keylen
         && keys_equal(&site->key, key, keylen)) {
         return site;
     }
@@ -150,14 +162,15 @@ sites_reserve_id(lh_site_table *t)
 lh_site *
 lh_sites_intern(lh_site_table *t, const lh_site_key *key, size_t keylen)
 {
-    uint64_t hash = lh_site_hash(key, keylen);
-    lh_site *site = sites_cached(t, key, keylen, hash);
+    size_t slot = cache_slot(key);
+    lh_site *site = sites_cached(t, key, keylen, slot);
     if (site != NULL) {
         return site;
     }
+    uint64_t hash = lh_site_hash(key, keylen);
     HASH_FIND_BYHASHVALUE(hh, t->by_key, key, keylen, (unsigned)hash, site);
     if (site != NULL) {
-        t->cache[hash & (LH_SITE_CACHE_SIZE - 1)] = site;
+        t->cache[slot] = site;
         return site;
     }
     if (t->nsites == UINT32_MAX - 1 || sites_reserve_id(t) < 0) {
@@ -184,7 +197,7 @@ lh_sites_intern(lh_site_table *t, const lh_site_key *key, size_t keylen)
         Py_INCREF(site->key.frames[i].code);
     }
     t->by_id[t->nsites++] = site;
-    t->cache[hash & (LH_SITE_CACHE_SIZE - 1)] = site;
+    t->cache[slot] = site;
     return site;
 }
 
