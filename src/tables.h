@@ -167,8 +167,9 @@ size_t lh_blocks_memory(const lh_block_table *t);
 
 /* ---- foreign domains ------------------------------------------------- */
 
+/* Compared with memcmp by uthash, so it must have no padding. */
 typedef struct {
-    unsigned int domain;
+    uint64_t domain;
     uintptr_t ptr;
 } lh_foreign_key;
 
