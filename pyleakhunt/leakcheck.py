@@ -1,0 +1,371 @@
+"""Does calling this leak?  The rule behind the pytest plugin.
+
+`check` calls a function *warmup* times, then *rounds* times, and takes an
+aggregated snapshot after the warm-up and after every round, once garbage
+is collected and the interpreter's known caches are cleared.  In the spirit
+of CPython's ``regrtest -R``:
+
+- a call site (a full traceback) **leaks** when its live blocks grow in
+  *every* measured round;
+- a check **fails** when the leaking sites together grow by more than
+  *limit* bytes per round.
+
+A cache that fills and stops, a bounded ``lru_cache`` once full, or memory
+that is freed again does not grow in every round, so it is not reported.
+
+Sites whose most recent frame is in the test framework (pytest, pluggy,
+the warnings machinery) or in pyleakhunt itself are not the code under
+test, and are left out.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import gc
+import linecache
+import os
+import sys
+from dataclasses import dataclass
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
+
+import pyleakhunt
+
+from .growth import TRACER_FILES
+from .snapshot import Traceback, format_size
+from .units import parse_size
+
+#: ``ignore=``: filename patterns, or a predicate that gets a traceback.
+Ignore = Union[None, str, Iterable[str], Callable[[Traceback], bool]]
+
+
+def _module_dir(name: str) -> Optional[str]:
+    module = sys.modules.get(name)
+    path = getattr(module, "__file__", None)
+    return os.path.dirname(os.path.abspath(path)) + os.sep if path else None
+
+
+_OWN_FILES = TRACER_FILES | {
+    os.path.abspath(__file__),
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "pytest_plugin.py"),
+}
+
+
+def _framework_prefixes() -> Tuple[str, ...]:
+    prefixes = [_module_dir(name) for name in ("_pytest", "pluggy")]
+    return tuple(p for p in prefixes if p)
+
+
+def _framework_files() -> frozenset:
+    warnings_module = sys.modules.get("warnings")
+    files = set(_OWN_FILES)
+    if warnings_module is not None and getattr(warnings_module, "__file__", None):
+        files.add(os.path.abspath(warnings_module.__file__))
+    return frozenset(files)
+
+
+@dataclass
+class LeakingSite:
+    """A call site whose live blocks grew in every measured round."""
+
+    traceback: Traceback
+    size: int
+    count: int
+    size_deltas: List[int]
+    count_deltas: List[int]
+
+    @property
+    def bytes_per_round(self) -> float:
+        return sum(self.size_deltas) / len(self.size_deltas)
+
+    @property
+    def blocks_per_round(self) -> float:
+        return sum(self.count_deltas) / len(self.count_deltas)
+
+
+@dataclass
+class LeakReport:
+    """What `check` found."""
+
+    rounds: int
+    warmup: int
+    limit: int
+    nframe: int
+    sites: List[LeakingSite]
+
+    @property
+    def bytes_per_round(self) -> float:
+        """Growth per round of all leaking sites together."""
+        return sum(site.bytes_per_round for site in self.sites)
+
+    @property
+    def leaked(self) -> bool:
+        return bool(self.sites) and self.bytes_per_round > self.limit
+
+    def format(self, max_sites: int = 10) -> str:
+        """The failure message: where it leaks, not just that it does."""
+        lines = [
+            "memory leak: %d call site(s) grew in each of %d rounds, "
+            "%s per round in all (limit %s)"
+            % (
+                len(self.sites),
+                self.rounds,
+                format_size(self.bytes_per_round),
+                format_size(self.limit),
+            )
+        ]
+        for site in self.sites[:max_sites]:
+            frame = site.traceback[-1]
+            source = linecache.getline(frame.filename, frame.lineno).strip()
+            lines.append("")
+            lines.append(
+                "%s:%d: %s per round, %s blocks per round"
+                % (
+                    frame.filename,
+                    frame.lineno,
+                    format_size(site.bytes_per_round),
+                    _number(site.blocks_per_round),
+                )
+            )
+            if source:
+                lines.append("    " + source)
+            lines.append(
+                "  per round: %s bytes, %s blocks"
+                % (_deltas(site.size_deltas), _deltas(site.count_deltas))
+            )
+            lines.append("  traceback (most recent call first):")
+            lines.extend("  " + line for line in _format_callers(site.traceback))
+        if len(self.sites) > max_sites:
+            lines.append("")
+            lines.append("... and %d more site(s)" % (len(self.sites) - max_sites))
+        return "\n".join(lines)
+
+
+def _format_callers(traceback: Traceback) -> List[str]:
+    """The frames of the code under test: those the leak check called."""
+    frames = []
+    for frame in reversed(traceback):
+        if frame.filename in _OWN_FILES:
+            break
+        frames.append(frame._frame)
+    return Traceback(tuple(frames)).format(most_recent_first=True)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value == int(value) else "%.1f" % value
+
+
+def _deltas(values: Sequence[int]) -> str:
+    return "[" + ", ".join("%+d" % v for v in values) + "]"
+
+
+# --------------------------------------------------------------------------
+# Between rounds
+
+
+def clear_known_caches() -> None:
+    """Empty the caches the interpreter and the stdlib fill lazily."""
+    sys._clear_type_cache()
+    for module_name, clear in _CACHE_CLEARERS:
+        module = sys.modules.get(module_name)
+        if module is not None:
+            try:
+                clear(module)
+            except Exception:  # a cache we could not clear only costs precision
+                pass
+    for module in list(sys.modules.values()):
+        registry = getattr(module, "__warningregistry__", None)
+        if isinstance(registry, dict):
+            registry.clear()
+
+
+def _clear_typing(module: Any) -> None:
+    for cleanup in getattr(module, "_cleanups", ()):
+        cleanup()
+
+
+_CACHE_CLEARERS: List[Tuple[str, Callable[[Any], None]]] = [
+    ("re", lambda m: m.purge()),
+    ("struct", lambda m: m._clearcache()),
+    ("typing", _clear_typing),
+    ("fnmatch", lambda m: m._compile_pattern.cache_clear()),
+    ("urllib.parse", lambda m: m.clear_cache()),
+    ("_strptime", lambda m: m._regex_cache.clear()),
+    ("linecache", lambda m: m.clearcache()),
+    ("warnings", lambda m: m._filters_mutated()),
+]
+
+
+def collect() -> None:
+    """Run the cyclic collector until it finds nothing more."""
+    for _ in range(3):
+        if gc.collect() == 0:
+            break
+
+
+# --------------------------------------------------------------------------
+# The check
+
+
+def _ignored_by(ignore: Ignore) -> Callable[[Traceback], bool]:
+    if ignore is None:
+        return lambda traceback: False
+    if callable(ignore):
+        return ignore
+    patterns = [ignore] if isinstance(ignore, str) else list(ignore)
+    for pattern in patterns:
+        if not isinstance(pattern, str):
+            raise TypeError(
+                "ignore= takes filename patterns or a predicate on a traceback, "
+                "not %r" % (pattern,)
+            )
+    return lambda traceback: any(
+        fnmatch.fnmatch(frame.filename, pattern)
+        for frame in traceback
+        for pattern in patterns
+    )
+
+
+def _measure(excluded_files: frozenset, excluded_prefixes: Tuple[str, ...]):
+    snapshot = pyleakhunt.take_snapshot(traces=False)
+    figures: Dict[tuple, List[int]] = {}
+    for site in snapshot.sites:
+        filename = site.frames[0][0]
+        if filename in excluded_files or filename.startswith(excluded_prefixes):
+            continue
+        entry = figures.setdefault(site.frames, [0, 0])
+        entry[0] += site.size
+        entry[1] += site.count
+    return figures
+
+
+def _leaking_sites(
+    measures: List[Dict[tuple, List[int]]], ignored: Callable[[Traceback], bool]
+) -> List[LeakingSite]:
+    sites = []
+    for frames in measures[-1]:
+        counts = [m.get(frames, (0, 0))[1] for m in measures]
+        if not all(b > a for a, b in zip(counts, counts[1:])):
+            continue
+        traceback = Traceback(frames)
+        if ignored(traceback):
+            continue
+        sizes = [m.get(frames, (0, 0))[0] for m in measures]
+        sites.append(
+            LeakingSite(
+                traceback=traceback,
+                size=sizes[-1],
+                count=counts[-1],
+                size_deltas=[b - a for a, b in zip(sizes, sizes[1:])],
+                count_deltas=[b - a for a, b in zip(counts, counts[1:])],
+            )
+        )
+    sites.sort(key=lambda s: (s.bytes_per_round, s.blocks_per_round), reverse=True)
+    return sites
+
+
+class _TracerSession:
+    """Start the tracer if it is off; leave it as it was found."""
+
+    def __init__(self, nframe: int) -> None:
+        self.nframe = nframe
+        self.was_tracing = False
+        self.old_limit = 1
+
+    def __enter__(self) -> None:
+        self.was_tracing = pyleakhunt.is_tracing()
+        if self.was_tracing:
+            self.old_limit = pyleakhunt.get_traceback_limit()
+        pyleakhunt.start(max(self.nframe, self.old_limit))
+
+    def __exit__(self, *exc_info: object) -> None:
+        if not self.was_tracing:
+            pyleakhunt.stop()
+        elif pyleakhunt.get_traceback_limit() != self.old_limit:
+            pyleakhunt.start(self.old_limit)
+
+
+def check(
+    func: Callable[..., Any],
+    args: Sequence[Any] = (),
+    kwargs: Optional[Dict[str, Any]] = None,
+    *,
+    rounds: int = 5,
+    warmup: int = 2,
+    limit: Union[int, str] = "0 B",
+    nframe: int = 10,
+    ignore: Ignore = None,
+    between_rounds: Optional[Callable[[], None]] = None,
+) -> LeakReport:
+    """Call ``func(*args, **kwargs)`` repeatedly and report what leaks.
+
+    *between_rounds*, if given, runs after each call, before garbage is
+    collected (the pytest plugin empties its capture buffers there).
+    """
+    if rounds < 2:
+        raise ValueError(f"rounds must be at least 2, not {rounds}")
+    if warmup < 0:
+        raise ValueError(f"warmup must be >= 0, not {warmup}")
+    limit_bytes = parse_size(limit)
+    ignored = _ignored_by(ignore)
+    kwargs = kwargs or {}
+    excluded_files = _framework_files()
+    excluded_prefixes = _framework_prefixes()
+
+    def settle() -> None:
+        if between_rounds is not None:
+            between_rounds()
+        clear_known_caches()
+        collect()
+
+    with _TracerSession(nframe):
+        for _ in range(warmup):
+            func(*args, **kwargs)
+        settle()
+        measures = [_measure(excluded_files, excluded_prefixes)]
+        for _ in range(rounds):
+            func(*args, **kwargs)
+            settle()
+            measures.append(_measure(excluded_files, excluded_prefixes))
+    return LeakReport(
+        rounds=rounds,
+        warmup=warmup,
+        limit=limit_bytes,
+        nframe=nframe,
+        sites=_leaking_sites(measures, ignored),
+    )
+
+
+def assert_no_leak(
+    func: Callable[..., Any],
+    *args: Any,
+    rounds: int = 5,
+    warmup: int = 2,
+    limit: Union[int, str] = "0 B",
+    nframe: int = 10,
+    ignore: Ignore = None,
+    **kwargs: Any,
+) -> LeakReport:
+    """Raise AssertionError, saying where, if calling *func* leaks."""
+    report = check(
+        func,
+        args,
+        kwargs,
+        rounds=rounds,
+        warmup=warmup,
+        limit=limit,
+        nframe=nframe,
+        ignore=ignore,
+    )
+    if report.leaked:
+        raise AssertionError(report.format())
+    return report
