@@ -59,7 +59,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    for name, description in MARKERS.items():
+    for description in MARKERS.values():
         config.addinivalue_line("markers", description)
     if config.getoption("leakhunt_rounds") < 2:
         raise pytest.UsageError("--leakhunt-rounds must be at least 2")
