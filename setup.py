@@ -67,11 +67,18 @@ if include_dirs is None and build_args():
 
 core = Extension(
     "pyleakhunt._core",
-    sources=["src/frames.c", "src/tables.c", "src/hooks.c", "src/module.c"],
+    sources=[
+        "src/frames.c",
+        "src/tables.c",
+        "src/sampling.c",
+        "src/hooks.c",
+        "src/module.c",
+    ],
     depends=[
         "src/frames.h",
         "src/tables.h",
         "src/hooks.h",
+        "src/sampling.h",
         "src/state.h",
         "src/uthash_config.h",
         "src/pyleakhunt.h",
@@ -79,6 +86,7 @@ core = Extension(
     include_dirs=["src"] + (include_dirs or []),
     extra_compile_args=extra_compile_args(),
     extra_link_args=extra_link_args(),
+    libraries=["m"],
 )
 
 setup(ext_modules=[core])

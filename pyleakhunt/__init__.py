@@ -17,10 +17,11 @@ import os
 import sys
 import time
 from array import array
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, Union
 
 from . import _core
 from ._raw import RawFrames, RawSite, RawSnapshot
+from .units import parse_size
 from .snapshot import (
     AggregatedSnapshotError,
     BaseFilter,
@@ -100,19 +101,28 @@ def _check_hooks() -> None:
     )
 
 
-def start(nframe: int = 1, *, sample_bytes: Optional[int] = None) -> None:
+def start(
+    nframe: int = 1, *, sample_bytes: Union[int, str, None] = None
+) -> None:
     """Start tracing Python memory allocations.
 
     *nframe* is the number of frames kept per traceback (1 to 65535).  If
     tracing is already on, only the limit changes.
+
+    *sample_bytes* (a number of bytes, or text such as ``"512KiB"``) turns
+    on sampled tracing: on average one allocation per *sample_bytes* bytes
+    is recorded, larger blocks proportionally more often, and every figure
+    becomes an unbiased estimate.  ``None`` (the default) traces every
+    allocation exactly.
     """
-    if sample_bytes is not None:
-        raise NotImplementedError("sampled tracing is not available yet")
-    if not isinstance(nframe, int):
+    if not isinstance(nframe, int) or isinstance(nframe, bool):
         raise TypeError(f"nframe must be an int, not {type(nframe).__name__}")
+    mean = 0 if sample_bytes is None else parse_size(sample_bytes)
+    if sample_bytes is not None and mean < 1:
+        raise ValueError("sample_bytes must be at least 1 byte")
     if not _core.is_tracing():
         _Session.stdlib_below = _stdlib_tracing()
-    _core.start(nframe, 0)
+    _core.start(nframe, mean)
 
 
 def stop() -> None:
@@ -175,6 +185,7 @@ def _raw_snapshot(full: bool) -> RawSnapshot:
         block_sites=block_sites,
         block_sizes=block_sizes,
         lost_blocks=lost_blocks,
+        sample_bytes=_core.get_stats()["sample_bytes"],
         pid=os.getpid(),
         timestamp=time.time(),
     )

@@ -264,6 +264,7 @@ class _Progress:
         self.enabled = size >= PROGRESS_MIN_BYTES and _stderr_is_tty()
         self.shown = False
         self._last = 0.0
+        self._width = 0  # of the line shown, to blank out what is left of it
 
     def loading(self) -> None:
         """Say once that a big file is being loaded."""
@@ -280,21 +281,26 @@ class _Progress:
         if not self.enabled or now - self._last < 0.2:
             return
         self._last = now
-        self.shown = True
         percent = 100 * offset / self.size if self.size else 100
-        sys.stderr.write(
-            "\rpyleakhunt: reading %s: %d entries (%.0f%%)"
-            % (self.path, count, percent)
+        self._show(
+            "pyleakhunt: reading %s: %s (%.0f%%)"
+            % (self.path, report.plural(count, "entry", "entries"), percent)
         )
-        sys.stderr.flush()
 
     def done(self, count: int) -> None:
         """End the progress line, if one was shown."""
         if self.shown:
-            sys.stderr.write(
-                "\rpyleakhunt: reading %s: %d entries, done\n" % (self.path, count)
+            self._show(
+                "pyleakhunt: reading %s: %s, done"
+                % (self.path, report.plural(count, "entry", "entries")),
+                end="\n",
             )
-            sys.stderr.flush()
+
+    def _show(self, text: str, end: str = "") -> None:
+        self.shown = True
+        sys.stderr.write("\r" + text.ljust(self._width) + end)
+        sys.stderr.flush()
+        self._width = len(text)
 
 
 def file_kind(path: str) -> str:
@@ -541,6 +547,8 @@ class Target:
                     "can't open file %r: %s" % (self.name, exc.strerror or exc)
                 ) from None
             return
+        # For a dotted name this imports the parent packages (untraced),
+        # as python -m does before running the module.
         try:
             found = importlib.util.find_spec(self.name) is not None
             problem = ""
@@ -652,7 +660,10 @@ def _flush_program_output() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except Exception:  # the program may have closed or broken it
+        except BrokenPipeError:
+            if stream is sys.stdout:
+                _silence_stdout()
+        except Exception:  # the program may have closed or replaced it
             pass
 
 
@@ -746,7 +757,7 @@ def _trace(
         exc = None  # drop the program's frames
     suspects = watcher.suspects(5)
     if args.json:
-        _print_json(
+        _print_run_json(
             {
                 "command": "run",
                 "timeline": path,
@@ -762,8 +773,7 @@ def _trace(
                 "suspects": [
                     report.suspect_json(s, os.getpid(), path) for s in suspects
                 ],
-            },
-            compact=True,
+            }
         )
     else:
         lines = report.run_summary(
@@ -776,6 +786,17 @@ def _trace(
         )
         sys.stderr.write("".join(line + "\n" for line in lines))
     return code
+
+
+def _print_run_json(doc: Dict[str, Any]) -> None:
+    """The run summary as one JSON line; a closed stdout loses only it."""
+    try:
+        _print_json(doc, compact=True)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+    except ValueError:  # the program closed stdout
+        pass
 
 
 # --------------------------------------------------------------------------
@@ -965,7 +986,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         except SystemExit as exc:  # --help, --version
             return exc.code if isinstance(exc.code, int) else EXIT_OK
         code = args.func(args)
-        sys.stdout.flush()
+        try:
+            sys.stdout.flush()
+        except ValueError:  # closed by the program that run ran
+            pass
         return code
     except CLIError as exc:
         _error(str(exc))

@@ -10,6 +10,7 @@
 #define Py_BUILD_CORE 1
 #include <Python.h>
 
+#include <internal/pycore_context.h>
 #include <internal/pycore_gc.h>
 #if PY_VERSION_HEX >= 0x030B0000
 #include <internal/pycore_frame.h>
@@ -196,4 +197,30 @@ lh_object_block(PyObject *obj)
     }
 #endif
     return (uintptr_t)obj - header;
+}
+
+int
+lh_context_int(PyObject *var, unsigned long *result)
+{
+    /* PyContextVar_Get() caches what it finds in the variable.  A hook may
+       run in the middle of ContextVar.set() or .reset() (they allocate), and
+       caching the old value there would make the variable keep returning
+       it.  So the cache is put back exactly as it was. */
+    PyContextVar *cvar = (PyContextVar *)var;
+    PyObject *cached = cvar->var_cached;
+    uint64_t tsid = cvar->var_cached_tsid;
+    uint64_t tsver = cvar->var_cached_tsver;
+    PyObject *value = NULL;
+    int found = 0;
+    if (PyContextVar_Get(var, NULL, &value) == 0 && value != NULL) {
+        if (PyLong_CheckExact(value)) {
+            *result = PyLong_AsUnsignedLongMask(value);
+            found = 1;
+        }
+        Py_DECREF(value);
+    }
+    cvar->var_cached = cached;
+    cvar->var_cached_tsid = tsid;
+    cvar->var_cached_tsver = tsver;
+    return found;
 }

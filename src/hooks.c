@@ -16,6 +16,7 @@
 
 #include "frames.h"
 #include "hooks.h"
+#include "sampling.h"
 
 lh_tracer_state lh_tracer = {
     .mem_fail_countdown = -1,
@@ -39,15 +40,31 @@ static __thread uintptr_t lh_last_block
 
 /* ---- accounting (lock held) ------------------------------------------ */
 
+/* What a block of `size` bytes stands for.  In sampled mode a recorded
+   block of the Python heap stands for 1/p blocks and size/p bytes (see
+   sampling.h); foreign domains are always exact.  A pure function of the
+   size, so a block adds and later removes exactly the same amounts. */
+static inline lh_weight
+weight_of(unsigned int domain, size_t size)
+{
+    size_t mean = domain == LH_PYTHON_DOMAIN ? S.sample_bytes : 0;
+    if (mean == 0) {
+        return (lh_weight){size, 1.0};
+    }
+    return lh_sample_weight(size, mean);
+}
+
 static void
 account_add(lh_site *site, size_t size)
 {
+    lh_weight w = weight_of(lh_key_domain(&site->key), size);
     site->count++;
-    site->size += size;
+    site->size += w.bytes;
+    site->est_count += w.count;
     if (site->size > site->peak) {
         site->peak = site->size;
     }
-    S.traced_bytes += size;
+    S.traced_bytes += w.bytes;
     if (S.traced_bytes > S.peak_bytes) {
         S.peak_bytes = S.traced_bytes;
     }
@@ -57,9 +74,11 @@ static void
 account_remove(uint32_t site_id, size_t size)
 {
     lh_site *site = S.sites.by_id[site_id];
+    lh_weight w = weight_of(lh_key_domain(&site->key), size);
     site->count--;
-    site->size -= size;
-    S.traced_bytes -= size;
+    site->size -= w.bytes;
+    site->est_count = site->count ? site->est_count - w.count : 0.0;
+    S.traced_bytes -= w.bytes;
 }
 
 /* ---- capturing the current site (lock held) -------------------------- */
@@ -70,29 +89,73 @@ scratch_keylen(int nframe)
     return sizeof(lh_site_key) + (size_t)nframe * sizeof(lh_frame);
 }
 
-/* The site of an allocation made now, in `domain`, by the thread whose
-   state is `tstate` (NULL when it does not hold the GIL: its stack cannot
-   be read safely, so the site has no frames and shows as "<unknown>"). */
-static lh_site *
-current_site(unsigned int domain, PyThreadState *tstate)
+/* Where an allocation comes from: the thread's state if its stack may be
+   read (NULL when it does not hold the GIL: the site then has no frames
+   and shows as "<unknown>"), and the request tag in effect. */
+typedef struct {
+    PyThreadState *tstate;
+    uint32_t tag;
+} lh_origin;
+
+/* The tag of the current context, 0 if none.  GIL held.  Reading a
+   context variable does not allocate; a pending exception (allocations
+   happen while one is being handled) is kept intact. */
+static uint32_t
+current_tag(void)
 {
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    unsigned long value = 0;
+    uint32_t tag = lh_context_int(S.tag_var, &value) ? (uint32_t)value : 0;
+    PyErr_Clear();
+    PyErr_Restore(type, exc, tb);
+    return tag;
+}
+
+static inline lh_origin
+origin_of(PyThreadState *tstate)
+{
+    lh_origin origin = {tstate, 0};
+    if (tstate != NULL && S.tag_var != NULL) {
+        origin.tag = current_tag();
+    }
+    return origin;
+}
+
+/* The site of an allocation made now, in `domain`, from `origin`. */
+static lh_site *
+current_site(unsigned int domain, lh_origin origin)
+{
+    PyThreadState *tstate = origin.tstate;
     lh_site_key *key = S.scratch;
     uint16_t total = 0;
     int n = 0;
     if (tstate != NULL) {
         n = lh_frames_capture(tstate, key->frames, S.nframe, &total);
     }
-    key->where = lh_key_where(domain, 0);
+    key->where = lh_key_where(domain, origin.tag);
     key->depth = lh_key_depth(n, total);
     return lh_sites_intern(&S.sites, key, scratch_keylen(n));
 }
 
+/* Mark a recorded block in the filter that lets frees of unrecorded blocks
+   skip the lock; now and then forget the bits of blocks since freed. */
+static void
+note_sampled(uintptr_t ptr)
+{
+    S.counters.sampled_blocks++;
+    lh_filter_add(&S.sample_filter, ptr);
+    if (S.sample_filter.adds_since_rebuild > (1u << 16)) {
+        lh_filter_rebuild(&S.sample_filter, &S.blocks);
+    }
+}
+
 static void
 record_block(unsigned int domain, uintptr_t ptr, size_t size,
-             PyThreadState *tstate)
+             lh_origin origin)
 {
     S.counters.alloc_events++;
-    lh_site *site = current_site(domain, tstate);
+    lh_site *site = current_site(domain, origin);
     if (site == NULL) {
         S.counters.lost_blocks++;
         return;
@@ -109,6 +172,9 @@ record_block(unsigned int domain, uintptr_t ptr, size_t size,
         account_remove(old_site, old_size);
     }
     account_add(site, size);
+    if (S.sample_bytes && domain == LH_PYTHON_DOMAIN) {
+        note_sampled(ptr);
+    }
 }
 
 /* Remove `ptr`; fills *site_id and *size and returns 1 if it was there. */
@@ -151,13 +217,31 @@ stack_owner(int domain)
     return domain == LH_RAW ? lh_frames_gil_holder() : lh_frames_tstate();
 }
 
+/* In sampled mode, most allocations are not recorded at all. */
+static inline int
+skip_allocation(size_t size)
+{
+    return S.sample_bytes != 0 && !lh_sample_take(size, S.sample_bytes);
+}
+
+/* ... and frees of blocks that were certainly not recorded skip the lock. */
+static inline int
+skip_free(void *ptr)
+{
+    return S.sample_bytes != 0
+           && !lh_filter_maybe(&S.sample_filter, (uintptr_t)ptr);
+}
+
 static void
 after_alloc(int domain, void *ptr, size_t size)
 {
-    PyThreadState *tstate = stack_owner(domain);
+    if (skip_allocation(size)) {
+        return;
+    }
+    lh_origin origin = origin_of(stack_owner(domain));
     lh_lock_acquire(&S.lock);
     if (is_tracing()) {
-        record_block(LH_PYTHON_DOMAIN, (uintptr_t)ptr, size, tstate);
+        record_block(LH_PYTHON_DOMAIN, (uintptr_t)ptr, size, origin);
     }
     lh_lock_release(&S.lock);
 #if PY_VERSION_HEX >= 0x030D0000
@@ -204,7 +288,7 @@ static inline void
 hook_free(int domain, void *ptr)
 {
     PyMemAllocatorEx *next = &S.underlying[domain];
-    if (lh_in_hook || ptr == NULL || !is_tracing()) {
+    if (lh_in_hook || ptr == NULL || !is_tracing() || skip_free(ptr)) {
         next->free(next->ctx, ptr);
         return;
     }
@@ -236,7 +320,7 @@ hook_realloc(int domain, void *ptr, size_t size)
     uint32_t old_site = 0;
     size_t old_size = 0;
     int had_old = 0;
-    if (ptr != NULL) {
+    if (ptr != NULL && !skip_free(ptr)) {
         lh_lock_acquire(&S.lock);
         had_old = is_tracing()
                   && forget_block((uintptr_t)ptr, &old_site, &old_size);
@@ -301,12 +385,15 @@ on_new_reference(PyObject *op, PyRefTracerEvent event, void *data)
         lh_last_block = 0;
         return 0;
     }
-    PyThreadState *tstate = lh_frames_tstate();
+    if (skip_free((void *)block)) {
+        return 0;
+    }
+    lh_origin origin = origin_of(lh_frames_tstate());
     lh_lock_acquire(&S.lock);
     uint32_t site_id;
     size_t size;
     if (is_tracing() && lh_blocks_get(&S.blocks, block, &site_id, &size)) {
-        lh_site *site = current_site(LH_PYTHON_DOMAIN, tstate);
+        lh_site *site = current_site(LH_PYTHON_DOMAIN, origin);
         if (site != NULL && site->id != site_id) {
             account_remove(site_id, size);
             lh_blocks_set_site(&S.blocks, block, site->id);
@@ -407,11 +494,22 @@ lh_hooks_set_nframe(int nframe)
 int
 lh_hooks_start(int nframe, size_t sample_bytes)
 {
+    if (is_tracing() && sample_bytes != S.sample_bytes) {
+        PyErr_Format(PyExc_ValueError,
+                     "already tracing with sample_bytes=%zu; stop() before "
+                     "changing the sampling rate",
+                     S.sample_bytes);
+        return -1;
+    }
     if (lh_hooks_set_nframe(nframe) < 0) {
         return -1;
     }
     if (is_tracing()) {
         return 0;
+    }
+    if (sample_bytes != 0 && lh_filter_reset(&S.sample_filter) < 0) {
+        PyErr_NoMemory();
+        return -1;
     }
     S.sample_bytes = sample_bytes;
     for (int d = 0; d < LH_NDOMAINS; d++) {
@@ -500,7 +598,7 @@ lh_hooks_abandon(void)
 
 static int
 track_foreign(unsigned int domain, uintptr_t ptr, size_t size,
-              PyThreadState *tstate)
+              lh_origin origin)
 {
     lh_foreign_key key = {domain, ptr};
     lh_foreign *entry;
@@ -510,7 +608,7 @@ track_foreign(unsigned int domain, uintptr_t ptr, size_t size,
         HASH_DEL(S.foreign, entry);
         lh_mem_free(entry, sizeof(*entry));
     }
-    lh_site *site = current_site(domain, tstate);
+    lh_site *site = current_site(domain, origin);
     entry = site != NULL ? lh_mem_calloc(1, sizeof(*entry)) : NULL;
     if (entry == NULL) {
         S.counters.lost_blocks++;
@@ -536,17 +634,20 @@ lh_track(unsigned int domain, uintptr_t ptr, size_t size)
     if (!is_tracing()) {
         return -2;
     }
-    PyThreadState *tstate = lh_frames_gil_holder();
+    if (domain == LH_PYTHON_DOMAIN && skip_allocation(size)) {
+        return 0;
+    }
+    lh_origin origin = origin_of(lh_frames_gil_holder());
     int result = 0;
     lh_lock_acquire(&S.lock);
     if (!is_tracing()) {
         result = -2;
     }
     else if (domain == LH_PYTHON_DOMAIN) {
-        record_block(domain, ptr, size, tstate);
+        record_block(domain, ptr, size, origin);
     }
     else {
-        result = track_foreign(domain, ptr, size, tstate);
+        result = track_foreign(domain, ptr, size, origin);
     }
     lh_lock_release(&S.lock);
     return result;

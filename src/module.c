@@ -8,6 +8,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -226,6 +227,7 @@ typedef struct {
     size_t count;
     size_t size;
     size_t peak;
+    double est_count;
 } site_figures;
 
 typedef struct {
@@ -292,7 +294,7 @@ take_raw_copy(raw_copy *copy, int full)
         for (uint32_t i = 0; i < copy->nsites; i++) {
             lh_site *site = S.sites.by_id[i];
             copy->sites[i] = (site_figures){site, site->count, site->size,
-                                            site->peak};
+                                            site->peak, site->est_count};
         }
         failed = full && copy_blocks(copy) < 0;
     }
@@ -312,10 +314,16 @@ site_record(const site_figures *fig, PyObject *intern)
     if (frames == NULL) {
         return NULL;
     }
+    /* In sampled mode, sizes are already estimates (hooks.c weight_of);
+       the count is the estimated number of blocks, not of recorded ones. */
+    Py_ssize_t count = (Py_ssize_t)fig->count;
+    if (S.sample_bytes && lh_key_domain(&fig->site->key) == 0) {
+        count = (Py_ssize_t)llround(fig->est_count);
+    }
     return Py_BuildValue("(IOInnnI)", lh_key_domain(&fig->site->key), frames,
-                         site_total_nframe(fig->site),
-                         (Py_ssize_t)fig->count, (Py_ssize_t)fig->size,
-                         (Py_ssize_t)fig->peak, lh_key_tag(&fig->site->key));
+                         site_total_nframe(fig->site), count,
+                         (Py_ssize_t)fig->size, (Py_ssize_t)fig->peak,
+                         lh_key_tag(&fig->site->key));
 }
 
 /* Sites with live blocks, as records; index[id] gets each one's position
@@ -408,14 +416,15 @@ core_get_stats(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
     size_t capacity = S.blocks.capacity;
     lh_lock_release(&S.lock);
     return Py_BuildValue(
-        "{sKsKsnsnsKsnsnsn}", "alloc_events", (unsigned long long)c.alloc_events,
+        "{sKsKsnsnsKsnsnsnsK}", "alloc_events", (unsigned long long)c.alloc_events,
         "free_events", (unsigned long long)c.free_events,
         "live_blocks", (Py_ssize_t)live,
         "unique_tracebacks", (Py_ssize_t)sites,
         "lost_blocks", (unsigned long long)c.lost_blocks,
         "tracer_memory", (Py_ssize_t)tracer_memory(),
         "block_table_capacity", (Py_ssize_t)capacity,
-        "sample_bytes", (Py_ssize_t)S.sample_bytes);
+        "sample_bytes", (Py_ssize_t)S.sample_bytes,
+        "sampled_blocks", (unsigned long long)c.sampled_blocks);
 }
 
 static PyObject *
@@ -426,6 +435,23 @@ core_fail_after(PyObject *Py_UNUSED(module), PyObject *arg)
         return NULL;
     }
     lh_mem_fail_after(countdown);
+    Py_RETURN_NONE;
+}
+
+/* set_tag_var(var): allocations made while `var` holds an int are tagged
+   with it (the WSGI and ASGI integrations tag them with the endpoint). */
+static PyObject *
+core_set_tag_var(PyObject *Py_UNUSED(module), PyObject *var)
+{
+    if (var != Py_None && !PyContextVar_CheckExact(var)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "set_tag_var() needs a contextvars.ContextVar or None");
+        return NULL;
+    }
+    PyObject *old = S.tag_var;
+    Py_XINCREF(var == Py_None ? NULL : var);
+    S.tag_var = var == Py_None ? NULL : var;
+    Py_XDECREF(old);
     Py_RETURN_NONE;
 }
 
@@ -465,6 +491,8 @@ static PyMethodDef core_methods[] = {
     {"snapshot", core_snapshot, METH_O,
      "snapshot(full) -> (sites, blocks, lost_blocks)"},
     {"get_stats", core_get_stats, METH_NOARGS, "The tracer's counters."},
+    {"set_tag_var", core_set_tag_var, METH_O,
+     "Tag allocations with the int value of a ContextVar (None: stop)."},
     {"_fail_after", core_fail_after, METH_O,
      "Testing: make the tracer's allocations fail after n (-1: never)."},
     {NULL, NULL, 0, NULL},

@@ -19,6 +19,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 
+#include "sampling.h"
 #include "tables.h"
 
 /* Index of each hooked domain in the arrays below. */
@@ -63,6 +64,10 @@ typedef struct {
     size_t traced_bytes;
     size_t peak_bytes;
     lh_counters counters;
+    lh_sample_filter sample_filter;
+    /* A contextvars.ContextVar whose value (an int) tags allocations, or
+       NULL.  Set and read with the GIL held. */
+    PyObject *tag_var;
     /* Scratch key for capturing the current traceback. */
     lh_site_key *scratch;
     size_t scratch_frames;

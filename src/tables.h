@@ -141,7 +141,7 @@ typedef struct lh_big_size {
     size_t size;
 } lh_big_size;
 
-typedef struct {
+typedef struct lh_block_table {
     lh_block *slots;
     size_t capacity;  /* a power of two, or 0 */
     size_t used;

@@ -1,0 +1,791 @@
+"""The ``pyleakhunt`` command line: run, top, diff, suspects, errors, JSON."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import tracemalloc
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import pytest
+
+import pyleakhunt
+from pyleakhunt import cli, report
+from pyleakhunt._raw import RawSite, RawSnapshot
+from pyleakhunt.fileformat import TimelineWriter, write_snapshot
+from pyleakhunt.growth import suspects_in
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: Source of the program the synthetic snapshots point at.
+APP_SOURCE = """\
+def handle(request):
+    LOG.append(request)
+    CACHE[request.key] = request.value
+    return render(request)
+
+
+def render(request):
+    return "<p>%s</p>" % request
+"""
+LEAK_LINE, CACHE_LINE, RENDER_LINE, CALLER_LINE = 2, 3, 8, 4
+MiB = 1024 * 1024
+
+
+# --------------------------------------------------------------------------
+# Helpers
+
+
+@pytest.fixture
+def app(tmp_path) -> str:
+    path = tmp_path / "app.py"
+    path.write_text(APP_SOURCE)
+    return str(path)
+
+
+def site(app: str, lineno: int, size: int, count: int = 1) -> RawSite:
+    frames = ((app, lineno), (app, CALLER_LINE), ("/srv/main.py", 10))
+    return RawSite(0, frames, None, count, size, size)
+
+
+def raw(
+    sites: List[RawSite],
+    timestamp: float = 1_700_000_000.0,
+    pid: int = 4242,
+    **fields: object,
+) -> RawSnapshot:
+    return RawSnapshot(3, sites, pid=pid, timestamp=timestamp, **fields)  # type: ignore[arg-type]
+
+
+def series(app: str, pid: int = 4242, samples: int = 8) -> List[RawSnapshot]:
+    """A leak (steady growth), a cache (fills then plateaus), churn, a constant."""
+    snaps = []
+    for i in range(samples):
+        snaps.append(
+            raw(
+                [
+                    site(app, LEAK_LINE, 100_000 + 50_000 * i, 10 + 5 * i),
+                    site(app, CACHE_LINE, 40_000 * min(i, 2) + 1000, 3),
+                    site(app, RENDER_LINE, 30_000 if i % 2 else 2000, 2),
+                    RawSite(0, (("/srv/main.py", 1),), None, 1, 5000, 5000),
+                ],
+                timestamp=1_700_000_000.0 + i,
+                pid=pid,
+            )
+        )
+    return snaps
+
+
+def write_timeline(path, snaps: Sequence[RawSnapshot]) -> str:
+    with TimelineWriter(str(path)) as writer:
+        for snap in snaps:
+            writer.append(snap)
+    return str(path)
+
+
+def run_main(capsys, *argv: str) -> Tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_cli(
+    *argv: str, cwd: Optional[str] = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+    return subprocess.run(
+        [sys.executable, "-m", "pyleakhunt", *argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def assert_one_line_error(err: str) -> None:
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("pyleakhunt: error: "), err
+
+
+# --------------------------------------------------------------------------
+# top
+
+
+def test_top_shows_biggest_sites_with_source_and_header(tmp_path, app, capsys):
+    path = str(tmp_path / "snap.plh")
+    write_snapshot(
+        path,
+        raw([site(app, LEAK_LINE, 30 * MiB, 300), site(app, RENDER_LINE, 2048, 4)]),
+    )
+    code, out, err = run_main(capsys, "top", path)
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[0].startswith(path + ": aggregated snapshot of pid 4242 taken ")
+    assert "30.0 MiB in 304 blocks at 2 sites" in lines[0]
+    leak = next(line for line in lines if "app.py:%d" % LEAK_LINE in line)
+    assert "30.0 MiB" in leak and "300" in leak and "LOG.append(request)" in leak
+    render = next(line for line in lines if "app.py:%d" % RENDER_LINE in line)
+    assert "2048 B" in render and 'return "<p>%s</p>" % request' in render
+    assert lines.index(leak) < lines.index(render)
+    # Columns are aligned: locations start at the same offset.
+    assert leak.index("app.py") == render.index("app.py")
+    assert "warning" not in out and "estimated" not in out
+
+
+def test_top_reads_last_entry_of_a_timeline(tmp_path, app, capsys):
+    path = write_timeline(tmp_path / "t.plh", series(app, samples=3))
+    code, out, _ = run_main(capsys, "top", path, "-n", "1", "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["kind"] == "timeline" and doc["entries"] == 3
+    assert doc["timestamp"] == 1_700_000_002.0
+    assert doc["statistics"][0]["size"] == 200_000
+    code, out, _ = run_main(capsys, "top", path)
+    assert "last of 3 timeline entries (aggregated snapshot)" in out
+
+
+def test_top_json_shape(tmp_path, app, capsys):
+    path = str(tmp_path / "snap.plh")
+    write_snapshot(path, raw([site(app, LEAK_LINE, 1000, 10)], lost_blocks=0))
+    code, out, err = run_main(capsys, "top", path, "--json")
+    assert code == 0 and err == ""
+    doc = json.loads(out)
+    assert doc == {
+        "command": "top",
+        "file": path,
+        "kind": "snapshot",
+        "entries": None,
+        "truncated_tail": False,
+        "aggregated": True,
+        "pid": 4242,
+        "timestamp": 1_700_000_000.0,
+        "traceback_limit": 3,
+        "estimated": False,
+        "sample_bytes": 0,
+        "lost_blocks": 0,
+        "total_size": 1000,
+        "total_count": 10,
+        "key_type": "lineno",
+        "cumulative": False,
+        "statistics": [
+            {
+                "filename": app,
+                "lineno": LEAK_LINE,
+                "size": 1000,
+                "count": 10,
+                "traceback": [[app, LEAK_LINE]],
+            }
+        ],
+    }
+
+
+def test_top_by_traceback_lists_frames_most_recent_first(tmp_path, app, capsys):
+    path = str(tmp_path / "snap.plh")
+    write_snapshot(path, raw([site(app, LEAK_LINE, 1000, 10)]))
+    code, out, _ = run_main(capsys, "top", path, "--key", "traceback", "--json")
+    stat = json.loads(out)["statistics"][0]
+    assert (stat["filename"], stat["lineno"]) == (app, LEAK_LINE)
+    assert stat["traceback"] == [
+        [app, LEAK_LINE],
+        [app, CALLER_LINE],
+        ["/srv/main.py", 10],
+    ]
+    code, out, _ = run_main(capsys, "top", path, "--key", "traceback")
+    assert code == 0
+    frames = [line.strip() for line in out.splitlines() if "File " in line]
+    assert frames == [
+        'File "%s", line %d' % (app, LEAK_LINE),
+        'File "%s", line %d' % (app, CALLER_LINE),
+        'File "/srv/main.py", line 10',
+    ]
+
+
+def test_top_by_filename_and_cumulative(tmp_path, app, capsys):
+    path = str(tmp_path / "snap.plh")
+    write_snapshot(
+        path, raw([site(app, LEAK_LINE, 1000, 10), site(app, CACHE_LINE, 500, 5)])
+    )
+    _, out, _ = run_main(capsys, "top", path, "--key", "filename", "--json")
+    stats = json.loads(out)["statistics"]
+    assert [(s["filename"], s["lineno"], s["size"]) for s in stats] == [(app, 0, 1500)]
+    _, out, _ = run_main(capsys, "top", path, "--cumulative", "--json")
+    stats = {
+        (s["filename"], s["lineno"]): s["size"] for s in json.loads(out)["statistics"]
+    }
+    assert stats[(app, CALLER_LINE)] == 1500
+    assert stats[("/srv/main.py", 10)] == 1500
+
+
+def test_top_marks_estimated_figures(tmp_path, app, capsys):
+    path = str(tmp_path / "snap.plh")
+    write_snapshot(path, raw([site(app, LEAK_LINE, 1000, 10)], sample_bytes=4096))
+    _, out, _ = run_main(capsys, "top", path)
+    assert "(estimated" in out.splitlines()[0]
+    assert "size (estimated)" in out
+    _, out, _ = run_main(capsys, "top", path, "--json")
+    doc = json.loads(out)
+    assert doc["estimated"] is True and doc["sample_bytes"] == 4096
+
+
+def test_top_warns_when_blocks_were_lost(tmp_path, app, capsys):
+    path = str(tmp_path / "snap.plh")
+    write_snapshot(path, raw([site(app, LEAK_LINE, 1000, 10)], lost_blocks=5))
+    _, out, _ = run_main(capsys, "top", path)
+    assert "warning: the tracer failed to record 5 blocks" in out
+    _, out, _ = run_main(capsys, "top", path, "--json")
+    assert json.loads(out)["lost_blocks"] == 5
+
+
+def test_top_of_a_full_snapshot_taken_by_the_tracer(tmp_path, capsys):
+    path = str(tmp_path / "full.plh")
+    pyleakhunt.start(5)
+    data = [bytearray(1000) for _ in range(200)]  # noqa: F841
+    pyleakhunt.take_snapshot().dump(path)
+    pyleakhunt.stop()
+    code, out, _ = run_main(capsys, "top", path, "-n", "3")
+    assert code == 0
+    assert "full snapshot of pid %d" % os.getpid() in out
+    assert "test_cli.py:" in out and "data = [bytearray(1000)" in out
+
+
+# --------------------------------------------------------------------------
+# diff
+
+
+def test_diff_lists_growth_first_and_leaves_out_unchanged(tmp_path, app, capsys):
+    old = str(tmp_path / "old.plh")
+    new = str(tmp_path / "new.plh")
+    write_snapshot(
+        old,
+        raw([site(app, LEAK_LINE, 1000, 1), site(app, CACHE_LINE, 9000, 9)]),
+    )
+    write_snapshot(
+        new,
+        raw(
+            [
+                site(app, LEAK_LINE, 2 * MiB, 2000),
+                site(app, CACHE_LINE, 9000, 9),
+                site(app, RENDER_LINE, 10, 1),
+            ],
+            timestamp=1_700_000_060.0,
+        ),
+    )
+    code, out, err = run_main(capsys, "diff", old, new)
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[0].startswith("old: " + old) and lines[1].startswith("new: " + new)
+    assert "over 1 min 0 s" in lines[2]
+    rows = [line for line in lines if "app.py:" in line]
+    assert "app.py:%d" % LEAK_LINE in rows[0] and "+2047 KiB" in rows[0]
+    assert "app.py:%d" % RENDER_LINE in rows[1]
+    assert not any("app.py:%d" % CACHE_LINE in row for row in rows)
+
+    _, out, _ = run_main(capsys, "diff", old, new, "--json")
+    doc = json.loads(out)
+    assert set(doc) == {
+        "command",
+        "old",
+        "new",
+        "estimated",
+        "lost_blocks",
+        "key_type",
+        "cumulative",
+        "statistics",
+    }
+    assert doc["old"]["file"] == old and doc["new"]["file"] == new
+    assert doc["estimated"] is False and doc["lost_blocks"] == 0
+    first = doc["statistics"][0]
+    assert first == {
+        "filename": app,
+        "lineno": LEAK_LINE,
+        "size": 2 * MiB,
+        "size_diff": 2 * MiB - 1000,
+        "count": 2000,
+        "count_diff": 1999,
+        "traceback": [[app, LEAK_LINE]],
+    }
+    assert len(doc["statistics"]) == 2
+
+
+def test_diff_reports_estimated_and_lost_blocks_of_either_file(tmp_path, app, capsys):
+    old = str(tmp_path / "old.plh")
+    new = str(tmp_path / "new.plh")
+    write_snapshot(old, raw([site(app, LEAK_LINE, 1000, 1)], lost_blocks=7))
+    write_snapshot(new, raw([site(app, LEAK_LINE, 5000, 5)], sample_bytes=512))
+    _, out, _ = run_main(capsys, "diff", old, new, "--json")
+    doc = json.loads(out)
+    assert doc["estimated"] is True and doc["lost_blocks"] == 7
+    _, out, _ = run_main(capsys, "diff", old, new)
+    assert "(estimated)" in out and "failed to record 7 blocks" in out
+
+
+# --------------------------------------------------------------------------
+# suspects
+
+
+def test_suspects_names_the_steadily_growing_site(tmp_path, app, capsys):
+    path = write_timeline(tmp_path / "t.plh", series(app))
+    code, out, err = run_main(capsys, "suspects", path)
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[0].startswith(path + ": timeline of pid 4242, 8 samples over 7.0 s")
+    rows = [line for line in lines if "app.py:" in line]
+    assert len(rows) == 1  # the cache plateaus, the render churns
+    assert "app.py:%d" % LEAK_LINE in rows[0] and "LOG.append(request)" in rows[0]
+    assert "+48.8 KiB/s" in rows[0] and "100%" in rows[0]
+
+
+def test_suspects_json_shape(tmp_path, app, capsys):
+    path = write_timeline(tmp_path / "t.plh", series(app))
+    code, out, _ = run_main(capsys, "suspects", path, "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert isinstance(doc, list) and len(doc) == 1
+    suspect = doc[0]
+    assert {
+        "file",
+        "pid",
+        "filename",
+        "lineno",
+        "size",
+        "count",
+        "growth_bytes_per_s",
+        "traceback",
+    } <= set(suspect)
+    assert suspect["file"] == path and suspect["pid"] == 4242
+    assert (suspect["filename"], suspect["lineno"]) == (app, LEAK_LINE)
+    assert suspect["size"] == 450_000 and suspect["count"] == 45
+    assert suspect["growth_bytes_per_s"] == pytest.approx(50_000)
+    assert suspect["traceback"][0] == [app, LEAK_LINE]
+    assert suspect["traceback"][-1] == ["/srv/main.py", 10]
+
+
+def test_suspects_agree_with_growth_suspects_in(tmp_path, app, capsys):
+    snaps = series(app, samples=10)
+    path = write_timeline(tmp_path / "t.plh", snaps)
+    for key in ("lineno", "filename", "traceback"):
+        _, out, _ = run_main(capsys, "suspects", path, "--key", key, "--json")
+        expected = [s.to_json() for s in suspects_in(snaps, key)]
+        got = json.loads(out)
+        for item in got:
+            del item["pid"], item["file"]
+        assert got == json.loads(json.dumps(expected))
+
+
+def test_suspects_reads_a_timeline_with_a_truncated_tail(tmp_path, app, capsys):
+    path = write_timeline(tmp_path / "t.plh", series(app, samples=9))
+    with open(path, "rb+") as f:
+        f.truncate(os.path.getsize(path) - 10)  # killed while writing entry 9
+    code, out, err = run_main(capsys, "suspects", path, "--json")
+    assert code == 0
+    assert "last entry is truncated" in err and "8 complete entries" in err
+    assert "Traceback" not in err
+    assert json.loads(out)[0]["samples"] == 8
+    code, out, _ = run_main(capsys, "top", path, "--json")
+    assert code == 0 and json.loads(out)["truncated_tail"] is True
+
+
+def test_suspects_of_a_directory_groups_timelines_by_file(tmp_path, app, capsys):
+    first = write_timeline(tmp_path / "pyleakhunt-100-a.plh", series(app, pid=100))
+    second = write_timeline(tmp_path / "pyleakhunt-200-b.plh", series(app, pid=200))
+    write_snapshot(str(tmp_path / "dump.plh"), raw([]))  # a snapshot: skipped
+    (tmp_path / "notes.txt").write_text("not a timeline")
+    code, out, err = run_main(capsys, "suspects", str(tmp_path), "--json")
+    assert code == 0 and err == ""
+    assert [(s["pid"], s["file"]) for s in json.loads(out)] == [
+        (100, first),
+        (200, second),
+    ]
+    code, out, _ = run_main(capsys, "suspects", str(tmp_path))
+    assert out.count("timeline of pid") == 2
+    assert out.index("pid 100") < out.index("pid 200")
+
+
+def test_suspects_needs_enough_samples(tmp_path, app, capsys):
+    path = write_timeline(tmp_path / "t.plh", series(app, samples=2))
+    code, out, _ = run_main(capsys, "suspects", path)
+    assert code == 0 and "not enough samples to judge growth: 2" in out
+    _, out, _ = run_main(capsys, "suspects", path, "--json")
+    assert json.loads(out) == []
+
+
+def test_suspects_of_a_snapshot_file_is_an_error(tmp_path, app, capsys):
+    path = str(tmp_path / "snap.plh")
+    write_snapshot(path, raw([site(app, LEAK_LINE, 1000, 1)]))
+    code, out, err = run_main(capsys, "suspects", path)
+    assert code == cli.EXIT_BAD_FILE and out == ""
+    assert_one_line_error(err)
+    assert "snapshot file, not a timeline" in err
+
+
+def test_suspects_of_a_directory_without_timelines_is_an_error(tmp_path, capsys):
+    code, _, err = run_main(capsys, "suspects", str(tmp_path))
+    assert code == cli.EXIT_BAD_FILE
+    assert_one_line_error(err)
+
+
+# --------------------------------------------------------------------------
+# Errors, exit codes, help
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "No such file or directory"),
+        (b"", "empty file"),
+        (b"\x89PLHUNT\n\x01\x00S\x00\x00\x00\x00\x00SNAP", "truncated"),
+        (b"not a snapshot at all", "not a pyleakhunt file"),
+        (b"\x80\x04\x95pickled", "pickle"),
+    ],
+    ids=["missing", "empty", "cut", "garbage", "pickle"],
+)
+def test_bad_files_are_one_line_errors_with_exit_3(tmp_path, capsys, content, message):
+    path = tmp_path / "bad.plh"
+    if content is not None:
+        path.write_bytes(content)
+    for argv in (["top", str(path)], ["diff", str(path), str(path)]):
+        code, out, err = run_main(capsys, *argv)
+        assert code == cli.EXIT_BAD_FILE and out == ""
+        assert_one_line_error(err)
+        assert message in err
+
+
+def test_corrupt_entry_is_reported_with_exit_3(tmp_path, app, capsys):
+    path = tmp_path / "t.plh"
+    write_timeline(path, series(app, samples=3))
+    data = bytearray(path.read_bytes())
+    data[40] ^= 0xFF
+    path.write_bytes(bytes(data))
+    code, _, err = run_main(capsys, "suspects", str(path))
+    assert code == cli.EXIT_BAD_FILE
+    assert_one_line_error(err)
+    assert "CRC-32 mismatch" in err
+
+
+def test_a_directory_is_not_a_snapshot(tmp_path, capsys):
+    code, _, err = run_main(capsys, "top", str(tmp_path))
+    assert code == cli.EXIT_BAD_FILE
+    assert_one_line_error(err)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["bogus"],
+        ["top"],
+        ["top", "f.plh", "-n", "-1"],
+        ["top", "f.plh", "-n", "many"],
+        ["top", "f.plh", "--key", "function"],
+        ["top", "f.plh", "--key", "traceback", "--cumulative"],
+        ["diff", "old.plh"],
+        ["suspects", "d", "--cumulative"],
+        ["run"],
+        ["run", "-m"],
+        ["run", "--interval", "0", "x.py"],
+        ["run", "--nframe", "0", "x.py"],
+        ["run", "--", "gunicorn", "app:app"],
+    ],
+)
+def test_bad_usage_is_one_line_with_exit_2(capsys, argv):
+    code, out, err = run_main(capsys, *argv)
+    assert code == cli.EXIT_USAGE and out == ""
+    assert_one_line_error(err)
+
+
+def test_help_documents_exit_codes_and_json_shapes(capsys):
+    code, out, _ = run_main(capsys, "--help")
+    assert code == 0
+    for number, meaning in cli.EXIT_CODES.items():
+        assert "\n  %-4d %s" % (number, meaning.split()[0]) in out
+        assert "\n    %-4d %s" % (number, meaning.split()[0]) in cli.__doc__
+    for shape in (cli.JSON_TOP, cli.JSON_DIFF, cli.JSON_SUSPECTS, cli.JSON_RUN):
+        assert textwrap.indent(shape, "  ") in out
+        assert textwrap.indent(shape, "    ") in cli.__doc__
+    for command, shape in (("top", cli.JSON_TOP), ("suspects", cli.JSON_SUSPECTS)):
+        code, out, _ = run_main(capsys, command, "--help")
+        assert code == 0 and textwrap.indent(shape, "  ") in out
+        assert "exit codes:" in out
+
+
+def test_keyboard_interrupt_exits_130(monkeypatch, capsys):
+    def interrupted(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "load_snapshot", interrupted)
+    code, _, err = run_main(capsys, "top", "x.plh")
+    assert code == cli.EXIT_INTERRUPTED
+    assert err == "pyleakhunt: error: interrupted\n"
+
+
+def test_a_closed_pipe_is_not_an_error(tmp_path, app, monkeypatch, capsys):
+    path = str(tmp_path / "snap.plh")
+    write_snapshot(path, raw([site(app, LEAK_LINE, 1000, 1)]))
+
+    class ClosedPipe(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert cli.main(["top", path]) == 0
+    monkeypatch.undo()
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_on_a_tty_for_big_files(tmp_path, app, monkeypatch, capsys):
+    timeline = write_timeline(tmp_path / "t.plh", series(app, samples=3))
+    snapshot = str(tmp_path / "s.plh")
+    write_snapshot(snapshot, raw([site(app, LEAK_LINE, 1000, 1)]))
+    monkeypatch.setattr(cli, "PROGRESS_MIN_BYTES", 0)
+    monkeypatch.setattr(cli, "_stderr_is_tty", lambda: True)
+    code, _, err = run_main(capsys, "top", timeline)
+    assert code == 0
+    assert "\rpyleakhunt: reading %s: 1 entry (" % timeline in err
+    assert err.endswith("reading %s: 3 entries, done\n" % timeline)
+    code, _, err = run_main(capsys, "top", snapshot)
+    assert err == "pyleakhunt: loading %s (0 MiB)...\n" % snapshot
+    monkeypatch.setattr(cli, "_stderr_is_tty", lambda: False)
+    _, _, err = run_main(capsys, "top", timeline)
+    assert err == ""
+
+
+def test_shorten_path_keeps_the_basename():
+    long = "/very/long/" + "directory/" * 10 + "module.py"
+    short = report.shorten_path(long, 30)
+    assert short.endswith("directory/module.py") and short.startswith(".../")
+    assert len(short) <= 30
+    huge = "/x/" + "a" * 80 + ".py"
+    assert report.shorten_path(huge, 30).endswith("a" * 80 + ".py")
+    assert report.shorten_path("/usr/lib/python3/site-packages/pkg/m.py") == (
+        "pkg/m.py"
+    )
+    assert report.shorten_path(os.path.join(os.getcwd(), "a", "b.py")) == "a/b.py"
+    assert report.shorten_path("<frozen runpy>") == "<frozen runpy>"
+
+
+def test_demo_still_works(capsys):
+    code, out, _ = run_main(capsys, "demo", "--requests", "2000")
+    assert code == 0 and "Verdict" in out
+    assert not pyleakhunt.is_tracing()
+
+
+# --------------------------------------------------------------------------
+# run, in this process
+
+
+def _write(path, source: str) -> str:
+    path.write_text(textwrap.dedent(source))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "body, code, stderr_has",
+    [
+        ("pass", 0, None),
+        ("raise SystemExit(5)", 5, None),
+        ("raise SystemExit", 0, None),
+        ("import sys; sys.exit('bye now')", 1, "bye now"),
+        ("raise KeyboardInterrupt", 130, "KeyboardInterrupt"),
+        ("raise ValueError('boom')", 1, "ValueError: boom"),
+    ],
+    ids=["ok", "exit5", "exit-none", "exit-message", "interrupt", "exception"],
+)
+def test_run_returns_the_program_exit_code(tmp_path, capsys, body, code, stderr_has):
+    script = _write(tmp_path / "prog.py", body + "\n")
+    argv_before, path_before = list(sys.argv), list(sys.path)
+    result, out, err = run_main(
+        capsys, "run", "-o", str(tmp_path / "out"), "--interval", "0.05", script
+    )
+    assert result == code
+    assert not pyleakhunt.is_tracing()
+    assert sys.argv == argv_before and sys.path == path_before
+    if stderr_has:
+        assert stderr_has in err
+    assert "pyleakhunt: timeline: " in err
+    if "Error" in body:
+        assert 'File "%s", line 1, in <module>' % script in err
+        assert "cli.py" not in err and "runpy" not in err
+    (timeline,) = os.listdir(str(tmp_path / "out"))
+    assert timeline.startswith("pyleakhunt-%d-" % os.getpid())
+    assert timeline.endswith(".plh")
+
+
+def test_run_sets_argv_and_path_like_python(tmp_path, capsys):
+    script = _write(
+        tmp_path / "show.py",
+        """\
+        import json, sys
+        print(json.dumps({"argv": sys.argv, "path0": sys.path[0],
+                          "name": __name__, "file": __file__}))
+        """,
+    )
+    code, out, _ = run_main(
+        capsys, "run", "-o", str(tmp_path), script, "a", "--flag", "-n", "3"
+    )
+    assert code == 0
+    seen = json.loads(out.splitlines()[0])
+    assert seen["argv"] == [script, "a", "--flag", "-n", "3"]
+    assert seen["path0"] == os.path.dirname(os.path.realpath(script))
+    assert seen["name"] == "__main__" and seen["file"] == script
+
+
+def test_run_json_summary_is_one_line(tmp_path, capsys):
+    script = _write(tmp_path / "prog.py", "print('hello')\n")
+    code, out, err = run_main(capsys, "run", "-o", str(tmp_path), "--json", script)
+    assert code == 0 and "pyleakhunt" not in err
+    hello, summary = out.splitlines()
+    assert hello == "hello"
+    doc = json.loads(summary)
+    assert doc["command"] == "run" and doc["exit_code"] == 0
+    assert doc["pid"] == os.getpid() and doc["samples"] >= 2
+    assert os.path.exists(doc["timeline"])
+    assert doc["sampling_error"] is None and doc["suspects"] == []
+
+
+def test_run_of_a_missing_script_or_module_exits_3(tmp_path, capsys):
+    for argv in (
+        ["run", "-o", str(tmp_path), str(tmp_path / "missing.py")],
+        ["run", "-o", str(tmp_path), "-m", "no_such_module_xyz"],
+    ):
+        code, out, err = run_main(capsys, *argv)
+        assert code == cli.EXIT_BAD_FILE and out == ""
+        assert_one_line_error(err)
+    assert os.listdir(str(tmp_path)) == []
+    assert not pyleakhunt.is_tracing()
+
+
+# --------------------------------------------------------------------------
+# Real processes
+
+
+LEAKY_SCRIPT = """\
+import sys
+import time
+
+LOG = []
+
+
+def handle(i):
+    LOG.append("request %d " % i + "x" * 2000)  # the leak
+
+
+def main():
+    deadline = time.monotonic() + float(sys.argv[1])
+    i = 0
+    while time.monotonic() < deadline:
+        handle(i)
+        i += 1
+        if i % 50 == 0:
+            time.sleep(0.002)
+    sys.exit(int(sys.argv[2]))
+
+
+main()
+"""
+
+
+def test_run_script_then_suspects_names_the_leaking_line(tmp_path):
+    script = tmp_path / "leaky.py"
+    script.write_text(LEAKY_SCRIPT)
+    out_dir = tmp_path / "timelines"
+    result = run_cli(
+        "run", "--interval", "0.05", "-o", str(out_dir), str(script), "0.6", "3"
+    )
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "pyleakhunt: timeline: %s" % out_dir in result.stderr
+    assert "leaky.py:8" in result.stderr  # the summary's top suspect
+    (name,) = os.listdir(str(out_dir))
+    assert name.startswith("pyleakhunt-") and name.endswith(".plh")
+
+    found = run_cli("suspects", "--json", str(out_dir))
+    assert found.returncode == 0, found.stderr
+    suspects = json.loads(found.stdout)
+    top = suspects[0]
+    assert (top["filename"], top["lineno"]) == (str(script), 8)
+    assert top["file"] == str(out_dir / name)
+    assert top["pid"] == int(name.split("-")[1])
+    assert top["growth_bytes_per_s"] > 0
+    assert top["traceback"][0] == [str(script), 8]
+
+
+def test_run_module_form(tmp_path):
+    package = tmp_path / "mypkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "tool.py").write_text(
+        "import json, os, sys\n"
+        "print(json.dumps([sys.argv[1:], sys.path[0], __name__]))\n"
+        "raise SystemExit(int(sys.argv[1]))\n"
+    )
+    result = run_cli(
+        "run",
+        "-o",
+        str(tmp_path),
+        "-m",
+        "mypkg.tool",
+        "4",
+        "-o",
+        "x",
+        cwd=str(tmp_path),
+    )
+    assert result.returncode == 4, result.stderr
+    args, path0, name = json.loads(result.stdout.splitlines()[0])
+    assert args == ["4", "-o", "x"]
+    assert path0 == str(tmp_path) and name == "__main__"
+
+
+def test_run_exception_prints_python_traceback_and_exits_1(tmp_path):
+    script = tmp_path / "crash.py"
+    script.write_text("def f():\n    raise RuntimeError('crash here')\n\nf()\n")
+    result = run_cli("run", "-o", str(tmp_path), str(script))
+    assert result.returncode == 1
+    err = result.stderr
+    assert err.startswith("Traceback (most recent call last):\n")
+    assert 'File "%s", line 4, in <module>' % script in err
+    assert "RuntimeError: crash here" in err
+    assert "cli.py" not in err and "runpy" not in err
+    assert "pyleakhunt: timeline: " in err
+
+
+@pytest.mark.parametrize(
+    "argv, code",
+    [
+        (["top", "{tmp}/missing.plh"], 3),
+        (["top", "{tmp}/corrupt.plh"], 3),
+        (["top", "{tmp}/snapshot.pickle"], 3),
+        (["diff", "{tmp}/missing.plh"], 2),
+        (["top", "{tmp}/corrupt.plh", "--key", "nope"], 2),
+        (["run", "{tmp}/missing.py"], 3),
+    ],
+)
+def test_errors_in_a_real_process_are_one_line(tmp_path, argv, code):
+    (tmp_path / "corrupt.plh").write_bytes(b"\x89PLHUNT\n\x01\x00S" + b"\x00" * 40)
+    # A real tracemalloc pickle: refused, never unpickled.
+    tracemalloc.Snapshot([(0, 64, (("app.py", 1),), 1)], 1).dump(
+        str(tmp_path / "snapshot.pickle")
+    )
+    result = run_cli(*(arg.format(tmp=tmp_path) for arg in argv))
+    assert result.returncode == code
+    assert result.stdout == ""
+    assert_one_line_error(result.stderr)
+
+
+def test_json_from_a_real_process(tmp_path, app):
+    path = str(tmp_path / "snap.plh")
+    write_snapshot(path, raw([site(app, LEAK_LINE, 1000, 10)]))
+    result = run_cli("top", "--json", path)
+    assert result.returncode == 0 and result.stderr == ""
+    doc: Dict[str, object] = json.loads(result.stdout)
+    assert doc["file"] == path and doc["statistics"]

@@ -1,0 +1,123 @@
+"""Sampled tracing: unbiased estimates, flagged as such."""
+
+import sys
+
+import pytest
+
+import pyleakhunt
+
+
+def retain(n):
+    return [bytearray(1000) for _ in range(n)]  # the retained site
+
+
+RETAIN_LINE = retain.__code__.co_firstlineno + 1
+
+
+def noise(n):
+    return [str(i) * 10 for i in range(n)]
+
+
+def estimate_of_retained(sample_bytes, count):
+    pyleakhunt.start(3, sample_bytes=sample_bytes)
+    try:
+        other = noise(20_000)
+        kept = retain(count)
+        snapshot = pyleakhunt.take_snapshot(traces=False)
+    finally:
+        pyleakhunt.stop()
+    stats = [
+        s
+        for s in snapshot.statistics("lineno")
+        if s.traceback[0].filename == __file__ and s.traceback[0].lineno == RETAIN_LINE
+    ]
+    true = sum(sys.getsizeof(b) for b in kept)
+    assert len(other) == 20_000
+    return snapshot, (stats[0].size if stats else 0), true
+
+
+def test_sampled_estimates_are_close_to_the_truth():
+    errors = []
+    for _ in range(7):
+        snapshot, estimate, true = estimate_of_retained("16KiB", 20_000)
+        errors.append((estimate - true) / true)
+    errors.sort()
+    assert abs(errors[3]) < 0.10  # the median
+    assert all(abs(e) < 0.35 for e in errors)
+    assert snapshot.is_estimated
+    assert snapshot.sample_bytes == 16 * 1024
+
+
+def test_counts_are_estimated_too():
+    pyleakhunt.start(1, sample_bytes=4096)
+    kept = retain(20_000)
+    snapshot = pyleakhunt.take_snapshot(traces=False)
+    pyleakhunt.stop()
+    (stat,) = [
+        s
+        for s in snapshot.statistics("lineno")
+        if s.traceback[0].lineno == RETAIN_LINE and s.traceback[0].filename == __file__
+    ]
+    # Two blocks per bytearray: the object and its buffer.
+    assert 0.8 * 2 * len(kept) < stat.count < 1.2 * 2 * len(kept)
+
+
+def test_exact_tracing_stays_the_default():
+    pyleakhunt.start()
+    snapshot = pyleakhunt.take_snapshot(traces=False)
+    assert not snapshot.is_estimated
+    assert snapshot.sample_bytes == 0
+    assert pyleakhunt.get_stats()["sample_bytes"] == 0
+
+
+def test_sites_that_allocated_nothing_are_never_reported():
+    def allocates_nothing(n):
+        total = 0
+        for i in range(n):
+            total += i & 7
+        return total
+
+    pyleakhunt.start(1, sample_bytes=256)
+    allocates_nothing(100_000)
+    kept = retain(2_000)
+    snapshot = pyleakhunt.take_snapshot(traces=False)
+    pyleakhunt.stop()
+    first = allocates_nothing.__code__.co_firstlineno
+    lines = {
+        s.traceback[0].lineno
+        for s in snapshot.statistics("lineno")
+        if s.traceback[0].filename == __file__
+    }
+    assert not lines & set(range(first, first + 5))
+    assert RETAIN_LINE in lines
+    assert len(kept) == 2_000
+
+
+def test_frees_of_sampled_blocks_are_accounted():
+    pyleakhunt.start(1, sample_bytes=1024)
+    kept = retain(10_000)
+    before = pyleakhunt.get_traced_memory()[0]
+    del kept
+    after = pyleakhunt.get_traced_memory()[0]
+    pyleakhunt.stop()
+    assert after < before - 5_000_000
+
+
+@pytest.mark.parametrize("bad", ["lots", "-1KiB", 0, -5, "1 parsec"])
+def test_bad_sample_sizes_are_refused(bad):
+    with pytest.raises(ValueError):
+        pyleakhunt.start(1, sample_bytes=bad)
+    assert not pyleakhunt.is_tracing()
+
+
+def test_changing_the_rate_while_tracing_is_refused():
+    pyleakhunt.start(1, sample_bytes="64KiB")
+    with pytest.raises(ValueError, match="stop"):
+        pyleakhunt.start(1, sample_bytes="128KiB")
+    pyleakhunt.start(5, sample_bytes="64KiB")  # same rate: limit changes
+    assert pyleakhunt.get_traceback_limit() == 5
+
+
+def test_sample_sizes_accept_units():
+    pyleakhunt.start(1, sample_bytes="512KiB")
+    assert pyleakhunt.get_stats()["sample_bytes"] == 512 * 1024
