@@ -21,7 +21,6 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 from . import _core
 from ._raw import RawFrames, RawSite, RawSnapshot
-from .units import parse_size
 from .snapshot import (
     AggregatedSnapshotError,
     BaseFilter,
@@ -35,6 +34,7 @@ from .snapshot import (
     Trace,
     Traceback,
 )
+from .units import parse_size
 
 __version__ = "0.1.0"
 
@@ -101,9 +101,7 @@ def _check_hooks() -> None:
     )
 
 
-def start(
-    nframe: int = 1, *, sample_bytes: Union[int, str, None] = None
-) -> None:
+def start(nframe: int = 1, *, sample_bytes: Union[int, str, None] = None) -> None:
     """Start tracing Python memory allocations.
 
     *nframe* is the number of frames kept per traceback (1 to 65535).  If
