@@ -138,16 +138,13 @@ current_site(unsigned int domain, lh_origin origin)
     return lh_sites_intern(&S.sites, key, scratch_keylen(n));
 }
 
-/* Mark a recorded block in the filter that lets frees of unrecorded blocks
-   skip the lock; now and then forget the bits of blocks since freed. */
+/* Count a recorded block in the filter that lets frees of unrecorded
+   blocks skip the lock. */
 static void
 note_sampled(uintptr_t ptr)
 {
     S.counters.sampled_blocks++;
     lh_filter_add(&S.sample_filter, ptr);
-    if (S.sample_filter.adds_since_rebuild > (1u << 16)) {
-        lh_filter_rebuild(&S.sample_filter, &S.blocks);
-    }
 }
 
 static void
@@ -168,11 +165,15 @@ record_block(unsigned int domain, uintptr_t ptr, size_t size,
         S.counters.lost_blocks++;
         return;
     }
+    int sampled = S.sample_bytes && domain == LH_PYTHON_DOMAIN;
     if (replaced) {
         account_remove(old_site, old_size);
+        if (sampled) {
+            lh_filter_remove(&S.sample_filter, ptr);
+        }
     }
     account_add(site, size);
-    if (S.sample_bytes && domain == LH_PYTHON_DOMAIN) {
+    if (sampled) {
         note_sampled(ptr);
     }
 }
@@ -186,6 +187,9 @@ forget_block(uintptr_t ptr, uint32_t *site_id, size_t *size)
         return 0;
     }
     account_remove(*site_id, *size);
+    if (S.sample_bytes && lh_key_domain(&S.sites.by_id[*site_id]->key) == 0) {
+        lh_filter_remove(&S.sample_filter, ptr);
+    }
     return 1;
 }
 
@@ -201,6 +205,9 @@ restore_block(uintptr_t ptr, uint32_t site_id, size_t size)
         return;
     }
     account_add(S.sites.by_id[site_id], size);
+    if (S.sample_bytes && lh_key_domain(&S.sites.by_id[site_id]->key) == 0) {
+        lh_filter_add(&S.sample_filter, ptr);
+    }
 }
 
 static inline int
@@ -235,9 +242,6 @@ skip_free(void *ptr)
 static void
 after_alloc(int domain, void *ptr, size_t size)
 {
-    if (skip_allocation(size)) {
-        return;
-    }
     lh_origin origin = origin_of(stack_owner(domain));
     lh_lock_acquire(&S.lock);
     if (is_tracing()) {
@@ -260,7 +264,7 @@ hook_malloc(int domain, size_t size)
     }
     lh_in_hook = 1;
     void *ptr = next->malloc(next->ctx, size);
-    if (ptr != NULL && is_tracing()) {
+    if (ptr != NULL && is_tracing() && !skip_allocation(size)) {
         after_alloc(domain, ptr, size);
     }
     lh_in_hook = 0;
@@ -276,8 +280,8 @@ hook_calloc(int domain, size_t nelem, size_t elsize)
     }
     lh_in_hook = 1;
     void *ptr = next->calloc(next->ctx, nelem, elsize);
-    if (ptr != NULL && is_tracing()) {
-        /* calloc checked nelem * elsize for overflow already. */
+    /* calloc checked nelem * elsize for overflow already. */
+    if (ptr != NULL && is_tracing() && !skip_allocation(nelem * elsize)) {
         after_alloc(domain, ptr, nelem * elsize);
     }
     lh_in_hook = 0;
@@ -327,7 +331,7 @@ hook_realloc(int domain, void *ptr, size_t size)
         lh_lock_release(&S.lock);
     }
     void *ptr2 = next->realloc(next->ctx, ptr, size);
-    if (ptr2 != NULL) {
+    if (ptr2 != NULL && !skip_allocation(size)) {
         after_alloc(domain, ptr2, size);
     }
     else if (had_old) {

@@ -76,75 +76,45 @@ lh_sample_weight(size_t size, size_t mean)
 
 /* ---- the maybe-recorded filter ---------------------------------------- */
 
-#define FILTER_WORDS ((size_t)1 << (LH_FILTER_BITS_LOG2 - 6))
+#define FILTER_SIZE ((size_t)1 << LH_FILTER_LOG2)
 
 static inline size_t
-filter_bit(uintptr_t ptr)
+filter_slot(uintptr_t ptr)
 {
     return (size_t)(((uint64_t)ptr * 0x9E3779B97F4A7C15u)
-                    >> (64 - LH_FILTER_BITS_LOG2));
+                    >> (64 - LH_FILTER_LOG2));
 }
 
 int
 lh_filter_reset(lh_sample_filter *filter)
 {
-    if (filter->words == NULL) {
-        filter->words = calloc(FILTER_WORDS, sizeof(uint64_t));
-        if (filter->words == NULL) {
-            return -1;
-        }
+    if (filter->counters == NULL) {
+        filter->counters = calloc(FILTER_SIZE, 1);
+        return filter->counters != NULL ? 0 : -1;
     }
-    for (size_t i = 0; i < FILTER_WORDS; i++) {
-        atomic_store_explicit(&filter->words[i], 0, memory_order_relaxed);
+    for (size_t i = 0; i < FILTER_SIZE; i++) {
+        atomic_store_explicit(&filter->counters[i], 0, memory_order_relaxed);
     }
-    filter->adds_since_rebuild = 0;
     return 0;
 }
 
+/* Writers hold the tracer lock, so a load and a store need no RMW. */
 void
 lh_filter_add(lh_sample_filter *filter, uintptr_t ptr)
 {
-    size_t bit = filter_bit(ptr);
-    atomic_fetch_or_explicit(&filter->words[bit >> 6], (uint64_t)1 << (bit & 63),
-                             memory_order_relaxed);
-    filter->adds_since_rebuild++;
+    _Atomic uint8_t *c = &filter->counters[filter_slot(ptr)];
+    uint8_t n = atomic_load_explicit(c, memory_order_relaxed);
+    if (n < UINT8_MAX) {
+        atomic_store_explicit(c, (uint8_t)(n + 1), memory_order_relaxed);
+    }
 }
 
-int
-lh_filter_maybe(const lh_sample_filter *filter, uintptr_t ptr)
+void
+lh_filter_remove(lh_sample_filter *filter, uintptr_t ptr)
 {
-    if (filter->words == NULL) {
-        return 1;
+    _Atomic uint8_t *c = &filter->counters[filter_slot(ptr)];
+    uint8_t n = atomic_load_explicit(c, memory_order_relaxed);
+    if (n > 0 && n < UINT8_MAX) {
+        atomic_store_explicit(c, (uint8_t)(n - 1), memory_order_relaxed);
     }
-    size_t bit = filter_bit(ptr);
-    uint64_t word = atomic_load_explicit(&filter->words[bit >> 6],
-                                         memory_order_relaxed);
-    return (word >> (bit & 63)) & 1;
-}
-
-/* Bits are only ever cleared for addresses that are not live: a free
-   reading the filter at the same time can only see a live block's bit set,
-   so rebuilding needs no coordination with readers. */
-int
-lh_filter_rebuild(lh_sample_filter *filter,
-                  const struct lh_block_table *blocks)
-{
-    uint64_t *fresh = lh_mem_calloc(FILTER_WORDS, sizeof(uint64_t));
-    if (fresh == NULL) {
-        return -1;
-    }
-    for (size_t i = 0; i < blocks->capacity; i++) {
-        uintptr_t ptr = blocks->slots[i].ptr;
-        if (ptr != 0) {
-            size_t bit = filter_bit(ptr);
-            fresh[bit >> 6] |= (uint64_t)1 << (bit & 63);
-        }
-    }
-    for (size_t i = 0; i < FILTER_WORDS; i++) {
-        atomic_store_explicit(&filter->words[i], fresh[i],
-                              memory_order_relaxed);
-    }
-    lh_mem_free(fresh, FILTER_WORDS * sizeof(uint64_t));
-    filter->adds_since_rebuild = 0;
-    return 0;
 }

@@ -8,9 +8,9 @@
  * 1/p gives unbiased estimates of live blocks and bytes.  This is the model
  * of Go's heap profiler and of tcmalloc.
  *
- * Frees must stay cheap although most blocks were never recorded: a bitmap
- * indexed by a hash of the address says "maybe recorded"; only then does a
- * free take the lock and look the block up.
+ * Frees must stay cheap although most blocks were never recorded: a
+ * counting filter indexed by a hash of the address says "maybe recorded";
+ * only then does a free take the lock and look the block up.
  */
 #ifndef PYLEAKHUNT_SAMPLING_H
 #define PYLEAKHUNT_SAMPLING_H
@@ -19,12 +19,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* log2 of the number of bits in the filter: 4 Mi bits, 512 KiB. */
-#define LH_FILTER_BITS_LOG2 22
+/* log2 of the number of counters in the filter: 64 Ki one-byte counters,
+   64 KiB, which stays in the L2 cache. */
+#define LH_FILTER_LOG2 16
 
+/* A counting filter: counter[h(ptr)] is the number of recorded blocks
+   whose address hashes there.  A free whose counter is 0 was certainly not
+   recorded.  Plain bits would not do: pymalloc hands the same addresses out
+   again and again, and a bit set by one recorded block would send every
+   later free of that address down the slow path; a counter drops back to 0
+   when the recorded block is freed.  Counters saturate at 255 and then stay
+   (a slower path for that slot, never a wrong answer). */
 typedef struct {
-    _Atomic uint64_t *words; /* NULL when not sampling */
-    uint64_t adds_since_rebuild;
+    _Atomic uint8_t *counters; /* NULL until sampling is first used */
 } lh_sample_filter;
 
 typedef struct {
@@ -41,15 +48,20 @@ lh_weight lh_sample_weight(size_t size, size_t mean);
 
 /* Allocate the filter, or clear it if it exists.  It is never freed: a
    free() in another thread may be reading it at any time, so it stays for
-   the life of the process (512 KiB, outside get_tracemalloc_memory()). */
+   the life of the process (64 KiB, outside get_tracemalloc_memory()). */
 int lh_filter_reset(lh_sample_filter *filter);
-/* Mark `ptr` as maybe recorded (tracer lock held). */
+/* A block at `ptr` was recorded / forgotten (tracer lock held). */
 void lh_filter_add(lh_sample_filter *filter, uintptr_t ptr);
+void lh_filter_remove(lh_sample_filter *filter, uintptr_t ptr);
 /* 0 when `ptr` was certainly not recorded.  No lock needed. */
-int lh_filter_maybe(const lh_sample_filter *filter, uintptr_t ptr);
-struct lh_block_table;
-/* Clear the bits of blocks that are no longer live (tracer lock held). */
-int lh_filter_rebuild(lh_sample_filter *filter,
-                      const struct lh_block_table *blocks);
+static inline int
+lh_filter_maybe(const lh_sample_filter *filter, uintptr_t ptr)
+{
+    size_t slot = (size_t)(((uint64_t)ptr * 0x9E3779B97F4A7C15u)
+                           >> (64 - LH_FILTER_LOG2));
+    return filter->counters == NULL
+           || atomic_load_explicit(&filter->counters[slot],
+                                   memory_order_relaxed) != 0;
+}
 
 #endif /* PYLEAKHUNT_SAMPLING_H */
