@@ -12,6 +12,9 @@
 
 #include <internal/pycore_context.h>
 #include <internal/pycore_gc.h>
+#if PY_VERSION_HEX < 0x030C0000
+#include <internal/pycore_pystate.h>
+#endif
 #if PY_VERSION_HEX >= 0x030B0000
 #include <internal/pycore_frame.h>
 #else
@@ -45,7 +48,13 @@ lh_frames_gil_holder(void)
 PyThreadState *
 lh_frames_tstate(void)
 {
+#if PY_VERSION_HEX < 0x030C0000
+    /* An inline read of _PyRuntime, not a call into libpython: this runs
+       on every allocation. */
+    return _PyThreadState_GET();
+#else
     return _PyThreadState_UncheckedGet();
+#endif
 }
 
 #if PY_VERSION_HEX >= 0x030B0000
