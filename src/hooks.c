@@ -44,41 +44,48 @@ static __thread uintptr_t lh_last_block
    block of the Python heap stands for 1/p blocks and size/p bytes (see
    sampling.h); foreign domains are always exact.  A pure function of the
    size, so a block adds and later removes exactly the same amounts. */
-static inline lh_weight
-weight_of(unsigned int domain, size_t size)
+static lh_weight
+sampled_weight(unsigned int domain, size_t size)
 {
-    size_t mean = domain == LH_PYTHON_DOMAIN ? S.sample_bytes : 0;
-    if (mean == 0) {
+    if (domain != LH_PYTHON_DOMAIN) {
         return (lh_weight){size, 1.0};
     }
-    return lh_sample_weight(size, mean);
+    return lh_sample_weight(size, S.sample_bytes);
 }
 
-static void
+static inline void
 account_add(lh_site *site, size_t size)
 {
-    lh_weight w = weight_of(lh_key_domain(&site->key), size);
+    size_t bytes = size;
+    if (S.sample_bytes) {
+        lh_weight w = sampled_weight(lh_key_domain(&site->key), size);
+        bytes = w.bytes;
+        site->est_count += w.count;
+    }
     site->count++;
-    site->size += w.bytes;
-    site->est_count += w.count;
+    site->size += bytes;
     if (site->size > site->peak) {
         site->peak = site->size;
     }
-    S.traced_bytes += w.bytes;
+    S.traced_bytes += bytes;
     if (S.traced_bytes > S.peak_bytes) {
         S.peak_bytes = S.traced_bytes;
     }
 }
 
-static void
+static inline void
 account_remove(uint32_t site_id, size_t size)
 {
     lh_site *site = S.sites.by_id[site_id];
-    lh_weight w = weight_of(lh_key_domain(&site->key), size);
+    size_t bytes = size;
+    if (S.sample_bytes) {
+        lh_weight w = sampled_weight(lh_key_domain(&site->key), size);
+        bytes = w.bytes;
+        site->est_count = site->count > 1 ? site->est_count - w.count : 0.0;
+    }
     site->count--;
-    site->size -= w.bytes;
-    site->est_count = site->count ? site->est_count - w.count : 0.0;
-    S.traced_bytes -= w.bytes;
+    site->size -= bytes;
+    S.traced_bytes -= bytes;
 }
 
 /* ---- capturing the current site (lock held) -------------------------- */
