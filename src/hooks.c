@@ -338,15 +338,17 @@ hook_realloc(int domain, void *ptr, size_t size)
         lh_lock_release(&S.lock);
     }
     void *ptr2 = next->realloc(next->ctx, ptr, size);
-    if (ptr2 != NULL && !skip_allocation(size)) {
-        after_alloc(domain, ptr2, size);
-    }
-    else if (had_old) {
-        lh_lock_acquire(&S.lock);
-        if (is_tracing()) {
-            restore_block((uintptr_t)ptr, old_site, old_size);
+    if (ptr2 == NULL) {
+        if (had_old) {
+            lh_lock_acquire(&S.lock);
+            if (is_tracing()) {
+                restore_block((uintptr_t)ptr, old_site, old_size);
+            }
+            lh_lock_release(&S.lock);
         }
-        lh_lock_release(&S.lock);
+    }
+    else if (!skip_allocation(size)) {
+        after_alloc(domain, ptr2, size);
     }
     lh_in_hook = 0;
     return ptr2;
