@@ -121,3 +121,22 @@ def test_changing_the_rate_while_tracing_is_refused():
 def test_sample_sizes_accept_units():
     pyleakhunt.start(1, sample_bytes="512KiB")
     assert pyleakhunt.get_stats()["sample_bytes"] == 512 * 1024
+
+
+def test_a_reallocated_block_that_is_not_sampled_leaves_no_stale_record():
+    # bytearray growth reallocates; a recorded block whose realloc is not
+    # sampled must be forgotten, not put back (its old address is freed).
+    pyleakhunt.start(1, sample_bytes=4096)
+    arrays = [bytearray() for _ in range(2000)]
+    for array in arrays:
+        for _ in range(40):
+            array.extend(b"x" * 100)
+    del arrays, array
+    snapshot = pyleakhunt.take_snapshot(traces=False)
+    pyleakhunt.stop()
+    grow_line = (
+        test_a_reallocated_block_that_is_not_sampled_leaves_no_stale_record.__code__.co_firstlineno
+        + 7
+    )
+    left = sum(s.size for s in snapshot.sites if s.frames[0] == (__file__, grow_line))
+    assert left == 0
