@@ -9,6 +9,7 @@ import sys
 import sysconfig
 
 from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
 
 UTHASH_HINT = (
     "pyleakhunt needs the uthash header (uthash.h): install it with "
@@ -89,4 +90,59 @@ core = Extension(
     libraries=["m"],
 )
 
-setup(ext_modules=[core])
+
+# The autostart hook (docs/production.md): a .pth file at the top of
+# site-packages, whose one line Python runs at startup.  A wheel gets it
+# from build_py, which copies it beside the package.  An editable wheel
+# (PEP 660, pip install -e) leaves build_py's output out, so the editable
+# strategy (what writes the wheel's own .pth) adds it too.  Both list it in
+# the wheel's RECORD, so pip uninstall removes it.
+AUTOSTART_PTH = "pyleakhunt-autostart.pth"
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class build_py_with_autostart(build_py):
+    def run(self):
+        super().run()
+        if not getattr(self, "editable_mode", False):
+            self.copy_file(
+                os.path.join(HERE, AUTOSTART_PTH),
+                os.path.join(self.build_lib, AUTOSTART_PTH),
+                preserve_mode=0,
+            )
+
+
+cmdclass = {"build_py": build_py_with_autostart}
+
+try:
+    from setuptools.command.editable_wheel import editable_wheel
+except ImportError:  # setuptools < 64 has no PEP 660 editable wheels
+    editable_wheel = None
+
+if editable_wheel is not None:
+
+    class _WithAutostart:
+        """An editable strategy that also writes the autostart .pth."""
+
+        def __init__(self, strategy):
+            self.strategy = strategy
+
+        def __enter__(self):
+            self.strategy.__enter__()
+            return self
+
+        def __exit__(self, *exc_info):
+            return self.strategy.__exit__(*exc_info)
+
+        def __call__(self, wheel, files, mapping):
+            self.strategy(wheel, files, mapping)
+            with open(os.path.join(HERE, AUTOSTART_PTH), "rb") as f:
+                wheel.writestr(AUTOSTART_PTH, f.read())
+
+    class editable_wheel_with_autostart(editable_wheel):
+        def _select_strategy(self, *args, **kwargs):
+            return _WithAutostart(super()._select_strategy(*args, **kwargs))
+
+    cmdclass["editable_wheel"] = editable_wheel_with_autostart
+
+setup(ext_modules=[core], cmdclass=cmdclass)

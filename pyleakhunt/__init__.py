@@ -33,6 +33,7 @@ from .snapshot import (
     StatisticDiff,
     Trace,
     Traceback,
+    untraced,
 )
 from .units import parse_size
 
@@ -63,6 +64,7 @@ __all__ = [
 ]
 
 _Frame = Frame  # the name CPython's test suite uses
+_core.set_site_type(RawSite)  # snapshots build RawSite records directly
 
 clear_traces = _core.clear_traces
 get_traceback_limit = _core.get_traceback_limit
@@ -167,6 +169,7 @@ def get_stats() -> Dict[str, Any]:
     return stats
 
 
+@untraced
 def _raw_snapshot(full: bool) -> RawSnapshot:
     """The tracer's current state as plain data."""
     _check_hooks()
@@ -179,7 +182,7 @@ def _raw_snapshot(full: bool) -> RawSnapshot:
         block_sizes.frombytes(blocks[1])
     return RawSnapshot(
         traceback_limit=_core.get_traceback_limit(),
-        sites=[RawSite(*record) for record in sites],
+        sites=sites,
         block_sites=block_sites,
         block_sizes=block_sizes,
         lost_blocks=lost_blocks,
@@ -202,6 +205,7 @@ def _get_traces() -> RawTraces:
     return traces
 
 
+@untraced
 def take_snapshot(traces: bool = True) -> Snapshot:
     """Take a snapshot of the live memory blocks.
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 #: A frame as the core reports it: ``(filename, lineno)``.
 RawFrame = Tuple[str, int]
@@ -22,9 +22,12 @@ RawFrame = Tuple[str, int]
 RawFrames = Tuple[RawFrame, ...]
 
 
-@dataclass(frozen=True)
-class RawSite:
-    """Live aggregates of one (domain, traceback, tag) call site."""
+class RawSite(NamedTuple):
+    """Live aggregates of one (domain, traceback, tag) call site.
+
+    A named tuple: snapshots hold one per call site, up to hundreds of
+    thousands, and a tuple is the cheapest record Python has.
+    """
 
     domain: int
     frames: RawFrames

@@ -2,21 +2,38 @@
 
 Usage::
 
-    pyleakhunt run [--nframe N] [--interval S] [-o DIR] [--json] script.py [args ...]
-    pyleakhunt run [--nframe N] [--interval S] [-o DIR] [--json] -m module [args ...]
-    pyleakhunt top FILE [-n N] [--key KEY] [--cumulative] [--json]
-    pyleakhunt diff OLD NEW [-n N] [--key KEY] [--cumulative] [--json]
+    pyleakhunt run [--nframe N] [--sample SIZE] [--interval S] [-o DIR] [--json]
+                   (script.py | -m module | [--signal NAME] -- COMMAND) [args ...]
+    pyleakhunt top FILE [-n N] [--key KEY] [--cumulative]
+                   [--json | --format FORMAT] [-o FILE] [--value bytes|count]
+    pyleakhunt diff OLD NEW [-n N] [--key KEY] [--cumulative]
+                   [--json | --format FORMAT] [-o FILE] [--value bytes|count]
     pyleakhunt suspects DIR_OR_FILE [-n N] [--key KEY] [--json]
-    pyleakhunt demo [--requests N]
+    pyleakhunt demo [--seconds S | --requests N]
 
 ``run`` runs a Python program in this process with tracing on from its first
-line, samples it every S seconds into a timeline file
+line (every allocation, or one per SIZE bytes on average with ``--sample``),
+samples it every S seconds into a timeline file
 ``DIR/pyleakhunt-<pid>-<YYYYmmdd-HHMMSS>.plh``, and when the program ends
-prints a summary (the timeline, the top suspects) on stderr.  ``top`` shows
+prints a summary (the timeline, the top suspects) on stderr.  With
+``-- COMMAND`` (``gunicorn app:app``, ``python3 app.py``...) it runs the
+command in a child process with ``PYLEAKHUNT`` set (see
+`pyleakhunt.production`): every Python process the command starts, forked
+and spawned workers included, traces from its first line into its own
+timeline in DIR; the summary covers them all.  ``top`` shows
 the biggest call sites of a snapshot file or of the last entry of a timeline,
 ``diff`` the growth between two such files, ``suspects`` the call sites that
 kept growing in a timeline, or in every timeline of a directory.  KEY is
 ``lineno`` (the default), ``filename`` or ``traceback``.
+
+``top`` and ``diff`` write FORMAT ``text`` (the default), ``json`` (the same
+as ``--json``), ``pprof`` (gzipped profile.proto for ``go tool pprof``:
+``-o FILE`` needed on a terminal) or ``folded`` (folded stacks for
+flamegraph.pl and speedscope, valued in bytes or, with ``--value count``,
+blocks), on stdout or to ``-o FILE``.  pprof and folded output hold every
+call site with its whole traceback (``-n`` does not apply); for ``diff``
+they hold the growth: the call sites whose live size grew, valued by how
+much.  See `pyleakhunt.export`.
 
 JSON output (``--json``, on stdout).  Sizes are in bytes, timestamps in
 seconds since the epoch, tracebacks lists of ``[filename, lineno]`` with the
@@ -42,7 +59,10 @@ most recent call first, ``filename``/``lineno`` the most recent frame
     run:      {"command": "run", "timeline", "pid", "exit_code", "samples",
                "duration_s", "sampling_error": str|null,
                "suspects": [SUSPECT, ...]}
-              (one line after the program's output; SUSPECT as in suspects)
+              (one line after the program's output; SUSPECT as in suspects;
+              with -- COMMAND also "timelines": [path, ...], one per traced
+              process, "timeline" being the command's own or null, "pid" the
+              command's)
 
 {FILE} holds the ``top`` keys from "file" to "total_count".  ``diff`` lists
 the biggest growth first and leaves out call sites that did not change; its
@@ -59,7 +79,7 @@ Exit codes::
          program's own exit code); demo: no leak found
     2    bad usage: unknown command, bad option or argument
     3    a file is missing, unreadable or not a valid pyleakhunt file, or the
-         script or module given to run cannot be found
+         script, module or command given to run cannot be found
     130  interrupted (Ctrl-C)
 
 Errors are one line on stderr (``pyleakhunt: error: ...``).  Output cut
@@ -73,16 +93,21 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import runpy
+import shutil
+import signal
+import subprocess
 import sys
 import textwrap
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pyleakhunt
 
-from . import report
+from . import export, production, report
 from .fileformat import (
     KIND_TIMELINE,
     MAGIC,
@@ -92,6 +117,7 @@ from .fileformat import (
 from .growth import DEFAULT_RULE, GrowthRule, Sample, find_suspects, reduce_snapshot
 from .report import LoadedSnapshot, TimelineSuspects
 from .snapshot import Snapshot, Traceback
+from .units import parse_size
 from .watcher import LeakWatcher
 
 # --------------------------------------------------------------------------
@@ -113,7 +139,7 @@ EXIT_CODES: Dict[int, str] = {
     EXIT_USAGE: "bad usage: unknown command, bad option or argument",
     EXIT_BAD_FILE: (
         "a file is missing, unreadable or not a valid pyleakhunt file, or the "
-        "script or module given to run cannot be found"
+        "script, module or command given to run cannot be found"
     ),
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
 }
@@ -150,7 +176,10 @@ JSON_RUN = """\
 run:      {"command": "run", "timeline", "pid", "exit_code", "samples",
            "duration_s", "sampling_error": str|null,
            "suspects": [SUSPECT, ...]}
-          (one line after the program's output; SUSPECT as in suspects)"""
+          (one line after the program's output; SUSPECT as in suspects;
+          with -- COMMAND also "timelines": [path, ...], one per traced
+          process, "timeline" being the command's own or null, "pid" the
+          command's)"""
 JSON_NOTES = """\
 Sizes in bytes, timestamps in seconds since the epoch; tracebacks are lists
 of [filename, lineno], the most recent call first; filename/lineno are the
@@ -475,6 +504,27 @@ def _limit(text: str) -> int:
     return value
 
 
+def _sample_size(text: str) -> Optional[int]:
+    if text.strip().lower() == "exact":
+        return None
+    try:
+        value = parse_size(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            "SIZE must be a size such as 512KiB, or exact, not %r" % text
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("SIZE must be at least 1 byte")
+    return value
+
+
+def _dump_signal(text: str) -> Optional[int]:
+    try:
+        return production.parse_settings("signal=" + text).dump_signal
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _interval(text: str) -> float:
     try:
         value = float(text)
@@ -524,10 +574,12 @@ def _check_cumulative(args: argparse.Namespace) -> None:
 
 @dataclass
 class Target:
-    """What ``run`` executes: a script or a module, with its arguments.
+    """What ``run`` executes: a script, a module or a command, with its
+    arguments.
 
-    *kind* is ``"script"`` or ``"module"``; a console command (``-- COMMAND``)
-    would be a third kind with its own `check`, `prepare` and `execute`.
+    *kind* is ``"script"`` or ``"module"`` (run in this process by
+    `prepare` and `execute`), or ``"command"`` (``-- COMMAND``: run in a
+    child process by `_run_command`).
     """
 
     kind: str
@@ -535,7 +587,11 @@ class Target:
     args: List[str]
 
     def check(self) -> None:
-        """Raise CLIError if the script or module cannot be found."""
+        """Raise CLIError if the script, module or command cannot be found."""
+        if self.kind == "command":
+            if shutil.which(self.name) is None:
+                raise CLIError("command not found: %r" % self.name)
+            return
         if self.kind == "script":
             try:
                 if os.path.isfile(self.name):
@@ -597,10 +653,9 @@ def _target(args: argparse.Namespace) -> Target:
             "give a script to run, or -m module (see 'pyleakhunt run --help')"
         )
     if args.program[0] == "--":
-        raise UsageError(
-            "running a command after '--' is not supported yet; give a script "
-            "or -m module"
-        )
+        if len(args.program) < 2:
+            raise UsageError("give a command after '--' (see 'pyleakhunt run --help')")
+        return Target("command", args.program[1], args.program[2:])
     return Target("script", args.program[0], args.program[1:])
 
 
@@ -667,11 +722,9 @@ def _flush_program_output() -> None:
             pass
 
 
-def timeline_path(directory: str, pid: Optional[int] = None) -> str:
-    """``DIR/pyleakhunt-<pid>-<YYYYmmdd-HHMMSS>.plh``."""
-    pid = os.getpid() if pid is None else pid
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return os.path.join(directory, "pyleakhunt-%d-%s.plh" % (pid, stamp))
+#: ``DIR/pyleakhunt-<pid>-<YYYYmmdd-HHMMSS>.plh``: one name for every
+#: timeline, whoever writes it.
+timeline_path = production.timeline_path
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -682,6 +735,29 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default=10,
         metavar="N",
         help="frames kept per traceback (default: 10)",
+    )
+    parser.add_argument(
+        "--sample",
+        type=_sample_size,
+        default=None,
+        metavar="SIZE",
+        help=(
+            "sampled tracing: record one allocation per SIZE bytes on average "
+            "(for example 512KiB); figures become estimates "
+            "(default: trace every allocation)"
+        ),
+    )
+    parser.add_argument(
+        "--signal",
+        dest="dump_signal",
+        type=_dump_signal,
+        default=production.DEFAULT_SIGNAL,
+        metavar="NAME",
+        help=(
+            "with -- COMMAND: the signal that makes a traced process write a "
+            "snapshot file in DIR: SIGUSR1, SIGUSR2 (default), SIGRTMIN+N "
+            "(gunicorn workers reset SIGUSR2), or none"
+        ),
     )
     parser.add_argument(
         "--interval",
@@ -695,7 +771,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         dest="output_dir",
         default=".",
         metavar="DIR",
-        help="directory of the timeline file (default: current directory)",
+        help=(
+            "directory of the timeline file, or with -- COMMAND of the "
+            "timelines, one per process (default: current directory)"
+        ),
     )
     parser.add_argument(
         "--json",
@@ -711,13 +790,20 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "program",
         nargs=argparse.REMAINDER,
-        help="the script to run, then its arguments",
+        help=(
+            "the script to run, then its arguments; or '--' then a command "
+            "(gunicorn app:app, python3 app.py...) to run in a child process, "
+            "tracing every Python process it starts"
+        ),
     )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a program under tracing; return its exit code."""
     target = _target(args)
+    if target.kind == "command":
+        target.check()
+        return _run_command(target, args)
     saved_argv, saved_path = sys.argv, list(sys.path)
     try:
         target.prepare()
@@ -738,8 +824,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _trace(
     target: Target, watcher: _CountingWatcher, path: str, args: argparse.Namespace
 ) -> int:
+    if production.is_started():
+        production.stop()  # PYLEAKHUNT was set for us: run takes over
     was_tracing = pyleakhunt.is_tracing()
-    pyleakhunt.start(args.nframe)
+    try:
+        pyleakhunt.start(args.nframe, sample_bytes=args.sample)
+    except ValueError as exc:  # already tracing at another rate
+        raise UsageError(str(exc)) from None
     started = time.monotonic()
     try:
         watcher.start()
@@ -788,6 +879,152 @@ def _trace(
     return code
 
 
+#: Signals a supervisor sends that ``run -- COMMAND`` passes on to the
+#: command.  SIGINT and SIGQUIT are not among them: the terminal sends
+#: Ctrl-C and Ctrl-backslash to the command itself (its process group).
+FORWARDED_SIGNALS = tuple(
+    getattr(signal, name)
+    for name in (
+        "SIGTERM",
+        "SIGHUP",
+        "SIGUSR1",
+        "SIGUSR2",
+        "SIGWINCH",
+        "SIGTTIN",
+        "SIGTTOU",
+    )
+    if hasattr(signal, name)
+)
+_TIMELINE_NAME = re.compile(r"^pyleakhunt-(\d+)-\d{8}-\d{6}(?:-\d+)?\.plh$")
+
+
+def _timeline_files(directory: str) -> Dict[str, int]:
+    """The timelines named by `timeline_path` in *directory*: path -> pid."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return {}
+    found = {}
+    for name in names:
+        match = _TIMELINE_NAME.match(name)
+        if match:
+            found[os.path.join(directory, name)] = int(match.group(1))
+    return found
+
+
+def _spawn(argv: List[str], env: Dict[str, str]) -> Tuple[int, int]:
+    """Run *argv* to its end, passing on `FORWARDED_SIGNALS`; return its
+    exit status (128 + N when killed by signal N, as a shell says) and pid."""
+    try:
+        child = subprocess.Popen(argv, env=env)
+    except OSError as exc:
+        raise CLIError("cannot run %s: %s" % (argv[0], exc.strerror or exc)) from None
+
+    def forward(signum: int, frame: Any) -> None:
+        try:
+            child.send_signal(signum)
+        except OSError:
+            pass
+
+    previous: Dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in FORWARDED_SIGNALS:
+            previous[signum] = signal.signal(signum, forward)
+        # After the spawn, so that the command does not inherit SIG_IGN.
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        code = child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return (128 - code if code < 0 else code), child.pid
+
+
+def _run_command(target: Target, args: argparse.Namespace) -> int:
+    """``run -- COMMAND``: run the command with ``PYLEAKHUNT`` set, then sum
+    up the timelines its Python processes wrote."""
+    directory = os.path.abspath(args.output_dir)
+    if "," in directory:
+        raise UsageError(
+            "-o %s: the directory cannot contain a comma (PYLEAKHUNT separates "
+            "its options with commas)" % directory
+        )
+    with _reading(directory, "create"):
+        os.makedirs(directory, exist_ok=True)
+    settings = production.Settings(
+        sample_bytes=args.sample or 0,
+        nframe=args.nframe,
+        directory=directory,
+        interval=args.interval,
+        dump_signal=args.dump_signal,
+    )
+    env = dict(os.environ)
+    env[production.ENV_VAR] = settings.to_environment()
+    before = set(_timeline_files(directory))
+    started = time.monotonic()
+    code, pid = _spawn([target.name, *target.args], env)
+    duration = time.monotonic() - started
+    written = {
+        path: owner
+        for path, owner in _timeline_files(directory).items()
+        if path not in before
+    }
+    results: List[TimelineSuspects] = []
+    for path in sorted(written, key=lambda p: (written[p] != pid, p)):
+        try:
+            results.append(analyse_timeline(path))
+        except CLIError as exc:
+            _warn(str(exc))
+    own = [r for r in results if written[r.path] == pid]
+    if args.json:
+        _print_run_json(
+            {
+                "command": "run",
+                "timeline": own[0].path if own else None,
+                "timelines": [r.path for r in results],
+                "pid": pid,
+                "exit_code": code,
+                "samples": own[0].samples if own else 0,
+                "duration_s": duration,
+                "sampling_error": None,
+                "suspects": report.suspects_json(results, 5),
+            }
+        )
+    else:
+        sys.stderr.write(
+            "".join(line + "\n" for line in _command_summary(directory, results))
+        )
+    return code
+
+
+def _command_summary(directory: str, results: List[TimelineSuspects]) -> List[str]:
+    """What ``run -- COMMAND`` says on stderr when the command ends."""
+    if not results:
+        return [
+            "pyleakhunt: warning: no timeline was written in %s: no Python "
+            "process of the command traced itself (pyleakhunt must be "
+            "installed, with its autostart hook, in the environment of the "
+            "Python the command runs; see docs/production.md)" % directory
+        ]
+    lines = [
+        "pyleakhunt: %s in %s (pids %s)"
+        % (
+            report.plural(len(results), "timeline"),
+            directory,
+            ", ".join(str(r.pid) for r in results),
+        )
+    ]
+    for result in results:
+        lines += [
+            "  " + line if line else line
+            for line in report.suspects_lines(
+                result, 5, "lineno", DEFAULT_RULE.min_samples
+            )
+        ]
+    lines.append("pyleakhunt: details: pyleakhunt suspects %s" % directory)
+    return lines
+
+
 def _print_run_json(doc: Dict[str, Any]) -> None:
     """The run summary as one JSON line; a closed stdout loses only it."""
     try:
@@ -803,21 +1040,101 @@ def _print_run_json(doc: Dict[str, Any]) -> None:
 # top, diff, suspects, demo
 
 
+#: What ``top`` and ``diff`` can write.
+OUTPUT_FORMATS = ("text", "json", "pprof", "folded")
+
+
+def _add_output_options(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--format",
+        choices=OUTPUT_FORMATS,
+        default=None,
+        help=(
+            "text (default), json (as --json), pprof (gzipped profile.proto "
+            "for go tool pprof) or folded (folded stacks for flamegraph.pl "
+            "and speedscope); pprof and folded hold %s, with whole "
+            "tracebacks" % what
+        ),
+    )
+    parser.add_argument(
+        "-o",
+        dest="output",
+        metavar="FILE",
+        default=None,
+        help="write to FILE instead of stdout",
+    )
+    parser.add_argument(
+        "--value",
+        choices=export.FOLDED_VALUES,
+        default="bytes",
+        help="folded: the value of a stack, bytes (default) or count (blocks)",
+    )
+
+
+def _output_format(args: argparse.Namespace) -> str:
+    """The format asked for with --format or --json."""
+    if args.json and args.format not in (None, "json"):
+        raise UsageError("--json and --format %s disagree" % args.format)
+    fmt = args.format or ("json" if args.json else "text")
+    if fmt in ("pprof", "folded") and (args.cumulative or args.key != "lineno"):
+        raise UsageError(
+            "--format %s holds whole tracebacks: --key and --cumulative apply "
+            "to text and json only" % fmt
+        )
+    if fmt == "pprof" and args.output in (None, "-") and sys.stdout.isatty():
+        raise UsageError("pprof output is binary: give -o FILE")
+    return fmt
+
+
+def _write_output(args: argparse.Namespace, data: Any) -> None:
+    """*data* (text or, for pprof, bytes) to -o FILE or stdout."""
+    if args.output in (None, "-"):
+        if isinstance(data, bytes):
+            sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        else:
+            sys.stdout.write(data)
+        return
+    with _reading(args.output, "write"):
+        if isinstance(data, bytes):
+            with open(args.output, "wb") as f:
+                f.write(data)
+        else:
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write(data)
+
+
+def _write_profile(args: argparse.Namespace, fmt: str, profile: Any) -> None:
+    if fmt == "pprof":
+        _write_output(args, export.pprof_bytes(profile))
+    else:
+        lines = export.folded_lines(profile, args.value)
+        _write_output(args, "".join(line + "\n" for line in lines))
+
+
 def add_top_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``pyleakhunt top``."""
     parser.add_argument("file", metavar="FILE", help="a snapshot or timeline file")
     _add_report_options(parser, cumulative=True)
+    _add_output_options(parser, "the live memory of every call site")
 
 
 def cmd_top(args: argparse.Namespace) -> int:
-    """Print the biggest call sites of a snapshot."""
+    """Print (or export) the biggest call sites of a snapshot."""
     _check_cumulative(args)
+    fmt = _output_format(args)
     loaded = load_snapshot(args.file)
+    if fmt in ("pprof", "folded"):
+        _write_profile(args, fmt, export.live_memory(loaded.snapshot))
+        return EXIT_OK
     stats = loaded.snapshot.top(args.limit, args.key, args.cumulative)
-    if args.json:
-        _print_json(report.top_json(loaded, stats, args.key, args.cumulative))
+    if fmt == "json":
+        doc = report.top_json(loaded, stats, args.key, args.cumulative)
+        _write_output(args, report.dumps(doc) + "\n")
     else:
-        _print_lines(report.top_lines(loaded, stats, args.key))
+        lines = report.top_lines(loaded, stats, args.key)
+        _write_output(args, "".join(line + "\n" for line in lines))
     return EXIT_OK
 
 
@@ -826,22 +1143,31 @@ def add_diff_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("old", metavar="OLD", help="the earlier snapshot or timeline")
     parser.add_argument("new", metavar="NEW", help="the later snapshot or timeline")
     _add_report_options(parser, cumulative=True)
+    _add_output_options(
+        parser, "the growth: every call site whose live size grew, by how much"
+    )
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    """Print the growth between two snapshots, the biggest first."""
+    """Print (or export) the growth between two snapshots, the biggest first."""
     _check_cumulative(args)
+    fmt = _output_format(args)
     old = load_snapshot(args.old)
     new = load_snapshot(args.new)
+    if fmt in ("pprof", "folded"):
+        _write_profile(args, fmt, export.growth(old.snapshot, new.snapshot))
+        return EXIT_OK
     diffs = [
         diff
         for diff in new.snapshot.diff(old.snapshot, args.key, args.cumulative)
         if diff.size_diff or diff.count_diff
     ][: args.limit]
-    if args.json:
-        _print_json(report.diff_json(old, new, diffs, args.key, args.cumulative))
+    if fmt == "json":
+        doc = report.diff_json(old, new, diffs, args.key, args.cumulative)
+        _write_output(args, report.dumps(doc) + "\n")
     else:
-        _print_lines(report.diff_lines(old, new, diffs, args.key))
+        lines = report.diff_lines(old, new, diffs, args.key)
+        _write_output(args, "".join(line + "\n" for line in lines))
     return EXIT_OK
 
 
@@ -884,16 +1210,40 @@ def cmd_suspects(args: argparse.Namespace) -> int:
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``pyleakhunt demo``."""
-    parser.add_argument(
-        "--requests", type=int, default=20_000, help="requests to serve (20000)"
+
+    def seconds(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = 0.0
+        if not 0 < value <= 3600:
+            raise argparse.ArgumentTypeError(
+                "--seconds must be a number of seconds from 0 to 3600, not %s" % text
+            )
+        return value
+
+    amount = parser.add_mutually_exclusive_group()
+    amount.add_argument(
+        "--seconds",
+        type=seconds,
+        default=5.0,
+        metavar="S",
+        help="drive traffic for S seconds (5)",
+    )
+    amount.add_argument(
+        "--requests",
+        type=lambda text: _positive_int(text, "--requests", 10_000_000),
+        default=None,
+        metavar="N",
+        help="drive N requests instead",
     )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Find the leak of a small demo service."""
+    """Find the leak of a small demo web service."""
     from . import demo
 
-    return demo.run(sys.stdout, requests=args.requests)
+    return demo.run(sys.stdout, requests=args.requests, seconds=args.seconds)
 
 
 # --------------------------------------------------------------------------
@@ -904,8 +1254,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 COMMANDS = {
     "run": (
         "run a Python program with tracing on and record its timeline",
-        "pyleakhunt run [-h] [--nframe N] [--interval S] [-o DIR] [--json] "
-        "(script.py | -m module) [args ...]",
+        "pyleakhunt run [-h] [--nframe N] [--sample SIZE] [--interval S] "
+        "[-o DIR] [--json] (script.py | -m module | [--signal NAME] -- COMMAND) "
+        "[args ...]",
         (JSON_RUN, JSON_SUSPECTS),
         add_run_arguments,
         cmd_run,

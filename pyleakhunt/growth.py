@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ._raw import RawSnapshot
-from .snapshot import Snapshot, Traceback, _group_key
+from .snapshot import Snapshot, Traceback, _group_key, untraced
 
 #: The tracer's own modules: memory they hold (snapshots kept by a watcher)
 #: is the hunter's, not the program's.
@@ -102,6 +102,7 @@ class Sample:
     estimated: bool = False
 
 
+@untraced
 def reduce_snapshot(
     snapshot: Snapshot,
     key_type: str = "lineno",
@@ -195,6 +196,7 @@ def _rate(times: Sequence[float], sizes: Sequence[int]) -> float:
     return float(growth)
 
 
+@untraced
 def find_suspects(
     samples: Sequence[Sample],
     tracebacks: Dict[Traceback, Traceback],

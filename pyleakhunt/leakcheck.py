@@ -40,8 +40,9 @@ from typing import (
 
 import pyleakhunt
 
+from . import _freelist
 from .growth import TRACER_FILES
-from .snapshot import Traceback, format_size
+from .snapshot import Traceback, format_size, untraced
 from .units import parse_size
 
 #: ``ignore=``: filename patterns, or a predicate that gets a traceback.
@@ -235,6 +236,7 @@ def _ignored_by(ignore: Ignore) -> Callable[[Traceback], bool]:
     )
 
 
+@untraced
 def _measure(excluded_files: frozenset, excluded_prefixes: Tuple[str, ...]):
     snapshot = pyleakhunt.take_snapshot(traces=False)
     figures: Dict[tuple, List[int]] = {}
@@ -242,6 +244,8 @@ def _measure(excluded_files: frozenset, excluded_prefixes: Tuple[str, ...]):
         filename = site.frames[0][0]
         if filename in excluded_files or filename.startswith(excluded_prefixes):
             continue
+        if filename == _freelist.FILE:
+            continue  # reused from a free list: its real site is unknown
         entry = figures.setdefault(site.frames, [0, 0])
         entry[0] += site.size
         entry[1] += site.count
@@ -322,20 +326,30 @@ def check(
     excluded_prefixes = _framework_prefixes()
 
     def settle() -> None:
+        if _freelist.NEEDED:
+            _freelist.flush()
         if between_rounds is not None:
             between_rounds()
         clear_known_caches()
         collect()
 
+    def measure() -> Dict[tuple, List[int]]:
+        # After the measurement, whose own objects are not traced, so that
+        # what the next round takes from the free lists is _freelist's.
+        figures = _measure(excluded_files, excluded_prefixes)
+        if _freelist.NEEDED:
+            _freelist.refill()
+        return figures
+
     with _TracerSession(nframe):
         for _ in range(warmup):
             func(*args, **kwargs)
         settle()
-        measures = [_measure(excluded_files, excluded_prefixes)]
+        measures = [measure()]
         for _ in range(rounds):
             func(*args, **kwargs)
             settle()
-            measures.append(_measure(excluded_files, excluded_prefixes))
+            measures.append(measure())
     return LeakReport(
         rounds=rounds,
         warmup=warmup,

@@ -15,6 +15,8 @@ does not, and is much cheaper to take.  Both give identical statistics.
 from __future__ import annotations
 
 import fnmatch
+import functools
+import heapq
 import linecache
 import os.path
 from array import array
@@ -28,9 +30,11 @@ from typing import (
     List,
     Optional,
     Tuple,
+    TypeVar,
     Union,
 )
 
+from . import _core
 from ._raw import RawFrames, RawSite, RawSnapshot
 
 __all__ = [
@@ -51,6 +55,26 @@ __all__ = [
 RawTrace = Tuple[int, int, RawFrames, Optional[int]]
 
 KEY_TYPES = ("traceback", "filename", "lineno")
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def untraced(func: _F) -> _F:
+    """Run *func* without recording its allocations in this thread.
+
+    The tracer's own analysis is not traced: it would slow the analysis
+    down and show up in what it reports (docs/design.md).
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        was_paused = _core.pause_thread(True)
+        try:
+            return func(*args, **kwargs)
+        finally:
+            _core.pause_thread(was_paused)
+
+    return wrapper  # type: ignore[return-value]
 
 
 class AggregatedSnapshotError(RuntimeError):
@@ -423,26 +447,44 @@ class StatisticDiff:
         return (self.size_diff, self.count_diff, self.size, self.traceback)
 
 
-def _compare_groups(
-    old: Dict[Traceback, Statistic], new: Dict[Traceback, Statistic]
-) -> List[StatisticDiff]:
-    old = dict(old)
-    diffs = []
-    for traceback, stat in new.items():
-        before = old.pop(traceback, None)
-        old_size, old_count = (before.size, before.count) if before else (0, 0)
-        diffs.append(
-            StatisticDiff(
-                traceback,
-                stat.size,
-                stat.size - old_size,
-                stat.count,
-                stat.count - old_count,
-            )
-        )
-    for traceback, stat in old.items():
-        diffs.append(StatisticDiff(traceback, 0, -stat.size, 0, -stat.count))
-    return diffs
+#: A diff row: (frames, size, size_diff, count, count_diff).
+_DiffRow = Tuple[RawFrames, int, int, int, int]
+
+
+def _raw_diffs(
+    old: Dict[RawFrames, List[int]], new: Dict[RawFrames, List[int]]
+) -> List[_DiffRow]:
+    rows = []
+    for key, (size, count) in new.items():
+        old_size, old_count = old.get(key, (0, 0))
+        rows.append((key, size, size - old_size, count, count - old_count))
+    for key, (size, count) in old.items():
+        if key not in new:
+            rows.append((key, 0, -size, 0, -count))
+    return rows
+
+
+def _statistic_order(item: Tuple[RawFrames, List[int]]) -> Tuple[Any, ...]:
+    frames, (size, count) = item
+    return (size, count, frames[::-1])
+
+
+def _change_order(row: _DiffRow) -> Tuple[Any, ...]:
+    frames, size, size_diff, count, count_diff = row
+    return (abs(size_diff), size, abs(count_diff), count, frames[::-1])
+
+
+def _growth_order(row: _DiffRow) -> Tuple[Any, ...]:
+    frames, size, size_diff, count, count_diff = row
+    return (size_diff, count_diff, size, frames[::-1])
+
+
+def _statistics(items: Iterable[Tuple[RawFrames, List[int]]]) -> List[Statistic]:
+    return [Statistic(Traceback(key), size, count) for key, (size, count) in items]
+
+
+def _statistic_diffs(rows: Iterable[_DiffRow]) -> List[StatisticDiff]:
+    return [StatisticDiff(Traceback(key), *figures) for key, *figures in rows]
 
 
 # --------------------------------------------------------------------------
@@ -685,8 +727,23 @@ class Snapshot:
 
         return Snapshot._from_raw(read_snapshot(filename))
 
+    def to_pprof(self, path: Union[str, os.PathLike]) -> None:
+        """Write the live memory as a gzipped pprof profile (``go tool
+        pprof``), one sample per call site; see `pyleakhunt.export`."""
+        from .export import write_pprof
+
+        write_pprof(self, path)
+
+    def to_folded(self, path: Union[str, os.PathLike], value: str = "bytes") -> None:
+        """Write the live memory as folded stacks (flamegraph.pl, speedscope),
+        the value of each stack in ``"bytes"`` or ``"count"`` (blocks)."""
+        from .export import write_folded
+
+        write_folded(self, path, value)
+
     # -- filtering ----------------------------------------------------------
 
+    @untraced
     def filter_traces(self, filters: Iterable[BaseFilter]) -> Snapshot:
         """A new snapshot with only the traces that pass *filters*.
 
@@ -739,32 +796,56 @@ class Snapshot:
         return snapshot
 
     # -- grouping -----------------------------------------------------------
+    #
+    # Groups are keyed by plain tuples of frames (most recent first, as the
+    # core reports them): hashing and comparing those runs in C, and the
+    # value objects are only built for what is returned.  Sorting on
+    # ``frames[::-1]`` orders exactly as tracemalloc's Traceback objects do
+    # (they compare their frames oldest first).
 
-    def _group_by(self, key_type: str, cumulative: bool) -> Dict[Traceback, Statistic]:
+    @untraced
+    def _group_cheap(
+        self, key_type: str, cumulative: bool
+    ) -> Tuple[Dict[Any, List[int]], Callable[[Any], RawFrames]]:
+        """Sizes and counts under a cheap key (a frame, a filename: no tuple
+        built per site), and the function that turns a key into frames."""
         if key_type not in KEY_TYPES:
             raise ValueError(f"unknown key_type: {key_type!r}")
         if cumulative and key_type not in ("lineno", "filename"):
             raise ValueError(
                 "cumulative mode cannot by used with key type %r" % key_type
             )
-        stats: Dict[Traceback, Statistic] = {}
-        keys: Dict[Any, Traceback] = {}
-        for site in self._raw.sites:
-            if site.count == 0:
+        groups: Dict[Any, List[int]] = {}
+        for _domain, frames, _total, count, size, _peak, _tag in self._raw.sites:
+            if count == 0:
                 continue
-            parts = site.frames if cumulative else (site.frames,)
-            for part in parts:
-                traceback = keys.get(part)
-                if traceback is None:
-                    traceback = keys[part] = _group_key(key_type, part, cumulative)
-                stat = stats.get(traceback)
-                if stat is None:
-                    stats[traceback] = Statistic(traceback, site.size, site.count)
+            if cumulative:
+                keys = frames if key_type == "lineno" else [f[0] for f in frames]
+            elif key_type == "traceback":
+                keys = (frames,)
+            else:
+                keys = (frames[0] if key_type == "lineno" else frames[0][0],)
+            for key in keys:
+                entry = groups.get(key)
+                if entry is None:
+                    groups[key] = [size, count]
                 else:
-                    stat.size += site.size
-                    stat.count += site.count
-        return stats
+                    entry[0] += size
+                    entry[1] += count
+        return groups, _FRAMES_OF_KEY[key_type]
 
+    def _group_raw(self, key_type: str, cumulative: bool) -> Dict[RawFrames, List[int]]:
+        """``{frames: [size, count]}`` grouped by *key_type*."""
+        groups, frames_of = self._group_cheap(key_type, cumulative)
+        return {frames_of(key): figures for key, figures in groups.items()}
+
+    def _group_by(self, key_type: str, cumulative: bool) -> Dict[Traceback, Statistic]:
+        return {
+            stat.traceback: stat
+            for stat in _statistics(self._group_raw(key_type, cumulative).items())
+        }
+
+    @untraced
     def statistics(self, key_type: str, cumulative: bool = False) -> List[Statistic]:
         """Statistics grouped by *key_type*, the biggest first.
 
@@ -772,39 +853,56 @@ class Snapshot:
         *cumulative*, every frame of a traceback counts, not only the most
         recent one.
         """
-        statistics = list(self._group_by(key_type, cumulative).values())
-        statistics.sort(reverse=True, key=Statistic._sort_key)
-        return statistics
+        groups = self._group_raw(key_type, cumulative)
+        ordered = sorted(groups.items(), key=_statistic_order, reverse=True)
+        return _statistics(ordered)
 
+    @untraced
     def compare_to(
         self, old_snapshot: Snapshot, key_type: str, cumulative: bool = False
     ) -> List[StatisticDiff]:
         """Differences from *old_snapshot*, the biggest change first."""
-        diffs = _compare_groups(
-            old_snapshot._group_by(key_type, cumulative),
-            self._group_by(key_type, cumulative),
+        rows = _raw_diffs(
+            old_snapshot._group_raw(key_type, cumulative),
+            self._group_raw(key_type, cumulative),
         )
-        diffs.sort(reverse=True, key=StatisticDiff._sort_key)
-        return diffs
+        rows.sort(key=_change_order, reverse=True)
+        return _statistic_diffs(rows)
 
+    @untraced
     def top(
         self, n: int = 10, key_type: str = "lineno", cumulative: bool = False
     ) -> List[Statistic]:
-        """The *n* biggest statistics."""
+        """The *n* biggest statistics: ``statistics(...)[:n]``, cheaper."""
         if n < 0:
             raise ValueError(f"n must be >= 0, not {n}")
-        return self.statistics(key_type, cumulative)[:n]
+        groups, frames_of = self._group_cheap(key_type, cumulative)
+        # Compared as plain tuples, in C; keys are unique, so a tie on size
+        # and count is broken by the frames (oldest first, as Traceback
+        # orders them) and never reaches the last item.
+        # For lineno and filename keys the key itself orders like its frames
+        # (a frame, a filename).
+        if key_type == "traceback":
+            rows = ((v[0], v[1], k[::-1], k) for k, v in groups.items())
+        else:
+            rows = ((v[0], v[1], k, k) for k, v in groups.items())
+        best = heapq.nlargest(n, rows)
+        return [
+            Statistic(Traceback(frames_of(key)), size, count)
+            for size, count, _order, key in best
+        ]
 
+    @untraced
     def diff(
         self, old: Snapshot, key_type: str = "lineno", cumulative: bool = False
     ) -> List[StatisticDiff]:
         """Differences from *old*, the biggest growth first."""
-        diffs = _compare_groups(
-            old._group_by(key_type, cumulative),
-            self._group_by(key_type, cumulative),
+        rows = _raw_diffs(
+            old._group_raw(key_type, cumulative),
+            self._group_raw(key_type, cumulative),
         )
-        diffs.sort(reverse=True, key=StatisticDiff._growth_key)
-        return diffs
+        rows.sort(key=_growth_order, reverse=True)
+        return _statistic_diffs(rows)
 
     def __repr__(self) -> str:
         kind = "aggregated" if self.is_aggregated else "full"
@@ -816,17 +914,27 @@ class Snapshot:
         )
 
 
+#: From the cheap grouping key of each key type to its frames.
+_FRAMES_OF_KEY: Dict[str, Callable[[Any], RawFrames]] = {
+    "traceback": lambda frames: frames,
+    "lineno": lambda frame: (frame,),
+    "filename": lambda filename: ((filename, 0),),
+}
+
+
+def _raw_group_key(key_type: str, frames: RawFrames) -> RawFrames:
+    """The frames a site (or one frame of it) is grouped under."""
+    if key_type == "traceback":
+        return frames
+    if key_type == "lineno":
+        return frames[:1]
+    return ((frames[0][0], 0),)
+
+
 def _group_key(key_type: str, part: Any, cumulative: bool) -> Traceback:
     """The traceback a site (or, when cumulative, one frame) is grouped under."""
-    if cumulative:
-        frame = part
-        return Traceback((frame,) if key_type == "lineno" else ((frame[0], 0),))
-    frames = part
-    if key_type == "traceback":
-        return Traceback(frames)
-    if key_type == "lineno":
-        return Traceback(frames[:1])
-    return Traceback(((frames[0][0], 0),))
+    frames = (part,) if cumulative else part
+    return Traceback(_raw_group_key(key_type, frames))
 
 
 #: Predicate applied to a traceback, for APIs that take ``ignore=``.

@@ -29,6 +29,20 @@ lh_tracer_state lh_tracer = {
    initial-exec avoids a __tls_get_addr call on every allocation. */
 static __thread int lh_in_hook __attribute__((tls_model("initial-exec")));
 
+/* Set while this thread runs the tracer's own analysis (snapshots,
+   grouping): its allocations are not recorded, so the tracer neither
+   slows its own work down nor shows up in what it reports.  Frees are
+   still seen, so nothing recorded before goes stale. */
+static __thread int lh_paused __attribute__((tls_model("initial-exec")));
+
+int
+lh_hooks_pause_thread(int paused)
+{
+    int was = lh_paused;
+    lh_paused = paused;
+    return was;
+}
+
 #if PY_VERSION_HEX >= 0x030D0000
 /* The last block this thread recorded: an object created in it has its
    traceback already, so the reference tracer can skip it cheaply. */
@@ -231,11 +245,13 @@ stack_owner(int domain)
     return domain == LH_RAW ? lh_frames_gil_holder() : lh_frames_tstate();
 }
 
-/* In sampled mode, most allocations are not recorded at all. */
+/* In sampled mode, most allocations are not recorded at all; nor are the
+   tracer's own. */
 static inline int
 skip_allocation(size_t size)
 {
-    return S.sample_bytes != 0 && !lh_sample_take(size, S.sample_bytes);
+    return lh_paused
+           || (S.sample_bytes != 0 && !lh_sample_take(size, S.sample_bytes));
 }
 
 /* ... and frees of blocks that were certainly not recorded skip the lock. */

@@ -38,6 +38,10 @@ int lh_hooks_set_nframe(int nframe);
 int lh_track(unsigned int domain, uintptr_t ptr, size_t size);
 int lh_untrack(unsigned int domain, uintptr_t ptr);
 
+/* Stop (1) or resume (0) recording the calling thread's allocations;
+   returns the previous setting. */
+int lh_hooks_pause_thread(int paused);
+
 /* Make pthread_atfork keep the lock consistent across fork(). */
 int lh_hooks_register_atfork(void);
 

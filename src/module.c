@@ -45,12 +45,100 @@ frame_tuple(const lh_frame *frame)
     return result;
 }
 
+/* ---- a per-snapshot cache of frame tuples ----------------------------- */
+
+/* Sites share most of their frames (the callers), and computing a line
+   number walks the code's line table; so a snapshot resolves each
+   (code, offset) once and shares the tuple.  Open addressing, grown at
+   half load. */
+typedef struct {
+    PyObject *code;
+    int64_t lasti;
+    PyObject *frame; /* strong reference */
+} frame_slot;
+
+typedef struct {
+    frame_slot *slots;
+    size_t capacity; /* a power of two, or 0 */
+    size_t used;
+} frame_cache;
+
+static void
+frame_cache_free(frame_cache *cache)
+{
+    for (size_t i = 0; i < cache->capacity; i++) {
+        Py_XDECREF(cache->slots[i].frame);
+    }
+    free(cache->slots);
+    memset(cache, 0, sizeof(*cache));
+}
+
+static frame_slot *
+frame_cache_slot(frame_cache *cache, const lh_frame *frame)
+{
+    uint64_t h = ((uint64_t)(uintptr_t)frame->code
+                  ^ ((uint64_t)frame->lasti << 40))
+                 * 0x9E3779B97F4A7C15u;
+    size_t mask = cache->capacity - 1;
+    for (size_t i = (size_t)(h >> 32) & mask;; i = (i + 1) & mask) {
+        frame_slot *slot = &cache->slots[i];
+        if (slot->frame == NULL
+            || (slot->code == frame->code && slot->lasti == frame->lasti)) {
+            return slot;
+        }
+    }
+}
+
+static int
+frame_cache_grow(frame_cache *cache)
+{
+    frame_cache bigger = {NULL, cache->capacity ? cache->capacity * 2 : 4096,
+                          cache->used};
+    bigger.slots = calloc(bigger.capacity, sizeof(frame_slot));
+    if (bigger.slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < cache->capacity; i++) {
+        frame_slot *old = &cache->slots[i];
+        if (old->frame != NULL) {
+            lh_frame key = {old->code, old->lasti};
+            *frame_cache_slot(&bigger, &key) = *old;
+        }
+    }
+    free(cache->slots);
+    *cache = bigger;
+    return 0;
+}
+
+/* A borrowed (filename, lineno) tuple for `frame`. */
+static PyObject *
+cached_frame_tuple(frame_cache *cache, const lh_frame *frame)
+{
+    if (cache->used * 2 >= cache->capacity && frame_cache_grow(cache) < 0) {
+        return NULL;
+    }
+    frame_slot *slot = frame_cache_slot(cache, frame);
+    if (slot->frame == NULL) {
+        PyObject *tuple = frame_tuple(frame);
+        if (tuple == NULL) {
+            return NULL;
+        }
+        /* Immutable and made of str and int: it can be in no cycle, so
+           the collector need not scan it (snapshots make many). */
+        PyObject_GC_UnTrack(tuple);
+        *slot = (frame_slot){frame->code, frame->lasti, tuple};
+        cache->used++;
+    }
+    return slot->frame;
+}
+
 /* The (filename, lineno) frames of `site`, most recent first, cached on
    the site.  `intern` maps equal tuples to one object, so that traces with
    the same traceback share it, as tracemalloc's do.  Returns a borrowed
    reference.  Needs the GIL. */
 static PyObject *
-site_frames(lh_site *site, PyObject *intern)
+site_frames(lh_site *site, PyObject *intern, frame_cache *cache)
 {
     if (site->resolved != NULL) {
         return site->resolved;
@@ -61,13 +149,18 @@ site_frames(lh_site *site, PyObject *intern)
         return NULL;
     }
     for (int i = 0; i < n; i++) {
-        PyObject *frame = frame_tuple(&site->key.frames[i]);
+        PyObject *frame = cache ? cached_frame_tuple(cache, &site->key.frames[i])
+                                : frame_tuple(&site->key.frames[i]);
         if (frame == NULL) {
             Py_DECREF(frames);
             return NULL;
         }
+        if (cache) {
+            Py_INCREF(frame);
+        }
         PyTuple_SET_ITEM(frames, i, frame);
     }
+    PyObject_GC_UnTrack(frames);
     if (intern != NULL) {
         PyObject *shared = PyDict_SetDefault(intern, frames, frames);
         if (shared == NULL) {
@@ -215,7 +308,7 @@ core_get_object_traceback(PyObject *Py_UNUSED(module), PyObject *obj)
         Py_RETURN_NONE;
     }
     /* Sites are only freed with the GIL held, which we hold. */
-    PyObject *frames = site_frames(site, NULL);
+    PyObject *frames = site_frames(site, NULL, NULL);
     Py_XINCREF(frames);
     return frames;
 }
@@ -307,10 +400,13 @@ take_raw_copy(raw_copy *copy, int full)
     return 0;
 }
 
+/* The named tuple type of site records (pyleakhunt._raw.RawSite). */
+static PyTypeObject *site_type = NULL;
+
 static PyObject *
-site_record(const site_figures *fig, PyObject *intern)
+site_record(const site_figures *fig, PyObject *intern, frame_cache *cache)
 {
-    PyObject *frames = site_frames(fig->site, intern);
+    PyObject *frames = site_frames(fig->site, intern, cache);
     if (frames == NULL) {
         return NULL;
     }
@@ -320,10 +416,28 @@ site_record(const site_figures *fig, PyObject *intern)
     if (S.sample_bytes && lh_key_domain(&fig->site->key) == 0) {
         count = (Py_ssize_t)llround(fig->est_count);
     }
-    return Py_BuildValue("(IOInnnI)", lh_key_domain(&fig->site->key), frames,
-                         site_total_nframe(fig->site), count,
-                         (Py_ssize_t)fig->size, (Py_ssize_t)fig->peak,
-                         lh_key_tag(&fig->site->key));
+    PyObject *values = Py_BuildValue(
+        "(IOInnnI)", lh_key_domain(&fig->site->key), frames,
+        site_total_nframe(fig->site), count, (Py_ssize_t)fig->size,
+        (Py_ssize_t)fig->peak, lh_key_tag(&fig->site->key));
+    if (values == NULL || site_type == NULL) {
+        return values;
+    }
+    /* A RawSite built directly, not through a Python call per site. */
+    PyObject *record = site_type->tp_alloc(site_type, 7);
+    if (record == NULL) {
+        Py_DECREF(values);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < 7; i++) {
+        PyObject *item = PyTuple_GET_ITEM(values, i);
+        Py_INCREF(item);
+        PyTuple_SET_ITEM(record, i, item);
+    }
+    Py_DECREF(values);
+    /* Made of ints and untracked tuples: no cycles possible. */
+    PyObject_GC_UnTrack(record);
+    return record;
 }
 
 /* Sites with live blocks, as records; index[id] gets each one's position
@@ -333,12 +447,13 @@ build_sites(const raw_copy *copy, uint32_t *index)
 {
     PyObject *intern = PyDict_New();
     PyObject *list = intern ? PyList_New(0) : NULL;
+    frame_cache cache = {NULL, 0, 0};
     for (uint32_t i = 0; list != NULL && i < copy->nsites; i++) {
         index[i] = UINT32_MAX;
         if (copy->sites[i].count == 0) {
             continue;
         }
-        PyObject *record = site_record(&copy->sites[i], intern);
+        PyObject *record = site_record(&copy->sites[i], intern, &cache);
         index[i] = (uint32_t)PyList_GET_SIZE(list);
         if (record == NULL || PyList_Append(list, record) < 0) {
             Py_XDECREF(record);
@@ -347,6 +462,7 @@ build_sites(const raw_copy *copy, uint32_t *index)
         }
         Py_DECREF(record);
     }
+    frame_cache_free(&cache);
     Py_XDECREF(intern);
     return list;
 }
@@ -438,6 +554,32 @@ core_fail_after(PyObject *Py_UNUSED(module), PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* pause_thread(flag): while true, the calling thread's allocations are
+   not recorded (the tracer's own analysis); frees still are. */
+static PyObject *
+core_pause_thread(PyObject *Py_UNUSED(module), PyObject *flag)
+{
+    int paused = PyObject_IsTrue(flag);
+    if (paused < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(lh_hooks_pause_thread(paused));
+}
+
+/* set_site_type(cls): the tuple subclass snapshots build site records as. */
+static PyObject *
+core_set_site_type(PyObject *Py_UNUSED(module), PyObject *cls)
+{
+    if (!PyType_Check(cls)
+        || !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "set_site_type() needs a tuple subclass");
+        return NULL;
+    }
+    Py_INCREF(cls);
+    Py_XSETREF(site_type, (PyTypeObject *)cls);
+    Py_RETURN_NONE;
+}
+
 /* set_tag_var(var): allocations made while `var` holds an int are tagged
    with it (the WSGI and ASGI integrations tag them with the endpoint). */
 static PyObject *
@@ -491,6 +633,11 @@ static PyMethodDef core_methods[] = {
     {"snapshot", core_snapshot, METH_O,
      "snapshot(full) -> (sites, blocks, lost_blocks)"},
     {"get_stats", core_get_stats, METH_NOARGS, "The tracer's counters."},
+    {"pause_thread", core_pause_thread, METH_O,
+     "Stop (True) or resume recording this thread's allocations; returns "
+     "the previous setting."},
+    {"set_site_type", core_set_site_type, METH_O,
+     "The named tuple type of site records."},
     {"set_tag_var", core_set_tag_var, METH_O,
      "Tag allocations with the int value of a ContextVar (None: stop)."},
     {"_fail_after", core_fail_after, METH_O,

@@ -492,7 +492,6 @@ def test_a_directory_is_not_a_snapshot(tmp_path, capsys):
         ["run", "-m"],
         ["run", "--interval", "0", "x.py"],
         ["run", "--nframe", "0", "x.py"],
-        ["run", "--", "gunicorn", "app:app"],
     ],
 )
 def test_bad_usage_is_one_line_with_exit_2(capsys, argv):

@@ -124,3 +124,33 @@ def test_loading_a_pickle_is_refused_with_a_clear_error(tmp_path):
     snapshot.dump(path)
     with pytest.raises(pyleakhunt.fileformat.FileFormatError, match="pickle"):
         Snapshot.load(path)
+
+
+@pytest.mark.parametrize(("key_type", "cumulative"), KEYS)
+def test_top_is_the_head_of_statistics_even_with_ties(key_type, cumulative):
+    sites = [
+        RawSite(0, ((f"f{i % 7}.py", i % 5), (f"g{i % 3}.py", i % 4)), 2, 1, 64)
+        for i in range(200)
+    ]
+    snapshot = Snapshot._from_raw(RawSnapshot(2, sites))
+    for n in (0, 1, 3, 10, 1000):
+        assert (
+            snapshot.top(n, key_type, cumulative)
+            == snapshot.statistics(key_type, cumulative)[:n]
+        )
+
+
+def test_the_tracers_own_analysis_is_not_traced():
+    pyleakhunt.start(1)
+    keep = allocate_in_a(1000)
+    snapshot = pyleakhunt.take_snapshot(traces=False)
+    snapshot.statistics("traceback")
+    again = pyleakhunt.take_snapshot(traces=False)
+    own = [
+        s
+        for s in again.sites
+        if s.frames[0][0].endswith(("pyleakhunt/snapshot.py", "pyleakhunt/__init__.py"))
+    ]
+    pyleakhunt.stop()
+    assert own == []
+    assert len(keep) == 1000
