@@ -276,12 +276,26 @@ after_alloc(int domain, void *ptr, size_t size)
 #endif
 }
 
+/* Sampled mode's fast path: a request pymalloc serves itself (512 bytes
+   or less: it never re-enters the RAW hook, so no re-entrancy flag is
+   needed) that the countdown does not pick is forwarded with nothing
+   else done. */
+static inline int
+small_and_not_sampled(int domain, size_t size)
+{
+    return domain != LH_RAW && size <= 512 && S.sample_bytes != 0
+           && !lh_paused && lh_sample_fast_skip(size, S.sample_bytes);
+}
+
 /* ---- the hooks ------------------------------------------------------- */
 
 static inline void *
 hook_malloc(int domain, size_t size)
 {
     PyMemAllocatorEx *next = &S.underlying[domain];
+    if (small_and_not_sampled(domain, size)) {
+        return next->malloc(next->ctx, size);
+    }
     if (lh_in_hook) {
         return next->malloc(next->ctx, size);
     }
@@ -298,6 +312,10 @@ static inline void *
 hook_calloc(int domain, size_t nelem, size_t elsize)
 {
     PyMemAllocatorEx *next = &S.underlying[domain];
+    if (nelem <= 512 && elsize <= 512
+        && small_and_not_sampled(domain, nelem * elsize)) {
+        return next->calloc(next->ctx, nelem, elsize);
+    }
     if (lh_in_hook) {
         return next->calloc(next->ctx, nelem, elsize);
     }
@@ -718,13 +736,20 @@ lh_untrack(unsigned int domain, uintptr_t ptr)
 static void atfork_prepare(void) { lh_lock_acquire(&S.lock); }
 static void atfork_release(void) { lh_lock_release(&S.lock); }
 
+static void
+atfork_child(void)
+{
+    lh_sample_reseed();
+    lh_lock_release(&S.lock);
+}
+
 int
 lh_hooks_register_atfork(void)
 {
     if (S.atfork_registered) {
         return 0;
     }
-    if (pthread_atfork(atfork_prepare, atfork_release, atfork_release)
+    if (pthread_atfork(atfork_prepare, atfork_release, atfork_child)
         != 0) {
         PyErr_SetString(PyExc_RuntimeError, "pthread_atfork failed");
         return -1;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "sampling.h"
 
@@ -24,7 +25,8 @@ next_random(void)
     if (lh_rng == 0) {
         /* Seeded per thread (the TLS address differs between threads). */
         lh_rng = ((uint64_t)(uintptr_t)&lh_rng * 0x9E3779B97F4A7C15u)
-                 ^ ((uint64_t)time(NULL) << 20) ^ (uint64_t)clock() ^ 1u;
+                 ^ ((uint64_t)time(NULL) << 20) ^ (uint64_t)clock()
+                 ^ ((uint64_t)getpid() << 40) ^ 1u;
     }
     lh_rng ^= lh_rng >> 12;
     lh_rng ^= lh_rng << 25;
@@ -62,6 +64,26 @@ lh_sample_take(size_t size, size_t mean)
     /* Memoryless: a fresh gap from here, whatever this block overshot. */
     lh_countdown = draw_gap(mean);
     return 1;
+}
+
+int
+lh_sample_fast_skip(size_t size, size_t mean)
+{
+    if (lh_countdown_mean == mean && lh_countdown > (int64_t)size) {
+        lh_countdown -= (int64_t)size;
+        return 1;
+    }
+    return 0;
+}
+
+void
+lh_sample_reseed(void)
+{
+    /* A forked child starts with its parent's generator: without this,
+       the workers of a preforking server would all sample the same
+       allocations. */
+    lh_rng = 0;
+    lh_countdown_mean = 0;
 }
 
 lh_weight

@@ -19,9 +19,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* log2 of the number of counters in the filter: 64 Ki one-byte counters,
-   64 KiB, which stays in the L2 cache. */
-#define LH_FILTER_LOG2 16
+/* log2 of the number of counters in the filter: 16 Ki one-byte counters,
+   16 KiB, which stays in the L1 cache (a miss on every free cost more than
+   everything else the hooks do in sampled mode). */
+#define LH_FILTER_LOG2 14
 
 /* A counting filter: counter[h(ptr)] is the number of recorded blocks
    whose address hashes there.  A free whose counter is 0 was certainly not
@@ -42,6 +43,13 @@ typedef struct {
 /* Whether the calling thread records an allocation of `size` bytes when
    the mean gap is `mean` bytes.  Lock free: the countdown is per thread. */
 int lh_sample_take(size_t size, size_t mean);
+
+/* 1, with the countdown advanced, when an allocation of `size` bytes is
+   certainly not sampled; 0 when lh_sample_take() must decide. */
+int lh_sample_fast_skip(size_t size, size_t mean);
+
+/* Forget this thread's generator state (after fork, in the child). */
+void lh_sample_reseed(void);
 
 /* The weight of a recorded block of `size` bytes; exact for mean 0. */
 lh_weight lh_sample_weight(size_t size, size_t mean);

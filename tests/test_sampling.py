@@ -1,5 +1,6 @@
 """Sampled tracing: unbiased estimates, flagged as such."""
 
+import os
 import sys
 
 import pytest
@@ -140,3 +141,25 @@ def test_a_reallocated_block_that_is_not_sampled_leaves_no_stale_record():
     )
     left = sum(s.size for s in snapshot.sites if s.frames[0] == (__file__, grow_line))
     assert left == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_children_sample_independently():
+    pyleakhunt.start(1, sample_bytes=8192)
+    estimates = []
+    for _ in range(2):
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: the same allocations as its sibling
+            os.close(read_end)
+            kept = retain(3000)
+            snapshot = pyleakhunt.take_snapshot(traces=False)
+            total = sum(s.size for s in snapshot.sites if s.frames[0][1] == RETAIN_LINE)
+            os.write(write_end, str(total).encode())
+            os._exit(0 if kept else 1)
+        os.close(write_end)
+        with os.fdopen(read_end) as pipe:
+            estimates.append(int(pipe.read()))
+        os.waitpid(pid, 0)
+    pyleakhunt.stop()
+    assert estimates[0] != estimates[1]
