@@ -37,7 +37,7 @@ def optimisation_args():
     PYLEAKHUNT_NO_LTO=1 turns LTO off, for toolchains that lack it."""
     args = ["-O3", "-fvisibility=hidden"]
     if not os.environ.get("PYLEAKHUNT_NO_LTO"):
-        args.append("-flto")
+        args.append("-flto=auto")
     return args
 
 
