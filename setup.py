@@ -145,4 +145,39 @@ if editable_wheel is not None:
 
     cmdclass["editable_wheel"] = editable_wheel_with_autostart
 
-setup(ext_modules=[core], cmdclass=cmdclass)
+# The census scanner (docs/census.md): a separate small extension that
+# reads memory images of other processes; it needs no uthash.
+census_scan = Extension(
+    "pyleakhunt.census._scan",
+    sources=[
+        "src/census/image.c",
+        "src/census/layout.c",
+        "src/census/maps.c",
+        "src/census/types.c",
+        "src/census/objects.c",
+        "src/census/census.c",
+        "src/census/graph.c",
+        "src/census/pause.c",
+        "src/census/readmem.c",
+        "src/census/topython.c",
+        "src/census/module.c",
+    ],
+    depends=[
+        "src/census/image.h",
+        "src/census/layout.h",
+        "src/census/maps.h",
+        "src/census/scanner.h",
+        "src/census/types.h",
+        "src/census/objects.h",
+        "src/census/census.h",
+        "src/census/graph.h",
+        "src/census/pause.h",
+        "src/census/readmem.h",
+        "src/census/topython.h",
+    ],
+    include_dirs=["src/census"],
+    extra_compile_args=extra_compile_args(),
+    extra_link_args=extra_link_args(),
+)
+
+setup(ext_modules=[core, census_scan], cmdclass=cmdclass)

@@ -103,7 +103,7 @@ import textwrap
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pyleakhunt
 
@@ -1316,7 +1316,17 @@ def build_parser() -> argparse.ArgumentParser:
         )
         add_arguments(sub)
         sub.set_defaults(func=run)
+    # Commands that live in their own subpackages register themselves.
+    for register in _registered_elsewhere():
+        register(commands)
     return parser
+
+
+def _registered_elsewhere() -> List[Callable[[Any], None]]:
+    from .attach import register as register_attach
+    from .census.cli import register as register_census
+
+    return [register_attach, register_census]
 
 
 def _silence_stdout() -> None:
