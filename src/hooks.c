@@ -220,6 +220,12 @@ restore_block(uintptr_t ptr, uint32_t site_id, size_t size)
 {
     uint32_t old_site;
     size_t old_size;
+    if (S.sites.by_id[site_id] == NULL) {
+        /* A RAW realloc without the GIL, and a snapshot in between pruned
+           the site (it had no block left): the block cannot be put back. */
+        S.counters.lost_blocks++;
+        return;
+    }
     if (lh_blocks_put(&S.blocks, ptr, site_id, size, &old_site, &old_size)
         < 0) {
         S.counters.lost_blocks++;

@@ -271,7 +271,10 @@ core_reset_peak(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
     lh_lock_acquire(&S.lock);
     S.peak_bytes = S.traced_bytes;
     for (uint32_t i = 0; i < S.sites.nsites; i++) {
-        S.sites.by_id[i]->peak = S.sites.by_id[i]->size;
+        lh_site *site = S.sites.by_id[i];
+        if (site != NULL) {
+            site->peak = site->size;
+        }
     }
     lh_lock_release(&S.lock);
     Py_RETURN_NONE;
@@ -386,8 +389,11 @@ take_raw_copy(raw_copy *copy, int full)
     else {
         for (uint32_t i = 0; i < copy->nsites; i++) {
             lh_site *site = S.sites.by_id[i];
-            copy->sites[i] = (site_figures){site, site->count, site->size,
-                                            site->peak, site->est_count};
+            copy->sites[i] = site == NULL
+                                 ? (site_figures){NULL, 0, 0, 0, 0.0}
+                                 : (site_figures){site, site->count,
+                                                  site->size, site->peak,
+                                                  site->est_count};
         }
         failed = full && copy_blocks(copy) < 0;
     }
@@ -486,6 +492,18 @@ build_blocks(const raw_copy *copy, const uint32_t *index)
     return Py_BuildValue("(NN)", sites, sizes);
 }
 
+/* Forget the sites whose blocks are all gone: a snapshot leaves them out
+   anyway, and they keep code objects alive.  (Their peak since the last
+   reset_peak() goes with them.) */
+static void
+prune_empty_sites(void)
+{
+    lh_lock_acquire(&S.lock);
+    lh_site *unlinked = lh_sites_unlink_empty(&S.sites);
+    lh_lock_release(&S.lock);
+    lh_sites_release_unlinked(unlinked);  /* may free objects: no lock */
+}
+
 /* _snapshot(full) -> (sites, blocks, lost_blocks)
    sites: [(domain, frames, total_nframe, count, size, peak, tag), ...]
    blocks: None, or (site indexes as native uint32 bytes, sizes as native
@@ -497,6 +515,7 @@ core_snapshot(PyObject *Py_UNUSED(module), PyObject *arg)
     if (full < 0) {
         return NULL;
     }
+    prune_empty_sites();
     raw_copy copy;
     if (take_raw_copy(&copy, full) < 0) {
         return NULL;

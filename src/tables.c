@@ -139,24 +139,43 @@ sites_cached(lh_site_table *t, const lh_site_key *key, size_t keylen,
     return NULL;
 }
 
-static int
+/* An id for a new site: a freed one, or the next; UINT32_MAX if none. */
+static uint32_t
 sites_reserve_id(lh_site_table *t)
 {
+    if (t->nfree > 0) {
+        return t->free_ids[--t->nfree];
+    }
+    if (t->nsites == UINT32_MAX - 1) {
+        return UINT32_MAX;
+    }
     if (t->nsites < t->capacity) {
-        return 0;
+        return t->nsites++;
     }
     uint32_t capacity = t->capacity ? t->capacity * 2 : 1024;
     lh_site **by_id = lh_mem_alloc(capacity * sizeof(lh_site *));
-    if (by_id == NULL) {
-        return -1;
+    uint32_t *free_ids = lh_mem_alloc(capacity * sizeof(uint32_t));
+    if (by_id == NULL || free_ids == NULL) {
+        lh_mem_free(by_id, capacity * sizeof(lh_site *));
+        lh_mem_free(free_ids, capacity * sizeof(uint32_t));
+        return UINT32_MAX;
     }
     if (t->nsites) {
         memcpy(by_id, t->by_id, t->nsites * sizeof(lh_site *));
     }
     lh_mem_free(t->by_id, t->capacity * sizeof(lh_site *));
+    lh_mem_free(t->free_ids, t->capacity * sizeof(uint32_t));
     t->by_id = by_id;
+    t->free_ids = free_ids;
     t->capacity = capacity;
-    return 0;
+    return t->nsites++;
+}
+
+static void
+sites_return_id(lh_site_table *t, uint32_t id)
+{
+    t->by_id[id] = NULL;
+    t->free_ids[t->nfree++] = id;
 }
 
 lh_site *
@@ -173,22 +192,25 @@ lh_sites_intern(lh_site_table *t, const lh_site_key *key, size_t keylen)
         t->cache[slot] = site;
         return site;
     }
-    if (t->nsites == UINT32_MAX - 1 || sites_reserve_id(t) < 0) {
+    uint32_t id = sites_reserve_id(t);
+    if (id == UINT32_MAX) {
         return NULL;
     }
     size_t alloc = offsetof(lh_site, key) + keylen;
     site = lh_mem_calloc(1, alloc);
     if (site == NULL) {
+        sites_return_id(t, id);
         return NULL;
     }
     memcpy(&site->key, key, keylen);
     site->keylen = keylen;
     site->hash = hash;
-    site->id = t->nsites;
+    site->id = id;
     lh_tracer.mem_oom = 0;
     HASH_ADD_BYHASHVALUE(hh, t->by_key, key, keylen, (unsigned)hash, site);
     if (lh_tracer.mem_oom) {
         lh_mem_free(site, alloc);
+        sites_return_id(t, id);
         return NULL;
     }
     /* The frames outlive the stack they came from, so keep the code
@@ -196,9 +218,49 @@ lh_sites_intern(lh_site_table *t, const lh_site_key *key, size_t keylen)
     for (int i = 0; i < lh_key_nframe(key); i++) {
         Py_INCREF(site->key.frames[i].code);
     }
-    t->by_id[t->nsites++] = site;
+    t->by_id[id] = site;
     t->cache[slot] = site;
     return site;
+}
+
+static void
+site_release(lh_site *site)
+{
+    for (int f = 0; f < lh_key_nframe(&site->key); f++) {
+        Py_DECREF(site->key.frames[f].code);
+    }
+    Py_XDECREF((PyObject *)site->resolved);
+    lh_mem_free(site, offsetof(lh_site, key) + site->keylen);
+}
+
+lh_site *
+lh_sites_unlink_empty(lh_site_table *t)
+{
+    lh_site *list = NULL;
+    for (uint32_t i = 0; i < t->nsites; i++) {
+        lh_site *site = t->by_id[i];
+        if (site == NULL || site->count != 0) {
+            continue;
+        }
+        HASH_DELETE(hh, t->by_key, site);
+        sites_return_id(t, i);
+        site->next_unlinked = list;
+        list = site;
+    }
+    if (list != NULL) {
+        memset(t->cache, 0, sizeof(t->cache));
+    }
+    return list;
+}
+
+void
+lh_sites_release_unlinked(lh_site *list)
+{
+    while (list != NULL) {
+        lh_site *next = list->next_unlinked;
+        site_release(list);
+        list = next;
+    }
 }
 
 void
@@ -206,23 +268,23 @@ lh_sites_clear(lh_site_table *t)
 {
     HASH_CLEAR(hh, t->by_key);
     for (uint32_t i = 0; i < t->nsites; i++) {
-        lh_site *site = t->by_id[i];
-        for (int f = 0; f < lh_key_nframe(&site->key); f++) {
-            Py_DECREF(site->key.frames[f].code);
+        if (t->by_id[i] != NULL) {
+            site_release(t->by_id[i]);
         }
-        Py_XDECREF((PyObject *)site->resolved);
-        lh_mem_free(site, offsetof(lh_site, key) + site->keylen);
     }
     lh_mem_free(t->by_id, t->capacity * sizeof(lh_site *));
+    lh_mem_free(t->free_ids, t->capacity * sizeof(uint32_t));
     memset(t, 0, sizeof(*t));
 }
 
 size_t
 lh_sites_memory(const lh_site_table *t)
 {
-    size_t total = t->capacity * sizeof(lh_site *);
+    size_t total = t->capacity * (sizeof(lh_site *) + sizeof(uint32_t));
     for (uint32_t i = 0; i < t->nsites; i++) {
-        total += offsetof(lh_site, key) + t->by_id[i]->keylen;
+        if (t->by_id[i] != NULL) {
+            total += offsetof(lh_site, key) + t->by_id[i]->keylen;
+        }
     }
     if (t->by_key != NULL) {
         total += t->by_key->hh.tbl->num_buckets * sizeof(UT_hash_bucket);

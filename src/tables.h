@@ -99,6 +99,8 @@ typedef struct lh_site {
     /* Cached tuple of (filename, lineno) frames, built under the GIL the
        first time a snapshot needs it.  NULL until then. */
     void *resolved;
+    /* Links sites taken out by lh_sites_unlink_empty(). */
+    struct lh_site *next_unlinked;
     size_t keylen;
     lh_site_key key; /* must stay last: frames follow */
 } lh_site;
@@ -108,9 +110,11 @@ typedef struct lh_site {
 typedef struct {
     lh_site *by_key;  /* uthash head */
     lh_site *cache[LH_SITE_CACHE_SIZE]; /* recently used, by hash */
-    lh_site **by_id;  /* id -> site, for O(1) updates from a block */
-    uint32_t nsites;
+    lh_site **by_id;  /* id -> site (NULL: a free id), O(1) from a block */
+    uint32_t nsites;  /* ids in use are below this */
     uint32_t capacity;
+    uint32_t *free_ids; /* ids of unlinked sites, to reuse (capacity) */
+    uint32_t nfree;
 } lh_site_table;
 
 /* Hash of a key of `keylen` bytes. */
@@ -123,6 +127,12 @@ lh_site *lh_sites_intern(lh_site_table *t, const lh_site_key *key,
 /* Release every site.  The caller must hold the GIL and must not hold the
    tracer lock: dropping code references can free objects. */
 void lh_sites_clear(lh_site_table *t);
+/* Take out every site with no live blocks (lock held), and return them as
+   a list for lh_sites_release_unlinked() (GIL held, lock not held).
+   Without this, sites of code compiled on the fly would keep its code
+   objects alive for as long as tracing goes on. */
+lh_site *lh_sites_unlink_empty(lh_site_table *t);
+void lh_sites_release_unlinked(lh_site *list);
 size_t lh_sites_memory(const lh_site_table *t);
 
 /* ---- live blocks ----------------------------------------------------- */

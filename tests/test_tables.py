@@ -1,6 +1,7 @@
 """The tracer's own tables: growth, big blocks, and no memory left behind."""
 
 import ctypes
+import sys
 
 import pyleakhunt
 from pyleakhunt import _core
@@ -86,3 +87,25 @@ def test_a_reused_address_replaces_the_old_record():
     sizes = [t.size for t in pyleakhunt.take_snapshot().traces]
     assert 300 in sizes and 100 not in sizes
     api.untrack(0, fake)
+
+
+def test_sites_with_no_live_blocks_release_their_code_objects():
+    namespace = {}
+    exec(
+        compile(
+            "def make():\n    return [object() for _ in range(50)]\n", "<dyn>", "exec"
+        ),
+        namespace,
+    )
+    code = namespace["make"].__code__
+    namespace["make"]()  # a first call: CPython may cache a frame (3.9, 3.10)
+    before = sys.getrefcount(code)
+    pyleakhunt.start(5)
+    namespace["make"]()  # allocates and frees: its sites end up empty
+    assert sys.getrefcount(code) > before  # the sites keep the code alive
+    pyleakhunt.take_snapshot(traces=False)  # forgets the empty sites
+    assert sys.getrefcount(code) == before
+    kept = namespace["make"]()  # and new sites come back when needed
+    snapshot = pyleakhunt.take_snapshot(traces=False)
+    assert any(s.frames[0][0] == "<dyn>" and s.count >= 50 for s in snapshot.sites)
+    assert len(kept) == 50
