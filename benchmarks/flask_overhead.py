@@ -42,13 +42,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = ("off", "on")
 #: Extra configurations, to see where the cost goes: ``trace`` only starts
 #: the tracer (one frame, no tags, no extension); ``tagvar`` also registers
-#: the tag variable, which the hooks then read on every allocation.
-DIAGNOSTIC_CONFIGS = ("trace", "tagvar")
+#: the tag variable, which the hooks then read on every allocation;
+#: ``sampled`` is the extension with sampled tracing (figures estimated).
+DIAGNOSTIC_CONFIGS = ("trace", "tagvar", "sampled")
 LABELS = {
     "off": "off (bare Flask)",
     "on": "on (`LeakHunt(app, report=True, nframe=1)`)",
     "trace": "tracer only (`pyleakhunt.start(1)`)",
     "tagvar": "tracer reading the tag variable, no extension",
+    "sampled": 'on, sampled (`sample_bytes="16KiB"`)',
 }
 
 
@@ -68,10 +70,11 @@ def serve(config: str, port: int, threads: int) -> None:
     def hello() -> str:
         return "Hello, World!"
 
-    if config == "on":
+    if config in ("on", "sampled"):
         from pyleakhunt.flask import LeakHunt
 
-        LeakHunt(app, report=True, nframe=1)
+        sample_bytes = "16KiB" if config == "sampled" else None
+        LeakHunt(app, report=True, nframe=1, sample_bytes=sample_bytes)
     elif config in DIAGNOSTIC_CONFIGS:
         import pyleakhunt
 
@@ -176,7 +179,7 @@ def measure(
         cpu_us = None
         if cpu_before is not None:
             cpu_us = (_cpu_seconds(server.pid) - cpu_before) / served * 1e6
-        if config == "on":
+        if config in ("on", "sampled"):
             _check_attribution(url)
         return rate, cpu_us
     finally:

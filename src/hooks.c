@@ -122,12 +122,23 @@ typedef struct {
    context variable does not allocate; a pending exception (allocations
    happen while one is being handled) is kept intact. */
 static uint32_t
+read_tag(void)
+{
+    unsigned long value = 0;
+    return lh_context_int(S.tag_var, &value) ? (uint32_t)value : 0;
+}
+
+static uint32_t
 current_tag(void)
 {
+    if (PyErr_Occurred() == NULL) {
+        uint32_t tag = read_tag();
+        PyErr_Clear(); /* reading never fails; never leave a trace */
+        return tag;
+    }
     PyObject *type, *exc, *tb;
     PyErr_Fetch(&type, &exc, &tb);
-    unsigned long value = 0;
-    uint32_t tag = lh_context_int(S.tag_var, &value) ? (uint32_t)value : 0;
+    uint32_t tag = read_tag();
     PyErr_Clear();
     PyErr_Restore(type, exc, tb);
     return tag;

@@ -1,0 +1,124 @@
+"""Which endpoint leaks? ASGI middleware with per-request attribution.
+
+::
+
+    from pyleakhunt.asgi import LeakHuntMiddleware
+
+    app = LeakHuntMiddleware(app, report=True)   # Starlette, FastAPI, ...
+
+The same attribution as `pyleakhunt.wsgi` for ASGI applications, where many
+requests interleave on one thread as asyncio tasks.  The tag lives in a
+context variable, and each task runs in its own copy of the context, so a
+tag set while one request's task runs is not seen by another's; tasks a
+request starts inherit it.  Endpoints are the method and the path with
+id-like segments folded (`pyleakhunt.wsgi.endpoint_key`): the middleware
+runs before the application's router, so route templates are not known
+yet.  WebSocket connections count as ``WS <path>``; lifespan events pass
+through untagged.
+
+The report page (`pyleakhunt.wsgi.ReportPage`) is served at the same paths
+and under the same rules; its snapshot takes milliseconds, so it is served
+on the event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable, Dict, MutableMapping, Optional, Tuple
+
+from . import attribution
+from .attribution import TAG_VAR
+from .wsgi import DEFAULT_REPORT_PREFIX, ReportPage, endpoint_key
+
+__all__ = ["LeakHuntMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Dict[str, Any]]]
+Send = Callable[[Dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class LeakHuntMiddleware:
+    """Count and tag every HTTP request and WebSocket of an ASGI app.
+
+    ``LeakHuntMiddleware(app, report=False, report_prefix=None,
+    report_token=None, key=None, **options)``, as
+    `pyleakhunt.wsgi.LeakHuntMiddleware`; *key* gets the ASGI scope.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        report: bool = False,
+        report_prefix: Optional[str] = None,
+        report_token: Optional[str] = None,
+        key: Optional[Callable[[Scope], str]] = None,
+        **options: Any,
+    ) -> None:
+        self.app = app
+        self.page: Optional[ReportPage] = None
+        if report or report_prefix is not None:
+            self.page = ReportPage(report_prefix or DEFAULT_REPORT_PREFIX, report_token)
+        self._key = key
+        self._names: Dict[Tuple[str, str], str] = {}
+        self.attribution = attribution.shared(**options)
+
+    def endpoint(self, scope: Scope) -> str:
+        """The endpoint name of a request or WebSocket connection."""
+        if self._key is not None:
+            return self._key(scope)
+        method = scope.get("method", "GET") if scope["type"] == "http" else "WS"
+        path = scope.get("path", "") or "/"
+        cache_key = (method, path)
+        name = self._names.get(cache_key)
+        if name is None:
+            name = endpoint_key(method, path)
+            if len(self._names) >= 4096:
+                self._names.clear()
+            self._names[cache_key] = name
+        return name
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope.get("type")
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        page = self.page
+        if kind == "http" and page is not None and page.matches(scope.get("path", "")):
+            await _serve_report(page, scope, send)
+            return
+        tag = self.attribution.enter(self.endpoint(scope))
+        # The task's own context: other requests' tasks never see this value.
+        token = TAG_VAR.set(tag)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            TAG_VAR.reset(token)
+
+
+async def _serve_report(page: ReportPage, scope: Scope, send: Send) -> None:
+    headers: Dict[str, str] = {}
+    for name, value in scope.get("headers") or ():
+        key = name.decode("latin-1").lower()
+        # Repeated headers are joined, as a WSGI server would.
+        text = value.decode("latin-1")
+        headers[key] = headers[key] + "," + text if key in headers else text
+    client = scope.get("client")
+    response = page.respond(
+        scope.get("method", ""),
+        scope.get("path", ""),
+        headers.get,
+        client[0] if client else None,
+        scope.get("root_path", ""),
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status,
+            "headers": [
+                (name.lower().encode("latin-1"), value.encode("latin-1"))
+                for name, value in response.headers
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": response.body})

@@ -1,0 +1,130 @@
+"""Which endpoint leaks? A Flask extension with per-request attribution.
+
+::
+
+    from pyleakhunt.flask import LeakHunt
+
+    LeakHunt(app, report=True)        # or: hunt = LeakHunt(); hunt.init_app(app)
+
+Like `pyleakhunt.wsgi.LeakHuntMiddleware`, but endpoints are Flask's URL
+rules (``GET /app_metric/<app>``), so their number is the number of routes.
+A rule is known only once Flask has matched the URL, so the extension wraps
+``app.wsgi_app`` (which keeps the tag for the response body and serves the
+report page) and sets the tag in a URL value preprocessor that runs first,
+before any ``before_request`` function and the view.  What Flask allocates
+before that (the request context, URL matching) is transient and left
+untagged.  Requests that match no rule are counted as ``<unmatched>``.
+
+Flask is imported only when this module is.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, Optional
+
+from flask import Flask, Response, request
+
+from .attribution import TAG_VAR
+from .wsgi import KNOWN_METHODS, LeakHuntMiddleware, StartResponse, tagged_body
+
+__all__ = ["UNMATCHED", "LeakHunt"]
+
+#: The endpoint of requests that match no URL rule (404, 405).
+UNMATCHED = "<unmatched>"
+
+# What the middleware and the request's hooks tell each other, in the
+# WSGI environ: the tag (0 until the URL rule is known), the token that
+# undoes it, and whether the response is streamed.
+_TAG = "pyleakhunt.tag"
+_TOKEN = "pyleakhunt.token"
+_STREAMED = "pyleakhunt.streamed"
+
+
+class LeakHunt:
+    """Flask extension: which endpoint retains the memory that stays.
+
+    ``LeakHunt(app=None, **options)``; *options* are those of
+    `pyleakhunt.wsgi.LeakHuntMiddleware` (``report=True``,
+    ``report_prefix``, ``report_token``, ``nframe``, ``interval``...).
+    """
+
+    def __init__(self, app: Optional[Flask] = None, **options: Any) -> None:
+        if "key" in options:
+            raise TypeError("LeakHunt names endpoints by URL rule; 'key' is not used")
+        self.options = options
+        self.middleware: Dict[str, LeakHuntMiddleware] = {}
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Wrap *app*'s WSGI callable and register the tagging preprocessor."""
+        middleware = _FlaskMiddleware(app.wsgi_app, **self.options)
+        app.wsgi_app = middleware  # type: ignore[method-assign]
+        # First of all preprocessors: before_request functions run after it.
+        preprocessors = app.url_value_preprocessors.setdefault(None, [])
+        preprocessors.insert(0, middleware.tag_request)
+        app.after_request(middleware.note_streamed)
+        app.extensions["pyleakhunt"] = self
+        self.middleware[app.name] = middleware
+
+
+class _FlaskMiddleware(LeakHuntMiddleware):
+    """The WSGI middleware, with the endpoint chosen after URL matching.
+
+    `tag_request` counts the request and sets the tag; the middleware
+    resets it when the app returns.  The response body is wrapped to keep
+    the tag only when it is streamed: a finished Flask response allocates
+    nothing while it is sent.
+    """
+
+    def __call__(
+        self, environ: Dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        page = self.page
+        if page is not None and page.matches(environ.get("PATH_INFO", "")):
+            return self._serve_report(page, environ, start_response)
+        environ[_TAG] = 0  # tag_request counts only requests that pass here
+        try:
+            body = self.app(environ, start_response)
+        finally:
+            token = environ.pop(_TOKEN, None)
+            if token is not None:
+                TAG_VAR.reset(token)
+        if environ.get(_STREAMED):
+            return tagged_body(body, environ[_TAG], environ)
+        return body
+
+    def tag_request(
+        self, endpoint: Optional[str], values: Optional[Dict[str, Any]]
+    ) -> None:
+        """Count the request under its URL rule and tag what follows with it.
+
+        Only requests that came through the middleware (which resets the tag
+        when the app returns) are tagged: a test that calls
+        ``app.preprocess_request()`` directly must not leave a tag behind.
+        """
+        current = request._get_current_object()  # one proxy lookup, not three
+        environ = current.environ
+        if environ.get(_TAG) != 0:
+            return
+        rule = current.url_rule
+        if rule is None:
+            name = UNMATCHED
+        else:
+            method = current.method
+            key = (method, rule.rule)
+            name = self._names.get(key)  # type: ignore[assignment]
+            if name is None:
+                if method in KNOWN_METHODS:  # bounded: methods x rules
+                    name = self._names[key] = f"{method} {rule.rule}"
+                else:
+                    name = f"OTHER {rule.rule}"
+        tag = self.attribution.enter(name)
+        environ[_TAG] = tag
+        environ[_TOKEN] = TAG_VAR.set(tag)
+
+    def note_streamed(self, response: Response) -> Response:
+        """After the view: remember whether the body is generated lazily."""
+        if response.is_streamed:
+            request.environ[_STREAMED] = True
+        return response

@@ -1,0 +1,636 @@
+"""Which endpoint leaks? WSGI middleware with per-request attribution.
+
+::
+
+    from pyleakhunt.wsgi import LeakHuntMiddleware
+
+    app = LeakHuntMiddleware(app, report=True)
+
+Every request is counted under its endpoint: the method and the path with
+id-like segments folded (``GET /users/<id>/orders``), and while it is
+served, every allocation is tagged with that endpoint
+(`pyleakhunt.attribution`).  A background thread samples what each
+endpoint still retains, and judges it with the project's sustained-growth
+rule.  With ``report=True`` the figures are served at ``/_leakhunt/``
+(HTML), ``/_leakhunt/api`` (JSON) and ``/_leakhunt/snapshot`` (a snapshot
+file for ``pyleakhunt top``), to loopback clients only unless a token is
+configured (`ReportPage`).
+
+This module also holds the report page itself, which the ASGI middleware
+and the Flask extension serve too: the page is plain HTTP, and every
+integration hands it the same few facts about a request.
+"""
+
+from __future__ import annotations
+
+import hmac
+import html
+import io
+import ipaddress
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Tuple,
+)
+
+from . import attribution
+from .attribution import TAG_VAR, AttributionReport
+from .fileformat import write_snapshot
+from .snapshot import format_size
+
+__all__ = ["LeakHuntMiddleware", "ReportPage", "endpoint_key"]
+
+logger = logging.getLogger("pyleakhunt")
+
+
+DEFAULT_REPORT_PREFIX = "/_leakhunt"
+#: Environment variable read for the report token when none is passed.
+TOKEN_ENV = "PYLEAKHUNT_REPORT_TOKEN"
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[Dict[str, Any], StartResponse], Iterable[bytes]]
+
+# --------------------------------------------------------------------------
+# Endpoint names for plain WSGI: method and folded path
+
+#: Methods kept by name; any other is counted as ``OTHER`` (a client can
+#: send any token as a method).
+KNOWN_METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "WS")
+)
+ID = "<id>"
+#: Segments beyond this many are cut (``/...``), and paths are cut to
+#: MAX_PATH characters: an endpoint name is a label, not a log of paths.
+MAX_SEGMENTS = 8
+MAX_PATH = 200
+
+_NUMBER = re.compile(r"[0-9][0-9_.,:+-]*\Z")  # 42, 2024-05-01, 3.14, 1,000
+_UUID = re.compile(
+    r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
+    r"[0-9a-fA-F]{12}\Z"
+)
+_HEX = re.compile(r"(?=[a-fA-F]*[0-9])[0-9a-fA-F]{8,}\Z")  # with a digit
+_TOKEN = re.compile(r"(?=.*[0-9])[A-Za-z0-9_.~=+-]{16,}\Z")  # with a digit
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def fold_segment(segment: str) -> str:
+    """A path segment, or ``<id>`` when it looks like an identifier.
+
+    Numbers (also dates and versions), UUIDs, hex ids of 8 digits or more,
+    long tokens that contain a digit, and segments over 64 characters are
+    identifiers.  Words are kept: ``users``, ``v2``, ``app_metric``.
+    """
+    if not segment:
+        return segment
+    if (
+        len(segment) > 64
+        or _NUMBER.match(segment)
+        or _UUID.match(segment)
+        or _HEX.match(segment)
+        or _TOKEN.match(segment)
+    ):
+        return ID
+    return _UNPRINTABLE.sub("?", segment)
+
+
+def endpoint_key(method: str, path: str) -> str:
+    """The endpoint name of a request: ``"GET /users/<id>/orders"``.
+
+    The cardinality stays bounded whatever clients send: id-like segments
+    fold to ``<id>``, unknown methods to ``OTHER``, long paths are cut.
+    """
+    method = method.upper()
+    if method not in KNOWN_METHODS:
+        method = "OTHER"
+    segments = path.split("/")
+    if len(segments) > MAX_SEGMENTS + 1:
+        segments = segments[: MAX_SEGMENTS + 1] + ["..."]
+    folded = "/".join(fold_segment(s) for s in segments)
+    if len(folded) > MAX_PATH:
+        folded = folded[: MAX_PATH - 3] + "..."
+    if not folded.startswith("/"):
+        folded = "/" + folded
+    return f"{method} {folded}"
+
+
+# --------------------------------------------------------------------------
+# The report page
+
+
+@dataclass
+class Response:
+    """A complete HTTP response of the report page."""
+
+    status: int
+    headers: List[Tuple[str, str]]
+    body: bytes
+
+    @property
+    def status_line(self) -> str:
+        return f"{self.status} {_REASONS[self.status]}"
+
+
+_REASONS = {
+    200: "OK",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    414: "URI Too Long",
+    431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
+}
+
+#: Headers that say a request came through a proxy: its REMOTE_ADDR is the
+#: proxy's (often 127.0.0.1), not the client's.
+PROXY_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
+#: Longest path and token header the page reads; longer is refused.
+MAX_REPORT_PATH = 1024
+MAX_TOKEN_HEADER = 1024
+
+_SECURITY_HEADERS = [
+    ("Cache-Control", "no-store"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+]
+_HTML_POLICY = (
+    "Content-Security-Policy",
+    "default-src 'none'; style-src 'unsafe-inline'",
+)
+
+
+def is_loopback(address: Optional[str]) -> bool:
+    """True for 127.0.0.0/8, ::1 and IPv4-mapped loopback; False otherwise."""
+    if not address:
+        return False
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+def _check_token(token: Optional[str]) -> Optional[str]:
+    if token is None:
+        token = os.environ.get(TOKEN_ENV) or None
+    if token is None:
+        return None
+    if (
+        not isinstance(token, str)
+        or len(token) < 16
+        or len(token) > 512
+        or not all(33 <= ord(c) < 127 for c in token)
+    ):
+        raise ValueError(
+            "the report token must be 16 to 512 printable ASCII characters "
+            "without spaces (for example secrets.token_urlsafe(32))"
+        )
+    return token
+
+
+class ReportPage:
+    """The report page: figures per endpoint, to authorised clients only.
+
+    ``<prefix>/`` is HTML, ``<prefix>/api`` JSON, ``<prefix>/snapshot`` an
+    aggregated snapshot file of the endpoints' memory.  Rules, in order:
+
+    1. *Who.*  Without a token, only loopback clients (127.0.0.0/8, ::1)
+       whose request carries no proxy header (``X-Forwarded-For``,
+       ``Forwarded``, ``X-Real-IP``): behind a reverse proxy on the same
+       host every client looks like 127.0.0.1.  Others get 403.  With a
+       token, only requests that carry it, in ``Authorization: Bearer
+       <token>`` or ``X-LeakHunt-Token: <token>``, compared in constant
+       time; others get 401.  Never in the query string: URLs end up in
+       access logs, browser history and Referer headers.
+    2. *How.*  GET and HEAD only (405 otherwise).
+    3. *What.*  The three paths only (404 otherwise; 414 for a huge path).
+
+    It shows memory figures and source locations (file and line number),
+    nothing else: no environment, no request data, no source code.  The
+    CLI shows source lines, from the files on the machine that reads the
+    snapshot.  Figures from sampled tracing are labelled as estimates.
+    Whatever goes wrong while rendering, the answer is a clean 503.
+    """
+
+    def __init__(
+        self, prefix: str = DEFAULT_REPORT_PREFIX, token: Optional[str] = None
+    ):
+        prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+        if not prefix or not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", prefix):
+            raise ValueError(
+                f"report_prefix must be a path such as '/_leakhunt', not {prefix!r}"
+            )
+        self.prefix = prefix
+        self.token = _check_token(token)
+
+    def matches(self, path: str) -> bool:
+        """True when *path* is the page's (the prefix or below it)."""
+        prefix = self.prefix
+        return path.startswith(prefix) and (
+            len(path) == len(prefix) or path[len(prefix)] == "/"
+        )
+
+    def respond(
+        self,
+        method: str,
+        path: str,
+        header: Callable[[str], Optional[str]],
+        client: Optional[str],
+        base: str = "",
+    ) -> Response:
+        """The response to a request for *path* (which `matches`).
+
+        *header* returns a request header by lower-case name (or None),
+        *client* is the peer's IP address, *base* the mount point
+        (``SCRIPT_NAME``, ``root_path``) for links.
+        """
+        try:
+            response = self._route(method, path, header, client, base)
+        except Exception:  # never a 500 or a traceback from the report
+            logger.exception("pyleakhunt: the report page failed")
+            response = _text(503, "the report is not available now\n")
+        if method == "HEAD":
+            response.body = b""  # Content-Length stays that of GET
+        return response
+
+    def _route(
+        self,
+        method: str,
+        path: str,
+        header: Callable[[str], Optional[str]],
+        client: Optional[str],
+        base: str,
+    ) -> Response:
+        refused = self._refusal(header, client)
+        if refused is not None:
+            return refused
+        if method not in ("GET", "HEAD"):
+            return _text(405, "use GET\n", [("Allow", "GET, HEAD")])
+        if len(path) > MAX_REPORT_PATH:
+            return _text(414, "path too long\n")
+        page = path[len(self.prefix) :]
+        if page in ("", "/"):
+            return self._html(base)
+        if page == "/api":
+            return self._json()
+        if page == "/snapshot":
+            return self._snapshot()
+        return _text(404, "no such report page\n")
+
+    def _refusal(
+        self, header: Callable[[str], Optional[str]], client: Optional[str]
+    ) -> Optional[Response]:
+        if self.token is None:
+            if not is_loopback(client):
+                return _text(
+                    403,
+                    "pyleakhunt: the report answers loopback clients only; "
+                    "configure a token to reach it from elsewhere\n",
+                )
+            if any(header(name) is not None for name in PROXY_HEADERS):
+                return _text(
+                    403,
+                    "pyleakhunt: the request came through a proxy; configure a "
+                    "token to reach the report through it\n",
+                )
+            return None
+        given = _bearer(header("authorization")) or header("x-leakhunt-token")
+        if given is not None and len(given) > MAX_TOKEN_HEADER:
+            return _text(431, "token header too large\n")
+        if given is None or not hmac.compare_digest(
+            given.encode("utf-8", "replace"), self.token.encode("ascii")
+        ):
+            return _text(
+                401,
+                "pyleakhunt: send the report token in 'Authorization: Bearer "
+                "<token>' or 'X-LeakHunt-Token: <token>' (never in the URL)\n",
+                [("WWW-Authenticate", 'Bearer realm="pyleakhunt"')],
+            )
+        return None
+
+    # -- the three pages ----------------------------------------------------
+
+    def _current(self) -> attribution.Attribution:
+        current = attribution.current()
+        if current is None:
+            raise RuntimeError("pyleakhunt attribution is not running")
+        return current
+
+    def _json(self) -> Response:
+        doc = self._current().report().to_json()
+        body = json.dumps(doc, indent=1).encode("ascii") + b"\n"
+        return _ok(body, [("Content-Type", "application/json")])
+
+    def _html(self, base: str) -> Response:
+        report = self._current().report()
+        body = render_html(report, base + self.prefix).encode("utf-8")
+        return _ok(body, [("Content-Type", "text/html; charset=utf-8"), _HTML_POLICY])
+
+    def _snapshot(self) -> Response:
+        raw = self._current().snapshot()
+        out = io.BytesIO()
+        write_snapshot(out, raw)
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(raw.timestamp))
+        name = f"pyleakhunt-{raw.pid}-{stamp}.plh"
+        return _ok(
+            out.getvalue(),
+            [
+                ("Content-Type", "application/octet-stream"),
+                ("Content-Disposition", f'attachment; filename="{name}"'),
+            ],
+        )
+
+
+def _bearer(value: Optional[str]) -> Optional[str]:
+    if value is None:
+        return None
+    scheme, _, credentials = value.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return credentials.strip() or None
+
+
+def _ok(body: bytes, headers: List[Tuple[str, str]]) -> Response:
+    length = ("Content-Length", str(len(body)))
+    return Response(200, [*headers, *_SECURITY_HEADERS, length], body)
+
+
+def _text(
+    status: int, text: str, extra: Optional[List[Tuple[str, str]]] = None
+) -> Response:
+    body = text.encode("utf-8")
+    headers = [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        *_SECURITY_HEADERS,
+        *(extra or []),
+        ("Content-Length", str(len(body))),
+    ]
+    return Response(status, headers, body)
+
+
+# -- HTML ----------------------------------------------------------------------
+
+_STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { padding: .25em .8em; text-align: right; border-bottom: 1px solid #ddd; }
+th:first-child, td:first-child { text-align: left; }
+.leak { color: #b00; font-weight: bold; }
+.site { font-family: monospace; text-align: left; }
+.note { color: #666; }
+"""
+
+
+def _size(value: Optional[float], estimated: bool) -> str:
+    if value is None:
+        return "&ndash;"
+    return ("&asymp;&#8239;" if estimated else "") + html.escape(format_size(value))
+
+
+def _per_request(value: Optional[float], estimated: bool) -> str:
+    if value is None:
+        return "&ndash;"
+    return ("&asymp;&#8239;" if estimated else "") + html.escape(
+        format_size(value, sign=True)
+    )
+
+
+def render_html(report: AttributionReport, prefix: str) -> str:
+    """The HTML page: a table of endpoints, then each endpoint's call sites."""
+    est = report.estimated
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        "<title>pyleakhunt: which endpoint leaks?</title>",
+        f"<style>{_STYLE}</style></head><body>",
+        "<h1>Which endpoint leaks?</h1>",
+    ]
+    summary = [
+        f"traced {_size(report.traced_bytes, est)}",
+        f"RSS {_size(report.rss_bytes, False)}",
+        f"outside requests {_size(report.untagged_bytes, est)}",
+        f"{report.samples} samples, one every {report.interval:g} s",
+    ]
+    parts.append(f"<p>{', '.join(summary)}.</p>")
+    if est:
+        parts.append(
+            "<p class='note'><b>Estimates</b> (&asymp;): sampled tracing, "
+            f"one allocation per {esc(format_size(report.sample_bytes))} on "
+            "average.</p>"
+        )
+    if not report.tracing:
+        parts.append("<p class='leak'>pyleakhunt is not tracing.</p>")
+    if report.error:
+        parts.append(f"<p class='leak'>Last sample failed: {esc(report.error)}</p>")
+    if not report.endpoints:
+        parts.append("<p>No request served yet.</p>")
+    else:
+        parts.append(
+            "<table><tr><th>endpoint</th><th>requests</th><th>retained</th>"
+            "<th>per request</th><th>verdict</th></tr>"
+        )
+        for number, e in enumerate(report.endpoints):
+            verdict = (
+                "<span class='leak'>leaking</span>" if e.leaking else esc(e.verdict)
+            )
+            parts.append(
+                f"<tr><td><a href='#e{number}'>{esc(e.endpoint)}</a></td>"
+                f"<td>{e.requests}</td><td>{_size(e.retained_bytes, est)}</td>"
+                f"<td>{_per_request(e.bytes_per_request, est)}</td>"
+                f"<td>{verdict}</td></tr>"
+            )
+        parts.append("</table>")
+    for number, e in enumerate(report.endpoints):
+        parts.append(f"<h2 id='e{number}'>{esc(e.endpoint)}</h2>")
+        if not e.sites:
+            parts.append("<p>Retains nothing now.</p>")
+            continue
+        parts.append(
+            "<table><tr><th>call site (file:line)</th><th>size</th><th>blocks</th>"
+            "<th>per request</th><th></th></tr>"
+        )
+        for s in e.sites:
+            flag = "<span class='leak'>grows</span>" if s.leaking else ""
+            parts.append(
+                f"<tr><td class='site'>{esc(s.filename)}:{s.lineno}</td>"
+                f"<td>{_size(s.size, est)}</td><td>{s.count}</td>"
+                f"<td>{_per_request(s.bytes_per_request, est)}</td><td>{flag}</td></tr>"
+            )
+        parts.append("</table>")
+    link = esc(prefix)
+    parts.append(
+        "<p class='note'>Verdicts: the sustained-growth rule over retained bytes "
+        "against requests served. Source lines are not shown here: download "
+        f"<a href='{link}/snapshot'>a snapshot</a> and run "
+        "<code>pyleakhunt top FILE</code> where the code is. "
+        f"<a href='{link}/api'>JSON</a>.</p></body></html>"
+    )
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------
+# The middleware
+
+
+class _TaggedBody:
+    """A response body that sets the endpoint's tag while it is iterated.
+
+    The server consumes the body after the application returned, possibly
+    (in some servers) in another context or thread; a generator allocates
+    then.  So the tag is set around each step and around ``close()``
+    rather than left set from the call until ``close()``, which would
+    also tag the server's own work, or fail to reset in another context.
+    """
+
+    __slots__ = ("_body", "_iterator", "_tag")
+
+    def __init__(self, body: Iterable[bytes], tag: int) -> None:
+        self._body = body
+        self._iterator: Optional[Iterator[bytes]] = None
+        self._tag = tag
+
+    def __iter__(self) -> _TaggedBody:
+        return self
+
+    def __next__(self) -> bytes:
+        token = TAG_VAR.set(self._tag)
+        try:
+            iterator = self._iterator
+            if iterator is None:
+                iterator = self._iterator = iter(self._body)
+            return next(iterator)
+        finally:
+            TAG_VAR.reset(token)
+
+    def close(self) -> None:
+        close = getattr(self._body, "close", None)
+        if close is not None:
+            token = TAG_VAR.set(self._tag)
+            try:
+                close()
+            finally:
+                TAG_VAR.reset(token)
+
+
+class _SizedTaggedBody(_TaggedBody):
+    """A tagged body whose length servers may ask for (one chunk: a
+    Content-Length header)."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self._body)  # type: ignore[arg-type]
+
+
+def tagged_body(
+    body: Iterable[bytes], tag: int, environ: Dict[str, Any]
+) -> Iterable[bytes]:
+    """*body*, wrapped to be iterated under *tag* unless nothing can
+    allocate while it is (a list or tuple) or the server should see it as
+    it is (its ``wsgi.file_wrapper``, which it may send with sendfile)."""
+    if not tag or isinstance(body, (list, tuple)):
+        return body
+    file_wrapper = environ.get("wsgi.file_wrapper")
+    if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
+        return body
+    if hasattr(body, "__len__"):
+        return _SizedTaggedBody(body, tag)
+    return _TaggedBody(body, tag)
+
+
+class LeakHuntMiddleware:
+    """Count and tag every request of a WSGI app by endpoint.
+
+    ``LeakHuntMiddleware(app, report=False, report_prefix=None,
+    report_token=None, key=None, **options)``.
+
+    - *report*: serve the report page at *report_prefix* (default
+      ``/_leakhunt``; giving a prefix also turns it on).
+    - *report_token*: answer only requests that carry this token (from any
+      address); without one, loopback clients only.  Defaults to the
+      ``PYLEAKHUNT_REPORT_TOKEN`` environment variable.
+    - *key*: ``key(environ) -> str`` names the endpoint of a request;
+      default `endpoint_key` of the method and ``PATH_INFO``.
+    - *options*: `pyleakhunt.attribution.Options` (``nframe=1``,
+      ``interval=2.0``, ``sample_bytes=None``, ``max_endpoints=100``,
+      ...), shared by the whole process.
+
+    Tracing starts (with *nframe* frames) if it is not on already.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        report: bool = False,
+        report_prefix: Optional[str] = None,
+        report_token: Optional[str] = None,
+        key: Optional[Callable[[Dict[str, Any]], str]] = None,
+        **options: Any,
+    ) -> None:
+        self.app = app
+        self.page: Optional[ReportPage] = None
+        if report or report_prefix is not None:
+            self.page = ReportPage(report_prefix or DEFAULT_REPORT_PREFIX, report_token)
+        self._key = key
+        self._names: Dict[Tuple[str, str], str] = {}
+        self.attribution = attribution.shared(**options)
+
+    def endpoint(self, environ: Dict[str, Any]) -> str:
+        """The endpoint name of a request."""
+        if self._key is not None:
+            return self._key(environ)
+        method = environ.get("REQUEST_METHOD", "GET")
+        path = environ.get("PATH_INFO", "") or "/"
+        cache_key = (method, path)
+        name = self._names.get(cache_key)
+        if name is None:
+            name = endpoint_key(method, path)
+            if len(self._names) >= 4096:  # ids in paths: keep the cache small
+                self._names.clear()
+            self._names[cache_key] = name
+        return name
+
+    def __call__(
+        self, environ: Dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        page = self.page
+        if page is not None and page.matches(environ.get("PATH_INFO", "")):
+            return self._serve_report(page, environ, start_response)
+        tag = self.attribution.enter(self.endpoint(environ))
+        token = TAG_VAR.set(tag)
+        try:
+            body = self.app(environ, start_response)
+        finally:
+            TAG_VAR.reset(token)
+        return tagged_body(body, tag, environ)
+
+    def _serve_report(
+        self, page: ReportPage, environ: Dict[str, Any], start_response: StartResponse
+    ) -> List[bytes]:
+        def header(name: str) -> Optional[str]:
+            return environ.get("HTTP_" + name.upper().replace("-", "_"))
+
+        response = page.respond(
+            environ.get("REQUEST_METHOD", ""),
+            environ.get("PATH_INFO", ""),
+            header,
+            environ.get("REMOTE_ADDR"),
+            environ.get("SCRIPT_NAME", ""),
+        )
+        start_response(response.status_line, response.headers)
+        return [response.body]

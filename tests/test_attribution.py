@@ -1,0 +1,372 @@
+"""Per-request attribution: the registry, the series, the verdicts."""
+
+import os
+import threading
+import time
+import warnings
+
+import pytest
+
+import pyleakhunt
+from pyleakhunt import attribution
+from pyleakhunt.attribution import OTHER, TAG_VAR, EndpointRegistry
+
+#: Kept alive by the "leaking" endpoints of these tests.
+LEAKED = []
+#: A bounded cache: at most CACHE_SIZE entries.
+CACHE = {}
+CACHE_SIZE = 50
+
+
+@pytest.fixture
+def hunt():
+    """Attribution with no background sampling: tests sample by hand."""
+    attribution.reset()
+    LEAKED.clear()
+    CACHE.clear()
+    yield attribution.shared(interval=3600)
+    attribution.reset()
+    LEAKED.clear()
+    CACHE.clear()
+
+
+def serve(hunt, endpoint, work, *args):
+    """One request: count it, tag it, do the work."""
+    tag = hunt.enter(endpoint)
+    token = TAG_VAR.set(tag)
+    try:
+        return work(*args)
+    finally:
+        TAG_VAR.reset(token)
+
+
+# bytearrays: CPython keeps no free list for them, so every block is fresh
+# and keeps the site it was allocated at on every Python version.
+def leak(size=400):
+    LEAKED.append(bytearray(size))
+
+
+def cached(key):
+    if key not in CACHE:
+        if len(CACHE) >= CACHE_SIZE:
+            CACHE.pop(next(iter(CACHE)))
+        CACHE[key] = bytearray(300)
+    return CACHE[key]
+
+
+def churn():
+    return [bytearray(200) for _ in range(20)]
+
+
+def endpoint(report, name):
+    found = [e for e in report.endpoints if e.endpoint == name]
+    assert found, [e.endpoint for e in report.endpoints]
+    return found[0]
+
+
+def run_rounds(hunt, rounds, per_round, handlers):
+    for i in range(rounds):
+        for j in range(per_round):
+            for name, work, args in handlers:
+                serve(hunt, name, work, *args(i * per_round + j))
+        hunt.sample()
+
+
+# --------------------------------------------------------------------------
+# The registry
+
+
+def test_each_endpoint_gets_its_own_tag_and_request_count():
+    registry = EndpointRegistry(10)
+    a = registry.enter("GET /a")
+    b = registry.enter("GET /b")
+    assert a != b and a > 0 and b > 0
+    assert registry.enter("GET /a") == a
+    assert registry.requests() == {a: 2, b: 1}
+    assert registry.names() == {a: "GET /a", b: "GET /b"}
+
+
+def test_endpoints_beyond_the_cap_share_the_other_tag():
+    registry = EndpointRegistry(3)
+    tags = [registry.enter("GET /%d" % i) for i in range(10)]
+    assert len(set(tags[:3])) == 3
+    assert len(set(tags[3:])) == 1
+    names = registry.names()
+    assert names[tags[3]] == OTHER and len(names) == 4
+    assert registry.requests()[tags[3]] == 7
+
+
+def test_request_counts_are_exact_under_concurrent_threads():
+    registry = EndpointRegistry(10)
+
+    def hammer():
+        for _ in range(5000):
+            registry.enter("GET /busy")
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert list(registry.requests().values()) == [20000]
+
+
+def test_tag_numbers_are_never_reused_after_a_reset(hunt):
+    first = hunt.enter("GET /a")
+    attribution.reset()
+    again = attribution.shared(interval=3600)
+    assert again.enter("GET /a") != first
+
+
+# --------------------------------------------------------------------------
+# Attribution and verdicts
+
+
+def test_memory_allocated_while_serving_stays_with_its_endpoint(hunt):
+    run_rounds(
+        hunt,
+        5,
+        40,
+        [("GET /leak", leak, lambda i: ()), ("GET /clean", churn, lambda i: ())],
+    )
+    report = hunt.report(refresh=None)
+    leaking = endpoint(report, "GET /leak")
+    clean = endpoint(report, "GET /clean")
+    assert leaking.requests == clean.requests == 200
+    assert leaking.retained_bytes >= 200 * 400
+    assert clean.retained_bytes < 10_000
+    top = leaking.sites[0]
+    assert top.filename == __file__
+    assert top.lineno == leak.__code__.co_firstlineno + 1
+    assert top.size >= 200 * 400 and top.count >= 200
+
+
+def test_a_leaking_endpoint_is_judged_leaking_with_its_cost_per_request(hunt):
+    run_rounds(hunt, 8, 25, [("GET /leak", leak, lambda i: (1000,))])
+    leaking = endpoint(hunt.report(refresh=None), "GET /leak")
+    assert leaking.leaking and leaking.verdict == "leaking"
+    # A 1000-byte bytearray costs a little more than 1000 bytes.
+    assert 1000 <= leaking.bytes_per_request <= 1200
+    assert leaking.samples == 8 and leaking.consistency == 1.0
+    assert leaking.sites[0].leaking
+    assert 1000 <= leaking.sites[0].bytes_per_request <= 1200
+
+
+def test_a_bounded_cache_ends_up_not_leaking(hunt):
+    # 120 distinct keys for 50 places: the cache fills, then evicts.
+    run_rounds(hunt, 10, 30, [("GET /rate", cached, lambda i: (i % 120,))])
+    report = hunt.report(refresh=None)
+    cache = endpoint(report, "GET /rate")
+    assert cache.retained_bytes >= CACHE_SIZE * 300
+    assert not cache.leaking and cache.verdict == "not leaking"
+
+
+def test_churn_is_not_leaking(hunt):
+    run_rounds(hunt, 8, 20, [("GET /clean", churn, lambda i: ())])
+    clean = endpoint(hunt.report(refresh=None), "GET /clean")
+    assert not clean.leaking
+    assert abs(clean.bytes_per_request) < 50
+
+
+def drift(i):
+    if i % 250 == 0:  # one small object every 250 requests: 4 B/request
+        leak(1000)
+
+
+def test_a_slow_drift_below_the_threshold_is_not_a_leak(hunt):
+    run_rounds(hunt, 8, 250, [("GET /drift", drift, lambda i: (i,))])
+    drifting = endpoint(hunt.report(refresh=None), "GET /drift")
+    assert 3 <= drifting.bytes_per_request <= 6
+    assert not drifting.leaking
+
+
+def test_the_threshold_per_request_can_be_lowered():
+    attribution.reset()
+    hunt = attribution.shared(interval=3600, min_bytes_per_request=1)
+    try:
+        run_rounds(hunt, 8, 250, [("GET /drift", drift, lambda i: (i,))])
+        assert endpoint(hunt.report(refresh=None), "GET /drift").leaking
+    finally:
+        attribution.reset()
+        LEAKED.clear()
+
+
+def test_too_early_to_judge_with_few_samples(hunt):
+    run_rounds(hunt, 2, 10, [("GET /leak", leak, lambda i: ())])
+    leaking = endpoint(hunt.report(refresh=None), "GET /leak")
+    assert not leaking.leaking and leaking.verdict == "too early"
+
+
+def test_a_quiet_period_does_not_hide_a_leak(hunt):
+    # Against requests, not time: samples taken while the endpoint gets no
+    # traffic do not flatten its series.
+    run_rounds(hunt, 5, 20, [("GET /leak", leak, lambda i: ())])
+    for _ in range(10):
+        hunt.sample()  # nothing served in between
+    leaking = endpoint(hunt.report(refresh=None), "GET /leak")
+    assert leaking.leaking
+    assert leaking.samples == 5
+
+
+def test_an_endpoint_that_stopped_leaking_is_not_leaking(hunt):
+    run_rounds(hunt, 4, 20, [("GET /warmup", leak, lambda i: ())])
+    run_rounds(hunt, 8, 20, [("GET /warmup", churn, lambda i: ())])
+    assert not endpoint(hunt.report(refresh=None), "GET /warmup").leaking
+
+
+def test_the_series_stays_bounded():
+    attribution.reset()
+    hunt = attribution.shared(interval=3600, max_points=8, max_sites=2)
+    try:
+        for _ in range(40):
+            serve(hunt, "GET /leak", leak, 100)
+            serve(hunt, "GET /leak", churn)
+            hunt.sample()
+        series = hunt._series[hunt.registry.enter("GET /leak")]
+        assert len(series.points) <= 8
+        assert all(len(point.sites) <= 2 for point in series.points)
+        # The window still starts at the first sample.
+        assert series.points[0].requests == 2
+        leaking = endpoint(hunt.report(refresh=None), "GET /leak")
+        assert leaking.leaking and len(leaking.sites) <= 2
+    finally:
+        attribution.reset()
+        LEAKED.clear()
+
+
+def test_the_background_thread_samples_every_interval():
+    attribution.reset()
+    hunt = attribution.shared(interval=0.02)
+    try:
+        serve(hunt, "GET /leak", leak)
+        deadline = time.monotonic() + 5
+        while hunt.report(refresh=None).samples < 3:
+            assert time.monotonic() < deadline, "no background sample"
+            time.sleep(0.01)
+        assert any(t.name == "pyleakhunt-attribution" for t in threading.enumerate())
+    finally:
+        attribution.reset()
+        LEAKED.clear()
+    assert not any(t.name == "pyleakhunt-attribution" for t in threading.enumerate())
+
+
+def test_attribution_starts_and_stops_the_tracer_it_needs():
+    attribution.reset()
+    assert not pyleakhunt.is_tracing()
+    attribution.shared(interval=3600, nframe=3)
+    assert pyleakhunt.is_tracing() and pyleakhunt.get_traceback_limit() == 3
+    attribution.reset()
+    assert not pyleakhunt.is_tracing()
+
+
+def test_attribution_leaves_a_running_tracer_running():
+    attribution.reset()
+    pyleakhunt.start(5)
+    attribution.shared(interval=3600)
+    assert pyleakhunt.get_traceback_limit() == 5
+    attribution.reset()
+    assert pyleakhunt.is_tracing()
+
+
+def test_a_second_configuration_warns_and_keeps_the_first(hunt):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert attribution.shared(interval=3600) is hunt  # same: no warning
+    with pytest.warns(RuntimeWarning, match="already running"):
+        assert attribution.shared(interval=5) is hunt
+    assert hunt.options.interval == 3600
+
+
+def test_sampling_when_tracing_was_stopped_reports_instead_of_raising(hunt):
+    serve(hunt, "GET /leak", leak)
+    hunt.sample()
+    pyleakhunt.stop()
+    assert hunt.sample() is False
+    report = hunt.report()
+    assert not report.tracing and report.error
+    assert report.to_json()["tracing"] is False
+
+
+# --------------------------------------------------------------------------
+# Reports
+
+
+def test_the_json_report_has_every_documented_field(hunt):
+    run_rounds(hunt, 4, 10, [("GET /leak", leak, lambda i: ())])
+    doc = hunt.report(refresh=None).to_json()
+    assert doc["x_axis"] == "requests" and doc["estimated"] is False
+    for key in ("traced_bytes", "rss_bytes", "untagged_bytes", "samples"):
+        assert key in doc
+    (e,) = doc["endpoints"]
+    assert set(e) >= {
+        "endpoint",
+        "requests",
+        "retained_bytes",
+        "bytes_per_request",
+        "leaking",
+        "verdict",
+        "estimated",
+        "sites",
+    }
+    assert set(e["sites"][0]) >= {"filename", "lineno", "size", "count"}
+    site = e["sites"][0]
+    assert site["traceback"][0] == [site["filename"], site["lineno"]]
+
+
+def test_leaking_endpoints_come_first(hunt):
+    run_rounds(
+        hunt,
+        6,
+        20,
+        [
+            ("GET /big-but-clean", cached, lambda i: (i % 10,)),
+            ("GET /leak", leak, lambda i: ()),
+        ],
+    )
+    report = hunt.report(refresh=None)
+    assert [e.endpoint for e in report.leaking] == ["GET /leak"]
+    assert report.endpoints[0].endpoint == "GET /leak"
+
+
+def test_sampled_tracing_marks_figures_as_estimates():
+    attribution.reset()
+    hunt = attribution.shared(interval=3600, sample_bytes=4096)
+    try:
+        run_rounds(hunt, 4, 50, [("GET /leak", leak, lambda i: (2000,))])
+        report = hunt.report(refresh=None)
+        assert report.estimated and report.sample_bytes == 4096
+        doc = report.to_json()
+        assert doc["estimated"] is True
+        assert all(e["estimated"] is True for e in doc["endpoints"])
+    finally:
+        attribution.reset()
+        LEAKED.clear()
+
+
+def test_the_snapshot_holds_the_endpoints_memory_under_their_names(hunt):
+    tag = hunt.enter("GET /leak")
+    token = TAG_VAR.set(tag)
+    leak(5000)
+    TAG_VAR.reset(token)
+    raw = hunt.snapshot()
+    assert raw.tags[tag] == "GET /leak"
+    assert all(site.tag in raw.tags for site in raw.sites)
+    assert sum(s.size for s in raw.sites if s.tag == tag) >= 5000
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")
+def test_the_sampler_restarts_in_a_forked_child(hunt):
+    pid = os.fork()
+    if pid == 0:  # the child: no sampler thread survived the fork
+        code = 1
+        try:
+            hunt.enter("GET /child")
+            alive = [
+                t for t in threading.enumerate() if t.name == "pyleakhunt-attribution"
+            ]
+            code = 0 if alive else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

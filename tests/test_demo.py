@@ -1,0 +1,74 @@
+"""``pyleakhunt demo``: the seed's leak, found end to end."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pyleakhunt import demo
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROFILER_LINE = "Profiler.timings.append("
+
+
+def run_demo(*args, block_flask=False, timeout=60):
+    """Run the demo in a fresh interpreter, as a user would."""
+    env = dict(os.environ, PYTHONPATH=REPO)
+    if block_flask:
+        code = (
+            "import sys; sys.modules['flask'] = None\n"
+            "from pyleakhunt.cli import main; sys.exit(main(sys.argv[1:]))"
+        )
+        argv = [sys.executable, "-c", code, "demo", *args]
+    else:
+        argv = [sys.executable, "-m", "pyleakhunt", "demo", *args]
+    started = time.monotonic()
+    done = subprocess.run(
+        argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    return done, time.monotonic() - started
+
+
+def test_the_demo_names_the_leaking_endpoint_and_the_profiler_line():
+    done, elapsed = run_demo()
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert elapsed < 30
+    assert "GET /app_metric/<app>" in out
+    verdict = out[out.index("Verdict:") :]
+    assert verdict.startswith("Verdict: GET /app_metric/<app> leaks")
+    assert "demo.py:%d" % profiler_lineno() in verdict
+    assert PROFILER_LINE in verdict
+    # The healthy endpoints, the bounded cache among them, are not leaking.
+    for healthy in ("/exchange_rate/<currency>", "/report/<int:user>", "/healthz"):
+        row = next(line for line in out.splitlines() if healthy in line)
+        assert "not leaking" in row, row
+    assert "LeakHunt(app, report=True)" in out  # what to run next
+
+
+def test_without_flask_the_demo_serves_the_same_app_in_plain_wsgi():
+    done, _ = run_demo("--seconds", "2", block_flask=True)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "plain WSGI app" in out and "Flask is not installed" in out
+    assert "Verdict: GET /app_metric/<app> leaks" in out
+    assert PROFILER_LINE in out
+    assert "LeakHuntMiddleware(app, report=True)" in out
+
+
+def test_the_demo_refuses_to_run_inside_a_traced_process(tracing, capsys):
+    assert demo.run(sys.stdout, requests=10) == 1
+    assert "already on" in capsys.readouterr().out
+
+
+def profiler_lineno():
+    """The line of the Profiler's append, in the demo's source."""
+    import inspect
+
+    lines, first = inspect.getsourcelines(demo.Profiler.__exit__)
+    for offset, line in enumerate(lines):
+        if PROFILER_LINE in line:
+            return first + offset
+    pytest.fail("the Profiler has no append line")

@@ -1,0 +1,189 @@
+"""The Flask extension: endpoints by URL rule, tags, the report page."""
+
+import json
+import threading
+import urllib.request
+
+import pytest
+
+from pyleakhunt import attribution
+from pyleakhunt.attribution import TAG_VAR
+
+flask = pytest.importorskip("flask")
+werkzeug_serving = pytest.importorskip("werkzeug.serving")
+
+from pyleakhunt.flask import UNMATCHED, LeakHunt  # noqa: E402
+
+LEAKED = []
+
+
+@pytest.fixture(autouse=True)
+def fresh_attribution():
+    attribution.reset()
+    LEAKED.clear()
+    yield
+    attribution.reset()
+    LEAKED.clear()
+
+
+def make_app(**options):
+    app = flask.Flask("leaky")
+
+    @app.route("/app_metric/<app_name>")
+    def app_metric(app_name):
+        LEAKED.append(bytearray(1000))
+        return {"app": app_name}
+
+    @app.route("/healthz", methods=["GET", "POST"])
+    def healthz():
+        scratch = [bytearray(100) for _ in range(10)]
+        return "ok %d" % len(scratch)
+
+    @app.route("/stream")
+    def stream():
+        def body():
+            yield "a"
+            LEAKED.append(bytearray(2000))  # after the view returned
+            yield "b"
+
+        return flask.Response(flask.stream_with_context(body()))
+
+    LeakHunt(app, interval=3600, **options)
+    return app
+
+
+def endpoints():
+    hunt = attribution.current()
+    return {e.endpoint: e for e in hunt.report(refresh=0).endpoints}
+
+
+def test_endpoints_are_named_by_url_rule():
+    client = make_app().test_client()
+    for name in ("frontend", "billing", "search"):
+        assert client.get("/app_metric/" + name).status_code == 200
+    client.post("/healthz")
+    found = endpoints()
+    assert found["GET /app_metric/<app_name>"].requests == 3
+    assert found["POST /healthz"].requests == 1
+    assert found["GET /app_metric/<app_name>"].retained_bytes >= 3000
+
+
+def test_init_app_registers_the_extension():
+    app = flask.Flask("factory")
+    hunt = LeakHunt(interval=3600)
+    hunt.init_app(app)
+    assert app.extensions["pyleakhunt"] is hunt
+    assert hunt.middleware["factory"] is app.wsgi_app
+
+
+def test_requests_that_match_no_rule_are_unmatched():
+    client = make_app().test_client()
+    assert client.get("/nope/1").status_code == 404
+    assert client.get("/nope/2").status_code == 404
+    assert client.delete("/healthz").status_code == 405
+    assert endpoints()[UNMATCHED].requests == 3
+
+
+def test_before_request_functions_run_under_the_endpoints_tag():
+    app = flask.Flask("hooks")
+    seen = []
+
+    @app.before_request
+    def remember():  # registered before the extension: still tagged
+        seen.append(TAG_VAR.get())
+
+    @app.route("/x")
+    def x():
+        return "x"
+
+    LeakHunt(app, interval=3600)
+    app.test_client().get("/x")
+    assert seen and seen[0] > 0
+    assert TAG_VAR.get() == 0
+
+
+def test_a_streamed_response_is_attributed_to_its_endpoint():
+    client = make_app().test_client()
+    for _ in range(3):
+        assert client.get("/stream").data == b"ab"
+    stream = endpoints()["GET /stream"]
+    assert stream.retained_bytes >= 3 * 2000
+    assert TAG_VAR.get() == 0
+
+
+def test_preprocessing_outside_the_middleware_leaves_no_tag():
+    app = make_app()
+    with app.test_request_context("/app_metric/x"):
+        app.preprocess_request()
+        assert TAG_VAR.get() == 0
+
+
+def test_the_report_is_served_by_the_app_to_loopback_clients():
+    client = make_app(report=True).test_client()
+    client.get("/app_metric/a")
+    response = client.get("/_leakhunt/api")
+    assert response.status_code == 200
+    names = [e["endpoint"] for e in response.get_json()["endpoints"]]
+    assert "GET /app_metric/<app_name>" in names
+    remote = client.get("/_leakhunt/api", environ_base={"REMOTE_ADDR": "10.1.2.3"})
+    assert remote.status_code == 403
+    assert client.post("/_leakhunt/api").status_code == 405
+
+
+def test_the_key_option_is_refused():
+    with pytest.raises(TypeError):
+        LeakHunt(key=lambda environ: "x")
+
+
+class QuietHandler(werkzeug_serving.WSGIRequestHandler):
+    def log_request(self, *args, **kwargs):
+        pass
+
+
+def test_under_a_real_server_a_leak_and_a_clean_endpoint_hit_at_once():
+    app = make_app(report=True)
+    server = werkzeug_serving.make_server(
+        "127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = "http://127.0.0.1:%d" % server.server_port
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    hunt = attribution.current()
+    errors = []
+
+    def client(paths):
+        for path in paths:
+            try:
+                with opener.open(base + path, timeout=10) as response:
+                    response.read()
+            except OSError as exc:
+                errors.append(exc)
+
+    try:
+        for _ in range(8):
+            threads = [
+                threading.Thread(target=client, args=(["/app_metric/web"] * 15,)),
+                threading.Thread(target=client, args=(["/healthz"] * 15,)),
+                threading.Thread(target=client, args=(["/app_metric/db"] * 15,)),
+                threading.Thread(target=client, args=(["/healthz"] * 15,)),
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            hunt.sample()
+        with opener.open(base + "/_leakhunt/api", timeout=10) as response:
+            doc = json.load(response)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not errors, errors[:3]
+    found = {e["endpoint"]: e for e in doc["endpoints"]}
+    leak = found["GET /app_metric/<app_name>"]
+    clean = found["GET /healthz"]
+    assert leak["requests"] == clean["requests"] == 240
+    assert leak["leaking"] is True
+    assert 1000 <= leak["bytes_per_request"] <= 1300
+    assert clean["leaking"] is False and clean["retained_bytes"] < 30_000
+    top = leak["sites"][0]
+    assert top["filename"] == __file__ and top["leaking"] is True
