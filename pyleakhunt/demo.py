@@ -328,7 +328,10 @@ def run(
         return 1
     flask_version = _flask_version()
     pool = DownstreamPool()
-    options = dict(report=True, nframe=4, interval=0.5)
+    # The demo samples between rounds of traffic, when no request is in
+    # flight (below); a background sample taken mid-round would catch
+    # requests' temporary objects and blur the series on a busy machine.
+    options = dict(report=True, nframe=4, interval=3600.0)
     app = flask_app(pool, **options) if flask_version else wsgi_app(pool, **options)
     server = make_server(
         "127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_QuietHandler
