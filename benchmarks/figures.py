@@ -7,13 +7,18 @@ To add a figure: write a function ``(results) -> Section`` decorated with
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from . import svg
+from .experiments import FIELD_WORKLOADS, PYPERFORMANCE, SCALE_EXPERIMENTS
 from .report import (
     ERROR,
+    MET,
     MISMATCH,
+    MISSED,
     NA,
     OK,
     Check,
@@ -29,7 +34,7 @@ from .report import (
     spread,
     target_status,
 )
-from .tracers import parse_config
+from .tracers import FIELD_CONFIGS, SAMPLE_BYTES, parse_config
 
 # -- access to results --------------------------------------------------------
 
@@ -158,7 +163,7 @@ def build_sections(results: Results, keys: Sequence[str]) -> List[Section]:
 
 def _tracemalloc_twin(config: str) -> Optional[str]:
     kind, nframe = parse_config(config)
-    if kind in ("none", "tracemalloc"):
+    if not kind.startswith("pyleakhunt"):
         return None
     return "tracemalloc-%d" % nframe
 
@@ -841,4 +846,387 @@ def nframe(results: Results) -> Section:
             )
         )
     section.notes.append(_runs_note(results, [speed_exp, heap_exp]))
+    return section
+
+
+# -- Figure 5: against the field ----------------------------------------------
+
+
+@figure(
+    "field", "Figure 5: against the field (overhead per benchmark)", FIELD_WORKLOADS
+)
+def field_figure(results: Results) -> Section:
+    return field_section(results)
+
+
+# -- Figure 6: scaling with live blocks ----------------------------------------
+
+
+@figure(
+    "scaling",
+    "Figure 6: snapshot cost and memory against live blocks",
+    SCALE_EXPERIMENTS + ["heap"],
+)
+def scaling_figure(results: Results) -> Section:
+    return scaling_section(results)
+
+
+FIELD_GEOMEAN_TARGET = 1.5
+FIELD_OVERHEAD_SHARE = 0.25
+FIELD_LABELS = {
+    "field-w1": "W1 JSON churn",
+    "field-w2": "W2 object churn",
+    "field-w3": "W3 Flask requests",
+}
+FIELD_NOTE_CONFIGS = {
+    "none": "untraced",
+    "tracemalloc-1": "stdlib `tracemalloc.start(1)`",
+    "tracemalloc-25": "stdlib `tracemalloc.start(25)`",
+    "pyleakhunt-1": "`pyleakhunt.start(1)` (exact)",
+    "pyleakhunt-25": "`pyleakhunt.start(25)` (exact)",
+    "pyleakhunt-sampled-25": "`pyleakhunt.start(25, sample_bytes=%d)` (sampled, "
+    "512 KiB)" % SAMPLE_BYTES,
+    "memray": "`memray.Tracker(path)` (defaults)",
+    "memray-pyalloc": "`memray.Tracker(path, trace_python_allocators=True)`",
+}
+
+
+def _label(exp: str) -> str:
+    return FIELD_LABELS.get(exp, exp[3:] if exp.startswith("pp-") else exp)
+
+
+def geomean(values: Sequence[Optional[float]]) -> Optional[float]:
+    present = [v for v in values if v]
+    if not present or len(present) != len(values):
+        return None
+    return math.exp(sum(math.log(v) for v in present) / len(present))
+
+
+def field_section(results: Results) -> Section:
+    cpu = CPU % "loop"
+    exps = [e for e in FIELD_WORKLOADS if results.has(e)]
+    pp = [e for e in exps if e.startswith("pp-") and results.configs(e)]
+    configs = [c for c in FIELD_CONFIGS if any(c in results.configs(e) for e in exps)]
+    traced = [c for c in configs if c != "none"]
+
+    def ratio_of(exp: str, config: str) -> Optional[float]:
+        return div(results.median(exp, config, cpu), results.median(exp, "none", cpu))
+
+    time_rows, ratio_rows, rss_rows = [], [], []
+    for exp in exps:
+        if not results.configs(exp):
+            continue
+        time_rows.append(
+            [_label(exp)] + [seconds(results.median(exp, c, cpu)) for c in configs]
+        )
+        ratio_rows.append([_label(exp)] + [ratio(ratio_of(exp, c)) for c in traced])
+        rss_rows.append(
+            [_label(exp)] + [mib(results.median(exp, c, "maxrss_end")) for c in configs]
+        )
+    geo = {c: geomean([ratio_of(e, c) for e in pp]) for c in traced}
+    geo_all = {
+        c: geomean([ratio_of(e, c) for e in exps if results.configs(e)]) for c in traced
+    }
+    if pp:
+        ratio_rows.append(
+            ["**geomean, pyperformance (%d)**" % len(pp)]
+            + ["**%s**" % ratio(geo[c]) for c in traced]
+        )
+    ratio_rows.append(["geomean, all workloads"] + [ratio(geo_all[c]) for c in traced])
+    tables = [
+        Table(
+            ["Workload"] + traced,
+            ratio_rows,
+            caption="CPU time vs untraced (median of the runs' CPU time divided "
+            "by the untraced median; 1.00x = no overhead):",
+        ),
+        Table(["Workload"] + configs, time_rows, caption="Median CPU time:"),
+        Table(
+            ["Workload"] + configs,
+            rss_rows,
+            caption="Peak RSS of the measuring process (`ru_maxrss` at its end; "
+            "includes the interpreter, the workload's setup and the tracer):",
+        ),
+    ]
+    section = Section(
+        "",
+        "",
+        intro=(
+            "Every workload under every tracer, the same work for each: W1, W2 "
+            "(class instances, dicts, lists and strings; one small record in 50 "
+            "iterations retained for good), W3 (Flask requests through the test "
+            "client: a template page, two JSON routes, a form POST) and %d "
+            "benchmarks of the pyperformance package, run unmodified in-process "
+            "(each `run_benchmark.py` imported from the installed package under "
+            "another module name, its work function called a fixed number of "
+            "times: see `benchmarks/workloads/pyperformance_bm.py` and "
+            "`PYPERFORMANCE` in `benchmarks/experiments.py`).  The tracer starts "
+            "right before the timed loop and stops after it.  Tracers: %s."
+            % (
+                len(PYPERFORMANCE),
+                "; ".join(
+                    "`%s`: %s" % (c, FIELD_NOTE_CONFIGS.get(c, c))
+                    for c in FIELD_CONFIGS
+                ),
+            )
+        ),
+        tables=tables,
+    )
+
+    # Targets.
+    value = geo.get("pyleakhunt-1") if pp else None
+    section.targets.append(
+        Check(
+            "pyleakhunt-1 geomean vs untraced, pyperformance set",
+            target_status(value, FIELD_GEOMEAN_TARGET, bool(pp)),
+            ratio(value),
+            "<= %s" % ratio(FIELD_GEOMEAN_TARGET),
+            "tracemalloc-1: %s, tracemalloc-25: %s (the CPython sampling "
+            "proposal measured exact tracemalloc at 3.33x)"
+            % (ratio(geo.get("tracemalloc-1")), ratio(geo.get("tracemalloc-25")))
+            if pp
+            else "pyperformance not installed",
+        )
+    )
+    for nframe in (1, 25):
+        plh, tm = "pyleakhunt-%d" % nframe, "tracemalloc-%d" % nframe
+        shares = []
+        for exp in exps:
+            r_plh, r_tm = ratio_of(exp, plh), ratio_of(exp, tm)
+            if r_plh is None or r_tm is None:
+                continue
+            shares.append(((r_plh - 1) / (r_tm - 1) if r_tm > 1 else math.inf, exp))
+        if not shares:
+            section.targets.append(Check("overhead share, nframe %d" % nframe, NA))
+            continue
+        worst, worst_exp = max(shares)
+        failing = [_label(e) for share, e in shares if share > FIELD_OVERHEAD_SHARE]
+        section.targets.append(
+            Check(
+                "Overhead of %s / overhead of %s, every workload (worst)" % (plh, tm),
+                MET if not failing else MISSED,
+                "%.2f (%s)" % (worst, _label(worst_exp)),
+                "<= %.2f" % FIELD_OVERHEAD_SHARE,
+                "overhead = ratio vs untraced - 1; above the goal on %d of %d: %s"
+                % (len(failing), len(shares), ", ".join(failing) or "none"),
+            )
+        )
+    for plh in ("pyleakhunt-1", "pyleakhunt-25"):
+        pairs = [
+            (div(ratio_of(e, plh), ratio_of(e, "memray-pyalloc")), e)
+            for e in exps
+            if ratio_of(e, plh) and ratio_of(e, "memray-pyalloc")
+        ]
+        if not pairs:
+            section.targets.append(
+                Check(
+                    "%s faster than memray-pyalloc" % plh,
+                    NA,
+                    detail="memray not installed"
+                    if "memray-pyalloc" not in configs
+                    else "no runs",
+                )
+            )
+            continue
+        slower = [_label(e) for r, e in pairs if r is not None and r >= 1]
+        worst, worst_exp = max(pairs, key=lambda p: p[0] or 0)
+        section.targets.append(
+            Check(
+                "%s faster than memray-pyalloc, every workload" % plh,
+                MET if not slower else MISSED,
+                "time ratio at worst %s (%s)" % (ratio(worst), _label(worst_exp)),
+                "< 1x",
+                "geomean over all workloads: %s vs %s; slower on %d of %d: %s"
+                % (
+                    ratio(geo_all.get(plh)),
+                    ratio(geo_all.get("memray-pyalloc")),
+                    len(slower),
+                    len(pairs),
+                    ", ".join(slower) or "none",
+                ),
+            )
+        )
+
+    # Where pyleakhunt loses, say so.
+    for plh in ("pyleakhunt-1", "pyleakhunt-25"):
+        for other in ("memray",):
+            if other not in configs:
+                continue
+            losses = [
+                "%s (%s vs %s)"
+                % (_label(e), ratio(ratio_of(e, plh)), ratio(ratio_of(e, other)))
+                for e in exps
+                if ratio_of(e, plh)
+                and ratio_of(e, other)
+                and ratio_of(e, plh) > ratio_of(e, other)
+            ]
+            section.notes.append(
+                "%s is slower than %s on %s."
+                % (plh, other, ", ".join(losses) if losses else "no workload")
+                + (
+                    "  (memray's defaults do not trace small Python objects one "
+                    "by one, so it does less work than an exact tracer.)"
+                    if losses and other == "memray"
+                    else ""
+                )
+            )
+
+    # Notes: skipped configurations and workloads.
+    for exp in exps:
+        skipped = results.data[exp].get("skipped") or {}
+        if skipped and not results.configs(exp):
+            section.notes.append(
+                "%s not run: %s." % (_label(exp), sorted(set(skipped.values()))[0])
+            )
+        elif skipped:
+            section.notes.append(
+                "%s: skipped %s (%s)."
+                % (
+                    _label(exp),
+                    ", ".join(skipped),
+                    "; ".join(sorted(set(skipped.values()))),
+                )
+            )
+    section.notes.append(
+        "Overhead = ratio vs untraced - 1 (a tracer at 1.20x has overhead "
+        "0.20).  The target 'at most a quarter of tracemalloc's' compares "
+        "those overheads at the same nframe."
+    )
+    section.notes.append(
+        "memray writes every allocation event to a file (deleted after the "
+        "run) and keeps whole stacks, so it has no nframe; by default it does "
+        "not see pymalloc's small objects one by one.  pyleakhunt-sampled "
+        "records about one allocation per 512 KiB allocated (estimates, not "
+        "exact counts)."
+    )
+    section.notes.append(
+        "pyperformance work per run (calls of the benchmark's work function): "
+        + ", ".join("%s %d" % (e[3:], results.params(e).get("loops", 1)) for e in pp)
+        + ".  xml_etree was left out: one call takes 0.3 s untraced and ~40x "
+        "that under tracemalloc-25, too long for this run's time budget."
+        if pp
+        else "pyperformance not installed: no pyperformance benchmarks."
+    )
+    section.notes.append(CLOCK_NOTE)
+    if results.quick:
+        section.notes.append(
+            "%s: less work per run and one run per configuration; the ratios "
+            "are rough." % QUICK_NOTE.capitalize()
+        )
+    section.notes.append(
+        _runs_note(results, [e for e in exps if results.configs(e)][:1])
+    )
+
+    groups = [_label(e) for e in exps if results.configs(e)]
+    values = {
+        (_label(e), c): ratio_of(e, c)
+        for e in exps
+        if results.configs(e)
+        for c in traced
+    }
+    if pp:
+        groups.append("geomean (pyperformance)")
+        for c in traced:
+            values[("geomean (pyperformance)", c)] = geo[c]
+    name = "img/bench-overhead.svg"
+    section.svgs[name] = svg.bar_chart(
+        "Overhead per benchmark: CPU time vs untraced (log scale)",
+        groups,
+        traced,
+        values,
+        "CPU time / untraced",
+    )
+    section.plots.append(name)
+    return section
+
+
+def scaling_section(results: Results) -> Section:
+    exps = [e for e in SCALE_EXPERIMENTS + ["heap"] if results.has(e)]
+    points = sorted(exps, key=lambda e: results.params(e)["n"])
+    rows = []
+    series: Dict[str, List[Any]] = {
+        "tracemalloc-1: take_snapshot() + statistics": [],
+        "pyleakhunt-1: take_snapshot() + statistics": [],
+        "pyleakhunt-1: take_snapshot(traces=False) + top(10)": [],
+    }
+    for exp in points:
+        blocks = results.params(exp)["n"] * 6
+        tm_full = _total(results, exp, "tracemalloc-1", "full", "statistics")
+        plh_full = _total(results, exp, "pyleakhunt-1", "full", "statistics")
+        plh_agg = _total(results, exp, "pyleakhunt-1", "aggregated_again", "top")
+        for key, value in zip(series, (tm_full, plh_full, plh_agg)):
+            if value:
+                series[key].append((blocks, value))
+        rows.append(
+            [
+                count(blocks),
+                seconds(tm_full),
+                seconds(plh_full),
+                speedup(div(tm_full, plh_full)),
+                seconds(plh_agg),
+                per_block(_rss_per_block(results, exp, "tracemalloc-1")),
+                per_block(_rss_per_block(results, exp, "pyleakhunt-1")),
+                per_block(_accounting_per_block(results, exp, "tracemalloc-1")),
+                per_block(_accounting_per_block(results, exp, "pyleakhunt-1")),
+            ]
+        )
+    table = Table(
+        [
+            "Live blocks",
+            "tracemalloc-1 full",
+            "pyleakhunt-1 full",
+            "Speed-up",
+            "pyleakhunt-1 aggregated",
+            "tracemalloc B/block (RSS)",
+            "pyleakhunt B/block (RSS)",
+            "tracemalloc own/block",
+            "pyleakhunt own/block",
+        ],
+        rows,
+        caption="Snapshot cost (CPU time; full = take_snapshot() + "
+        "statistics('lineno'), aggregated = take_snapshot(traces=False) + "
+        "top(10), the second one in the process) and tracer memory per live "
+        "block:",
+    )
+    section = Section(
+        "",
+        "",
+        intro=(
+            "The heap of figure 2 (str, list and dict blocks made by three "
+            "functions, nframe 1) at several sizes; the largest is figure 2's "
+            "own run.  Memory per block as in figure 2."
+        ),
+        tables=[table],
+    )
+    worse = [
+        "%s blocks (%s: %s vs %s)" % (row[0], what, row[j], row[i])
+        for row in rows
+        for what, i, j in (("RSS", 5, 6), ("own memory", 7, 8))
+        if row[i] != "-" and row[j] != "-" and float(row[j][:-2]) > float(row[i][:-2])
+    ]
+    section.notes.append(
+        "pyleakhunt-1 uses more memory per block than tracemalloc-1 at: %s."
+        % ("; ".join(worse) if worse else "no point")
+        + (
+            "  (Probably its tables' fixed initial sizes, which a small heap "
+            "does not fill.)"
+            if worse
+            else ""
+        )
+    )
+    name = "img/bench-snapshot-scaling.svg"
+    section.svgs[name] = svg.line_chart(
+        "Snapshot time vs live blocks (log-log)",
+        series,
+        "live blocks",
+        "CPU time",
+    )
+    section.plots.append(name)
+    section.notes.append(CLOCK_NOTE)
+    if results.quick:
+        section.notes.append(
+            "%s: smaller heaps (largest %s blocks)."
+            % (QUICK_NOTE.capitalize(), count(results.params(points[-1])["n"] * 6))
+        )
+    section.notes.append(_runs_note(results, points))
     return section

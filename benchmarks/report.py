@@ -46,12 +46,16 @@ class Section:
     targets: List[Check] = field(default_factory=list)
     checks: List[Check] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
-    #: SVG plots of this figure, paths relative to docs/.  Nothing fills it
-    #: yet: a later issue adds plots; the Markdown already has their place.
+    #: SVG plots of this figure, paths relative to docs/ ("img/NAME.svg").
     plots: List[str] = field(default_factory=list)
+    #: Their content (path relative to docs/ -> SVG text), written by
+    #: ``--write-docs``; left out of the JSON results.
+    svgs: Dict[str, str] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> Dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data.pop("svgs", None)
+        return data
 
 
 # -- number formatting ---------------------------------------------------------
@@ -300,13 +304,8 @@ def render_markdown(
             out.append("- " + note)
         if section.notes:
             out.append("")
-        out.append(
-            "<!-- plots of %s: a later issue adds SVG plots here "
-            "(benchmarks/report.py, Section.plots) -->" % section.key
-        )
         for plot in section.plots:
-            out.extend(["", "![%s](%s)" % (section.title, plot)])
-        out.append("")
+            out.extend(["![%s](%s)" % (section.title, plot), ""])
     out.extend(["## How to reproduce", ""])
     out.extend(reproduce)
     out.append("")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -28,7 +29,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 if not __package__:  # run as a script: python benchmarks/run.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import experiments, figures, machine, report  # noqa: E402
+from benchmarks import experiments, figures, machine, report, tracers  # noqa: E402
 from benchmarks.runner import MARKER  # noqa: E402
 
 REPO = machine.REPO
@@ -189,9 +190,24 @@ def run_experiment(
     params, reps = exp.settings(quick)
     if reps_override:
         reps = reps_override
+    skipped: Dict[str, str] = {}
+    for config in exp.configs:
+        if quick and not exp.in_quick:
+            reason = "full mode only"
+        elif exp.requires and importlib.util.find_spec(exp.requires) is None:
+            reason = "%s not installed (pip install -e .[bench])" % exp.requires
+        else:
+            reason = tracers.missing(config)
+        if reason:
+            skipped[config] = reason
+    configs = [c for c in exp.configs if c not in skipped]
+    for reason in sorted(set(skipped.values())):
+        names = [c for c, r in skipped.items() if r == reason]
+        what = "all configurations" if not configs else ", ".join(names)
+        print("[%s] skipped %s: %s" % (exp.key, what, reason), file=sys.stderr)
     runs: List[Dict[str, Any]] = []
-    for rep in range(1, reps + 1):
-        for config in exp.configs:
+    for rep in range(1, (reps if configs else 0) + 1):
+        for config in configs:
             record = run_one(exp, config, params, rep)
             runs.append(record)
             print(
@@ -202,7 +218,8 @@ def run_experiment(
             )
     return {
         "workload": exp.workload,
-        "configs": list(exp.configs),
+        "configs": configs,
+        "skipped": skipped,
         "params": params,
         "reps": reps,
         "runs": runs,
@@ -221,9 +238,10 @@ def _reproduce(saved: Dict[str, Any]) -> List[str]:
     return [
         "```sh",
         "python3 setup.py build_ext --inplace   # build the extension",
-        "python3 -m benchmarks                  # full run, about 10 minutes",
+        "pip install -e .[bench]                # pyperformance, pyperf, memray, flask",
+        "python3 -m benchmarks                  # full run, about 25 minutes",
         "python3 -m benchmarks --write-docs     # ... and regenerate this page",
-        "python3 -m benchmarks --quick          # smoke test, under 2 minutes",
+        "python3 -m benchmarks --quick          # smoke test, under 5 minutes",
         "python3 -m benchmarks --only w1,memory # some figures only",
         "python3 -m benchmarks --from-json benchmarks/results/FILE.json --write-docs",
         "```",
@@ -279,6 +297,12 @@ def render(saved: Dict[str, Any], write_docs: bool, docs: Path) -> List[report.S
         )
         docs.parent.mkdir(parents=True, exist_ok=True)
         docs.write_text(text)
+        for section in sections:
+            for name, svg in section.svgs.items():
+                plot = docs.parent / name
+                plot.parent.mkdir(parents=True, exist_ok=True)
+                plot.write_text(svg)
+                print("wrote %s" % plot, file=sys.stderr)
         print("wrote %s" % docs, file=sys.stderr)
     return sections
 
@@ -295,12 +319,12 @@ def exit_status(sections: Sequence[report.Section], strict: bool) -> int:
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Benchmarks of pyleakhunt's core tracer against tracemalloc.",
+        description="Benchmarks of pyleakhunt against tracemalloc and memray.",
     )
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smaller workloads, 3 runs each: a smoke test of under 2 minutes",
+        help="smaller workloads, fewer runs: a smoke test of under 5 minutes",
     )
     parser.add_argument(
         "--write-docs",
@@ -415,10 +439,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     path = args.results_dir / (
         "%s-%s.json" % (stamp, "quick" if args.quick else "full")
     )
+    # Saved before rendering too, so that a failing figure loses no run.
+    path.write_text(json.dumps(saved, indent=1, sort_keys=True) + "\n")
+    print("raw results: %s" % path, file=sys.stderr)
     sections = render(saved, args.write_docs, args.docs)
     saved["sections"] = [s.to_json() for s in sections]
     path.write_text(json.dumps(saved, indent=1, sort_keys=True) + "\n")
-    print("raw results: %s" % path, file=sys.stderr)
     return exit_status(sections, args.strict)
 
 

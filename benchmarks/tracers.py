@@ -2,9 +2,14 @@
 
 A *configuration* is a name such as ``"none"``, ``"tracemalloc-25"`` or
 ``"pyleakhunt-1"``: a tracer kind from `TRACERS` and, after the dash, the
-number of frames kept per traceback.  Every workload drives its tracer through
-the small `Tracer` interface below, so all tracers run exactly the same
-workload code with the same settings.
+number of frames kept per traceback.  Kinds that take no nframe (memray,
+which always records whole stacks) are configurations by themselves:
+``"memray"``, ``"memray-pyalloc"``.  A kind whose optional package is not
+installed (`missing`) is skipped by the parent with a note.
+
+Every workload drives its tracer through the small `Tracer` interface
+below, so all tracers run exactly the same workload code with the same
+settings.
 
 To add a tracer: subclass `Tracer`, decorate it with ``@register("kind")``,
 and list its configurations (``"kind-1"``...) in `benchmarks.experiments`.
@@ -26,6 +31,18 @@ STANDARD_CONFIGS = [
     "pyleakhunt-25",
 ]
 
+#: The configurations of the comparison with other tools (figure 5).
+FIELD_CONFIGS = [
+    "none",
+    "tracemalloc-1",
+    "tracemalloc-25",
+    "pyleakhunt-1",
+    "pyleakhunt-25",
+    "pyleakhunt-sampled-25",
+    "memray",
+    "memray-pyalloc",
+]
+
 
 def register(kind: str) -> Callable[[Type[Tracer]], Type[Tracer]]:
     def decorate(cls: Type[Tracer]) -> Type[Tracer]:
@@ -37,7 +54,10 @@ def register(kind: str) -> Callable[[Type[Tracer]], Type[Tracer]]:
 
 
 def parse_config(name: str) -> tuple[str, int]:
-    """``"pyleakhunt-25"`` -> ``("pyleakhunt", 25)``; ``"none"`` -> ``("none", 0)``."""
+    """``"pyleakhunt-25"`` -> ``("pyleakhunt", 25)``; ``"none"`` -> ``("none", 0)``;
+    ``"memray-pyalloc"`` -> ``("memray-pyalloc", 0)`` (a kind without nframe)."""
+    if name in TRACERS and not TRACERS[name].uses_nframe:
+        return name, 0
     kind, sep, nframe = name.rpartition("-")
     if not sep:
         kind, nframe = name, "0"
@@ -47,9 +67,20 @@ def parse_config(name: str) -> tuple[str, int]:
         frames = int(nframe)
     except ValueError:
         raise ValueError(f"bad nframe in configuration {name!r}") from None
-    if kind != "none" and frames < 1:
+    if TRACERS[kind].uses_nframe and frames < 1:
         raise ValueError(f"configuration {name!r} needs nframe >= 1")
     return kind, frames
+
+
+def missing(name: str) -> Optional[str]:
+    """Why configuration *name* cannot run here (a package that is not
+    installed), or None.  Checked without importing the package."""
+    import importlib.util
+
+    package = TRACERS[parse_config(name)[0]].requires
+    if package and importlib.util.find_spec(package) is None:
+        return "%s not installed (pip install -e .[bench])" % package
+    return None
 
 
 def config_kind(name: str) -> str:
@@ -72,6 +103,10 @@ class Tracer:
     kind = "?"
     #: Whether take_snapshot(traces=False) (per-site aggregates) exists.
     has_aggregated = False
+    #: Whether configurations of this kind carry an nframe ("kind-25").
+    uses_nframe = True
+    #: The optional package this tracer needs (None: always there).
+    requires: Optional[str] = None
 
     def __init__(self, name: str, nframe: int) -> None:
         self.name = name
@@ -104,6 +139,8 @@ class Tracer:
 @register("none")
 class NoTracer(Tracer):
     """The untraced baseline."""
+
+    uses_nframe = False
 
 
 class _TracemallocLike(Tracer):
@@ -189,3 +226,82 @@ class Pyleakhunt(_TracemallocLike):
             if key in stats:
                 result[key] = stats[key]
         return result
+
+
+#: The mean sampling interval of the ``pyleakhunt-sampled-N`` configurations.
+SAMPLE_BYTES = 512 * 1024
+
+
+@register("pyleakhunt-sampled")
+class PyleakhuntSampled(Pyleakhunt):
+    """pyleakhunt's sampled mode: ``start(nframe, sample_bytes=512 KiB)``."""
+
+    def start(self) -> None:
+        self.module.start(self.nframe, sample_bytes=SAMPLE_BYTES)
+
+
+class _Memray(Tracer):
+    """memray's `Tracker`, as a context manager around the timed work; it
+    writes every allocation to a temporary file, deleted at `stop`.  memray
+    keeps whole Python stacks (no nframe).  No snapshots."""
+
+    uses_nframe = False
+    requires = "memray"
+    trace_python_allocators = False
+
+    def __init__(self, name: str, nframe: int) -> None:
+        super().__init__(name, nframe)
+        import memray
+
+        self.module = memray
+        self._tracker: Any = None
+        self._dir: Optional[str] = None
+
+    def start(self) -> None:
+        import os
+        import tempfile
+
+        self._dir = tempfile.mkdtemp(prefix="bench-memray-")
+        path = os.path.join(self._dir, "trace.bin")
+        self._tracker = self.module.Tracker(
+            path, trace_python_allocators=self.trace_python_allocators
+        )
+        self._tracker.__enter__()
+
+    def stop(self) -> None:
+        import shutil
+
+        if self._tracker is not None:
+            self._tracker.__exit__(None, None, None)
+            self._tracker = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def accounting(self) -> Dict[str, Any]:
+        import os
+
+        if self._dir is None:
+            return {}
+        path = os.path.join(self._dir, "trace.bin")
+        try:
+            return {"trace_file_bytes": os.path.getsize(path)}
+        except OSError:
+            return {}
+
+    def module_file(self) -> Optional[str]:
+        return getattr(self.module, "__file__", None)
+
+
+@register("memray")
+class Memray(_Memray):
+    """``memray.Tracker(path)``: the defaults (pymalloc's arenas, not the
+    objects in them, are what it sees of small Python objects)."""
+
+
+@register("memray-pyalloc")
+class MemrayPyalloc(_Memray):
+    """``memray.Tracker(path, trace_python_allocators=True)``: every Python
+    allocation, as tracemalloc and pyleakhunt see them."""
+
+    trace_python_allocators = True

@@ -1,18 +1,19 @@
 """Objects handed out by CPython's free lists, kept out of the leak check.
 
-Before Python 3.13, an object that CPython takes from a free list (lists,
-dicts, small tuples, floats) is created without an allocation, so a tracer
-cannot see where: the block keeps the site of its first life, which may be
-any line of the program.  A bounded cache of lists (a full ``lru_cache``)
-then looks like a line whose live blocks grow a little in every round.
+An object that CPython takes from a free list (lists, dicts, small tuples,
+floats) is created without an allocation.  Before Python 3.13 a tracer
+cannot see that at all: the block keeps the site of its first life, which
+may be any line of the program, and a bounded cache of lists (a full
+``lru_cache``) then looks like a line whose live blocks grow a little in
+every round.  On 3.13 the core moves a reused block to its new site, but
+objects that merely wait in a free list still count as alive.
 
-So the leak check empties the free lists after each call (a full garbage
-collection does), refills them with objects made *here* (`refill`), and
-leaves this module's site out of the count.  The price, before 3.13: a leak
-made only of such reused objects (empty lists, small tuples of small ints,
-floats) is not seen; anything that allocates (an object, a list with items,
-a string, a big int) is.  On 3.13 and later the core sees objects reused
-from free lists (a reference tracer) and none of this is needed.
+So between rounds the leak check pushes the free lists' contents out with
+untraced objects (`flush`), and, before 3.13, refills them with objects made
+*here* (`refill`) before each call, leaving this module's site out of the
+count.  The price: a leak made only of such reused objects (an empty list,
+a small tuple of small ints, a float per call) is not seen; anything that
+allocates (an object, a list with items, a string, a big int) is.
 """
 
 from __future__ import annotations
@@ -49,9 +50,11 @@ def refill() -> None:
 
 @untraced
 def flush() -> None:
-    """Push what `refill` left in the free lists out, with untraced objects.
+    """Push what waits in the free lists out, with untraced objects.
 
-    After the code under test ran: what pytest or the check itself then
-    takes from a free list must not count as the code's.
+    After the code under test ran: objects that merely wait in a free list
+    are alive to the allocator and must not count as alive, and what pytest
+    or the check itself then takes from a free list must not count as the
+    code's.
     """
     refill()

@@ -233,26 +233,6 @@ def test_leaks_in_threads_and_in_cycles_are_caught(run):
     assert "node = Node()" in out
 
 
-@pytest.mark.skipif(
-    sys.version_info < (3, 13),
-    reason="before 3.13 objects reused from free lists cannot be attributed "
-    "(pyleakhunt/_freelist.py)",
-)
-def test_a_leak_of_objects_from_free_lists_is_caught_on_313(run):
-    result = run(
-        LEAKY
-        + """
-    def leak_list():
-        LEAKED.append([])
-
-    def test_it(leakhunt):
-        leakhunt.assert_no_leak(leak_list)
-    """
-    )
-    result.assert_outcomes(failed=1)
-    assert "LEAKED.append([])" in result.stdout.str()
-
-
 def test_a_leak_that_allocates_is_caught_even_through_free_lists(run):
     result = run(
         LEAKY

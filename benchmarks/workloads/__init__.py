@@ -40,4 +40,4 @@ def get(name: str) -> Workload:
 
 
 # The workload modules register themselves on import.
-from . import heap, sites, w1  # noqa: E402, F401
+from . import heap, pyperformance_bm, sites, w1, w2, w3  # noqa: E402, F401

@@ -12,7 +12,7 @@ import json
 from typing import Any, Dict
 
 from . import register
-from .common import call_at_depth, last_stack_depth, settle, timed
+from .common import call_at_depth, last_stack_depth, max_rss_bytes, settle, timed
 
 KEEP = 1000
 
@@ -40,4 +40,5 @@ def run(tracer: Any, params: Dict[str, Any]) -> Dict[str, Any]:
     result["stack_depth"] = last_stack_depth()
     result.update(tracer.accounting())
     tracer.stop()
+    result["maxrss_end"] = max_rss_bytes()
     return result
