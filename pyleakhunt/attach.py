@@ -67,7 +67,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from dataclasses import dataclass, field
 from typing import (
@@ -83,6 +82,7 @@ from typing import (
     Union,
 )
 
+from .report import exit_codes_text
 from .snapshot import format_size
 from .units import parse_size
 
@@ -1797,20 +1797,6 @@ def _pid(text: str) -> int:
     return value
 
 
-def _exit_codes_text() -> str:
-    lines = ["exit codes:"]
-    for code, meaning in EXIT_CODES.items():
-        lines.append(
-            textwrap.fill(
-                meaning,
-                width=76,
-                initial_indent="  %-4d " % code,
-                subsequent_indent=" " * 7,
-            )
-        )
-    return "\n".join(lines)
-
-
 SUMMARY = "trace a running Python process: start, snapshot, watch, detach"
 
 
@@ -1959,7 +1945,7 @@ def register(subparsers: Any) -> None:
         "attach",
         help=SUMMARY,
         description=SUMMARY[0].upper() + SUMMARY[1:] + ".",
-        epilog=_exit_codes_text(),
+        epilog=exit_codes_text(EXIT_CODES),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(parser)
@@ -1979,7 +1965,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="pyleakhunt attach",
         description=SUMMARY[0].upper() + SUMMARY[1:] + ".",
-        epilog=_exit_codes_text(),
+        epilog=exit_codes_text(EXIT_CODES),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(parser)

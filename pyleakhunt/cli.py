@@ -99,7 +99,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from dataclasses import dataclass
@@ -115,7 +114,7 @@ from .fileformat import (
     iter_timeline,
 )
 from .growth import DEFAULT_RULE, GrowthRule, Sample, find_suspects, reduce_snapshot
-from .report import LoadedSnapshot, TimelineSuspects
+from .report import LoadedSnapshot, TimelineSuspects, exit_codes_text
 from .snapshot import Snapshot, Traceback
 from .units import parse_size
 from .watcher import LeakWatcher
@@ -187,20 +186,6 @@ most recent frame (lineno 0 with --key filename).  "estimated": sampled
 tracing, figures are estimates; "lost_blocks" > 0: figures are incomplete."""
 
 
-def _exit_codes_text() -> str:
-    lines = ["exit codes:"]
-    for code, meaning in EXIT_CODES.items():
-        lines.append(
-            textwrap.fill(
-                meaning,
-                width=76,
-                initial_indent="  %-4d " % code,
-                subsequent_indent=" " * 7,
-            )
-        )
-    return "\n".join(lines)
-
-
 def _epilog(*json_shapes: str) -> str:
     parts = []
     if json_shapes:
@@ -208,7 +193,7 @@ def _epilog(*json_shapes: str) -> str:
         parts += ["  " + line for shape in json_shapes for line in shape.splitlines()]
         parts += ["  " + line for line in JSON_NOTES.splitlines()]
         parts.append("")
-    parts.append(_exit_codes_text())
+    parts.append(exit_codes_text(EXIT_CODES))
     return "\n".join(parts)
 
 

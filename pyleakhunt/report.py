@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import linecache
 import os
+import textwrap
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from .growth import Suspect
 from .snapshot import Snapshot, Statistic, StatisticDiff, Traceback, format_size
@@ -563,3 +564,18 @@ def run_summary(
     else:
         lines.append("pyleakhunt: " + no_suspect_reason(samples, min_samples))
     return lines
+
+
+def exit_codes_text(codes: Mapping[int, str]) -> str:
+    """The "exit codes:" block of a command's ``--help``."""
+    lines = ["exit codes:"]
+    for code, meaning in codes.items():
+        lines.append(
+            textwrap.fill(
+                meaning,
+                width=76,
+                initial_indent="  %-4d " % code,
+                subsequent_indent=" " * 7,
+            )
+        )
+    return "\n".join(lines)
