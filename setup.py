@@ -71,6 +71,7 @@ core = Extension(
     sources=[
         "src/frames.c",
         "src/tables.c",
+        "src/lock.c",
         "src/sampling.c",
         "src/hooks.c",
         "src/module.c",
@@ -79,6 +80,7 @@ core = Extension(
         "src/frames.h",
         "src/tables.h",
         "src/hooks.h",
+        "src/lock.h",
         "src/sampling.h",
         "src/state.h",
         "src/uthash_config.h",

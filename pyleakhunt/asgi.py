@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any, Awaitable, Callable, Dict, MutableMapping, Optional, Tuple
 
 from . import attribution
-from .attribution import TAG_VAR
+from .attribution import TAG_VAR, untag
 from .wsgi import DEFAULT_REPORT_PREFIX, ReportPage, endpoint_key
 
 __all__ = ["LeakHuntMiddleware"]
@@ -93,7 +93,7 @@ class LeakHuntMiddleware:
         try:
             await self.app(scope, receive, send)
         finally:
-            TAG_VAR.reset(token)
+            untag(token)
 
 
 async def _serve_report(page: ReportPage, scope: Scope, send: Send) -> None:

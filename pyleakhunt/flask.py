@@ -24,7 +24,7 @@ from typing import Any, Dict, Iterable, Optional
 
 from flask import Flask, Response, request
 
-from .attribution import TAG_VAR
+from .attribution import TAG_VAR, untag
 from .wsgi import KNOWN_METHODS, LeakHuntMiddleware, StartResponse, tagged_body
 
 __all__ = ["UNMATCHED", "LeakHunt"]
@@ -89,7 +89,7 @@ class _FlaskMiddleware(LeakHuntMiddleware):
         finally:
             token = environ.pop(_TOKEN, None)
             if token is not None:
-                TAG_VAR.reset(token)
+                untag(token)
         if environ.get(_STREAMED):
             return tagged_body(body, environ[_TAG], environ)
         return body

@@ -45,7 +45,7 @@ from typing import (
 )
 
 from . import attribution
-from .attribution import TAG_VAR, AttributionReport
+from .attribution import TAG_VAR, AttributionReport, untag
 from .fileformat import write_snapshot
 from .snapshot import format_size
 
@@ -514,7 +514,7 @@ class _TaggedBody:
                 iterator = self._iterator = iter(self._body)
             return next(iterator)
         finally:
-            TAG_VAR.reset(token)
+            untag(token)
 
     def close(self) -> None:
         close = getattr(self._body, "close", None)
@@ -523,7 +523,7 @@ class _TaggedBody:
             try:
                 close()
             finally:
-                TAG_VAR.reset(token)
+                untag(token)
 
 
 class _SizedTaggedBody(_TaggedBody):
@@ -616,7 +616,7 @@ class LeakHuntMiddleware:
         try:
             body = self.app(environ, start_response)
         finally:
-            TAG_VAR.reset(token)
+            untag(token)
         return tagged_body(body, tag, environ)
 
     def _serve_report(

@@ -208,28 +208,57 @@ lh_object_block(PyObject *obj)
     return (uintptr_t)obj - header;
 }
 
-int
-lh_context_int(PyObject *var, unsigned long *result)
+static int
+int_value(PyObject *value, unsigned long *result)
 {
-    /* PyContextVar_Get() caches what it finds in the variable.  A hook may
-       run in the middle of ContextVar.set() or .reset() (they allocate), and
-       caching the old value there would make the variable keep returning
-       it.  So the cache is put back exactly as it was. */
+    if (!PyLong_CheckExact(value)) {
+        return 0;
+    }
+    *result = PyLong_AsUnsignedLongMask(value);
+    return 1;
+}
+
+int
+lh_context_int(PyThreadState *tstate, PyObject *var, unsigned long *result)
+{
+    /* PyContextVar_Get() caches what it finds in the variable, for one
+       thread and one version of its context.  Where that cache is valid,
+       read it directly: this runs on every allocation. */
     PyContextVar *cvar = (PyContextVar *)var;
     PyObject *cached = cvar->var_cached;
+    if (cached != NULL && cvar->var_cached_tsid == tstate->id
+        && cvar->var_cached_tsver == tstate->context_ver) {
+        return int_value(cached, result);
+    }
+    /* ContextVar.set() and .reset() empty the cache, then allocate before
+       they change the context; caching the old value in between would make
+       the variable keep returning it.  So an empty cache is put back
+       exactly as it was.  A stale one is never in that state, and is
+       refreshed, so the next reads take the path above. */
+    if (tstate->context == NULL) {
+        return 0; /* the thread never used a context variable */
+    }
     uint64_t tsid = cvar->var_cached_tsid;
     uint64_t tsver = cvar->var_cached_tsver;
+    /* Allocations happen while an exception is being handled: keep it. */
+    PyObject *type = NULL, *exc = NULL, *tb = NULL;
+    int pending = PyErr_Occurred() != NULL;
+    if (pending) {
+        PyErr_Fetch(&type, &exc, &tb);
+    }
     PyObject *value = NULL;
     int found = 0;
     if (PyContextVar_Get(var, NULL, &value) == 0 && value != NULL) {
-        if (PyLong_CheckExact(value)) {
-            *result = PyLong_AsUnsignedLongMask(value);
-            found = 1;
-        }
+        found = int_value(value, result);
         Py_DECREF(value);
     }
-    cvar->var_cached = cached;
-    cvar->var_cached_tsid = tsid;
-    cvar->var_cached_tsver = tsver;
+    if (pending || PyErr_Occurred() != NULL) {
+        PyErr_Restore(type, exc, tb); /* reading leaves no trace */
+    }
+    if (cached == NULL) {
+        cvar->var_cached = NULL;
+        cvar->var_cached_tsid = tsid;
+        cvar->var_cached_tsver = tsver;
+    }
     return found;
 }

@@ -48,9 +48,11 @@ PyObject *lh_frame_filename(const lh_frame *frame);
    header in front of the PyObject. */
 uintptr_t lh_object_block(PyObject *obj);
 
-/* The int value of the context variable `var` in the current context:
-   returns 1 and sets *result, or 0 when unset or not an int.  Leaves no
-   trace in the variable (see frames.c).  Needs the GIL. */
-int lh_context_int(PyObject *var, unsigned long *result);
+/* The int value of the context variable `var` in the current context of
+   `tstate` (the caller's): returns 1 and sets *result, or 0 when unset or
+   not an int.  Safe in the middle of ContextVar.set() (see frames.c).
+   Needs the GIL. */
+int lh_context_int(PyThreadState *tstate, PyObject *var,
+                   unsigned long *result);
 
 #endif /* PYLEAKHUNT_FRAMES_H */

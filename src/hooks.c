@@ -20,6 +20,7 @@
 
 lh_tracer_state lh_tracer = {
     .mem_fail_countdown = -1,
+    .lock = {.spin = ATOMIC_FLAG_INIT, .symmetric = 1},
 };
 
 /* Set while a hook runs on this thread.  pymalloc falls back to
@@ -118,30 +119,12 @@ typedef struct {
     uint32_t tag;
 } lh_origin;
 
-/* The tag of the current context, 0 if none.  GIL held.  Reading a
-   context variable does not allocate; a pending exception (allocations
-   happen while one is being handled) is kept intact. */
+/* The tag of the current context of `tstate`, 0 if none.  GIL held. */
 static uint32_t
-read_tag(void)
+current_tag(PyThreadState *tstate)
 {
     unsigned long value = 0;
-    return lh_context_int(S.tag_var, &value) ? (uint32_t)value : 0;
-}
-
-static uint32_t
-current_tag(void)
-{
-    if (PyErr_Occurred() == NULL) {
-        uint32_t tag = read_tag();
-        PyErr_Clear(); /* reading never fails; never leave a trace */
-        return tag;
-    }
-    PyObject *type, *exc, *tb;
-    PyErr_Fetch(&type, &exc, &tb);
-    uint32_t tag = read_tag();
-    PyErr_Clear();
-    PyErr_Restore(type, exc, tb);
-    return tag;
+    return lh_context_int(tstate, S.tag_var, &value) ? (uint32_t)value : 0;
 }
 
 static inline lh_origin
@@ -149,7 +132,7 @@ origin_of(PyThreadState *tstate)
 {
     lh_origin origin = {tstate, 0};
     if (tstate != NULL && S.tag_var != NULL) {
-        origin.tag = current_tag();
+        origin.tag = current_tag(tstate);
     }
     return origin;
 }
@@ -262,13 +245,44 @@ stack_owner(int domain)
     return domain == LH_RAW ? lh_frames_gil_holder() : lh_frames_tstate();
 }
 
+/* Whether the calling thread, whose state stack_owner() gave, holds the
+   main interpreter's GIL: then it takes the lock's fast side (lock.h). */
+static inline int
+on_main_gil(PyThreadState *tstate)
+{
+    if (tstate == NULL) {
+        return 0;
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    /* A subinterpreter may have a GIL of its own. */
+    return tstate->interp == S.main_interp;
+#else
+    return 1;
+#endif
+}
+
+/* For callers that are not hooks: the lock, whether or not they hold the
+   GIL. */
+void
+lh_hooks_lock(void)
+{
+    lh_lock_acquire(&S.lock, on_main_gil(lh_frames_gil_holder()));
+}
+
+void
+lh_hooks_unlock(void)
+{
+    lh_lock_release(&S.lock, on_main_gil(lh_frames_gil_holder()));
+}
+
 /* In sampled mode, most allocations are not recorded at all; nor are the
-   tracer's own. */
+   tracer's own.  The countdown runs on in the tracer's own allocations
+   too, so that a sample it swallowed restarts the gap as usual. */
 static inline int
 skip_allocation(size_t size)
 {
-    return lh_paused
-           || (S.sample_bytes != 0 && !lh_sample_take(size, S.sample_bytes));
+    return (S.sample_bytes != 0 && !lh_sample_take(size, S.sample_bytes))
+           || lh_paused;
 }
 
 /* ... and frees of blocks that were certainly not recorded skip the lock. */
@@ -283,11 +297,12 @@ static void
 after_alloc(int domain, void *ptr, size_t size)
 {
     lh_origin origin = origin_of(stack_owner(domain));
-    lh_lock_acquire(&S.lock);
+    int gil = on_main_gil(origin.tstate);
+    lh_lock_acquire(&S.lock, gil);
     if (is_tracing()) {
         record_block(LH_PYTHON_DOMAIN, (uintptr_t)ptr, size, origin);
     }
-    lh_lock_release(&S.lock);
+    lh_lock_release(&S.lock, gil);
 #if PY_VERSION_HEX >= 0x030D0000
     lh_last_block = (uintptr_t)ptr;
 #endif
@@ -296,23 +311,21 @@ after_alloc(int domain, void *ptr, size_t size)
 /* Sampled mode's fast path: a request pymalloc serves itself (512 bytes
    or less: it never re-enters the RAW hook, so no re-entrancy flag is
    needed) that the countdown does not pick is forwarded with nothing
-   else done. */
+   else done.  The hooks test this first and keep everything else in
+   functions of their own, so that this path needs no stack frame. */
 static inline int
 small_and_not_sampled(int domain, size_t size)
 {
     return domain != LH_RAW && size <= 512 && S.sample_bytes != 0
-           && !lh_paused && lh_sample_fast_skip(size, S.sample_bytes);
+           && lh_sample_fast_skip(size, S.sample_bytes);
 }
 
 /* ---- the hooks ------------------------------------------------------- */
 
-static inline void *
-hook_malloc(int domain, size_t size)
+static __attribute__((noinline)) void *
+traced_malloc(int domain, size_t size)
 {
     PyMemAllocatorEx *next = &S.underlying[domain];
-    if (small_and_not_sampled(domain, size)) {
-        return next->malloc(next->ctx, size);
-    }
     if (lh_in_hook) {
         return next->malloc(next->ctx, size);
     }
@@ -326,13 +339,19 @@ hook_malloc(int domain, size_t size)
 }
 
 static inline void *
-hook_calloc(int domain, size_t nelem, size_t elsize)
+hook_malloc(int domain, size_t size)
+{
+    if (small_and_not_sampled(domain, size)) {
+        PyMemAllocatorEx *next = &S.underlying[domain];
+        return next->malloc(next->ctx, size);
+    }
+    return traced_malloc(domain, size);
+}
+
+static __attribute__((noinline)) void *
+traced_calloc(int domain, size_t nelem, size_t elsize)
 {
     PyMemAllocatorEx *next = &S.underlying[domain];
-    if (nelem <= 512 && elsize <= 512
-        && small_and_not_sampled(domain, nelem * elsize)) {
-        return next->calloc(next->ctx, nelem, elsize);
-    }
     if (lh_in_hook) {
         return next->calloc(next->ctx, nelem, elsize);
     }
@@ -346,11 +365,22 @@ hook_calloc(int domain, size_t nelem, size_t elsize)
     return ptr;
 }
 
-static inline void
-hook_free(int domain, void *ptr)
+static inline void *
+hook_calloc(int domain, size_t nelem, size_t elsize)
+{
+    if (nelem <= 512 && elsize <= 512
+        && small_and_not_sampled(domain, nelem * elsize)) {
+        PyMemAllocatorEx *next = &S.underlying[domain];
+        return next->calloc(next->ctx, nelem, elsize);
+    }
+    return traced_calloc(domain, nelem, elsize);
+}
+
+static __attribute__((noinline)) void
+traced_free(int domain, void *ptr)
 {
     PyMemAllocatorEx *next = &S.underlying[domain];
-    if (lh_in_hook || ptr == NULL || !is_tracing() || skip_free(ptr)) {
+    if (lh_in_hook || ptr == NULL || !is_tracing()) {
         next->free(next->ctx, ptr);
         return;
     }
@@ -359,13 +389,25 @@ hook_free(int domain, void *ptr)
        thread may get the same address and record it. */
     uint32_t site_id;
     size_t size;
-    lh_lock_acquire(&S.lock);
+    int gil = on_main_gil(stack_owner(domain));
+    lh_lock_acquire(&S.lock, gil);
     if (is_tracing()) {
         forget_block((uintptr_t)ptr, &site_id, &size);
     }
-    lh_lock_release(&S.lock);
+    lh_lock_release(&S.lock, gil);
     next->free(next->ctx, ptr);
     lh_in_hook = 0;
+}
+
+static inline void
+hook_free(int domain, void *ptr)
+{
+    if (skip_free(ptr)) {
+        PyMemAllocatorEx *next = &S.underlying[domain];
+        next->free(next->ctx, ptr);
+        return;
+    }
+    traced_free(domain, ptr);
 }
 
 static inline void *
@@ -383,19 +425,21 @@ hook_realloc(int domain, void *ptr, size_t size)
     size_t old_size = 0;
     int had_old = 0;
     if (ptr != NULL && !skip_free(ptr)) {
-        lh_lock_acquire(&S.lock);
+        int gil = on_main_gil(stack_owner(domain));
+        lh_lock_acquire(&S.lock, gil);
         had_old = is_tracing()
                   && forget_block((uintptr_t)ptr, &old_site, &old_size);
-        lh_lock_release(&S.lock);
+        lh_lock_release(&S.lock, gil);
     }
     void *ptr2 = next->realloc(next->ctx, ptr, size);
     if (ptr2 == NULL) {
         if (had_old) {
-            lh_lock_acquire(&S.lock);
+            int gil = on_main_gil(stack_owner(domain));
+            lh_lock_acquire(&S.lock, gil);
             if (is_tracing()) {
                 restore_block((uintptr_t)ptr, old_site, old_size);
             }
-            lh_lock_release(&S.lock);
+            lh_lock_release(&S.lock, gil);
         }
     }
     else if (!skip_allocation(size)) {
@@ -453,7 +497,8 @@ on_new_reference(PyObject *op, PyRefTracerEvent event, void *data)
         return 0;
     }
     lh_origin origin = origin_of(lh_frames_tstate());
-    lh_lock_acquire(&S.lock);
+    int gil = on_main_gil(origin.tstate);
+    lh_lock_acquire(&S.lock, gil);
     uint32_t site_id;
     size_t size;
     if (is_tracing() && lh_blocks_get(&S.blocks, block, &site_id, &size)) {
@@ -464,7 +509,7 @@ on_new_reference(PyObject *op, PyRefTracerEvent event, void *data)
             account_add(site, size);
         }
     }
-    lh_lock_release(&S.lock);
+    lh_lock_release(&S.lock, gil);
     return 0;
 }
 
@@ -515,13 +560,13 @@ scratch_resize(int nframe)
         PyErr_NoMemory();
         return -1;
     }
-    lh_lock_acquire(&S.lock);
+    lh_hooks_lock();
     lh_site_key *old = S.scratch;
     size_t old_frames = S.scratch_frames;
     S.scratch = key;
     S.scratch_frames = (size_t)nframe;
     S.nframe = nframe;
-    lh_lock_release(&S.lock);
+    lh_hooks_unlock();
     if (old != NULL) {
         lh_mem_free(old, scratch_keylen((int)old_frames));
     }
@@ -532,12 +577,12 @@ scratch_resize(int nframe)
 static void
 release_scratch(void)
 {
-    lh_lock_acquire(&S.lock);
+    lh_hooks_lock();
     lh_site_key *old = S.scratch;
     size_t old_frames = S.scratch_frames;
     S.scratch = NULL;
     S.scratch_frames = 0;
-    lh_lock_release(&S.lock);
+    lh_hooks_unlock();
     if (old != NULL) {
         lh_mem_free(old, scratch_keylen((int)old_frames));
     }
@@ -547,9 +592,9 @@ int
 lh_hooks_set_nframe(int nframe)
 {
     if ((size_t)nframe <= S.scratch_frames && S.scratch != NULL) {
-        lh_lock_acquire(&S.lock);
+        lh_hooks_lock();
         S.nframe = nframe;
-        lh_lock_release(&S.lock);
+        lh_hooks_unlock();
         return 0;
     }
     return scratch_resize(nframe);
@@ -593,7 +638,7 @@ lh_hooks_start(int nframe, size_t sample_bytes)
 static void
 release_tables(void)
 {
-    lh_lock_acquire(&S.lock);
+    lh_hooks_lock();
     lh_block_table blocks = S.blocks;
     lh_site_table sites = S.sites;
     lh_foreign *foreign = S.foreign;
@@ -602,7 +647,7 @@ release_tables(void)
     S.foreign = NULL;
     S.traced_bytes = 0;
     S.peak_bytes = 0;
-    lh_lock_release(&S.lock);
+    lh_hooks_unlock();
 
     lh_foreign *entry, *tmp;
     HASH_ITER(hh, foreign, entry, tmp) {
@@ -702,8 +747,9 @@ lh_track(unsigned int domain, uintptr_t ptr, size_t size)
         return 0;
     }
     lh_origin origin = origin_of(lh_frames_gil_holder());
+    int gil = on_main_gil(origin.tstate);
     int result = 0;
-    lh_lock_acquire(&S.lock);
+    lh_lock_acquire(&S.lock, gil);
     if (!is_tracing()) {
         result = -2;
     }
@@ -713,7 +759,7 @@ lh_track(unsigned int domain, uintptr_t ptr, size_t size)
     else {
         result = track_foreign(domain, ptr, size, origin);
     }
-    lh_lock_release(&S.lock);
+    lh_lock_release(&S.lock, gil);
     return result;
 }
 
@@ -723,7 +769,7 @@ lh_untrack(unsigned int domain, uintptr_t ptr)
     if (!is_tracing()) {
         return -2;
     }
-    lh_lock_acquire(&S.lock);
+    lh_hooks_lock();
     if (is_tracing()) {
         uint32_t site_id;
         size_t size;
@@ -741,7 +787,7 @@ lh_untrack(unsigned int domain, uintptr_t ptr)
             }
         }
     }
-    lh_lock_release(&S.lock);
+    lh_hooks_unlock();
     return 0;
 }
 
@@ -750,14 +796,22 @@ lh_untrack(unsigned int domain, uintptr_t ptr)
 /* Holding the lock across fork() means the child never inherits a table
    in the middle of an update, nor a lock held by a thread that does not
    exist in the child. */
-static void atfork_prepare(void) { lh_lock_acquire(&S.lock); }
-static void atfork_release(void) { lh_lock_release(&S.lock); }
+static void atfork_prepare(void) { lh_lock_acquire_slow(&S.lock); }
+static void atfork_release(void) { lh_lock_release_slow(&S.lock); }
 
 static void
 atfork_child(void)
 {
     lh_sample_reseed();
-    lh_lock_release(&S.lock);
+    lh_lock_after_fork(&S.lock);
+    lh_lock_release_slow(&S.lock);
+}
+
+void
+lh_hooks_init(void)
+{
+    S.main_interp = PyInterpreterState_Main();
+    lh_lock_setup(&S.lock);
 }
 
 int

@@ -45,4 +45,12 @@ int lh_hooks_pause_thread(int paused);
 /* Make pthread_atfork keep the lock consistent across fork(). */
 int lh_hooks_register_atfork(void);
 
+/* Set up the lock; called once, when the module is first imported. */
+void lh_hooks_init(void);
+
+/* Take and release the tables' lock from outside the hooks, with or
+   without the GIL. */
+void lh_hooks_lock(void);
+void lh_hooks_unlock(void);
+
 #endif /* PYLEAKHUNT_HOOKS_H */

@@ -257,10 +257,10 @@ core_get_traced_memory(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
 {
     size_t current = 0, peak = 0;
     if (atomic_load(&S.tracing)) {
-        lh_lock_acquire(&S.lock);
+        lh_hooks_lock();
         current = S.traced_bytes;
         peak = S.peak_bytes;
-        lh_lock_release(&S.lock);
+        lh_hooks_unlock();
     }
     return Py_BuildValue("nn", (Py_ssize_t)current, (Py_ssize_t)peak);
 }
@@ -268,7 +268,7 @@ core_get_traced_memory(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
 static PyObject *
 core_reset_peak(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
 {
-    lh_lock_acquire(&S.lock);
+    lh_hooks_lock();
     S.peak_bytes = S.traced_bytes;
     for (uint32_t i = 0; i < S.sites.nsites; i++) {
         lh_site *site = S.sites.by_id[i];
@@ -276,7 +276,7 @@ core_reset_peak(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
             site->peak = site->size;
         }
     }
-    lh_lock_release(&S.lock);
+    lh_hooks_unlock();
     Py_RETURN_NONE;
 }
 
@@ -302,11 +302,11 @@ core_get_object_traceback(PyObject *Py_UNUSED(module), PyObject *obj)
     lh_site *site = NULL;
     uint32_t site_id;
     size_t size;
-    lh_lock_acquire(&S.lock);
+    lh_hooks_lock();
     if (lh_blocks_get(&S.blocks, block, &site_id, &size)) {
         site = S.sites.by_id[site_id];
     }
-    lh_lock_release(&S.lock);
+    lh_hooks_unlock();
     if (site == NULL) {
         Py_RETURN_NONE;
     }
@@ -379,7 +379,7 @@ take_raw_copy(raw_copy *copy, int full)
 {
     memset(copy, 0, sizeof(*copy));
     int failed = 0;
-    lh_lock_acquire(&S.lock);
+    lh_hooks_lock();
     copy->nsites = S.sites.nsites;
     copy->lost_blocks = S.counters.lost_blocks;
     copy->sites = lh_mem_alloc((copy->nsites + 1) * sizeof(site_figures));
@@ -397,7 +397,7 @@ take_raw_copy(raw_copy *copy, int full)
         }
         failed = full && copy_blocks(copy) < 0;
     }
-    lh_lock_release(&S.lock);
+    lh_hooks_unlock();
     if (failed) {
         raw_copy_free(copy);
         PyErr_NoMemory();
@@ -498,9 +498,9 @@ build_blocks(const raw_copy *copy, const uint32_t *index)
 static void
 prune_empty_sites(void)
 {
-    lh_lock_acquire(&S.lock);
+    lh_hooks_lock();
     lh_site *unlinked = lh_sites_unlink_empty(&S.sites);
-    lh_lock_release(&S.lock);
+    lh_hooks_unlock();
     lh_sites_release_unlinked(unlinked);  /* may free objects: no lock */
 }
 
@@ -544,19 +544,21 @@ core_snapshot(PyObject *Py_UNUSED(module), PyObject *arg)
 static PyObject *
 core_get_stats(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
 {
-    lh_lock_acquire(&S.lock);
+    lh_hooks_lock();
     lh_counters c = S.counters;
     size_t live = S.blocks.used + HASH_COUNT(S.foreign);
     size_t sites = S.sites.nsites;
     size_t capacity = S.blocks.capacity;
-    lh_lock_release(&S.lock);
+    lh_hooks_unlock();
+    uint64_t slow = atomic_load(&S.lock.slow_entries);
     return Py_BuildValue(
-        "{sKsKsnsnsKsnsnsnsK}", "alloc_events", (unsigned long long)c.alloc_events,
+        "{sKsKsnsnsKsnsKsnsnsK}", "alloc_events", (unsigned long long)c.alloc_events,
         "free_events", (unsigned long long)c.free_events,
         "live_blocks", (Py_ssize_t)live,
         "unique_tracebacks", (Py_ssize_t)sites,
         "lost_blocks", (unsigned long long)c.lost_blocks,
         "tracer_memory", (Py_ssize_t)tracer_memory(),
+        "lock_slow_entries", (unsigned long long)slow,
         "block_table_capacity", (Py_ssize_t)capacity,
         "sample_bytes", (Py_ssize_t)S.sample_bytes,
         "sampled_blocks", (unsigned long long)c.sampled_blocks);
@@ -677,6 +679,7 @@ PyInit__core(void)
     if (m == NULL) {
         return NULL;
     }
+    lh_hooks_init();
     PyObject *capsule = PyCapsule_New((void *)&lh_capi, PYLEAKHUNT_CAPI_NAME,
                                       NULL);
     if (capsule == NULL || PyModule_AddObject(m, "_C_API", capsule) < 0) {

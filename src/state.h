@@ -6,19 +6,20 @@
  * struct.
  *
  * Locking.  The MEM and OBJ hooks run with the GIL held, but the RAW hooks
- * do not, and the C API may track blocks from any thread.  So every table
- * is guarded by `lock`, a spin lock: it is held for a few hundred
- * nanoseconds at most, and nothing that could block (or allocate through
- * Python, or take the GIL) is ever done while holding it.  Lock order: the
- * GIL, if taken at all, is always taken before `lock`, never after.
+ * may not, and the C API may track blocks from any thread.  So every table
+ * is guarded by `lock` (lock.h), which is nearly free for the GIL holder:
+ * it is held for a few hundred nanoseconds at most, and nothing that could
+ * block (or allocate through Python, or take the GIL) is ever done while
+ * holding it.  Lock order: the GIL, if taken at all, is always taken
+ * before `lock`, never after.
  */
 #ifndef PYLEAKHUNT_STATE_H
 #define PYLEAKHUNT_STATE_H
 
 #include <Python.h>
-#include <sched.h>
 #include <stdatomic.h>
 
+#include "lock.h"
 #include "sampling.h"
 #include "tables.h"
 
@@ -30,10 +31,6 @@ enum { LH_RAW = 0, LH_MEM = 1, LH_OBJ = 2, LH_NDOMAINS = 3 };
 
 /* The largest traceback limit, the same as tracemalloc's. */
 #define LH_MAX_NFRAME 65535
-
-typedef struct {
-    atomic_flag held;
-} lh_lock;
 
 typedef struct {
     /* Counted under `lock`. */
@@ -53,6 +50,8 @@ typedef struct {
     PyMemAllocatorEx underlying[LH_NDOMAINS];
     int hooks_installed;
     int atfork_registered;
+    /* Whose GIL makes a thread the lock's fast side (lock.h). */
+    PyInterpreterState *main_interp;
     /* Read without the lock on the fast path, so atomic. */
     atomic_int tracing;
 
@@ -80,30 +79,5 @@ typedef struct {
 } lh_tracer_state;
 
 extern lh_tracer_state lh_tracer;
-
-static inline void
-lh_lock_acquire(lh_lock *lock)
-{
-    unsigned int spins = 0;
-    while (atomic_flag_test_and_set_explicit(&lock->held,
-                                             memory_order_acquire)) {
-        /* The lock is held for a few hundred nanoseconds at most, so spin;
-           but yield if the holder seems to have been preempted. */
-        if (++spins % 64 == 0) {
-            sched_yield();
-        }
-#if defined(__x86_64__) || defined(__i386__)
-        else {
-            __builtin_ia32_pause();
-        }
-#endif
-    }
-}
-
-static inline void
-lh_lock_release(lh_lock *lock)
-{
-    atomic_flag_clear_explicit(&lock->held, memory_order_release);
-}
 
 #endif /* PYLEAKHUNT_STATE_H */

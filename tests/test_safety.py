@@ -19,6 +19,7 @@ import sys
 import sysconfig
 import textwrap
 import threading
+import time
 import zlib
 
 import pytest
@@ -506,6 +507,68 @@ def test_raw_allocations_made_without_the_gil_are_unknown_and_forgotten_when_fre
     for i in range(nthreads):
         assert not traces_of_size(snap, sizes[i])
     assert pyleakhunt.get_stats()["lost_blocks"] == 0
+
+
+def slow_entries():
+    return pyleakhunt.get_stats()["lock_slow_entries"]
+
+
+def test_the_gil_holder_takes_the_lock_without_the_slow_side():
+    pyleakhunt.start(1)
+    before = slow_entries()
+    kept = [[i] for i in range(10_000)]
+    del kept
+    assert slow_entries() - before < 10
+
+
+def test_raw_allocations_without_the_gil_take_the_slow_side():
+    pyleakhunt.start(1)
+    before = slow_entries()
+
+    def worker():
+        for _ in range(100):
+            raw_free_nogil(raw_malloc_nogil(100_003))
+
+    run_threads([worker])
+    assert slow_entries() - before >= 200
+
+
+def test_tables_stay_exact_while_threads_without_the_gil_storm_the_lock():
+    # Thousands of slow entries a second turn the lock symmetric (the GIL
+    # holder then fences) and back; no block may be lost or counted twice.
+    stop = threading.Event()
+    size = 100_019
+
+    def storm():
+        while not stop.is_set():
+            for p in [raw_malloc_nogil(size) for _ in range(20)]:
+                raw_free_nogil(p)
+
+    pyleakhunt.start(1)
+    before = slow_entries()
+    threads = [threading.Thread(target=storm, daemon=True) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        kept = []
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            kept.append([bytearray(333), {"k": len(kept)}])
+            if len(kept) > 5000:
+                kept.clear()
+        kept, line = [bytearray(4_321) for _ in range(1_000)], lineno()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+    assert slow_entries() - before > 1_000
+    snap = pyleakhunt.take_snapshot()
+    assert len([t for t in snap.traces if t.size == size]) == 0
+    mine = [t for t in snap.traces if frames_of(t) == ((__file__, line),)]
+    assert len(mine) >= 1_000
+    assert sum(s.size for s in snap.sites) == sum(t.size for t in snap.traces)
+    assert pyleakhunt.get_stats()["lost_blocks"] == 0
+    del kept
 
 
 def test_raw_allocation_with_the_gil_gets_the_callers_traceback():

@@ -1,0 +1,103 @@
+/* lock.h - the lock that guards the tracer's tables.
+ *
+ * Nearly every allocation event comes from the thread that holds the GIL
+ * (the MEM and OBJ hooks always do, the RAW hooks mostly do), and those
+ * threads are already serialized by the GIL.  A plain spin lock would make
+ * each of them pay an atomic read-modify-write, which drains the store
+ * buffer: measured, that was a third of the whole cost of exact tracing.
+ *
+ * So the lock is asymmetric.  The GIL holder (the "fast side") enters by
+ * storing a flag and checking that no other thread wants the lock: plain
+ * loads and stores, no fence.  Any other thread (the "slow side": a RAW
+ * hook without the GIL, the C API from a foreign thread, fork) first takes
+ * a spin lock, announces itself, then forces a memory barrier on every
+ * running thread of the process with membarrier(2), and waits until the
+ * fast side is out.  This is Dekker's algorithm with the fast side's fence
+ * moved into the slow side's system call.
+ *
+ * A membarrier costs microseconds, so if the slow side comes often, the
+ * lock turns symmetric for a while: the fast side then pays a real fence
+ * and the slow side does not call the kernel.  Without membarrier (old
+ * kernels, seccomp), the lock is symmetric for good.
+ *
+ * "Holds the GIL" means the main interpreter's GIL: from 3.12 a
+ * subinterpreter may have its own, and its threads take the slow side.
+ */
+#ifndef PYLEAKHUNT_LOCK_H
+#define PYLEAKHUNT_LOCK_H
+
+#include <Python.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+typedef struct {
+    atomic_flag spin;       /* serializes the slow side */
+    atomic_int gil_inside;  /* the GIL holder is in the critical section */
+    atomic_int other_inside; /* a slow taker holds the spin lock */
+    atomic_int symmetric;   /* the fast side must fence (see lock.c) */
+    /* Written only by the GIL holder: it fell back to the spin lock. */
+    int gil_fell_back;
+    /* Guarded by the spin lock. */
+    int set_up;
+    int can_membarrier;
+    uint64_t window_start_ns;
+    uint32_t window_slow_entries;
+    atomic_ullong slow_entries; /* ever; read by get_stats() */
+} lh_lock;
+
+/* Find out whether membarrier(2) can be used: once before the lock is
+   first used, and in a child after fork() (one thread, lock held). */
+void lh_lock_setup(lh_lock *lock);
+void lh_lock_after_fork(lh_lock *lock);
+
+/* The slow side: any thread, the GIL or not. */
+void lh_lock_acquire_slow(lh_lock *lock);
+void lh_lock_release_slow(lh_lock *lock);
+
+/* Called by the fast side when a slow taker is about; takes the spin
+   lock and remembers it must release it. */
+void lh_lock_fall_back(lh_lock *lock);
+
+/* `gil`: the caller holds the main interpreter's GIL. */
+static inline void
+lh_lock_acquire(lh_lock *lock, int gil)
+{
+#ifdef Py_GIL_DISABLED
+    gil = 0;
+#endif
+    if (!gil) {
+        lh_lock_acquire_slow(lock);
+        return;
+    }
+    atomic_store_explicit(&lock->gil_inside, 1, memory_order_relaxed);
+    if (atomic_load_explicit(&lock->symmetric, memory_order_relaxed)) {
+        atomic_thread_fence(memory_order_seq_cst);
+    }
+    else {
+        /* The slow side's membarrier stands in for a fence here. */
+        atomic_signal_fence(memory_order_seq_cst);
+    }
+    if (atomic_load_explicit(&lock->other_inside, memory_order_acquire)) {
+        lh_lock_fall_back(lock);
+    }
+}
+
+static inline void
+lh_lock_release(lh_lock *lock, int gil)
+{
+#ifdef Py_GIL_DISABLED
+    gil = 0;
+#endif
+    if (!gil) {
+        lh_lock_release_slow(lock);
+    }
+    else if (lock->gil_fell_back) {
+        lock->gil_fell_back = 0;
+        atomic_flag_clear_explicit(&lock->spin, memory_order_release);
+    }
+    else {
+        atomic_store_explicit(&lock->gil_inside, 0, memory_order_release);
+    }
+}
+
+#endif /* PYLEAKHUNT_LOCK_H */
