@@ -162,33 +162,37 @@ note_sampled(uintptr_t ptr)
     lh_filter_add(&S.sample_filter, ptr);
 }
 
-static void
-record_block(unsigned int domain, uintptr_t ptr, size_t size,
-             lh_origin origin)
+/* Put a block in the block table, and un-count the records the table
+   dropped meanwhile.  `replace`: the address may be recorded already (see
+   lh_blocks_replace).  Returns -1 when the block could not be recorded. */
+static int
+table_put(uintptr_t ptr, uint32_t site_id, size_t size, int replace)
 {
-    S.counters.alloc_events++;
-    lh_site *site = current_site(domain, origin);
-    if (site == NULL) {
-        S.counters.lost_blocks++;
-        return;
-    }
-    uint32_t old_site;
-    size_t old_size;
-    int replaced = lh_blocks_put(&S.blocks, ptr, site->id, size, &old_site,
-                                 &old_size);
-    if (replaced < 0) {
-        S.counters.lost_blocks++;
-        return;
-    }
-    int sampled = S.sample_bytes && domain == LH_PYTHON_DOMAIN;
-    if (replaced) {
-        account_remove(old_site, old_size);
-        if (sampled) {
-            lh_filter_remove(&S.sample_filter, ptr);
+    lh_block_record dropped[LH_MAX_DROPPED];
+    int n;
+    int result = (replace ? lh_blocks_replace : lh_blocks_put)(
+        &S.blocks, ptr, site_id, size, dropped, &n);
+    for (int i = 0; i < n; i++) {
+        account_remove(dropped[i].site_id, dropped[i].size);
+        if (S.sample_bytes) {
+            lh_filter_remove(&S.sample_filter, dropped[i].ptr);
         }
     }
+    return result;
+}
+
+/* Record a block of the Python domain (the block table's only one). */
+static void
+record_block(uintptr_t ptr, size_t size, lh_origin origin, int replace)
+{
+    S.counters.alloc_events++;
+    lh_site *site = current_site(LH_PYTHON_DOMAIN, origin);
+    if (site == NULL || table_put(ptr, site->id, size, replace) < 0) {
+        S.counters.lost_blocks++;
+        return;
+    }
     account_add(site, size);
-    if (sampled) {
+    if (S.sample_bytes) {
         note_sampled(ptr);
     }
 }
@@ -202,7 +206,7 @@ forget_block(uintptr_t ptr, uint32_t *site_id, size_t *size)
         return 0;
     }
     account_remove(*site_id, *size);
-    if (S.sample_bytes && lh_key_domain(&S.sites.by_id[*site_id]->key) == 0) {
+    if (S.sample_bytes) {
         lh_filter_remove(&S.sample_filter, ptr);
     }
     return 1;
@@ -212,21 +216,18 @@ forget_block(uintptr_t ptr, uint32_t *site_id, size_t *size)
 static void
 restore_block(uintptr_t ptr, uint32_t site_id, size_t size)
 {
-    uint32_t old_site;
-    size_t old_size;
     if (S.sites.by_id[site_id] == NULL) {
         /* A RAW realloc without the GIL, and a snapshot in between pruned
            the site (it had no block left): the block cannot be put back. */
         S.counters.lost_blocks++;
         return;
     }
-    if (lh_blocks_put(&S.blocks, ptr, site_id, size, &old_site, &old_size)
-        < 0) {
+    if (table_put(ptr, site_id, size, 0) < 0) {
         S.counters.lost_blocks++;
         return;
     }
     account_add(S.sites.by_id[site_id], size);
-    if (S.sample_bytes && lh_key_domain(&S.sites.by_id[site_id]->key) == 0) {
+    if (S.sample_bytes) {
         lh_filter_add(&S.sample_filter, ptr);
     }
 }
@@ -300,7 +301,7 @@ after_alloc(int domain, void *ptr, size_t size)
     int gil = on_main_gil(origin.tstate);
     lh_lock_acquire(&S.lock, gil);
     if (is_tracing()) {
-        record_block(LH_PYTHON_DOMAIN, (uintptr_t)ptr, size, origin);
+        record_block((uintptr_t)ptr, size, origin, 0);
     }
     lh_lock_release(&S.lock, gil);
 #if PY_VERSION_HEX >= 0x030D0000
@@ -754,7 +755,7 @@ lh_track(unsigned int domain, uintptr_t ptr, size_t size)
         result = -2;
     }
     else if (domain == LH_PYTHON_DOMAIN) {
-        record_block(domain, ptr, size, origin);
+        record_block(ptr, size, origin, 1);
     }
     else {
         result = track_foreign(domain, ptr, size, origin);

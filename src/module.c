@@ -349,7 +349,7 @@ static int
 copy_blocks(raw_copy *copy)
 {
     /* One more than needed, so that an empty table is not malloc(0). */
-    size_t n = S.blocks.used + HASH_COUNT(S.foreign) + 1;
+    size_t n = lh_blocks_count(&S.blocks) + HASH_COUNT(S.foreign) + 1;
     copy->block_capacity = n;
     copy->block_sites = lh_mem_alloc(n * sizeof(uint32_t));
     copy->block_sizes = lh_mem_alloc(n * sizeof(uint64_t));
@@ -357,8 +357,8 @@ copy_blocks(raw_copy *copy)
         return -1;
     }
     size_t k = 0;
-    for (size_t i = 0; i < S.blocks.capacity; i++) {
-        const lh_block *b = &S.blocks.slots[i];
+    for (size_t i = 0; i < lh_blocks_nslots(&S.blocks); i++) {
+        const lh_block *b = lh_blocks_slot(&S.blocks, i);
         if (b->ptr != 0) {
             copy->block_sites[k] = b->site_id;
             copy->block_sizes[k] = lh_blocks_size_of(&S.blocks, b);
@@ -546,7 +546,7 @@ core_get_stats(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
 {
     lh_hooks_lock();
     lh_counters c = S.counters;
-    size_t live = S.blocks.used + HASH_COUNT(S.foreign);
+    size_t live = lh_blocks_count(&S.blocks) + HASH_COUNT(S.foreign);
     size_t sites = S.sites.nsites;
     size_t capacity = S.blocks.capacity;
     lh_hooks_unlock();

@@ -469,9 +469,12 @@ blocks_replace(lh_block_table *t, lh_block *cur, uint32_t site_id,
     return 1;
 }
 
-int
-lh_blocks_put(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
-              size_t size, uint32_t *old_site, size_t *old_size)
+/* Insert or replace in the main table.  Returns 1 when an entry for `ptr`
+   was replaced (its old site and size in *old), 0 when inserted, -1 when
+   out of memory. */
+static int
+main_put(lh_block_table *t, uintptr_t ptr, uint32_t site_id, size_t size,
+         uint32_t *old_site, size_t *old_size)
 {
     if (blocks_make_room(t) < 0) {
         lh_block *cur = blocks_find(t, ptr);
@@ -502,11 +505,156 @@ lh_blocks_put(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
     return 0;
 }
 
+/* ---- the nursery, in front of the main table -------------------------- */
+
+static int main_pop(lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
+                    size_t *size);
+
+static inline lh_block *
+nursery_slot(lh_block_table *t, uintptr_t ptr)
+{
+    size_t i = (size_t)(((uint64_t)ptr * 0x9E3779B97F4A7C15u)
+                        >> (64 - LH_NURSERY_LOG2));
+    return &t->nursery[i];
+}
+
+/* Take `ptr`'s record out of the nursery into *out, if it is there. */
+static int
+nursery_take(lh_block_table *t, uintptr_t ptr, lh_block *out)
+{
+    lh_block *e = nursery_slot(t, ptr);
+    if (e->ptr != ptr || ptr == 0) {
+        return 0;
+    }
+    *out = *e;
+    e->ptr = 0;
+    t->nursery_used--;
+    return 1;
+}
+
+static void
+drop(lh_block_record *dropped, int *n, uintptr_t ptr, uint32_t site_id,
+     size_t size)
+{
+    dropped[*n] = (lh_block_record){ptr, site_id, size};
+    (*n)++;
+}
+
+/* Move the nursery entry `e` to the main table.  Returns -1 (and leaves
+   it) when the main table has no room. */
+static int
+nursery_evict(lh_block_table *t, lh_block *e, lh_block_record *dropped,
+              int *n)
+{
+    uint32_t old_site;
+    size_t old_size;
+    int replaced = main_put(t, e->ptr, e->site_id, e->size, &old_site,
+                            &old_size);
+    if (replaced < 0) {
+        return -1;
+    }
+    if (replaced) {
+        drop(dropped, n, e->ptr, old_site, old_size);
+    }
+    e->ptr = 0;
+    t->nursery_used--;
+    return 0;
+}
+
+/* A block of 4 GiB or more (rare) goes straight to the main table, which
+   keeps its size on the side; a record of the same address in the
+   nursery is stale. */
+static int
+put_big(lh_block_table *t, uintptr_t ptr, uint32_t site_id, size_t size,
+        lh_block_record *dropped, int *n)
+{
+    lh_block stale;
+    uint32_t old_site;
+    size_t old_size;
+    int replaced = main_put(t, ptr, site_id, size, &old_site, &old_size);
+    if (replaced < 0) {
+        return -1;
+    }
+    if (replaced) {
+        drop(dropped, n, ptr, old_site, old_size);
+    }
+    if (nursery_take(t, ptr, &stale)) {
+        drop(dropped, n, ptr, stale.site_id, stale.size);
+    }
+    return 0;
+}
+
 int
-lh_blocks_get(const lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
+lh_blocks_put(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
+              size_t size, lh_block_record *dropped, int *ndropped)
+{
+    *ndropped = 0;
+    if (size >= LH_BIG_SIZE) {
+        return put_big(t, ptr, site_id, size, dropped, ndropped);
+    }
+    lh_block *e = nursery_slot(t, ptr);
+    if (e->ptr == ptr) {
+        /* Freed behind our back, and the address came back. */
+        drop(dropped, ndropped, ptr, e->site_id, e->size);
+    }
+    else {
+        if (e->ptr != 0 && nursery_evict(t, e, dropped, ndropped) < 0) {
+            return -1;
+        }
+        t->nursery_used++;
+    }
+    *e = (lh_block){ptr, site_id, (uint32_t)size};
+    return 0;
+}
+
+int
+lh_blocks_replace(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
+                  size_t size, lh_block_record *dropped, int *ndropped)
+{
+    uint32_t old_site;
+    size_t old_size;
+    int stale = main_pop(t, ptr, &old_site, &old_size);
+    int result = lh_blocks_put(t, ptr, site_id, size, dropped, ndropped);
+    if (stale) {
+        drop(dropped, ndropped, ptr, old_site, old_size);
+    }
+    return result;
+}
+
+size_t
+lh_blocks_nslots(const lh_block_table *t)
+{
+    return t->capacity + (1u << LH_NURSERY_LOG2);
+}
+
+const lh_block *
+lh_blocks_slot(const lh_block_table *t, size_t i)
+{
+    return i < t->capacity ? &t->slots[i] : &t->nursery[i - t->capacity];
+}
+
+size_t
+lh_blocks_count(const lh_block_table *t)
+{
+    return t->used + t->nursery_used;
+}
+
+/* The live record of `ptr`: the nursery's, which is the newest. */
+static lh_block *
+blocks_lookup(lh_block_table *t, uintptr_t ptr)
+{
+    lh_block *e = nursery_slot(t, ptr);
+    if (e->ptr == ptr && ptr != 0) {
+        return e;
+    }
+    return blocks_find(t, ptr);
+}
+
+int
+lh_blocks_get(lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
               size_t *size)
 {
-    const lh_block *cur = blocks_find(t, ptr);
+    const lh_block *cur = blocks_lookup(t, ptr);
     if (cur == NULL) {
         return 0;
     }
@@ -518,7 +666,7 @@ lh_blocks_get(const lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
 int
 lh_blocks_set_site(lh_block_table *t, uintptr_t ptr, uint32_t site_id)
 {
-    lh_block *cur = blocks_find(t, ptr);
+    lh_block *cur = blocks_lookup(t, ptr);
     if (cur == NULL) {
         return 0;
     }
@@ -529,6 +677,18 @@ lh_blocks_set_site(lh_block_table *t, uintptr_t ptr, uint32_t site_id)
 int
 lh_blocks_pop(lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
               size_t *size)
+{
+    lh_block young;
+    if (nursery_take(t, ptr, &young)) {
+        *site_id = young.site_id;
+        *size = young.size;
+        return 1;
+    }
+    return main_pop(t, ptr, site_id, size);
+}
+
+static int
+main_pop(lh_block_table *t, uintptr_t ptr, uint32_t *site_id, size_t *size)
 {
     lh_block *cur = blocks_find(t, ptr);
     if (cur == NULL) {

@@ -151,27 +151,60 @@ typedef struct lh_big_size {
     size_t size;
 } lh_big_size;
 
+/* The nursery: a small direct-mapped table of the most recently
+   allocated blocks, in front of the main one.  Most blocks die young, and
+   die in the nursery: their record never touches the main table, which
+   is too big to stay in the cache.  Older blocks are moved to the main
+   table when a newer block needs their nursery slot. */
+#define LH_NURSERY_LOG2 9
+
 typedef struct lh_block_table {
     lh_block *slots;
     size_t capacity;  /* a power of two, or 0 */
-    size_t used;
+    size_t used;      /* entries in `slots` */
     unsigned int shift;  /* 64 - log2(capacity) */
     lh_big_size *big;
+    lh_block nursery[1u << LH_NURSERY_LOG2]; /* never blocks of LH_BIG_SIZE */
+    size_t nursery_used;
 } lh_block_table;
 
-/* Insert or replace.  Returns 1 when an entry for `ptr` was replaced (its
-   old site and size in *old), 0 when inserted, -1 when out of memory. */
+/* A record the table let go of while inserting another block: a stale
+   record of a block freed behind the tracer's back whose address came
+   back, or one that no longer had room.  The caller un-counts it. */
+typedef struct {
+    uintptr_t ptr;
+    uint32_t site_id;
+    size_t size;
+} lh_block_record;
+
+#define LH_MAX_DROPPED 3
+
+/* Record a block just allocated.  Returns 0, or -1 when it could not be
+   recorded (out of memory).  Either way, the records the table let go of
+   meanwhile are in dropped[0 .. *ndropped) (at most LH_MAX_DROPPED).
+   A stale record of the same address in the main table (a free the tracer
+   missed) is only dropped when this one moves there; the allocator hooks
+   see nearly every free, and checking the main table on every allocation
+   would cost the cache miss the nursery is there to save. */
 int lh_blocks_put(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
-                  size_t size, uint32_t *old_site, size_t *old_size);
+                  size_t size, lh_block_record *dropped, int *ndropped);
+/* The same, replacing any record of `ptr` at once: for callers that may
+   record an address twice (the C API). */
+int lh_blocks_replace(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
+                      size_t size, lh_block_record *dropped, int *ndropped);
 /* Remove `ptr`.  Returns 1 and its site and size when it was present. */
 int lh_blocks_pop(lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
                   size_t *size);
 /* Look `ptr` up without removing it. */
-int lh_blocks_get(const lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
+int lh_blocks_get(lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
                   size_t *size);
 /* Change the site of a present block; returns 0 when absent. */
 int lh_blocks_set_site(lh_block_table *t, uintptr_t ptr, uint32_t site_id);
 size_t lh_blocks_size_of(const lh_block_table *t, const lh_block *b);
+/* Every record: slot i for i < lh_blocks_nslots(), in use when ptr != 0. */
+size_t lh_blocks_nslots(const lh_block_table *t);
+const lh_block *lh_blocks_slot(const lh_block_table *t, size_t i);
+size_t lh_blocks_count(const lh_block_table *t);
 void lh_blocks_clear(lh_block_table *t);
 size_t lh_blocks_memory(const lh_block_table *t);
 

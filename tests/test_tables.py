@@ -89,6 +89,55 @@ def test_a_reused_address_replaces_the_old_record():
     api.untrack(0, fake)
 
 
+def track_all(api, base, sizes):
+    """Track a fake block of each size at base + 16 * i; returns the line
+    the records carry."""
+    for i, size in enumerate(sizes):
+        assert api.track(0, base + 16 * i, size) == 0
+    return sys._getframe().f_lineno - 1
+
+
+def tracked_sizes(line):
+    """Sizes of the live records made at *line* of this file."""
+    return sorted(
+        t.size
+        for t in pyleakhunt.take_snapshot().traces
+        if (t.traceback[0].filename, t.traceback[0].lineno) == (__file__, line)
+    )
+
+
+def test_records_moved_out_of_the_nursery_stay_exact():
+    # Far more blocks than the nursery holds: most records move on to the
+    # main table, and each is found again there.
+    api = capi()
+    pyleakhunt.start(1)
+    base, sizes = 0x7F0000100000, [1000 + i for i in range(5_000)]
+    line = track_all(api, base, sizes)
+    assert tracked_sizes(line) == sizes
+    for i in range(0, len(sizes), 2):
+        api.untrack(0, base + 16 * i)
+    assert tracked_sizes(line) == sizes[1::2]
+    for i in range(1, len(sizes), 2):
+        api.untrack(0, base + 16 * i)
+    assert tracked_sizes(line) == []
+
+
+def test_a_reused_address_replaces_a_record_already_in_the_main_table():
+    # The first records leave the nursery for the main table; then their
+    # addresses come back (freed behind our back) and the new records
+    # must replace them, whether they are still young or move on too.
+    api = capi()
+    pyleakhunt.start(1)
+    base, count = 0x7F0000400000, 3_000
+    line = track_all(api, base, [1000 + i for i in range(count)])
+    track_all(api, base, [5000 + i for i in range(count)])
+    assert tracked_sizes(line) == [5000 + i for i in range(count)]
+    for i in range(count):
+        api.untrack(0, base + 16 * i)
+    assert tracked_sizes(line) == []
+    assert pyleakhunt.get_stats()["lost_blocks"] == 0
+
+
 def test_sites_with_no_live_blocks_release_their_code_objects():
     namespace = {}
     exec(
