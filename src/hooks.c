@@ -323,7 +323,7 @@ small_and_not_sampled(int domain, size_t size)
 
 /* ---- the hooks ------------------------------------------------------- */
 
-static __attribute__((noinline)) void *
+static __attribute__((noinline, flatten)) void *
 traced_malloc(int domain, size_t size)
 {
     PyMemAllocatorEx *next = &S.underlying[domain];
@@ -349,7 +349,7 @@ hook_malloc(int domain, size_t size)
     return traced_malloc(domain, size);
 }
 
-static __attribute__((noinline)) void *
+static __attribute__((noinline, flatten)) void *
 traced_calloc(int domain, size_t nelem, size_t elsize)
 {
     PyMemAllocatorEx *next = &S.underlying[domain];
@@ -377,7 +377,7 @@ hook_calloc(int domain, size_t nelem, size_t elsize)
     return traced_calloc(domain, nelem, elsize);
 }
 
-static __attribute__((noinline)) void
+static __attribute__((noinline, flatten)) void
 traced_free(int domain, void *ptr)
 {
     PyMemAllocatorEx *next = &S.underlying[domain];

@@ -141,7 +141,7 @@ heavy_fence(lh_lock *lock, int symmetric)
     nanosleep(&pause, NULL);
 }
 
-void
+__attribute__((noinline)) void
 lh_lock_acquire_slow(lh_lock *lock)
 {
     spin(&lock->spin);
@@ -160,14 +160,14 @@ lh_lock_acquire_slow(lh_lock *lock)
     }
 }
 
-void
+__attribute__((noinline)) void
 lh_lock_release_slow(lh_lock *lock)
 {
     atomic_store_explicit(&lock->other_inside, 0, memory_order_release);
     atomic_flag_clear_explicit(&lock->spin, memory_order_release);
 }
 
-void
+__attribute__((noinline)) void
 lh_lock_fall_back(lh_lock *lock)
 {
     /* Step aside first: the slow taker is waiting for gil_inside == 0. */

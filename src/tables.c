@@ -178,14 +178,12 @@ sites_return_id(lh_site_table *t, uint32_t id)
     t->free_ids[t->nfree++] = id;
 }
 
-lh_site *
-lh_sites_intern(lh_site_table *t, const lh_site_key *key, size_t keylen)
+/* A site not in the cache: look it up in uthash, or create it. */
+static __attribute__((noinline)) lh_site *
+sites_find_or_add(lh_site_table *t, const lh_site_key *key, size_t keylen,
+                  size_t slot)
 {
-    size_t slot = cache_slot(key);
-    lh_site *site = sites_cached(t, key, keylen, slot);
-    if (site != NULL) {
-        return site;
-    }
+    lh_site *site;
     uint64_t hash = lh_site_hash(key, keylen);
     HASH_FIND_BYHASHVALUE(hh, t->by_key, key, keylen, (unsigned)hash, site);
     if (site != NULL) {
@@ -221,6 +219,17 @@ lh_sites_intern(lh_site_table *t, const lh_site_key *key, size_t keylen)
     t->by_id[id] = site;
     t->cache[slot] = site;
     return site;
+}
+
+lh_site *
+lh_sites_intern(lh_site_table *t, const lh_site_key *key, size_t keylen)
+{
+    size_t slot = cache_slot(key);
+    lh_site *site = sites_cached(t, key, keylen, slot);
+    if (site != NULL) {
+        return site;
+    }
+    return sites_find_or_add(t, key, keylen, slot);
 }
 
 static void
@@ -472,7 +481,7 @@ blocks_replace(lh_block_table *t, lh_block *cur, uint32_t site_id,
 /* Insert or replace in the main table.  Returns 1 when an entry for `ptr`
    was replaced (its old site and size in *old), 0 when inserted, -1 when
    out of memory. */
-static int
+static __attribute__((noinline)) int
 main_put(lh_block_table *t, uintptr_t ptr, uint32_t site_id, size_t size,
          uint32_t *old_site, size_t *old_size)
 {
@@ -542,7 +551,7 @@ drop(lh_block_record *dropped, int *n, uintptr_t ptr, uint32_t site_id,
 
 /* Move the nursery entry `e` to the main table.  Returns -1 (and leaves
    it) when the main table has no room. */
-static int
+static __attribute__((noinline)) int
 nursery_evict(lh_block_table *t, lh_block *e, lh_block_record *dropped,
               int *n)
 {
@@ -687,7 +696,7 @@ lh_blocks_pop(lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
     return main_pop(t, ptr, site_id, size);
 }
 
-static int
+static __attribute__((noinline)) int
 main_pop(lh_block_table *t, uintptr_t ptr, uint32_t *site_id, size_t *size)
 {
     lh_block *cur = blocks_find(t, ptr);

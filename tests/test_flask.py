@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 import urllib.request
 
 import pytest
@@ -11,6 +12,7 @@ from pyleakhunt.attribution import TAG_VAR
 
 flask = pytest.importorskip("flask")
 werkzeug_serving = pytest.importorskip("werkzeug.serving")
+ClosingIterator = pytest.importorskip("werkzeug.wsgi").ClosingIterator
 
 from pyleakhunt.flask import UNMATCHED, LeakHunt  # noqa: E402
 
@@ -140,10 +142,39 @@ class QuietHandler(werkzeug_serving.WSGIRequestHandler):
         pass
 
 
+class InFlight:
+    """WSGI wrapper counting the requests whose response is not closed yet.
+
+    A client has its response before the server thread is done with the
+    request: a sample taken then sees that request's objects as retained.
+    """
+
+    def __init__(self, app):
+        self.app = app
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        with self.lock:
+            self.count += 1
+        return ClosingIterator(self.app(environ, start_response), self._done)
+
+    def _done(self):
+        with self.lock:
+            self.count -= 1
+
+    def wait_idle(self, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while self.count and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert not self.count, "requests still in flight"
+
+
 def test_under_a_real_server_a_leak_and_a_clean_endpoint_hit_at_once():
     app = make_app(report=True)
+    in_flight = InFlight(app)
     server = werkzeug_serving.make_server(
-        "127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler
+        "127.0.0.1", 0, in_flight, threaded=True, request_handler=QuietHandler
     )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = "http://127.0.0.1:%d" % server.server_port
@@ -171,6 +202,7 @@ def test_under_a_real_server_a_leak_and_a_clean_endpoint_hit_at_once():
                 thread.start()
             for thread in threads:
                 thread.join()
+            in_flight.wait_idle()
             hunt.sample()
         with opener.open(base + "/_leakhunt/api", timeout=10) as response:
             doc = json.load(response)
