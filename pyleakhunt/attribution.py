@@ -715,6 +715,12 @@ def shared(**options: Any) -> Attribution:
     warning (there can be only one per process).
     """
     global _shared
+    # The thread that sets an integration up often runs the server's loop
+    # too.  Give the tag a value in its context, so that the core reads it
+    # from the variable's cache rather than looking it up on every
+    # allocation (see untag).
+    if TAG_VAR.get() == 0:
+        TAG_VAR.set(0)
     with _shared_lock:
         if _shared is None:
             _shared = Attribution(Options(**options)).start()
