@@ -35,6 +35,8 @@ from benchmarks.runner import MARKER  # noqa: E402
 REPO = machine.REPO
 RESULTS_DIR = REPO / "benchmarks" / "results"
 DOCS = REPO / "docs" / "benchmarks.md"
+#: Hand-kept figures of the other scripts, appended to DOCS.
+OTHER_FIGURES = REPO / "benchmarks" / "other_figures.md"
 RUNNER = REPO / "benchmarks" / "runner.py"
 FORMAT = 2  # of the results files; bump when result fields change
 
@@ -295,6 +297,9 @@ def render(saved: Dict[str, Any], write_docs: bool, docs: Path) -> List[report.S
             mode_line=mode_line,
             reproduce=_reproduce(saved),
         )
+        # Figures that other scripts measure are kept by hand in a file of
+        # their own and appended, so that regenerating keeps them.
+        text = text.rstrip("\n") + "\n\n" + OTHER_FIGURES.read_text()
         docs.parent.mkdir(parents=True, exist_ok=True)
         docs.write_text(text)
         for section in sections:
