@@ -43,14 +43,16 @@ CONFIGS = ("off", "on")
 #: Extra configurations, to see where the cost goes: ``trace`` only starts
 #: the tracer (one frame, no tags, no extension); ``tagvar`` also registers
 #: the tag variable, which the hooks then read on every allocation;
-#: ``sampled`` is the extension with sampled tracing (figures estimated).
-DIAGNOSTIC_CONFIGS = ("trace", "tagvar", "sampled")
+#: ``sampled`` is the extension with sampled tracing (figures estimated);
+#: ``untraced`` is the extension with tracing stopped: its Python code alone.
+DIAGNOSTIC_CONFIGS = ("trace", "tagvar", "sampled", "untraced")
 LABELS = {
     "off": "off (bare Flask)",
     "on": "on (`LeakHunt(app, report=True, nframe=1)`)",
     "trace": "tracer only (`pyleakhunt.start(1)`)",
     "tagvar": "tracer reading the tag variable, no extension",
     "sampled": 'on, sampled (`sample_bytes="16KiB"`)',
+    "untraced": "the extension's Python code alone (tracing stopped)",
 }
 
 
@@ -70,11 +72,15 @@ def serve(config: str, port: int, threads: int) -> None:
     def hello() -> str:
         return "Hello, World!"
 
-    if config in ("on", "sampled"):
+    if config in ("on", "sampled", "untraced"):
         from pyleakhunt.flask import LeakHunt
 
         sample_bytes = "16KiB" if config == "sampled" else None
         LeakHunt(app, report=True, nframe=1, sample_bytes=sample_bytes)
+        if config == "untraced":
+            import pyleakhunt
+
+            pyleakhunt.stop()
     elif config in DIAGNOSTIC_CONFIGS:
         import pyleakhunt
 

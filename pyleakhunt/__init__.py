@@ -161,7 +161,9 @@ def get_stats() -> Dict[str, Any]:
     ``alloc_events`` and ``free_events`` count the hooks' calls,
     ``live_blocks`` and ``unique_tracebacks`` the tables' sizes,
     ``lost_blocks`` the blocks it failed to record, ``tracer_memory`` the
-    bytes of its own tables.
+    bytes of its own tables, ``lock_slow_entries`` how often a thread
+    without the GIL had to take the tables' lock the slow way (see
+    docs/design.md).
     """
     stats = _core.get_stats()
     stats["tracing"] = _core.is_tracing()

@@ -10,10 +10,11 @@ Like `pyleakhunt.wsgi.LeakHuntMiddleware`, but endpoints are Flask's URL
 rules (``GET /app_metric/<app>``), so their number is the number of routes.
 A rule is known only once Flask has matched the URL, so the extension wraps
 ``app.wsgi_app`` (which keeps the tag for the response body and serves the
-report page) and sets the tag in a URL value preprocessor that runs first,
-before any ``before_request`` function and the view.  What Flask allocates
-before that (the request context, URL matching) is transient and left
-untagged.  Requests that match no rule are counted as ``<unmatched>``.
+report page) and sets the tag as Flask starts preprocessing the request,
+before any URL value preprocessor, ``before_request`` function and the view.
+What Flask allocates before that (the request context, URL matching) is
+transient and left untagged.  Requests that match no rule are counted as
+``<unmatched>``.
 
 Flask is imported only when this module is.
 """
@@ -62,20 +63,31 @@ class LeakHunt:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        """Wrap *app*'s WSGI callable and register the tagging preprocessor."""
+        """Wrap *app*'s WSGI callable and its request pre- and
+        post-processing."""
         middleware = _FlaskMiddleware(app.wsgi_app, **self.options)
         app.wsgi_app = middleware  # type: ignore[method-assign]
-        # First of all preprocessors: before_request functions run after it.
-        preprocessors = app.url_value_preprocessors.setdefault(None, [])
-        preprocessors.insert(0, middleware.tag_request)
-        # Wrapped rather than registered with after_request(), which costs
-        # Flask a coroutine check of the function on every request.
+        # Flask's own steps are wrapped, on this app only, rather than hooked
+        # with a URL value preprocessor and an after_request function: for
+        # those Flask evaluates request.endpoint and request.view_args, or
+        # checks for a coroutine, on every request.
+        preprocess_request = app.preprocess_request
         process_response = app.process_response
 
-        def noting_streamed(response: Response) -> Response:
-            return middleware.note_streamed(process_response(response))
+        def tagging_preprocess_request() -> Any:
+            # First: URL value preprocessors, before_request functions and
+            # the view all run under the endpoint's tag.
+            middleware.tag_request()
+            return preprocess_request()
 
-        app.process_response = noting_streamed  # type: ignore[method-assign]
+        def noting_process_response(response: Response) -> Response:
+            response = process_response(response)
+            if response.is_streamed:  # its body allocates while it is sent
+                _current_request().environ[_STREAMED] = True
+            return response
+
+        app.preprocess_request = tagging_preprocess_request  # type: ignore[method-assign]
+        app.process_response = noting_process_response  # type: ignore[method-assign]
         app.extensions["pyleakhunt"] = self
         self.middleware[app.name] = middleware
 
@@ -106,9 +118,7 @@ class _FlaskMiddleware(LeakHuntMiddleware):
             return tagged_body(body, environ[_TAG], environ)
         return body
 
-    def tag_request(
-        self, endpoint: Optional[str], values: Optional[Dict[str, Any]]
-    ) -> None:
+    def tag_request(self) -> None:
         """Count the request under its URL rule and tag what follows with it.
 
         Only requests that came through the middleware (which resets the tag
@@ -123,7 +133,7 @@ class _FlaskMiddleware(LeakHuntMiddleware):
         if rule is None:
             name = UNMATCHED
         else:
-            method = current.method
+            method = environ.get("REQUEST_METHOD", "GET").upper()
             key = (method, rule.rule)
             name = self._names.get(key)  # type: ignore[assignment]
             if name is None:
@@ -135,11 +145,6 @@ class _FlaskMiddleware(LeakHuntMiddleware):
         environ[_TAG] = tag
         environ[_TOKEN] = TAG_VAR.set(tag)
 
-    def note_streamed(self, response: Response) -> Response:
-        """After the view: remember whether the body is generated lazily."""
-        if response.is_streamed:
-            _current_request().environ[_STREAMED] = True
-        return response
 
 
 def _current_request() -> Any:
