@@ -634,17 +634,16 @@ lh_hooks_start(int nframe, size_t sample_bytes)
     return 0;
 }
 
-/* Detach the tables under the lock, then free them without it: dropping
-   the sites' code references can free objects, which calls the hooks. */
+/* Empty the tables under the lock, but release the sites without it:
+   dropping their code references can free objects, which calls the hooks.
+   (The rest is the tracer's own memory, from libc.) */
 static void
 release_tables(void)
 {
     lh_hooks_lock();
-    lh_block_table blocks = S.blocks;
-    lh_site_table sites = S.sites;
+    lh_blocks_clear(&S.blocks);
+    lh_site *sites = lh_sites_unlink_all(&S.sites);
     lh_foreign *foreign = S.foreign;
-    memset(&S.blocks, 0, sizeof(S.blocks));
-    memset(&S.sites, 0, sizeof(S.sites));
     S.foreign = NULL;
     S.traced_bytes = 0;
     S.peak_bytes = 0;
@@ -655,8 +654,7 @@ release_tables(void)
         HASH_DEL(foreign, entry);
         lh_mem_free(entry, sizeof(*entry));
     }
-    lh_blocks_clear(&blocks);
-    lh_sites_clear(&sites);
+    lh_sites_release_unlinked(sites);
 }
 
 void

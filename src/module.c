@@ -548,7 +548,7 @@ core_get_stats(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
     lh_counters c = S.counters;
     size_t live = lh_blocks_count(&S.blocks) + HASH_COUNT(S.foreign);
     size_t sites = S.sites.nsites;
-    size_t capacity = S.blocks.capacity;
+    size_t capacity = lh_blocks_nslots(&S.blocks); /* nursery included */
     lh_hooks_unlock();
     uint64_t slow = atomic_load(&S.lock.slow_entries);
     return Py_BuildValue(

@@ -272,18 +272,22 @@ lh_sites_release_unlinked(lh_site *list)
     }
 }
 
-void
-lh_sites_clear(lh_site_table *t)
+lh_site *
+lh_sites_unlink_all(lh_site_table *t)
 {
+    lh_site *list = NULL;
     HASH_CLEAR(hh, t->by_key);
     for (uint32_t i = 0; i < t->nsites; i++) {
-        if (t->by_id[i] != NULL) {
-            site_release(t->by_id[i]);
+        lh_site *site = t->by_id[i];
+        if (site != NULL) {
+            site->next_unlinked = list;
+            list = site;
         }
     }
     lh_mem_free(t->by_id, t->capacity * sizeof(lh_site *));
     lh_mem_free(t->free_ids, t->capacity * sizeof(uint32_t));
     memset(t, 0, sizeof(*t));
+    return list;
 }
 
 size_t

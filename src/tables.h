@@ -124,14 +124,14 @@ uint64_t lh_site_hash(const lh_site_key *key, size_t keylen);
    the key has frames.  Returns NULL when memory is exhausted. */
 lh_site *lh_sites_intern(lh_site_table *t, const lh_site_key *key,
                          size_t keylen);
-/* Release every site.  The caller must hold the GIL and must not hold the
-   tracer lock: dropping code references can free objects. */
-void lh_sites_clear(lh_site_table *t);
 /* Take out every site with no live blocks (lock held), and return them as
-   a list for lh_sites_release_unlinked() (GIL held, lock not held).
-   Without this, sites of code compiled on the fly would keep its code
-   objects alive for as long as tracing goes on. */
+   a list for lh_sites_release_unlinked() (GIL held, lock not held: dropping
+   code references can free objects).  Without this, sites of code compiled
+   on the fly would keep its code objects alive for as long as tracing goes
+   on. */
 lh_site *lh_sites_unlink_empty(lh_site_table *t);
+/* The same for every site, leaving the table empty. */
+lh_site *lh_sites_unlink_all(lh_site_table *t);
 void lh_sites_release_unlinked(lh_site *list);
 size_t lh_sites_memory(const lh_site_table *t);
 
@@ -156,7 +156,7 @@ typedef struct lh_big_size {
    die in the nursery: their record never touches the main table, which
    is too big to stay in the cache.  Older blocks are moved to the main
    table when a newer block needs their nursery slot. */
-#define LH_NURSERY_LOG2 9
+#define LH_NURSERY_LOG2 11
 
 typedef struct lh_block_table {
     lh_block *slots;
