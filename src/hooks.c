@@ -181,20 +181,22 @@ table_put(uintptr_t ptr, uint32_t site_id, size_t size, int replace)
     return result;
 }
 
-/* Record a block of the Python domain (the block table's only one). */
-static void
+/* Record a block of the Python domain (the block table's only one).
+   Returns -1 when it could not (the loss is counted). */
+static int
 record_block(uintptr_t ptr, size_t size, lh_origin origin, int replace)
 {
     S.counters.alloc_events++;
     lh_site *site = current_site(LH_PYTHON_DOMAIN, origin);
     if (site == NULL || table_put(ptr, site->id, size, replace) < 0) {
         S.counters.lost_blocks++;
-        return;
+        return -1;
     }
     account_add(site, size);
     if (S.sample_bytes) {
         note_sampled(ptr);
     }
+    return 0;
 }
 
 /* Remove `ptr`; fills *site_id and *size and returns 1 if it was there. */
@@ -742,6 +744,9 @@ lh_track(unsigned int domain, uintptr_t ptr, size_t size)
     if (!is_tracing()) {
         return -2;
     }
+    if (ptr == 0) {
+        return -1; /* no block; and 0 marks the block table's empty slots */
+    }
     if (domain == LH_PYTHON_DOMAIN && skip_allocation(size)) {
         return 0;
     }
@@ -753,7 +758,7 @@ lh_track(unsigned int domain, uintptr_t ptr, size_t size)
         result = -2;
     }
     else if (domain == LH_PYTHON_DOMAIN) {
-        record_block(ptr, size, origin, 1);
+        result = record_block(ptr, size, origin, 1);
     }
     else {
         result = track_foreign(domain, ptr, size, origin);
@@ -767,6 +772,9 @@ lh_untrack(unsigned int domain, uintptr_t ptr)
 {
     if (!is_tracing()) {
         return -2;
+    }
+    if (ptr == 0) {
+        return 0; /* never recorded */
     }
     lh_hooks_lock();
     if (is_tracing()) {

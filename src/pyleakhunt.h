@@ -16,7 +16,8 @@
  * Both functions may be called from any thread, with or without the GIL;
  * with the GIL held, the block gets the current Python traceback.  They
  * return 0 on success, -2 when pyleakhunt is not tracing, and -1 when the
- * tracer could not record the block (its loss is counted in get_stats()).
+ * tracer could not record the block (its loss is counted in get_stats())
+ * or was given a NULL address.
  * Domain 0 is the Python heap itself; use any other number.
  */
 #ifndef PYLEAKHUNT_H

@@ -138,6 +138,21 @@ def test_a_reused_address_replaces_a_record_already_in_the_main_table():
     assert pyleakhunt.get_stats()["lost_blocks"] == 0
 
 
+def test_a_null_address_is_refused_and_leaves_the_tables_intact():
+    api = capi()
+    pyleakhunt.start(1)
+    base = 0x7F0000800000
+    line = track_all(api, base, [777, 778])
+    for domain in (0, 5):
+        assert api.track(domain, 0, 123) == -1
+        assert api.untrack(domain, 0) == 0
+    assert tracked_sizes(line) == [777, 778]
+    assert 123 not in [t.size for t in pyleakhunt.take_snapshot().traces]
+    api.untrack(0, base)
+    api.untrack(0, base + 16)
+    assert tracked_sizes(line) == []
+
+
 def test_sites_with_no_live_blocks_release_their_code_objects():
     namespace = {}
     exec(
