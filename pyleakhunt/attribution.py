@@ -102,6 +102,7 @@ def untag(token: contextvars.Token[int]) -> None:
     else:
         TAG_VAR.reset(token)
 
+
 #: The endpoint that names beyond ``max_endpoints`` share.
 OTHER = "<other>"
 

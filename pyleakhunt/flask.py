@@ -146,7 +146,6 @@ class _FlaskMiddleware(LeakHuntMiddleware):
         environ[_TOKEN] = TAG_VAR.set(tag)
 
 
-
 def _current_request() -> Any:
     """The request being served: through Flask's context variable when it
     has one (Flask 2.2 and later), which costs one call where the
