@@ -561,7 +561,9 @@ def test_tables_stay_exact_while_threads_without_the_gil_storm_the_lock():
         stop.set()
         for thread in threads:
             thread.join(10)
-    assert slow_entries() - before > 1_000
+    # Enough to cross the symmetric threshold (200 a second), even under
+    # ASan, where the storm managed 644 in one CI run.
+    assert slow_entries() - before > 300
     snap = pyleakhunt.take_snapshot()
     assert len([t for t in snap.traces if t.size == size]) == 0
     mine = [t for t in snap.traces if frames_of(t) == ((__file__, line),)]
