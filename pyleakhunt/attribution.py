@@ -429,8 +429,12 @@ class Attribution:
         """Register the tag variable, start tracing, start the sampler."""
         _core.set_tag_var(TAG_VAR)
         if not pyleakhunt.is_tracing():
+            # Reports name lines, never the depth below them: not counting
+            # it saves a walk of the server's whole stack per allocation.
             pyleakhunt.start(
-                self.options.nframe, sample_bytes=self.options.sample_bytes
+                self.options.nframe,
+                sample_bytes=self.options.sample_bytes,
+                total_nframe=False,
             )
             self._started_tracer = True
         self._running = True

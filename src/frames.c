@@ -123,6 +123,9 @@ lh_frames_capture(PyThreadState *tstate, lh_frame *buf, int max,
         }
     }
     depth = (unsigned int)n;
+    if (total == NULL) {
+        return n;
+    }
     /* The rest of the stack is only counted, for total_nframe. */
     for (; f != NULL && depth < LH_TOTAL_NFRAME_MAX; f = f->previous) {
         depth += !is_shim(f);
@@ -151,6 +154,9 @@ lh_frames_capture(PyThreadState *tstate, lh_frame *buf, int max,
         buf[n].code = (PyObject *)f->f_code;
         buf[n].lasti = f->f_lasti;
         n++;
+    }
+    if (total == NULL) {
+        return n;
     }
     unsigned int depth = (unsigned int)n;
     for (; f != NULL && depth < LH_TOTAL_NFRAME_MAX; f = f->f_back) {

@@ -146,7 +146,8 @@ current_site(unsigned int domain, lh_origin origin)
     uint16_t total = 0;
     int n = 0;
     if (tstate != NULL) {
-        n = lh_frames_capture(tstate, key->frames, S.nframe, &total);
+        n = lh_frames_capture(tstate, key->frames, S.nframe,
+                              S.total_nframe ? &total : NULL);
     }
     key->where = lh_key_where(domain, origin.tag);
     key->depth = lh_key_depth(n, total);
@@ -604,7 +605,7 @@ lh_hooks_set_nframe(int nframe)
 }
 
 int
-lh_hooks_start(int nframe, size_t sample_bytes)
+lh_hooks_start(int nframe, size_t sample_bytes, int total_nframe)
 {
     if (is_tracing() && sample_bytes != S.sample_bytes) {
         PyErr_Format(PyExc_ValueError,
@@ -616,6 +617,9 @@ lh_hooks_start(int nframe, size_t sample_bytes)
     if (lh_hooks_set_nframe(nframe) < 0) {
         return -1;
     }
+    lh_hooks_lock();
+    S.total_nframe = total_nframe;
+    lh_hooks_unlock();
     if (is_tracing()) {
         return 0;
     }

@@ -12,9 +12,11 @@
 
 #include "state.h"
 
-/* Install the hooks and start recording.  Called with the GIL held.
+/* Install the hooks and start recording, keeping `nframe` frames per
+   traceback; `total_nframe` says whether to count the rest of the stack.
+   Already tracing, change only these two.  Called with the GIL held.
    Returns -1 with an exception set on failure. */
-int lh_hooks_start(int nframe, size_t sample_bytes);
+int lh_hooks_start(int nframe, size_t sample_bytes, int total_nframe);
 
 /* Stop recording, remove the hooks and free the tables.  Refuses (-1,
    RuntimeError) when another tracer has wrapped our hooks and is still

@@ -175,11 +175,20 @@ site_frames(lh_site *site, PyObject *intern, frame_cache *cache)
     return frames;
 }
 
-static unsigned int
+/* A new reference: the depth of the site's stack, or None when it was not
+   counted (start(total_nframe=False)), as tracemalloc says of old
+   snapshots. */
+static PyObject *
 site_total_nframe(const lh_site *site)
 {
-    return lh_key_nframe(&site->key) == 0 ? 1
-                                          : lh_key_total_nframe(&site->key);
+    if (lh_key_nframe(&site->key) == 0) {
+        return PyLong_FromLong(1);  /* the <unknown> frame */
+    }
+    unsigned int total = lh_key_total_nframe(&site->key);
+    if (total == 0) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromUnsignedLong(total);
 }
 
 /* ---- tracemalloc's API ----------------------------------------------- */
@@ -189,7 +198,9 @@ core_start(PyObject *Py_UNUSED(module), PyObject *args)
 {
     int nframe = 1;
     Py_ssize_t sample_bytes = 0;
-    if (!PyArg_ParseTuple(args, "|in:start", &nframe, &sample_bytes)) {
+    int total_nframe = 1;
+    if (!PyArg_ParseTuple(args, "|inp:start", &nframe, &sample_bytes,
+                          &total_nframe)) {
         return NULL;
     }
     if (nframe < 1 || nframe > LH_MAX_NFRAME) {
@@ -203,7 +214,7 @@ core_start(PyObject *Py_UNUSED(module), PyObject *args)
         return NULL;
     }
     if (lh_hooks_register_atfork() < 0
-        || lh_hooks_start(nframe, (size_t)sample_bytes) < 0) {
+        || lh_hooks_start(nframe, (size_t)sample_bytes, total_nframe) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -423,7 +434,7 @@ site_record(const site_figures *fig, PyObject *intern, frame_cache *cache)
         count = (Py_ssize_t)llround(fig->est_count);
     }
     PyObject *values = Py_BuildValue(
-        "(IOInnnI)", lh_key_domain(&fig->site->key), frames,
+        "(IONnnnI)", lh_key_domain(&fig->site->key), frames,
         site_total_nframe(fig->site), count, (Py_ssize_t)fig->size,
         (Py_ssize_t)fig->peak, lh_key_tag(&fig->site->key));
     if (values == NULL || site_type == NULL) {

@@ -43,6 +43,9 @@ typedef struct {
 typedef struct {
     /* --- configuration, changed only with the GIL held --- */
     int nframe;
+    /* Whether sites count the frames beyond `nframe` (total_nframe); when
+       not, their key's total is 0. */
+    int total_nframe;
     size_t sample_bytes; /* 0: trace every block */
     /* The allocators that were installed when tracing started; the hooks
        forward to these.  They are kept after stop(), because another

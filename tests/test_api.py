@@ -121,6 +121,38 @@ def test_total_nframe_counts_frames_beyond_the_limit():
     assert trace.traceback.total_nframe >= 32
 
 
+def test_total_nframe_is_none_and_depths_merge_when_not_counted():
+    pyleakhunt.start(1, total_nframe=False)
+    shallow = nested(2, 100_003)
+    deep = nested(30, 100_003)
+    snapshot = pyleakhunt.take_snapshot()
+    traces = [t for t in snapshot.traces if t.size == sys.getsizeof(deep)]
+    assert len(traces) == 2
+    assert {t.traceback.total_nframe for t in traces} == {None}
+    stats = [
+        s
+        for s in snapshot.statistics("traceback")
+        if s.traceback[0].lineno == MAKE_BYTES_LINE
+    ]
+    assert len(stats) == 1 and stats[0].count == 2
+    del shallow, deep
+
+
+def test_starting_again_turns_the_total_nframe_count_back_on():
+    pyleakhunt.start(1, total_nframe=False)
+    uncounted = nested(30, 100_019)
+    pyleakhunt.start(1)
+    counted = nested(30, 100_019)
+    snapshot = pyleakhunt.take_snapshot()
+    depths = {
+        t.traceback.total_nframe
+        for t in snapshot.traces
+        if t.size == sys.getsizeof(counted)
+    }
+    assert None in depths and max(d for d in depths if d is not None) >= 32
+    del uncounted, counted
+
+
 def test_get_traced_memory_follows_allocations(tracing):
     before, _ = pyleakhunt.get_traced_memory()
     big = make_bytes(1 << 20)

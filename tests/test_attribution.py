@@ -1,6 +1,7 @@
 """Per-request attribution: the registry, the series, the verdicts."""
 
 import os
+import sys
 import threading
 import time
 import warnings
@@ -257,6 +258,21 @@ def test_attribution_starts_and_stops_the_tracer_it_needs():
     assert pyleakhunt.is_tracing() and pyleakhunt.get_traceback_limit() == 3
     attribution.reset()
     assert not pyleakhunt.is_tracing()
+
+
+def test_the_tracer_attribution_starts_does_not_count_stack_depth():
+    attribution.reset()
+    attribution.shared(interval=3600)
+    try:
+        kept = [bytes(100_007) for _ in range(3)]
+        depths = {
+            t.traceback.total_nframe
+            for t in pyleakhunt.take_snapshot().traces
+            if t.size == sys.getsizeof(kept[0])
+        }
+        assert depths == {None}
+    finally:
+        attribution.reset()
 
 
 def test_attribution_leaves_a_running_tracer_running():
