@@ -58,6 +58,20 @@ lh_mem_calloc(size_t n, size_t size)
     return ptr;
 }
 
+void *
+lh_mem_calloc_line(size_t size)
+{
+    if (mem_should_fail()) {
+        return NULL;
+    }
+    void *ptr = aligned_alloc(64, size);
+    if (ptr != NULL) {
+        memset(ptr, 0, size);
+        atomic_fetch_add(&lh_tracer.mem_used, size);
+    }
+    return ptr;
+}
+
 void
 lh_mem_free(void *ptr, size_t size)
 {
@@ -194,14 +208,14 @@ sites_find_or_add(lh_site_table *t, const lh_site_key *key, size_t keylen,
     if (id == UINT32_MAX) {
         return NULL;
     }
-    size_t alloc = offsetof(lh_site, key) + keylen;
-    site = lh_mem_calloc(1, alloc);
+    size_t alloc = LH_SITE_ALLOC(keylen);
+    site = lh_mem_calloc_line(alloc);
     if (site == NULL) {
         sites_return_id(t, id);
         return NULL;
     }
     memcpy(&site->key, key, keylen);
-    site->keylen = keylen;
+    site->keylen = (uint32_t)keylen;
     site->hash = hash;
     site->id = id;
     lh_tracer.mem_oom = 0;
@@ -239,7 +253,7 @@ site_release(lh_site *site)
         Py_DECREF(site->key.frames[f].code);
     }
     Py_XDECREF((PyObject *)site->resolved);
-    lh_mem_free(site, offsetof(lh_site, key) + site->keylen);
+    lh_mem_free(site, LH_SITE_ALLOC(site->keylen));
 }
 
 lh_site *
@@ -296,7 +310,7 @@ lh_sites_memory(const lh_site_table *t)
     size_t total = t->capacity * (sizeof(lh_site *) + sizeof(uint32_t));
     for (uint32_t i = 0; i < t->nsites; i++) {
         if (t->by_id[i] != NULL) {
-            total += offsetof(lh_site, key) + t->by_id[i]->keylen;
+            total += LH_SITE_ALLOC(t->by_id[i]->keylen);
         }
     }
     if (t->by_key != NULL) {

@@ -30,6 +30,8 @@
 
 void *lh_mem_alloc(size_t size);
 void *lh_mem_calloc(size_t n, size_t size);
+/* Zeroed memory aligned on a cache line; `size` a multiple of 64. */
+void *lh_mem_calloc_line(size_t size);
 void lh_mem_free(void *ptr, size_t size);
 /* Bytes currently allocated through lh_mem_alloc/calloc. */
 size_t lh_mem_used(void);
@@ -88,11 +90,6 @@ lh_key_total_nframe(const lh_site_key *key)
 typedef struct lh_site {
     UT_hash_handle hh;
     uint64_t hash;
-    uint32_t id;
-    /* Live aggregates, updated as blocks come and go. */
-    size_t count;
-    size_t size;
-    size_t peak;
     /* Sum over live sampled blocks of 1/p (see hooks.c); 0 when exact. */
     double est_count;
     double est_size;
@@ -101,9 +98,20 @@ typedef struct lh_site {
     void *resolved;
     /* Links sites taken out by lh_sites_unlink_empty(). */
     struct lh_site *next_unlinked;
-    size_t keylen;
+    /* What every allocation and free reads or writes starts a cache line
+       (sites are allocated aligned): with one frame, all of it fits in
+       that line, so a site costs one cache miss per event, not two. */
+    _Alignas(64) size_t count; /* live aggregates */
+    size_t size;
+    size_t peak;
+    uint32_t id;
+    uint32_t keylen;
     lh_site_key key; /* must stay last: frames follow */
 } lh_site;
+
+/* Bytes allocated for a site whose key is `keylen` bytes. */
+#define LH_SITE_ALLOC(keylen) \
+    ((offsetof(lh_site, key) + (keylen) + 63) & ~(size_t)63)
 
 #define LH_SITE_CACHE_SIZE 1024
 
