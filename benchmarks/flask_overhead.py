@@ -41,7 +41,8 @@ from typing import Dict, List, Optional, Tuple
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = ("off", "on")
 #: Extra configurations, to see where the cost goes: ``trace`` only starts
-#: the tracer (one frame, no tags, no extension); ``tagvar`` also registers
+#: the tracer as the extension does (one frame, stack depth not counted; no
+#: tags, no extension); ``tagvar`` also registers
 #: the tag variable, which the hooks then read on every allocation;
 #: ``sampled`` is the extension with sampled tracing (figures estimated);
 #: ``untraced`` is the extension with tracing stopped: its Python code alone.
@@ -49,7 +50,7 @@ DIAGNOSTIC_CONFIGS = ("trace", "tagvar", "sampled", "untraced")
 LABELS = {
     "off": "off (bare Flask)",
     "on": "on (`LeakHunt(app, report=True, nframe=1)`)",
-    "trace": "tracer only (`pyleakhunt.start(1)`)",
+    "trace": "tracer only (`pyleakhunt.start(1, total_nframe=False)`)",
     "tagvar": "tracer reading the tag variable, no extension",
     "sampled": 'on, sampled (`sample_bytes="16KiB"`)',
     "untraced": "the extension's Python code alone (tracing stopped)",
@@ -89,7 +90,7 @@ def serve(config: str, port: int, threads: int) -> None:
             from pyleakhunt.attribution import TAG_VAR
 
             _core.set_tag_var(TAG_VAR)
-        pyleakhunt.start(1)
+        pyleakhunt.start(1, total_nframe=False)  # as the extension starts it
     # 16 connections on 4 threads queue up: that is the point, not news.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     waitress.serve(app, host="127.0.0.1", port=port, threads=threads, _quiet=True)

@@ -58,14 +58,25 @@ void lh_lock_release_slow(lh_lock *lock);
    lock and remembers it must release it. */
 void lh_lock_fall_back(lh_lock *lock);
 
+/* Whether a caller that holds the main interpreter's GIL (`gil`) may take
+   the fast side: not in a free-threaded build, where the GIL serializes
+   nothing. */
+static inline int
+lh_lock_fast_side(int gil)
+{
+#ifdef Py_GIL_DISABLED
+    (void)gil;
+    return 0;
+#else
+    return gil;
+#endif
+}
+
 /* `gil`: the caller holds the main interpreter's GIL. */
 static inline void
 lh_lock_acquire(lh_lock *lock, int gil)
 {
-#ifdef Py_GIL_DISABLED
-    gil = 0;
-#endif
-    if (!gil) {
+    if (!lh_lock_fast_side(gil)) {
         lh_lock_acquire_slow(lock);
         return;
     }
@@ -85,10 +96,7 @@ lh_lock_acquire(lh_lock *lock, int gil)
 static inline void
 lh_lock_release(lh_lock *lock, int gil)
 {
-#ifdef Py_GIL_DISABLED
-    gil = 0;
-#endif
-    if (!gil) {
+    if (!lh_lock_fast_side(gil)) {
         lh_lock_release_slow(lock);
     }
     else if (lock->gil_fell_back) {
