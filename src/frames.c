@@ -220,6 +220,21 @@ int_value(PyObject *value, unsigned long *result)
     if (!PyLong_CheckExact(value)) {
         return 0;
     }
+    /* Tags are small non-negative ints: read their one digit inline
+       rather than call into libpython on every allocation. */
+#if PY_VERSION_HEX >= 0x030C0000
+    PyLongObject *v = (PyLongObject *)value;
+    if (PyUnstable_Long_IsCompact(v)) {
+        *result = (unsigned long)PyUnstable_Long_CompactValue(v);
+        return 1;
+    }
+#else
+    Py_ssize_t ndigits = Py_SIZE(value);
+    if (ndigits == 0 || ndigits == 1) {
+        *result = ndigits ? ((PyLongObject *)value)->ob_digit[0] : 0;
+        return 1;
+    }
+#endif
     *result = PyLong_AsUnsignedLongMask(value);
     return 1;
 }

@@ -113,13 +113,17 @@ lh_site_hash(const lh_site_key *key, size_t keylen)
     return h ^ (h >> 29);
 }
 
-static int
-keys_equal(const lh_site_key *a, const lh_site_key *b, size_t keylen)
+/* Keys of equal depth words have the same length, so the length needs no
+   compare; frames are compared as pairs, most recent first. */
+static inline int
+keys_equal(const lh_site_key *a, const lh_site_key *b)
 {
-    const uint64_t *x = (const uint64_t *)a;
-    const uint64_t *y = (const uint64_t *)b;
-    for (size_t i = 0; i < keylen / 8; i++) {
-        if (x[i] != y[i]) {
+    if (a->where != b->where || a->depth != b->depth) {
+        return 0;
+    }
+    for (int i = 0; i < lh_key_nframe(a); i++) {
+        if (a->frames[i].code != b->frames[i].code
+            || a->frames[i].lasti != b->frames[i].lasti) {
             return 0;
         }
     }
@@ -142,12 +146,10 @@ cache_slot(const lh_site_key *key)
 }
 
 static lh_site *
-sites_cached(lh_site_table *t, const lh_site_key *key, size_t keylen,
-             size_t slot)
+sites_cached(lh_site_table *t, const lh_site_key *key, size_t slot)
 {
     lh_site *site = t->cache[slot];
-    if (site != NULL && site->keylen == keylen
-        && keys_equal(&site->key, key, keylen)) {
+    if (site != NULL && keys_equal(&site->key, key)) {
         return site;
     }
     return NULL;
@@ -239,7 +241,7 @@ lh_site *
 lh_sites_intern(lh_site_table *t, const lh_site_key *key, size_t keylen)
 {
     size_t slot = cache_slot(key);
-    lh_site *site = sites_cached(t, key, keylen, slot);
+    lh_site *site = sites_cached(t, key, slot);
     if (site != NULL) {
         return site;
     }

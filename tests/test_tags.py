@@ -44,6 +44,16 @@ def test_allocations_carry_the_tag_in_effect(tagging):
     assert len(tagged) + len(untagged) == 150
 
 
+@pytest.mark.parametrize("tag", [0, 1, (1 << 30) - 1, 1 << 30, (1 << 32) - 1])
+def test_tags_of_one_digit_or_more_are_read_exactly(tagging, tag):
+    token = TAG.set(tag)
+    tagged = make(100)
+    TAG.reset(token)
+    totals = bytes_by_tag(pyleakhunt.take_snapshot(traces=False))
+    assert totals[tag] >= 100 * 100
+    del tagged
+
+
 def test_tags_follow_threads(tagging):
     results = {}
 
