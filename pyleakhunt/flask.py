@@ -105,8 +105,11 @@ class _FlaskMiddleware(LeakHuntMiddleware):
         self, environ: Dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
         page = self.page
-        if page is not None and page.matches(environ.get("PATH_INFO", "")):
-            return self._serve_report(page, environ, start_response)
+        # The prefix test inline first: it rules out nearly every request.
+        if page is not None:
+            path = environ.get("PATH_INFO", "")
+            if path.startswith(page.prefix) and page.matches(path):
+                return self._serve_report(page, environ, start_response)
         environ[_TAG] = 0  # tag_request counts only requests that pass here
         try:
             body = self.app(environ, start_response)
@@ -125,7 +128,10 @@ class _FlaskMiddleware(LeakHuntMiddleware):
         when the app returns) are tagged: a test that calls
         ``app.preprocess_request()`` directly must not leave a tag behind.
         """
-        current = _current_request()
+        if _cv_request is not None:  # _current_request(), inline: every request
+            current = _cv_request.get().request
+        else:
+            current = request._get_current_object()
         environ = current.environ
         if environ.get(_TAG) != 0:
             return

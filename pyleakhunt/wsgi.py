@@ -609,8 +609,11 @@ class LeakHuntMiddleware:
         self, environ: Dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
         page = self.page
-        if page is not None and page.matches(environ.get("PATH_INFO", "")):
-            return self._serve_report(page, environ, start_response)
+        # The prefix test inline first: it rules out nearly every request.
+        if page is not None:
+            path = environ.get("PATH_INFO", "")
+            if path.startswith(page.prefix) and page.matches(path):
+                return self._serve_report(page, environ, start_response)
         tag = self.attribution.enter(self.endpoint(environ))
         token = TAG_VAR.set(tag)
         try:
