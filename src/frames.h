@@ -32,8 +32,8 @@ PyThreadState *lh_frames_tstate(void);
 /* Store up to `max` frames of `tstate`'s stack, most recent first, in
    `buf`.  *total gets the depth of the whole stack, capped at 65535,
    unless `total` is NULL: counting the frames beyond `max` walks the
-   whole stack, which costs more than the rest in a deep server.  Returns the number stored.  `tstate` must be the caller's, with the GIL
-   held. */
+   whole stack, which costs more than the rest in a deep server.  Returns
+   the number stored.  `tstate` must be the caller's, with the GIL held. */
 int lh_frames_capture(PyThreadState *tstate, lh_frame *buf, int max,
                       uint16_t *total);
 
