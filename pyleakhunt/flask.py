@@ -128,10 +128,7 @@ class _FlaskMiddleware(LeakHuntMiddleware):
         when the app returns) are tagged: a test that calls
         ``app.preprocess_request()`` directly must not leave a tag behind.
         """
-        if _cv_request is not None:  # _current_request(), inline: every request
-            current = _cv_request.get().request
-        else:
-            current = request._get_current_object()
+        current = _current_request()
         environ = current.environ
         if environ.get(_TAG) != 0:
             return

@@ -32,13 +32,10 @@ mem_should_fail(void)
     return 0;
 }
 
-void *
-lh_mem_alloc(size_t size)
+/* `ptr`, fresh from libc, counted as `size` bytes of the tracer's own. */
+static void *
+counted(void *ptr, size_t size)
 {
-    if (mem_should_fail()) {
-        return NULL;
-    }
-    void *ptr = malloc(size);
     if (ptr != NULL) {
         atomic_fetch_add(&lh_tracer.mem_used, size);
     }
@@ -46,16 +43,15 @@ lh_mem_alloc(size_t size)
 }
 
 void *
+lh_mem_alloc(size_t size)
+{
+    return mem_should_fail() ? NULL : counted(malloc(size), size);
+}
+
+void *
 lh_mem_calloc(size_t n, size_t size)
 {
-    if (mem_should_fail()) {
-        return NULL;
-    }
-    void *ptr = calloc(n, size);
-    if (ptr != NULL) {
-        atomic_fetch_add(&lh_tracer.mem_used, n * size);
-    }
-    return ptr;
+    return mem_should_fail() ? NULL : counted(calloc(n, size), n * size);
 }
 
 void *
@@ -64,10 +60,9 @@ lh_mem_calloc_line(size_t size)
     if (mem_should_fail()) {
         return NULL;
     }
-    void *ptr = aligned_alloc(64, size);
+    void *ptr = counted(aligned_alloc(64, size), size);
     if (ptr != NULL) {
         memset(ptr, 0, size);
-        atomic_fetch_add(&lh_tracer.mem_used, size);
     }
     return ptr;
 }
