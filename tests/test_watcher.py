@@ -1,5 +1,6 @@
 """LeakWatcher on real programs: what it must catch and what it must not."""
 
+import itertools
 import threading
 import time
 
@@ -55,11 +56,23 @@ def empty_globals():
         container.clear()
 
 
+@pytest.fixture
+def steady_clock(monkeypatch):
+    """Snapshots taken by hand one (fake) second apart.
+
+    A hand-driven round lasts microseconds, so one scheduling hiccup late in
+    a test weighed more than the whole run before it and made a steady leak
+    look like a plateau (the growth rule compares rates per second).
+    """
+    ticks = itertools.count(1_700_000_000)
+    monkeypatch.setattr(time, "time", lambda: float(next(ticks)))
+
+
 def suspect_lines(watcher):
     return {(s.filename, s.lineno) for s in watcher.suspects()}
 
 
-def test_the_five_classic_cases_are_told_apart():
+def test_the_five_classic_cases_are_told_apart(steady_clock):
     stop = threading.Event()
     sink = []
     worker = threading.Thread(target=worker_leak, args=(stop, sink))
@@ -88,7 +101,7 @@ def test_the_five_classic_cases_are_told_apart():
     assert (here, line_of(churn, 1)) not in lines
 
 
-def test_a_suspect_reports_size_rate_and_traceback():
+def test_a_suspect_reports_size_rate_and_traceback(steady_clock):
     watcher = LeakWatcher(interval=60, nframe=5)
     for round_ in range(6):
         for i in range(200):
@@ -125,7 +138,7 @@ def test_the_watcher_leaves_a_running_tracer_running():
     assert pyleakhunt.get_traceback_limit() == 3
 
 
-def test_memory_stays_bounded_however_long_it_runs():
+def test_memory_stays_bounded_however_long_it_runs(steady_clock):
     watcher = LeakWatcher(interval=60, max_samples=8, max_sites=20)
     # 18 KB a round: in the top 20 sites from the first sample on, whatever
     # else the test process holds (with 4.5 KB, one full-suite run in many
@@ -143,7 +156,7 @@ def test_memory_stays_bounded_however_long_it_runs():
     assert watcher.suspects()[0].lineno == line_of(grow_global_list, 1)
 
 
-def test_the_timeline_file_gives_the_same_suspects(tmp_path):
+def test_the_timeline_file_gives_the_same_suspects(tmp_path, steady_clock):
     path = tmp_path / "timeline.plh"
     watcher = LeakWatcher(interval=60, path=path)
     for round_ in range(6):
