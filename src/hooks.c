@@ -53,6 +53,16 @@ static __thread uintptr_t lh_last_block
 
 #define S lh_tracer
 
+static inline void
+note_last_block(uintptr_t ptr)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    lh_last_block = ptr;
+#else
+    (void)ptr;
+#endif
+}
+
 /* ---- accounting (lock held) ------------------------------------------ */
 
 /* What a block of `size` bytes stands for.  In sampled mode a recorded
@@ -297,7 +307,7 @@ skip_free(void *ptr)
            && !lh_filter_maybe(&S.sample_filter, (uintptr_t)ptr);
 }
 
-static void
+static __attribute__((noinline)) void
 after_alloc(int domain, void *ptr, size_t size)
 {
     lh_origin origin = origin_of(stack_owner(domain));
@@ -307,9 +317,20 @@ after_alloc(int domain, void *ptr, size_t size)
         record_block((uintptr_t)ptr, size, origin, 0);
     }
     lh_lock_release(&S.lock, gil);
-#if PY_VERSION_HEX >= 0x030D0000
-    lh_last_block = (uintptr_t)ptr;
-#endif
+    note_last_block((uintptr_t)ptr);
+}
+
+static __attribute__((noinline)) void
+before_free(int domain, void *ptr)
+{
+    uint32_t site_id;
+    size_t size;
+    int gil = on_main_gil(stack_owner(domain));
+    lh_lock_acquire(&S.lock, gil);
+    if (is_tracing()) {
+        forget_block((uintptr_t)ptr, &site_id, &size);
+    }
+    lh_lock_release(&S.lock, gil);
 }
 
 /* Sampled mode's fast path: a request pymalloc serves itself (512 bytes
@@ -324,6 +345,87 @@ small_and_not_sampled(int domain, size_t size)
            && lh_sample_fast_skip(size, S.sample_bytes);
 }
 
+/* ---- the common case ------------------------------------------------- */
+
+/* Nearly every event is a MEM or OBJ one, from the main interpreter's GIL
+   holder, in the configuration of the web integrations (S.common: exact,
+   one frame, depths not counted); an allocation's site is in the site
+   cache and its nursery slot is free, a free's block is still in the
+   nursery.  Written out for just that case, with the one-frame key in
+   registers and the general path out of line, an allocation costs about
+   150 instructions instead of 200 and a free 80 instead of 95 (callgrind,
+   Flask hello world).  When these return 0 they have changed nothing,
+   and the general path does it all. */
+
+/* Called with the lock held whenever the configuration changes. */
+static void
+update_common(void)
+{
+    S.common = S.nframe == 1 && !S.total_nframe && S.sample_bytes == 0;
+}
+
+/* The caller's thread state, if this event may take the common case. */
+static inline PyThreadState *
+common_owner(int domain)
+{
+    if (!S.common || domain == LH_RAW) {
+        return NULL;
+    }
+    PyThreadState *tstate = lh_frames_tstate();
+    return on_main_gil(tstate) ? tstate : NULL;
+}
+
+static inline int
+common_alloc(int domain, uintptr_t ptr, size_t size)
+{
+    PyThreadState *tstate = common_owner(domain);
+    if (tstate == NULL || lh_paused) {
+        return 0;
+    }
+    lh_frame top;
+    int n = lh_frames_capture(tstate, &top, 1, NULL);
+    uint64_t where = lh_key_where(LH_PYTHON_DOMAIN, origin_of(tstate).tag);
+    int done = 0;
+    lh_lock_acquire(&S.lock, 1);
+    /* Checked again under the lock: start() may have run meanwhile in a
+       subinterpreter with a GIL of its own. */
+    if (S.common && is_tracing()) {
+        lh_site *site = lh_sites_cached_one(&S.sites, where, n, &top);
+        done = site != NULL
+               && lh_blocks_put_young(&S.blocks, ptr, site->id, size);
+        if (done) {
+            S.counters.alloc_events++;
+            account_add(site, size);
+        }
+    }
+    lh_lock_release(&S.lock, 1);
+    if (done) {
+        note_last_block(ptr);
+    }
+    return done;
+}
+
+static inline int
+common_free(int domain, uintptr_t ptr)
+{
+    if (common_owner(domain) == NULL) {
+        return 0;
+    }
+    uint32_t site_id;
+    size_t size;
+    int done = 0;
+    lh_lock_acquire(&S.lock, 1);
+    if (S.common && is_tracing()) {
+        done = lh_blocks_pop_young(&S.blocks, ptr, &site_id, &size);
+        if (done) {
+            S.counters.free_events++;
+            account_remove(site_id, size);
+        }
+    }
+    lh_lock_release(&S.lock, 1);
+    return done;
+}
+
 /* ---- the hooks ------------------------------------------------------- */
 
 static __attribute__((noinline, flatten)) void *
@@ -335,7 +437,9 @@ traced_malloc(int domain, size_t size)
     }
     lh_in_hook = 1;
     void *ptr = next->malloc(next->ctx, size);
-    if (ptr != NULL && is_tracing() && !skip_allocation(size)) {
+    if (ptr != NULL && is_tracing()
+        && !common_alloc(domain, (uintptr_t)ptr, size)
+        && !skip_allocation(size)) {
         after_alloc(domain, ptr, size);
     }
     lh_in_hook = 0;
@@ -391,14 +495,9 @@ traced_free(int domain, void *ptr)
     lh_in_hook = 1;
     /* Forget the block before releasing it: once released, another
        thread may get the same address and record it. */
-    uint32_t site_id;
-    size_t size;
-    int gil = on_main_gil(stack_owner(domain));
-    lh_lock_acquire(&S.lock, gil);
-    if (is_tracing()) {
-        forget_block((uintptr_t)ptr, &site_id, &size);
+    if (!common_free(domain, (uintptr_t)ptr)) {
+        before_free(domain, ptr);
     }
-    lh_lock_release(&S.lock, gil);
     next->free(next->ctx, ptr);
     lh_in_hook = 0;
 }
@@ -570,6 +669,7 @@ scratch_resize(int nframe)
     S.scratch = key;
     S.scratch_frames = (size_t)nframe;
     S.nframe = nframe;
+    update_common();
     lh_hooks_unlock();
     if (old != NULL) {
         lh_mem_free(old, scratch_keylen((int)old_frames));
@@ -598,6 +698,7 @@ lh_hooks_set_nframe(int nframe)
     if ((size_t)nframe <= S.scratch_frames && S.scratch != NULL) {
         lh_hooks_lock();
         S.nframe = nframe;
+        update_common();
         lh_hooks_unlock();
         return 0;
     }
@@ -619,6 +720,7 @@ lh_hooks_start(int nframe, size_t sample_bytes, int total_nframe)
     }
     lh_hooks_lock();
     S.total_nframe = total_nframe;
+    update_common();
     lh_hooks_unlock();
     if (is_tracing()) {
         return 0;
@@ -627,7 +729,10 @@ lh_hooks_start(int nframe, size_t sample_bytes, int total_nframe)
         PyErr_NoMemory();
         return -1;
     }
+    lh_hooks_lock();
     S.sample_bytes = sample_bytes;
+    update_common();
+    lh_hooks_unlock();
     for (int d = 0; d < LH_NDOMAINS; d++) {
         PyMem_GetAllocator(lh_domains[d], &S.underlying[d]);
     }

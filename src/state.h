@@ -67,6 +67,9 @@ typedef struct {
     size_t peak_bytes;
     lh_counters counters;
     lh_sample_filter sample_filter;
+    /* The configuration hooks.c handles on its own common-case paths: an
+       exact trace keyed by one frame, depths not counted. */
+    int common;
     /* A contextvars.ContextVar whose value (an int) tags allocations, or
        NULL.  Set and read with the GIL held. */
     PyObject *tag_var;

@@ -113,7 +113,8 @@ typedef struct lh_site {
 #define LH_SITE_ALLOC(keylen) \
     ((offsetof(lh_site, key) + (keylen) + 63) & ~(size_t)63)
 
-#define LH_SITE_CACHE_SIZE 1024
+#define LH_SITE_CACHE_LOG2 11
+#define LH_SITE_CACHE_SIZE (1u << LH_SITE_CACHE_LOG2)
 
 typedef struct {
     lh_site *by_key;  /* uthash head */
@@ -132,6 +133,11 @@ uint64_t lh_site_hash(const lh_site_key *key, size_t keylen);
    the key has frames.  Returns NULL when memory is exhausted. */
 lh_site *lh_sites_intern(lh_site_table *t, const lh_site_key *key,
                          size_t keylen);
+/* The site of the key (where, nframe, frame) with no total depth, if the
+   cache holds it, else NULL.  For the hooks' common case, which keeps its
+   one-frame key in registers; `nframe` is 0 or 1. */
+lh_site *lh_sites_cached_one(lh_site_table *t, uint64_t where, int nframe,
+                             const lh_frame *frame);
 /* Take out every site with no live blocks (lock held), and return them as
    a list for lh_sites_release_unlinked() (GIL held, lock not held: dropping
    code references can free objects).  Without this, sites of code compiled
@@ -196,6 +202,14 @@ typedef struct {
    would cost the cache miss the nursery is there to save. */
 int lh_blocks_put(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
                   size_t size, lh_block_record *dropped, int *ndropped);
+/* lh_blocks_put's common case: a block of less than LH_BIG_SIZE bytes
+   whose nursery slot is free.  Returns 1, or 0 having done nothing. */
+int lh_blocks_put_young(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
+                        size_t size);
+/* lh_blocks_pop's common case: a block still in the nursery.  Returns 1,
+   or 0 having done nothing. */
+int lh_blocks_pop_young(lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
+                        size_t *size);
 /* The same, replacing any record of `ptr` at once: for callers that may
    record an address twice (the C API). */
 int lh_blocks_replace(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
