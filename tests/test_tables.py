@@ -173,3 +173,39 @@ def test_sites_with_no_live_blocks_release_their_code_objects():
     snapshot = pyleakhunt.take_snapshot(traces=False)
     assert any(s.frames[0][0] == "<dyn>" and s.count >= 50 for s in snapshot.sites)
     assert len(kept) == 50
+
+
+# Enough distinct allocation lines to overflow the site cache (2048 entries).
+MANY_SITES = "".join(
+    "def f%d(keep, n):\n    keep.append(str(n) * %d)\n" % (i, 10 + i % 90)
+    for i in range(3000)
+)
+
+
+def figures_by_line(**start_options):
+    namespace = {}
+    exec(compile(MANY_SITES, "many_sites.py", "exec"), namespace)
+    functions = [namespace["f%d" % i] for i in range(3000)]
+    pyleakhunt.start(1, **start_options)
+    keep = []
+    for n in range(3):
+        for function in functions:
+            function(keep, n)
+    del keep[::7]  # frees of blocks long since moved out of the nursery
+    snapshot = pyleakhunt.take_snapshot()
+    pyleakhunt.stop()
+    return {
+        stat.traceback[0].lineno: (stat.size, stat.count)
+        for stat in snapshot.statistics("lineno")
+        if stat.traceback[0].filename == "many_sites.py"
+    }
+
+
+def test_the_hooks_common_case_path_gives_the_general_paths_figures():
+    # One frame without depth counts takes the hooks' common-case path (site
+    # cache hits, free nursery slots); with depths counted, every event
+    # takes the general one.  Same program, same figures.
+    common = figures_by_line(total_nframe=False)
+    general = figures_by_line(total_nframe=True)
+    assert len(common) == 3000
+    assert common == general
