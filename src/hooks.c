@@ -78,15 +78,10 @@ sampled_weight(unsigned int domain, size_t size)
     return lh_sample_weight(size, S.sample_bytes);
 }
 
+/* A block of `bytes` (after weighting) joins or leaves `site`. */
 static inline void
-account_add(lh_site *site, size_t size)
+count_in(lh_site *site, size_t bytes)
 {
-    size_t bytes = size;
-    if (S.sample_bytes) {
-        lh_weight w = sampled_weight(lh_key_domain(&site->key), size);
-        bytes = w.bytes;
-        site->est_count += w.count;
-    }
     site->count++;
     site->size += bytes;
     if (site->size > site->peak) {
@@ -99,6 +94,26 @@ account_add(lh_site *site, size_t size)
 }
 
 static inline void
+count_out(lh_site *site, size_t bytes)
+{
+    site->count--;
+    site->size -= bytes;
+    S.traced_bytes -= bytes;
+}
+
+static inline void
+account_add(lh_site *site, size_t size)
+{
+    size_t bytes = size;
+    if (S.sample_bytes) {
+        lh_weight w = sampled_weight(lh_key_domain(&site->key), size);
+        bytes = w.bytes;
+        site->est_count += w.count;
+    }
+    count_in(site, bytes);
+}
+
+static inline void
 account_remove(uint32_t site_id, size_t size)
 {
     lh_site *site = S.sites.by_id[site_id];
@@ -108,9 +123,7 @@ account_remove(uint32_t site_id, size_t size)
         bytes = w.bytes;
         site->est_count = site->count > 1 ? site->est_count - w.count : 0.0;
     }
-    site->count--;
-    site->size -= bytes;
-    S.traced_bytes -= bytes;
+    count_out(site, bytes);
 }
 
 /* ---- capturing the current site (lock held) -------------------------- */
@@ -395,7 +408,7 @@ common_alloc(int domain, uintptr_t ptr, size_t size)
                && lh_blocks_put_young(&S.blocks, ptr, site->id, size);
         if (done) {
             S.counters.alloc_events++;
-            account_add(site, size);
+            count_in(site, size); /* exact: no weighting */
         }
     }
     lh_lock_release(&S.lock, 1);
@@ -419,7 +432,7 @@ common_free(int domain, uintptr_t ptr)
         done = lh_blocks_pop_young(&S.blocks, ptr, &site_id, &size);
         if (done) {
             S.counters.free_events++;
-            account_remove(site_id, size);
+            count_out(S.sites.by_id[site_id], size);
         }
     }
     lh_lock_release(&S.lock, 1);
