@@ -32,6 +32,8 @@ enum { LH_RAW = 0, LH_MEM = 1, LH_OBJ = 2, LH_NDOMAINS = 3 };
 /* The largest traceback limit, the same as tracemalloc's. */
 #define LH_MAX_NFRAME 65535
 
+enum lh_common { LH_COMMON_NONE, LH_COMMON_TOP, LH_COMMON_DEPTH };
+
 typedef struct {
     /* Counted under `lock`. */
     uint64_t alloc_events;
@@ -67,8 +69,8 @@ typedef struct {
     size_t peak_bytes;
     lh_counters counters;
     lh_sample_filter sample_filter;
-    /* The configuration hooks.c handles on its own common-case paths: an
-       exact trace keyed by one frame, depths not counted. */
+    /* Whether hooks.c's common-case paths apply: an exact trace keyed by
+       one frame, with or without the depth of the stack (lh_common). */
     int common;
     /* A contextvars.ContextVar whose value (an int) tags allocations, or
        NULL.  Set and read with the GIL held. */

@@ -251,19 +251,20 @@ sites_find_or_add(lh_site_table *t, const lh_site_key *key, size_t keylen,
 }
 
 lh_site *
-lh_sites_cached_one(lh_site_table *t, uint64_t where, int nframe,
+lh_sites_cached_one(lh_site_table *t, uint64_t where, uint64_t depth,
                     const lh_frame *frame)
 {
     struct {
         lh_site_key key;
         lh_frame frame;
-    } one = {{where, lh_key_depth(nframe, 0)}, *frame};
+    } one = {{where, depth}, *frame};
     size_t slot = cache_slot(&one.key);
     for (size_t way = slot; way < slot + 2; way++) {
         lh_site *site = t->cache[way];
         if (site != NULL && site->key.where == where
-            && site->key.depth == one.key.depth
-            && (nframe == 0 || same_frame(&site->key.frames[0], frame))) {
+            && site->key.depth == depth
+            && (lh_key_nframe(&one.key) == 0
+                || same_frame(&site->key.frames[0], frame))) {
             return site;
         }
     }

@@ -133,11 +133,11 @@ uint64_t lh_site_hash(const lh_site_key *key, size_t keylen);
    the key has frames.  Returns NULL when memory is exhausted. */
 lh_site *lh_sites_intern(lh_site_table *t, const lh_site_key *key,
                          size_t keylen);
-/* The site of the key (where, nframe, frame) with no total depth, if the
-   cache holds it, else NULL.  For the hooks' common case, which keeps its
-   one-frame key in registers; `nframe` is 0 or 1. */
-lh_site *lh_sites_cached_one(lh_site_table *t, uint64_t where, int nframe,
-                             const lh_frame *frame);
+/* The site of the key (where, depth, frame), if the cache holds it, else
+   NULL.  For the hooks' common case, which keeps its key of at most one
+   frame in registers (`frame` is ignored when the depth has none). */
+lh_site *lh_sites_cached_one(lh_site_table *t, uint64_t where,
+                             uint64_t depth, const lh_frame *frame);
 /* Take out every site with no live blocks (lock held), and return them as
    a list for lh_sites_release_unlinked() (GIL held, lock not held: dropping
    code references can free objects).  Without this, sites of code compiled
