@@ -403,8 +403,10 @@ common_alloc(int domain, uintptr_t ptr, size_t size)
     int mode = S.common;
     lh_frame top;
     uint16_t total = 0;
-    int n = lh_frames_capture(tstate, &top, 1,
-                              mode == LH_COMMON_DEPTH ? &total : NULL);
+    /* Two calls, so that each is specialized: the depth walk is long. */
+    int n = mode == LH_COMMON_DEPTH
+                ? lh_frames_capture(tstate, &top, 1, &total)
+                : lh_frames_capture(tstate, &top, 1, NULL);
     uint64_t where = lh_key_where(LH_PYTHON_DOMAIN, origin_of(tstate).tag);
     uint64_t depth = lh_key_depth(n, total);
     int done = 0;
