@@ -988,17 +988,21 @@ def test_gil_held_in_c_times_out_and_leaves_nothing_behind(spawn, capsys):
         while True:
             time.sleep(0.01)
         """,
-        "5",
+        "7",
     )
     started = time.monotonic()
     _wait_for_a_thread_in_sleep(target.pid)
-    code, out, err = run([target.pid, "--timeout", "1.5"], capsys)
+    # 3 s, not 1.5: gdb has to queue the request within the timeout (it
+    # needs about 0.2 s; on a loaded machine it once overran 1.5 s, and the
+    # command then timed out in gdb, not waiting for the GIL).  The GIL is
+    # held 7 s, so it is still held when the 3 s are up.
+    code, out, err = run([target.pid, "--timeout", "3"], capsys)
     assert code == EXIT_TIMEOUT, (out, err)
     assert time.monotonic() - started < 10
     assert_one_error_line(err, "timed out", "GIL", "nothing will run")
     assert target.alive() and target.state() not in "Tt"
     # When the GIL comes back, the queued request finds itself withdrawn.
-    time.sleep(max(0.0, 5.5 - (time.monotonic() - started)))
+    time.sleep(max(0.0, 7.5 - (time.monotonic() - started)))
     assert _attach(target.pid, "status")["tracing"] is False
     assert target.stderr.read_text() == ""
 

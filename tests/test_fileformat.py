@@ -657,13 +657,13 @@ def test_count_of_2_to_the_60_sites_fails_fast() -> None:
     contents = decoded_sections(make_aggregated())
     contents[SITES] = struct.pack("<Q", 2**60) + contents[SITES][8:]
     tracemalloc.start()
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: other processes do not count
     try:
         assert_format_error(file_from_sections(contents), "site count", "limit")
         _current, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert time.perf_counter() - start < 0.5
+    assert time.process_time() - start < 0.5
     assert peak < 1_000_000
 
 
@@ -848,7 +848,9 @@ def test_fuzzed_files_load_or_raise_file_format_error() -> None:
         timeline_bytes([make_aggregated(), make_full(20), make_aggregated()]),
     ]
     rnd = random.Random(20240601)
-    start = time.perf_counter()
+    # CPU time: wall time on a loaded machine is not what this bounds (under
+    # ASan, 1.6 s of CPU took 9.4 s of wall time beside other jobs).
+    start = time.process_time()
     cases = 0
     for _round in range(600):
         for n, seed in enumerate(seeds):
@@ -860,7 +862,7 @@ def test_fuzzed_files_load_or_raise_file_format_error() -> None:
             _check_loads_or_format_error(structural, f"structural, seed {n}")
             cases += 2
     assert cases >= 4000
-    assert time.perf_counter() - start < 8
+    assert time.process_time() - start < 8
 
 
 # --------------------------------------------------------------------------
@@ -963,10 +965,10 @@ def test_large_full_snapshot_is_compact_and_fast() -> None:
     snap = make_full(0)
     snap.block_sites = array("I", [b % 4 for b in rnd.randbytes(n)])
     snap.block_sizes = array("Q", [16 * (b % 64 + 1) for b in rnd.randbytes(n)])
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: other processes do not count
     data = dumps(snap)
     back = loads(data)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert back == snap
     assert len(data) < n * 2  # versus 12 bytes per block uncompressed
     assert elapsed < 1.0 or sys.gettrace() is not None
