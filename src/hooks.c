@@ -205,13 +205,12 @@ table_put(uintptr_t ptr, uint32_t site_id, size_t size, int replace)
     return result;
 }
 
-/* Record a block of the Python domain (the block table's only one).
-   Returns -1 when it could not (the loss is counted). */
+/* Record a block of the Python domain (the block table's only one), in
+   `site` or in the current site.  Returns -1 when it could not (the loss
+   is counted; `site` is NULL when no site could be made). */
 static int
-record_block(uintptr_t ptr, size_t size, lh_origin origin, int replace)
+record_in_site(uintptr_t ptr, size_t size, lh_site *site, int replace)
 {
-    S.counters.alloc_events++;
-    lh_site *site = current_site(LH_PYTHON_DOMAIN, origin);
     if (site == NULL || table_put(ptr, site->id, size, replace) < 0) {
         S.counters.lost_blocks++;
         return -1;
@@ -221,6 +220,14 @@ record_block(uintptr_t ptr, size_t size, lh_origin origin, int replace)
         note_sampled(ptr);
     }
     return 0;
+}
+
+static int
+record_block(uintptr_t ptr, size_t size, lh_origin origin, int replace)
+{
+    S.counters.alloc_events++;
+    return record_in_site(ptr, size, current_site(LH_PYTHON_DOMAIN, origin),
+                          replace);
 }
 
 /* Remove `ptr`; fills *site_id and *size and returns 1 if it was there. */
@@ -333,17 +340,16 @@ after_alloc(int domain, void *ptr, size_t size)
     note_last_block((uintptr_t)ptr);
 }
 
-static __attribute__((noinline)) void
-before_free(int domain, void *ptr)
+/* forget_block() for any domain and thread.  Returns 1 when `ptr` was
+   recorded. */
+static __attribute__((noinline)) int
+forget_general(int domain, uintptr_t ptr, uint32_t *site_id, size_t *size)
 {
-    uint32_t site_id;
-    size_t size;
     int gil = on_main_gil(stack_owner(domain));
     lh_lock_acquire(&S.lock, gil);
-    if (is_tracing()) {
-        forget_block((uintptr_t)ptr, &site_id, &size);
-    }
+    int found = is_tracing() && forget_block(ptr, site_id, size);
     lh_lock_release(&S.lock, gil);
+    return found;
 }
 
 /* Sampled mode's fast path: a request pymalloc serves itself (512 bytes
@@ -362,13 +368,27 @@ small_and_not_sampled(int domain, size_t size)
 
 /* Nearly every event is a MEM or OBJ one, from the main interpreter's GIL
    holder, with one frame and exact counts (S.common: tracemalloc's
-   default, and the web integrations'); an allocation's site is in the
-   site cache and its nursery slot is free, a free's block is still in the
-   nursery.  Written out for just that case, with the one-frame key in
-   registers and the general path out of line, an allocation costs about
-   155 instructions instead of 200 and a free 80 instead of 95 (callgrind,
-   Flask hello world).  When these return 0 they have changed nothing,
-   and the general path does it all. */
+   default, and the web integrations'), and its site is in the site cache.
+   Written out for just that case, with the one-frame key in registers
+   and the general path out of line, an allocation costs about 155
+   instructions instead of 200 and a free 85 instead of 95 (callgrind,
+   Flask hello world).  Reallocations take it too (40 a request in a
+   waitress server).  When these return 0 they have changed nothing, and
+   the general path does it all. */
+
+/* The common case's rarer turns (the nursery slot taken, the block no
+   longer in the nursery), kept out of line. */
+static __attribute__((noinline)) void
+record_elsewhere(uintptr_t ptr, size_t size, lh_site *site)
+{
+    record_in_site(ptr, size, site, 0);
+}
+
+static __attribute__((noinline)) int
+forget_elsewhere(uintptr_t ptr, uint32_t *site_id, size_t *size)
+{
+    return forget_block(ptr, site_id, size);
+}
 
 /* Called with the lock held whenever the configuration changes. */
 static void
@@ -415,11 +435,15 @@ common_alloc(int domain, uintptr_t ptr, size_t size)
        subinterpreter with a GIL of its own. */
     if (S.common == mode && is_tracing()) {
         lh_site *site = lh_sites_cached_one(&S.sites, where, depth, &top);
-        done = site != NULL
-               && lh_blocks_put_young(&S.blocks, ptr, site->id, size);
-        if (done) {
+        if (site != NULL) {
             S.counters.alloc_events++;
-            count_in(site, size); /* exact: no weighting */
+            if (lh_blocks_put_young(&S.blocks, ptr, site->id, size)) {
+                count_in(site, size); /* exact: no weighting */
+            }
+            else {
+                record_elsewhere(ptr, size, site);
+            }
+            done = 1;
         }
     }
     lh_lock_release(&S.lock, 1);
@@ -429,21 +453,25 @@ common_alloc(int domain, uintptr_t ptr, size_t size)
     return done;
 }
 
+/* Forget `ptr`, as forget_block() does, if the common case applies;
+   returns 0 if it does not (nothing done). */
 static inline int
-common_free(int domain, uintptr_t ptr)
+common_forget(int domain, uintptr_t ptr, uint32_t *site_id, size_t *size,
+              int *found)
 {
     if (common_owner(domain) == NULL) {
         return 0;
     }
-    uint32_t site_id;
-    size_t size;
-    int done = 0;
     lh_lock_acquire(&S.lock, 1);
-    if (S.common && is_tracing()) {
-        done = lh_blocks_pop_young(&S.blocks, ptr, &site_id, &size);
-        if (done) {
+    int done = S.common && is_tracing();
+    if (done) {
+        *found = lh_blocks_pop_young(&S.blocks, ptr, site_id, size);
+        if (*found) {
             S.counters.free_events++;
-            count_out(S.sites.by_id[site_id], size);
+            count_out(S.sites.by_id[*site_id], *size);
+        }
+        else {
+            *found = forget_elsewhere(ptr, site_id, size);
         }
     }
     lh_lock_release(&S.lock, 1);
@@ -519,8 +547,11 @@ traced_free(int domain, void *ptr)
     lh_in_hook = 1;
     /* Forget the block before releasing it: once released, another
        thread may get the same address and record it. */
-    if (!common_free(domain, (uintptr_t)ptr)) {
-        before_free(domain, ptr);
+    uint32_t site_id;
+    size_t size;
+    int found;
+    if (!common_forget(domain, (uintptr_t)ptr, &site_id, &size, &found)) {
+        forget_general(domain, (uintptr_t)ptr, &site_id, &size);
     }
     next->free(next->ctx, ptr);
     lh_in_hook = 0;
@@ -551,12 +582,11 @@ hook_realloc(int domain, void *ptr, size_t size)
     uint32_t old_site = 0;
     size_t old_size = 0;
     int had_old = 0;
-    if (ptr != NULL && !skip_free(ptr)) {
-        int gil = on_main_gil(stack_owner(domain));
-        lh_lock_acquire(&S.lock, gil);
-        had_old = is_tracing()
-                  && forget_block((uintptr_t)ptr, &old_site, &old_size);
-        lh_lock_release(&S.lock, gil);
+    if (ptr != NULL && !skip_free(ptr)
+        && !common_forget(domain, (uintptr_t)ptr, &old_site, &old_size,
+                          &had_old)) {
+        had_old = forget_general(domain, (uintptr_t)ptr, &old_site,
+                                 &old_size);
     }
     void *ptr2 = next->realloc(next->ctx, ptr, size);
     if (ptr2 == NULL) {
@@ -569,7 +599,8 @@ hook_realloc(int domain, void *ptr, size_t size)
             lh_lock_release(&S.lock, gil);
         }
     }
-    else if (!skip_allocation(size)) {
+    else if (!common_alloc(domain, (uintptr_t)ptr2, size)
+             && !skip_allocation(size)) {
         after_alloc(domain, ptr2, size);
     }
     lh_in_hook = 0;
