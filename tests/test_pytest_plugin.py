@@ -1,7 +1,6 @@
 """The pytest plugin, run on small test files with pytester."""
 
 import re
-import sys
 import textwrap
 
 import pytest
@@ -12,10 +11,7 @@ pytest_plugins = ["pytester"]
 def entry_point_registered():
     from importlib import metadata
 
-    if sys.version_info >= (3, 10):
-        points = metadata.entry_points(group="pytest11")
-    else:
-        points = metadata.entry_points().get("pytest11", [])
+    points = metadata.entry_points(group="pytest11")
     return "pyleakhunt.pytest_plugin" in {p.value for p in points}
 
 
