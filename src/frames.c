@@ -15,7 +15,21 @@
 #if PY_VERSION_HEX < 0x030C0000
 #include <internal/pycore_pystate.h>
 #endif
-#if PY_VERSION_HEX >= 0x030B0000
+#if PY_VERSION_HEX >= 0x030E0000
+/* 3.14 moved _PyInterpreterFrame to pycore_interpframe_structs.h and its
+   helpers (stack refs, _PyFrame_IsIncomplete) to pycore_interpframe.h. */
+#if defined(__GNUC__)
+/* These internal headers hold inline functions with unused parameters
+   (free-threaded-only ones); -Wextra -Werror must not fail on CPython's
+   own code. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#endif
+#include <internal/pycore_interpframe.h>
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+#elif PY_VERSION_HEX >= 0x030B0000
 #include <internal/pycore_frame.h>
 #else
 #include <frameobject.h>
@@ -25,19 +39,34 @@
 
 #define LH_TOTAL_NFRAME_MAX UINT16_MAX
 
+/* The attached thread state of the caller, or NULL.  3.13 made
+   PyThreadState_GetUnchecked() public and deprecated the underscored name
+   (a build with -Werror fails on it). */
+static inline PyThreadState *
+attached_tstate(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyThreadState_GetUnchecked();
+#else
+    return _PyThreadState_UncheckedGet();
+#endif
+}
+
 PyThreadState *
 lh_frames_gil_holder(void)
 {
 #if PY_VERSION_HEX >= 0x030C0000
     /* The current thread state is thread local from 3.12 on, and set only
-       while the thread holds the GIL (is "attached"). */
-    return _PyThreadState_UncheckedGet();
+       while the thread holds the GIL (is "attached").  It is never created
+       here: the RAW domain is called without one (3.14+ says so), and
+       creating one would allocate and could take the GIL. */
+    return attached_tstate();
 #else
     /* Before 3.12 the "current" thread state is the GIL holder, whoever it
        is; compare it with this thread's own state.  PyGILState_Check()
        would do the same, but answers 1 unconditionally once a
        subinterpreter exists. */
-    PyThreadState *holder = _PyThreadState_UncheckedGet();
+    PyThreadState *holder = attached_tstate();
     if (holder == NULL || holder != PyGILState_GetThisThreadState()) {
         return NULL;
     }
@@ -53,13 +82,66 @@ lh_frames_tstate(void)
        on every allocation. */
     return _PyThreadState_GET();
 #else
-    return _PyThreadState_UncheckedGet();
+    return attached_tstate();
 #endif
 }
 
-#if PY_VERSION_HEX >= 0x030B0000
+#if PY_VERSION_HEX >= 0x030E0000
 
-static _PyInterpreterFrame *
+/* 3.14 and later.  f_executable is a _PyStackRef, a tagged word: the
+   header's PyStackRef_AsPyObjectBorrow() clears the tag the way this very
+   interpreter sets it (3.14 and 3.15 differ in their tag bits).
+
+   A frame is left out exactly when tracemalloc leaves it out: when
+   _PyFrame_IsIncomplete() says so, on every frame of the chain
+   (_PyThreadState_GetFrame, then _PyFrame_GetFirstComplete of each
+   previous).  That covers the frames owned by the interpreter or the C
+   stack (owner >= FRAME_OWNED_BY_INTERPRETER: entry frames, 3.14's CSTACK
+   frames, 3.15's base frame at the bottom of each thread) and the frames
+   that have not reached their first traceable instruction.  It reads the
+   frame's owner byte first, and the code object only for a Python frame,
+   so the test costs about what the owner test alone did on 3.12/3.13. */
+
+static inline _PyInterpreterFrame *
+top_frame(PyThreadState *tstate)
+{
+    return tstate->current_frame;
+}
+
+static inline int
+is_shown(_PyInterpreterFrame *frame)
+{
+    return !_PyFrame_IsIncomplete(frame);
+}
+
+static inline PyCodeObject *
+frame_code(_PyInterpreterFrame *frame)
+{
+    return (PyCodeObject *)PyStackRef_AsPyObjectBorrow(frame->f_executable);
+}
+
+static inline int64_t
+frame_lasti(_PyInterpreterFrame *frame)
+{
+    /* In code units, as PyCode_Addr2Line's byte offset / 2 (see
+       lh_frame_lineno): instr_ptr against the code's own bytecode, which is
+       _PyFrame_GetBytecode() of a GIL build. */
+    return _PyInterpreterFrame_LASTI(frame);
+}
+
+/* Every frame is tested, so the walk needs no special start. */
+static inline _PyInterpreterFrame *
+first_started_frame(_PyInterpreterFrame *f)
+{
+    while (f != NULL && !is_shown(f)) {
+        f = f->previous;
+    }
+    return f;
+}
+
+#elif PY_VERSION_HEX >= 0x030B0000
+
+static inline _PyInterpreterFrame *
 top_frame(PyThreadState *tstate)
 {
 #if PY_VERSION_HEX >= 0x030D0000
@@ -86,7 +168,13 @@ is_shim(_PyInterpreterFrame *frame)
 #endif
 }
 
-static PyCodeObject *
+static inline int
+is_shown(_PyInterpreterFrame *frame)
+{
+    return !is_shim(frame);
+}
+
+static inline PyCodeObject *
 frame_code(_PyInterpreterFrame *frame)
 {
 #if PY_VERSION_HEX >= 0x030D0000
@@ -94,6 +182,12 @@ frame_code(_PyInterpreterFrame *frame)
 #else
     return frame->f_code;
 #endif
+}
+
+static inline int64_t
+frame_lasti(_PyInterpreterFrame *frame)
+{
+    return _PyInterpreterFrame_LASTI(frame);
 }
 
 /* A frame that has not yet started running its code is not shown either.
@@ -108,6 +202,10 @@ first_started_frame(_PyInterpreterFrame *f)
     return f;
 }
 
+#endif
+
+#if PY_VERSION_HEX >= 0x030B0000
+
 int
 lh_frames_capture(PyThreadState *tstate, lh_frame *buf, int max,
                   uint16_t *total)
@@ -116,9 +214,9 @@ lh_frames_capture(PyThreadState *tstate, lh_frame *buf, int max,
     unsigned int depth = 0;
     _PyInterpreterFrame *f = first_started_frame(top_frame(tstate));
     for (; f != NULL && n < max; f = f->previous) {
-        if (!is_shim(f)) {
+        if (is_shown(f)) {
             buf[n].code = (PyObject *)frame_code(f);
-            buf[n].lasti = _PyInterpreterFrame_LASTI(f);
+            buf[n].lasti = frame_lasti(f);
             n++;
         }
     }
@@ -128,7 +226,7 @@ lh_frames_capture(PyThreadState *tstate, lh_frame *buf, int max,
     }
     /* The rest of the stack is only counted, for total_nframe. */
     for (; f != NULL && depth < LH_TOTAL_NFRAME_MAX; f = f->previous) {
-        depth += !is_shim(f);
+        depth += is_shown(f);
     }
     *total = (uint16_t)depth;
     return n;
@@ -142,7 +240,7 @@ lh_frame_lineno(const lh_frame *frame)
     return line < 0 ? 0 : line;
 }
 
-#else /* 3.9 and 3.10: frames are PyFrameObjects */
+#else /* 3.10: frames are PyFrameObjects */
 
 int
 lh_frames_capture(PyThreadState *tstate, lh_frame *buf, int max,
@@ -170,12 +268,8 @@ int
 lh_frame_lineno(const lh_frame *frame)
 {
     PyCodeObject *code = (PyCodeObject *)frame->code;
-#if PY_VERSION_HEX >= 0x030A0000
-    /* 3.10 counts f_lasti in code units, 3.9 in bytes. */
+    /* 3.10 counts f_lasti in code units. */
     int line = PyCode_Addr2Line(code, (int)frame->lasti * (int)sizeof(_Py_CODEUNIT));
-#else
-    int line = PyCode_Addr2Line(code, (int)frame->lasti);
-#endif
     return line < 0 ? 0 : line;
 }
 

@@ -1,7 +1,7 @@
 /* frames.h - capture of Python tracebacks, and every other piece of code
  * that depends on the interpreter's internal layout.
  *
- * This is the only file that knows how each CPython version (3.9 to 3.13)
+ * This is the only file that knows how each CPython version (3.10 to 3.15)
  * lays out its frames and objects; the rest of the tracer sees lh_frame.
  */
 #ifndef PYLEAKHUNT_FRAMES_H
