@@ -1231,6 +1231,61 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.run(sys.stdout, requests=args.requests, seconds=args.seconds)
 
 
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``pyleakhunt report``."""
+    parser.add_argument(
+        "path",
+        metavar="PATH",
+        help="a timeline, a snapshot, or (with PATH2) the older of two snapshots",
+    )
+    parser.add_argument(
+        "path2",
+        metavar="PATH2",
+        nargs="?",
+        default=None,
+        help="the newer snapshot: the report shows what grew from PATH to it",
+    )
+    parser.add_argument(
+        "-o",
+        dest="output",
+        metavar="FILE",
+        default=None,
+        help="write the HTML to FILE (default: beside the input, .html)",
+    )
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write a self-contained HTML report and print its path."""
+    from .export import html_report
+
+    output = args.output or os.path.splitext(args.path2 or args.path)[0] + ".html"
+    if args.path2 is not None:
+        old, new = load_snapshot(args.path), load_snapshot(args.path2)
+        page = html_report.diff_page(
+            args.path, old.snapshot, args.path2, new.snapshot
+        )
+    else:
+        with _reading(args.path):
+            kind = file_kind(args.path)
+        if kind == "timeline":
+            reader = TimelineReader(args.path)
+            with _reading(args.path):
+                page = html_report.timeline_page(
+                    args.path,
+                    reader,
+                    progress=html_report.Progress(),
+                    truncated_tail=lambda: reader.truncated_tail,
+                )
+        else:
+            loaded = load_snapshot(args.path)
+            page = html_report.snapshot_page(args.path, loaded.snapshot)
+    with _reading(output, "write"):
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(page.render())
+    print(output)
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------
 # The parser and main
 
@@ -1266,6 +1321,13 @@ COMMANDS = {
         (JSON_SUSPECTS,),
         add_suspects_arguments,
         cmd_suspects,
+    ),
+    "report": (
+        "a self-contained HTML report: memory over time, suspects, flame graphs",
+        None,
+        (),
+        add_report_arguments,
+        cmd_report,
     ),
     "demo": (
         "find a leak in a small demo service",

@@ -1,0 +1,331 @@
+"""The pages of ``pyleakhunt report``: a timeline, a snapshot, or a diff.
+
+The caller reads the files (`pyleakhunt.cli` does, with its one-line
+errors); this module turns what was read into a `pyleakhunt.export.html.Page`:
+
+- `timeline_page`: memory over time (traced memory, RSS when the timeline
+  recorded it, the top suspects' live sizes), the suspects table with the
+  rule of `pyleakhunt.growth`, and two flame graphs: the live memory at the
+  last sample and the growth from the first sample to the last;
+- `snapshot_page`: the live memory of one snapshot;
+- `diff_page`: the growth between two snapshots, and the newer one's live
+  memory.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+
+from .._raw import RawSnapshot
+from ..growth import DEFAULT_RULE, GrowthRule, Sample, find_suspects, reduce_snapshot
+from ..report import format_duration, format_time, no_suspect_reason, plural
+from ..snapshot import Snapshot, Traceback, format_size
+from . import stacks
+from .html import Page, Series, records_of, suspect_rows
+
+__all__ = [
+    "RSS_ATTR",
+    "CHART_SUSPECTS",
+    "Progress",
+    "diff_page",
+    "snapshot_page",
+    "timeline_page",
+]
+
+#: The entry attribute holding the process's resident set size, in bytes.
+RSS_ATTR = "rss_bytes"
+#: How many suspects the memory chart plots beside the totals.
+CHART_SUSPECTS = 5
+#: Suspects listed in the table.
+TABLE_SUSPECTS = 50
+
+
+class Progress:
+    """Progress of a long report on stderr: shown only when stderr is a
+    terminal, and only once the work has run for `delay` seconds."""
+
+    delay = 2.0
+
+    def __init__(self, stream: Any = None, clock: Callable[[], float] = time.monotonic):
+        self.stream = stream if stream is not None else sys.stderr
+        self.clock = clock
+        self.started = clock()
+        self.shown = False
+        self._last = 0.0
+        self._width = 0
+        try:
+            self.enabled = bool(self.stream.isatty())
+        except (AttributeError, ValueError):
+            self.enabled = False
+
+    def update(self, text: str) -> None:
+        """Show *text* (at most 5 times a second, after `delay`)."""
+        now = self.clock()
+        if not self.enabled or now - self.started < self.delay:
+            return
+        if self.shown and now - self._last < 0.2:
+            return
+        self._last = now
+        self._show(text)
+
+    def done(self, text: str = "done") -> None:
+        """End the progress line, if one was shown."""
+        if self.shown:
+            self._show("pyleakhunt: report: " + text, end="\n")
+
+    def _show(self, text: str, end: str = "") -> None:
+        self.shown = True
+        self.stream.write("\r" + text.ljust(self._width) + end)
+        self.stream.flush()
+        self._width = len(text)
+
+
+def _accuracy(estimated: bool, lost_blocks: int) -> List[str]:
+    lines = []
+    if estimated:
+        lines.append(
+            "Sampled tracing: sizes and counts are unbiased estimates (marked ~)."
+        )
+    if lost_blocks:
+        lines.append(
+            "Incomplete: the tracer failed to record %d blocks (its own memory "
+            "ran out); the figures are too low." % lost_blocks
+        )
+    return lines
+
+
+def _traced_total(raw: RawSnapshot) -> int:
+    return sum(site.size for site in raw.sites)
+
+
+def _site_name(traceback: Traceback, user: Any) -> str:
+    frames = tuple((f.filename, f.lineno) for f in reversed(traceback))
+    filename, lineno = user(frames) if frames else ("?", 0)
+    return "%s:%d" % (filename, lineno)
+
+
+def timeline_page(
+    path: str,
+    entries: Iterable[RawSnapshot],
+    key_type: str = "lineno",
+    rule: GrowthRule = DEFAULT_RULE,
+    progress: Optional[Progress] = None,
+    truncated_tail: Optional[Callable[[], bool]] = None,
+) -> Page:
+    """The report of a timeline whose entries *entries* yields in order.
+
+    Entries are reduced as they are read (`pyleakhunt.growth.reduce_snapshot`),
+    so only the first and the last are kept whole.  *truncated_tail*, called
+    after the last entry, says whether the file ended inside an entry.
+    """
+    from ..userframe import user_raw_frame
+
+    samples: List[Sample] = []
+    tracebacks: Dict[Traceback, Traceback] = {}
+    canonical: Dict[Traceback, Traceback] = {}
+    traced: List[tuple] = []
+    rss: List[tuple] = []
+    first: Optional[RawSnapshot] = None
+    last: Optional[RawSnapshot] = None
+    pid = lost_blocks = 0
+    for count, raw in enumerate(entries, 1):
+        if progress is not None:
+            progress.update(
+                "pyleakhunt: report: reading %s: %s"
+                % (path, plural(count, "entry", "entries"))
+            )
+        sample, biggest = reduce_snapshot(Snapshot._from_raw(raw), key_type)
+        sample.figures = {
+            canonical.setdefault(key, key): figures
+            for key, figures in sample.figures.items()
+        }
+        for key, traceback in biggest.items():
+            tracebacks[canonical[key]] = traceback
+        samples.append(sample)
+        traced.append((raw.timestamp, _traced_total(raw)))
+        value = raw.attrs.get(RSS_ATTR) if isinstance(raw.attrs, dict) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            rss.append((raw.timestamp, value))
+        if first is None:
+            first = raw
+        last = raw
+        pid = raw.pid or pid
+        lost_blocks = max(lost_blocks, raw.lost_blocks)
+    if progress is not None:
+        progress.update("pyleakhunt: report: finding suspects")
+    order = sorted(range(len(samples)), key=lambda i: samples[i].timestamp)
+    samples = [samples[i] for i in order]
+    traced = sorted(traced)
+    rss.sort()
+    suspects = find_suspects(samples, tracebacks, rule)
+    start = samples[0].timestamp if samples else 0.0
+    duration = samples[-1].timestamp - start if samples else 0.0
+    estimated = any(s.estimated for s in samples)
+
+    subtitle = ["Timeline %s" % path]
+    if samples:
+        subtitle.append(
+            "pid %d, %s over %s from %s%s"
+            % (
+                pid,
+                plural(len(samples), "sample"),
+                format_duration(duration),
+                format_time(start),
+                " (estimated)" if estimated else "",
+            )
+        )
+    else:
+        subtitle.append("The timeline has no complete entry.")
+    page = Page("pyleakhunt report: pid %d" % pid, subtitle)
+
+    def relative(points: Sequence[tuple]) -> List[tuple]:
+        return [(t - start, v) for t, v in points]
+
+    def sizes_of(key: Traceback) -> List[float]:
+        return [s.figures.get(key, (0, 0))[0] for s in samples]
+
+    series = [Series("traced memory", relative(traced), kind="total", floor=True)]
+    chart_notes = []
+    if rss:
+        series.append(Series("RSS", relative(rss), kind="rss", floor=True))
+    else:
+        chart_notes.append(
+            "RSS: not recorded in this timeline (written by a pyleakhunt "
+            "that did not record it)."
+        )
+    times = [s.timestamp - start for s in samples]
+    for suspect in suspects[:CHART_SUSPECTS]:
+        series.append(
+            Series(
+                _site_name(suspect.traceback, user_raw_frame),
+                list(zip(times, sizes_of(suspect.key))),
+            )
+        )
+    if progress is not None:
+        progress.update("pyleakhunt: report: drawing")
+    page.chart("Memory over time", series, x_kind="time", notes=chart_notes)
+
+    shown = suspects[:TABLE_SUSPECTS]
+    watched = len(samples[-1].figures) if samples else 0
+    if len(samples) < rule.min_samples:
+        empty = no_suspect_reason(len(samples), rule.min_samples).capitalize() + "."
+    else:
+        empty = (
+            "No suspect: none of the %s traced at the end kept growing over "
+            "%s (%s)."
+            % (
+                plural(watched, "call site"),
+                plural(len(samples), "sample"),
+                format_duration(duration),
+            )
+        )
+    suspect_notes = [
+        "A suspect grew over the whole timeline, still grew in its second "
+        "half, and kept most of what it gained; steadiness is the share of "
+        "intervals in which it grew. Click a row for its traceback."
+    ]
+    if len(suspects) > len(shown):
+        suspect_notes.append(
+            "The %d fastest-growing of %d suspects are listed."
+            % (len(shown), len(suspects))
+        )
+    suspect_notes += _accuracy(estimated, lost_blocks)
+    if truncated_tail is not None and truncated_tail():
+        suspect_notes.append(
+            "The last entry of the file was cut short (the process was "
+            "probably killed while writing it): it is left out."
+        )
+    page.suspects(
+        "Leak suspects",
+        suspect_rows(shown, {s.key: sizes_of(s.key) for s in shown}),
+        empty=empty,
+        notes=suspect_notes,
+    )
+    if last is not None and first is not None:
+        page.flame_graph(
+            "Live memory at the last sample (%s)" % format_time(last.timestamp),
+            records_of(Snapshot._from_raw(last)),
+            notes=[
+                "Width is bytes live at the last sample, by traceback; the "
+                "outermost call is at the top. Click a frame to zoom in, "
+                "the top frame to come back."
+            ],
+        )
+        old, new = Snapshot._from_raw(first), Snapshot._from_raw(last)
+        page.flame_graph(
+            "Growth from the first sample to the last (%s)" % format_duration(duration),
+            records_of(stacks.growth(old, new)),
+            notes=[
+                "Width is how much each traceback's live memory grew "
+                "between the first and the last sample (tracebacks that "
+                "shrank are left out)."
+            ],
+            empty="Nothing grew between the first and the last sample.",
+        )
+    if progress is not None:
+        progress.done()
+    return page
+
+
+def _describe(kind: str, path: str, snapshot: Snapshot) -> str:
+    total = sum(site.size for site in snapshot.raw.sites)
+    return "%s %s: pid %d at %s, %s traced%s" % (
+        kind,
+        path,
+        snapshot.pid if hasattr(snapshot, "pid") else snapshot.raw.pid,
+        format_time(snapshot.raw.timestamp),
+        format_size(total),
+        " (estimated)" if snapshot.raw.sample_bytes else "",
+    )
+
+
+def snapshot_page(path: str, snapshot: Snapshot) -> Page:
+    """The report of one snapshot: its live memory as a flame graph."""
+    raw = snapshot.raw
+    page = Page(
+        "pyleakhunt report: pid %d" % raw.pid, [_describe("Snapshot", path, snapshot)]
+    )
+    page.flame_graph(
+        "Live memory",
+        records_of(snapshot),
+        notes=[
+            "Width is bytes live, by traceback; the outermost call is at "
+            "the top. Click a frame to zoom in, the top frame to come back."
+        ]
+        + _accuracy(bool(raw.sample_bytes), raw.lost_blocks),
+    )
+    return page
+
+
+def diff_page(old_path: str, old: Snapshot, new_path: str, new: Snapshot) -> Page:
+    """The report of two snapshots: what grew between them, and what the
+    newer one holds."""
+    page = Page(
+        "pyleakhunt report: pid %d" % new.raw.pid,
+        [_describe("Old", old_path, old), _describe("New", new_path, new)],
+    )
+    notes = _accuracy(
+        bool(old.raw.sample_bytes or new.raw.sample_bytes),
+        max(old.raw.lost_blocks, new.raw.lost_blocks),
+    )
+    if old.raw.pid != new.raw.pid:
+        notes.append(
+            "The snapshots come from different processes (pids %d and %d)."
+            % (old.raw.pid, new.raw.pid)
+        )
+    span = new.raw.timestamp - old.raw.timestamp
+    page.flame_graph(
+        "Growth from old to new"
+        + (" (%s)" % format_duration(span) if span > 0 else ""),
+        records_of(stacks.growth(old, new)),
+        notes=[
+            "Width is how much each traceback's live memory grew (tracebacks "
+            "that shrank are left out)."
+        ]
+        + notes,
+        empty="Nothing grew between the two snapshots.",
+    )
+    page.flame_graph("Live memory in new", records_of(new))
+    return page
