@@ -8,7 +8,7 @@ hash of this source; the first command compiles it into that module,
 
 Those lines run on the target's main thread with the GIL held, at a point
 where the interpreter is between two bytecodes: a pending call queued by
-gdb (``Py_AddPendingCall``) on Python 3.9 to 3.13, ``sys.remote_exec`` on
+gdb (``Py_AddPendingCall``) on Python 3.10 to 3.13, ``sys.remote_exec`` on
 3.14 and later.  That is where Python runs signal handlers, so anything a
 signal handler may do, this code may do.
 
@@ -16,7 +16,7 @@ Rules this file keeps, and why:
 
 - Standard library only, and imports inside functions: the target may not
   have pyleakhunt at all until `_import_pyleakhunt` finds it.
-- Python 3.9 syntax: the target may be any supported version.
+- Python 3.10 syntax: the target may be any supported version.
 - Never raise, never print: an exception escaping the stub would be printed
   on the target's stderr by ``PyRun_SimpleString`` (and a ``SystemExit``
   would end the target).  Every outcome goes to the result file instead.

@@ -20,14 +20,17 @@ How the code gets in (docs/attach.md has the full story):
    executable), which version; it is not stopped, not traced, not forking;
    ptrace is permitted; the output file is writable by the target's user.
 2. The request goes into a small Python program (`_attach_bootstrap`).  On
-   Python 3.9 to 3.13, gdb attaches, picks a thread that is waiting in a
+   Python 3.10 to 3.13, gdb attaches, picks a thread that is waiting in a
    system call (so it holds no lock we need), maps one anonymous region
    (``mmap``), writes the program there and queues it with
    ``Py_AddPendingCall(PyRun_SimpleString, program)``, then detaches: the
    target is stopped for about 0.1 s and runs none of our code on a thread
    it did not expect.  The interpreter then runs the program on its main
    thread, between two bytecodes, like a signal handler.  On Python 3.14 and
-   later, ``sys.remote_exec`` does the queueing without gdb.
+   later, ``sys.remote_exec`` (PEP 768) queues a script file without gdb and
+   without stopping the target; that file stays until the target has run it.
+   A target that disabled remote debugging is refused (``--method gdb``
+   overrides).
 3. The program claims a token file, does the work, writes its result to a
    file that this command reads.  If the main thread never gets there (a
    thread holds the GIL in a long C call), the command gives up in time and
@@ -43,7 +46,8 @@ Exit codes::
     2    bad usage
     3    the output file cannot be written by the target's user
     4    refused: no such process, not Python, unsupported version, stopped,
-         traced, forking, shutting down, pyleakhunt not importable there
+         traced, forking, shutting down, remote debugging disabled (3.14+),
+         pyleakhunt not importable there
     5    ptrace is not permitted (kernel.yama.ptrace_scope, other user, EPERM)
     6    gdb is missing (or has no Python support)
     7    timed out: the target's main thread did not run Python code in time
@@ -108,7 +112,8 @@ EXIT_CODES: Dict[int, str] = {
     EXIT_FILE: "the output file cannot be written by the target's user",
     EXIT_REFUSED: (
         "refused: no such process, not Python, unsupported version, stopped, "
-        "traced, forking, shutting down, pyleakhunt not importable there"
+        "traced, forking, shutting down, remote debugging disabled, pyleakhunt "
+        "not importable there"
     ),
     EXIT_PTRACE: "ptrace is not permitted (kernel.yama.ptrace_scope, other user)",
     EXIT_NO_GDB: "gdb is missing (or has no Python support)",
@@ -135,7 +140,7 @@ SETTLE_SECONDS = 1.0
 #: Seconds to wait for a result the target has started but not finished.
 CLAIMED_GRACE = 0.5
 #: The oldest target Python; 3.14 and later use sys.remote_exec.
-MIN_VERSION = (3, 9)
+MIN_VERSION = (3, 10)
 REMOTE_EXEC_VERSION = (3, 14)
 
 
@@ -943,22 +948,31 @@ def choose_method(
     remote_exec_available: bool,
     gdb: Optional[str],
     requested: str = "auto",
-    remote_debug_disabled: bool = False,
+    remote_debug_disabled: Optional[str] = None,
 ) -> str:
     """``"gdb"`` or ``"remote_exec"`` for a target of *target_version*.
 
     ``sys.remote_exec`` (Python 3.14+) needs no debugger and never stops the
     target, so it is preferred when it can work: the target is 3.14+, this
     Python has it and is the same version (it reads the target's interpreter
-    structures by its own layout), and the target did not disable remote
-    debugging.  Otherwise gdb, whose ``Py_AddPendingCall`` works on every
-    version.  Raises AttachError (exit 6) when neither is possible.
+    structures by its own layout).  Otherwise gdb, whose
+    ``Py_AddPendingCall`` works on every version.
+
+    *remote_debug_disabled* says how a 3.14+ target turned remote debugging
+    off (`remote_debug_disabled`), or is None.  Its owner said "no remote
+    debugger", so the command refuses (exit 4) unless gdb is asked for by
+    name.  Raises AttachError (exit 6) when no method is possible.
     """
+    modern = target_version >= REMOTE_EXEC_VERSION
+    if modern and remote_debug_disabled and requested != "gdb":
+        raise AttachError(
+            "the target disabled remote debugging (%s), so sys.remote_exec "
+            "cannot attach; --method gdb attaches with a debugger anyway"
+            % remote_debug_disabled,
+            EXIT_REFUSED,
+        )
     can_remote = (
-        target_version >= REMOTE_EXEC_VERSION
-        and remote_exec_available
-        and client_version[:2] == target_version[:2]
-        and not remote_debug_disabled
+        modern and remote_exec_available and client_version[:2] == target_version[:2]
     )
     if requested == "remote_exec":
         if can_remote:
@@ -966,15 +980,14 @@ def choose_method(
         raise AttachError(
             "sys.remote_exec cannot attach to this target: it needs Python "
             "3.14 or later on both sides, the same version (target %d.%d, "
-            "pyleakhunt's %d.%d), and remote debugging enabled in the target"
-            % (target_version + client_version[:2]),
+            "pyleakhunt's %d.%d)" % (target_version + client_version[:2]),
             EXIT_REFUSED,
         )
     if requested == "auto" and can_remote:
         return "remote_exec"
     if gdb is None:
         hint = ""
-        if target_version >= REMOTE_EXEC_VERSION and requested == "auto":
+        if modern and requested == "auto":
             hint = (
                 ", or run pyleakhunt with Python %d.%d to use sys.remote_exec"
                 % target_version
@@ -985,6 +998,55 @@ def choose_method(
             EXIT_NO_GDB,
         )
     return "gdb"
+
+
+def _interpreter_options(argv: Sequence[str]) -> Tuple[set, List[str]]:
+    """The one-letter options and the ``-X`` options of a Python command line.
+
+    Only the options before the script, ``-c`` or ``-m`` are Python's own;
+    one-letter options may be grouped (``-IX dev``).
+    """
+    letters: set = set()
+    xoptions: List[str] = []
+    args = list(argv[1:])
+    while args:
+        arg = args.pop(0)
+        if arg == "--" or not arg.startswith("-") or arg == "-":
+            break
+        if arg.startswith("--"):
+            continue  # --check-hash-based-pycs takes a value; it is rare
+        for i, letter in enumerate(arg[1:], 1):
+            if letter in "XW":
+                value = arg[i + 1 :] or (args.pop(0) if args else "")
+                if letter == "X":
+                    xoptions.append(value)
+                break
+            letters.add(letter)
+            if letter in "cm":
+                return letters, xoptions
+    return letters, xoptions
+
+
+def remote_debug_disabled(pid: int, proc: ProcFS) -> Optional[str]:
+    """How process *pid* turned off remote debugging (PEP 768), or None.
+
+    Read from its command line and initial environment, the way Python
+    3.14+ reads them at start-up: ``-X disable-remote-debug`` (any value), or
+    ``PYTHON_DISABLE_REMOTE_DEBUG`` set to anything, even empty, unless
+    ``-E`` or ``-I`` makes it ignore the environment.  A Python built
+    ``--without-remote-debug`` is seen only when ``sys.remote_exec`` says so.
+    """
+    argv = [arg for arg in proc.read_or("%d/cmdline" % pid).split("\0") if arg]
+    letters, xoptions = _interpreter_options(argv)
+    for option in xoptions:
+        if option.partition("=")[0] == "disable-remote-debug":
+            return "it was started with -X %s" % option
+    if letters & {"E", "I"}:
+        return None
+    environ = proc.read_or("%d/environ" % pid).split("\0")
+    if any(item.startswith("PYTHON_DISABLE_REMOTE_DEBUG=") for item in environ):
+        return "PYTHON_DISABLE_REMOTE_DEBUG is set in its environment"
+    return None
 
 
 # --------------------------------------------------------------------------
@@ -1016,7 +1078,11 @@ def bootstrap_source() -> Tuple[str, str]:
 
 
 def bootstrap_program(
-    request_path: str, source_path: str, module: str, with_page: bool
+    request_path: str,
+    source_path: str,
+    module: str,
+    with_page: bool,
+    script_path: Optional[str] = None,
 ) -> str:
     """The Python source queued in the target.
 
@@ -1028,8 +1094,25 @@ def bootstrap_program(
     tracer keeps the code objects of frames it saw.  The outer ``try``
     makes sure that no exception escapes (`_attach_bootstrap` says why),
     and nothing is bound in the target's ``__main__``.
+
+    *script_path* is the file of this program when ``sys.remote_exec`` runs
+    it: the program then deletes that file, and its directory if nothing
+    else is left there (`Session.close` says why it may outlive the command).
     """
     page = PAGE_MARK if with_page else "None"
+    cleanup = ""
+    if script_path is not None:
+        cleanup = (
+            "finally:\n"
+            "    try:\n"
+            "        __import__('os').unlink(%r)\n"
+            "    except BaseException:\n"
+            "        pass\n"
+            "    try:\n"
+            "        __import__('os').rmdir(%r)\n"
+            "    except BaseException:\n"
+            "        pass\n" % (script_path, os.path.dirname(script_path))
+        )
     # The loader runs only when the module is missing, in its own globals:
     # a file left unclosed would warn, and the warning would create
     # __warningregistry__ in the target's __main__.
@@ -1052,11 +1135,11 @@ def bootstrap_program(
             "request": request_path,
             "page": page,
         }
-    )
+    ) + cleanup
 
 
 # --------------------------------------------------------------------------
-# gdb (Python 3.9 to 3.13), and sys.remote_exec (3.14 and later)
+# gdb (Python 3.10 to 3.13), and sys.remote_exec (3.14 and later)
 
 
 GDB_SCRIPT = r'''
@@ -1388,7 +1471,13 @@ def _gdb_failure(target: Target, output: str) -> AttachError:
 
 
 def run_remote_exec(target: Target, script_path: str, env: Environment) -> None:
-    """Queue the program in *target* with ``sys.remote_exec`` (Python 3.14+)."""
+    """Queue the script *script_path* in *target* with ``sys.remote_exec``.
+
+    Python 3.14+ writes the path into the main thread's state and asks the
+    interpreter to run the file at its next safe point (PEP 768): later, so
+    the file must stay until the target has run it (`Session.close`).  A
+    second ``sys.remote_exec`` before then replaces the first.
+    """
     assert env.remote_exec is not None
     try:
         env.remote_exec(target.pid, script_path)
@@ -1398,7 +1487,21 @@ def run_remote_exec(target: Target, script_path: str, env: Environment) -> None:
         ) from None
     except ProcessLookupError:
         raise AttachError("no process with PID %d" % target.pid, EXIT_REFUSED) from None
-    except (OSError, RuntimeError, ValueError) as exc:
+    except RuntimeError as exc:
+        if "not enabled" in str(exc):
+            # Seen only here: a Python built --without-remote-debug, or
+            # options `remote_debug_disabled` did not see.
+            raise AttachError(
+                "PID %d does not allow remote debugging (sys.remote_exec: %s): "
+                "it was started with PYTHON_DISABLE_REMOTE_DEBUG or -X "
+                "disable-remote-debug, or its Python was built without it; "
+                "--method gdb attaches with a debugger anyway" % (target.pid, exc),
+                EXIT_REFUSED,
+            ) from None
+        raise AttachError(
+            "sys.remote_exec failed: %s (try --method gdb)" % exc, EXIT_FAILED
+        ) from None
+    except (OSError, ValueError) as exc:
         raise AttachError(
             "sys.remote_exec failed: %s (try --method gdb)" % exc, EXIT_FAILED
         ) from None
@@ -1406,6 +1509,12 @@ def run_remote_exec(target: Target, script_path: str, env: Environment) -> None:
 
 # --------------------------------------------------------------------------
 # The exchange with the bootstrap: a token to claim, a result to read
+
+
+#: The exchange directories, in the target's ``/tmp``: PID, then random hex.
+SESSION_NAME = re.compile(r"^pyleakhunt-attach-(\d+)-[0-9a-f]+$")
+#: The script queued by ``sys.remote_exec``; it deletes itself once run.
+SCRIPT_NAME = "program.py"
 
 
 class Session:
@@ -1421,6 +1530,8 @@ class Session:
         name = "pyleakhunt-attach-%d-%s" % (target.pid, secrets.token_hex(6))
         self.inside = "/tmp/" + name  # as the target sees it
         self.outside = proc.target_file(target.pid, self.inside)  # as we do
+        #: The name of a script queued by sys.remote_exec, once it is.
+        self.queued_script: Optional[str] = None
         os.mkdir(self.outside, 0o700)
         with open(self._out("token"), "w"):
             pass
@@ -1460,18 +1571,165 @@ class Session:
             return False
 
     def close(self) -> None:
-        """Delete the directory (a late bootstrap then finds no token)."""
-        shutil.rmtree(self.outside, ignore_errors=True)
+        """Delete the directory (a late bootstrap then finds no token).
+
+        A script queued by ``sys.remote_exec`` that has not claimed the token
+        is still to run: the interpreter opens its file later, and would
+        print an error on the target's stderr if it were gone.  So that file
+        stays, withdrawn; when it runs, it finds no request, does nothing and
+        deletes itself and this directory.  Whichever of the two ends last
+        removes the directory.
+        """
+        keep = None
+        if self.queued_script is not None:
+            self.withdraw()
+            if not os.path.exists(self._out("claimed")):
+                keep = self.queued_script
+        if keep is None:
+            shutil.rmtree(self.outside, ignore_errors=True)
+            return
+        try:
+            names = os.listdir(self.outside)
+        except OSError:
+            names = []
+        for name in names:
+            if name != keep:
+                try:
+                    os.unlink(self._out(name))
+                except OSError:
+                    pass
+        try:
+            os.rmdir(self.outside)
+        except OSError:
+            pass  # the script is still there; it removes the directory
+
+
+def _started_at(pid: int, proc: ProcFS) -> Optional[float]:
+    """When process *pid* started (wall clock), or None if it is gone."""
+    try:
+        ticks = int(proc.stat_fields(pid)[19])
+        for line in proc.read("stat").splitlines():
+            if line.startswith("btime "):
+                return int(line.split()[1]) + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _sessions(target: Target, proc: ProcFS) -> List[Tuple[int, str]]:
+    """The exchange directories in *target*'s ``/tmp``: (PID, path from here)."""
+    tmp = proc.target_file(target.pid, "/tmp")
+    try:
+        names = os.listdir(tmp)
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        match = SESSION_NAME.match(name)
+        path = os.path.join(tmp, name)
+        if match and os.path.isdir(path) and not os.path.islink(path):
+            found.append((int(match.group(1)), path))
+    return found
+
+
+def sweep_orphans(target: Target, proc: ProcFS) -> None:
+    """Delete the exchange directories of processes that are gone.
+
+    A withdrawn script stays until its process runs it (`Session.close`);
+    if the process ended first, or its PID now names a newer process, it
+    never will.  So do a command killed before it could clean up.
+    """
+    for pid, path in _sessions(target, proc):
+        started = _started_at(pid, proc)
+        try:
+            made = os.lstat(path).st_mtime
+        except OSError:
+            continue
+        if started is None or started > made + 1:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def withdrawn_scripts(target: Target, proc: ProcFS) -> List[str]:
+    """Directories of *target* that hold only a withdrawn, still queued script.
+
+    ``sys.remote_exec`` keeps one script per process: the one it queues
+    next replaces any that is still pending.  So once a new script has run,
+    the ones found here before it was queued either ran (and deleted
+    themselves) or never will; the caller deletes what is left.
+    """
+    found = []
+    for pid, path in _sessions(target, proc):
+        try:
+            names = os.listdir(path)
+        except OSError:
+            continue
+        if pid == target.pid and names == [SCRIPT_NAME]:
+            found.append(path)
+    return found
+
+
+class Progress:
+    """One line of progress on stderr for long waits, only on a terminal.
+
+    Nothing is shown in the first `delay` seconds (a short command stays
+    quiet) nor when stderr is not a terminal (a log or a pipe gets no
+    carriage returns); `close` erases the line.
+    """
+
+    def __init__(
+        self,
+        text: Callable[[], str],
+        stream: Optional[Any] = None,
+        delay: float = 2.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.text = text
+        self.stream = stream if stream is not None else sys.stderr
+        self.delay = delay
+        self.monotonic = monotonic
+        self.started = monotonic()
+        self.shown = 0.0
+        try:
+            self.enabled = self.stream.isatty()
+        except (AttributeError, ValueError):
+            self.enabled = False
+
+    def update(self) -> None:
+        """Redraw the line, at most 4 times a second, once `delay` is over."""
+        now = self.monotonic()
+        if not self.enabled or now - self.started < self.delay:
+            return
+        if self.shown and now - self.shown < 0.25:
+            return
+        self.shown = now
+        self.stream.write("\rpyleakhunt: %s\x1b[K" % self.text())
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Erase the line, if one was shown."""
+        if self.shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.shown = 0.0
 
 
 def wait_for_result(
-    session: Session, clock: Clock, env: Environment, name: str = "result.json"
+    session: Session,
+    clock: Clock,
+    env: Environment,
+    name: str = "result.json",
+    tick: Optional[Callable[[], None]] = None,
 ) -> Optional[Dict[str, Any]]:
-    """The target's result, or None after withdrawing the request in time."""
+    """The target's result, or None after withdrawing the request in time.
+
+    *tick* is called at each poll (to show progress).
+    """
     while True:
         result = session.result(name)
         if result is not None:
             return result
+        if tick is not None:
+            tick()
         if not clock.waiting():
             break
     if session.withdraw():
@@ -1556,11 +1814,6 @@ def _fallback_path(target: Target) -> Optional[str]:
     return None
 
 
-def _remote_debug_disabled(pid: int, proc: ProcFS) -> bool:
-    environ = proc.read_or("%d/environ" % pid).split("\0")
-    return any(item.startswith("PYTHON_DISABLE_REMOTE_DEBUG=") for item in environ)
-
-
 def attach(request: Request, env: Optional[Environment] = None) -> Dict[str, Any]:
     """Run one attach command; return the target's result (``ok`` is True).
 
@@ -1583,11 +1836,12 @@ def attach(request: Request, env: Optional[Environment] = None) -> Dict[str, Any
         env.remote_exec is not None,
         env.which_gdb(),
         request.method,
-        _remote_debug_disabled(target.pid, proc),
+        remote_debug_disabled(target.pid, proc),
     )
     if request.path is not None:
         check_output(target, request.path, proc)
 
+    sweep_orphans(target, proc)
     try:
         session = Session(target, proc)
     except OSError as exc:
@@ -1613,6 +1867,7 @@ def attach(request: Request, env: Optional[Environment] = None) -> Dict[str, Any
             "duration": request.duration,
             "done": session.path("done.json") if request.wait else None,
         }
+        displaced: List[str] = []
         source, module = bootstrap_source()
         source_path = session.write_file("bootstrap_source.py", source)
         request_path = session.write_file("request.json", json.dumps(wire))
@@ -1637,12 +1892,20 @@ def attach(request: Request, env: Optional[Environment] = None) -> Dict[str, Any
                     % (report.get("thread"), report.get("how"))
                 )
         else:
+            script = session.path(SCRIPT_NAME)
             program = bootstrap_program(
-                request_path, source_path, module, with_page=False
+                request_path, source_path, module, False, script
             )
-            script = session.write_file("program.py", program)
+            session.write_file(SCRIPT_NAME, program)
+            displaced = withdrawn_scripts(target, proc)
             run_remote_exec(target, script, env)
+            session.queued_script = SCRIPT_NAME
         result = wait_for_result(session, clock, env)
+        if result is not None and method == "remote_exec":
+            # Ours ran, so the withdrawn scripts seen before it was queued
+            # either ran before it or were replaced by it.
+            for path in displaced:
+                shutil.rmtree(path, ignore_errors=True)
         if result is None:
             raise AttachError(
                 "timed out after %.1f s: PID %d did not run the request (%s); "
@@ -1659,7 +1922,25 @@ def attach(request: Request, env: Optional[Environment] = None) -> Dict[str, Any
         result["method"] = method
         if request.command == "watch" and request.wait:
             budget = env.clock(request.duration + request.timeout)
-            done = wait_for_result(session, budget, env, "done.json")
+            started = env.monotonic()
+            progress = Progress(
+                lambda: (
+                    "PID %d is recording a timeline in %s: %.0f s of %g s"
+                    % (
+                        target.pid,
+                        request.path,
+                        min(env.monotonic() - started, request.duration),
+                        request.duration,
+                    )
+                ),
+                monotonic=env.monotonic,
+            )
+            try:
+                done = wait_for_result(
+                    session, budget, env, "done.json", progress.update
+                )
+            finally:
+                progress.close()
             result["watch_finished"] = bool(done and done.get("ok"))
         return result
     finally:
@@ -1870,7 +2151,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--method",
         choices=("auto", "gdb", "remote_exec"),
         default="auto",
-        help="how to get in: gdb (Python 3.9+), sys.remote_exec (3.14+), or "
+        help="how to get in: gdb (Python 3.10+), sys.remote_exec (3.14+), or "
         "auto (the default: remote_exec when it can, else gdb)",
     )
     parser.add_argument(
