@@ -616,14 +616,18 @@ class Target:
         else:
             sys.path.insert(0, first)
 
-    def execute(self) -> None:
-        """Run the program as ``__main__``; its exceptions propagate."""
+    def execute(self) -> Dict[str, Any]:
+        """Run the program as ``__main__``; its exceptions propagate.
+
+        Returns the program's module globals (runpy's copy of them): what
+        the program still held when it ended stays alive as long as the
+        caller keeps them.
+        """
         if self.kind == "script":
             # Absolute, as Python makes __main__.__file__: tracebacks
             # recorded in the timeline then stay readable from anywhere.
-            runpy.run_path(os.path.abspath(self.name), run_name="__main__")
-        else:
-            runpy.run_module(self.name, run_name="__main__", alter_sys=True)
+            return runpy.run_path(os.path.abspath(self.name), run_name="__main__")
+        return runpy.run_module(self.name, run_name="__main__", alter_sys=True)
 
 
 def _target(args: argparse.Namespace) -> Target:
@@ -666,17 +670,26 @@ def _system_exit_code(exc: SystemExit) -> int:
     return EXIT_FAILURE
 
 
-def _execute(target: Target) -> Tuple[int, Optional[BaseException]]:
-    """Run *target*; return its exit code and the exception to report."""
+def _execute(target: Target) -> Tuple[int, Optional[BaseException], Any]:
+    """Run *target*; return its exit code, the exception to report, and
+    what keeps the program's objects alive.
+
+    The last sample must see what the program held when it ended: runpy
+    releases the module's namespace as it returns, and a leak that grew in
+    every sample would then end with a drop, which reads as a plateau.  The
+    third value holds that namespace: the globals runpy returns or, when the
+    program raised (``sys.exit()`` included), the exception, whose
+    traceback holds the program's frames and their globals.
+    """
     try:
-        target.execute()
+        namespace = target.execute()
     except SystemExit as exc:
-        return _system_exit_code(exc), None
+        return _system_exit_code(exc), None, exc
     except KeyboardInterrupt as exc:
-        return EXIT_INTERRUPTED, exc
+        return EXIT_INTERRUPTED, exc, exc
     except BaseException as exc:
-        return EXIT_FAILURE, exc
-    return EXIT_OK, None
+        return EXIT_FAILURE, exc, exc
+    return EXIT_OK, None, namespace
 
 
 def _print_program_exception(exc: BaseException) -> None:
@@ -817,13 +830,15 @@ def _trace(
     except ValueError as exc:  # already tracing at another rate
         raise UsageError(str(exc)) from None
     started = time.monotonic()
+    keep_alive: Any = None
     try:
         watcher.start()
-        code, exc = _execute(target)
+        code, exc, keep_alive = _execute(target)
     finally:
         try:
-            watcher.stop()
+            watcher.stop()  # its last sample, while keep_alive holds the program's
         finally:
+            del keep_alive  # the program's objects may go now
             if not was_tracing:
                 pyleakhunt.stop()
     duration = time.monotonic() - started

@@ -793,3 +793,89 @@ def test_json_from_a_real_process(tmp_path, app):
     assert result.returncode == 0 and result.stderr == ""
     doc: Dict[str, object] = json.loads(result.stdout)
     assert doc["file"] == path and doc["statistics"]
+
+
+# --------------------------------------------------------------------------
+# run: the last sample sees what the program still holds (issue 15, item 2)
+
+#: A batch script: each batch builds and drops a few hundred KB of strings
+#: (churn, line 8) and keeps one small object in a module-level container
+#: (the leak, line 10).  Sleeps pace the batches, so a busy machine only
+#: makes the run longer (more samples), never shorter.  No function refers
+#: to the module's globals: when runpy lets them go, they are freed at once.
+BATCH_SCRIPT = """\
+import sys
+import time
+
+KEPT = {container}
+batches, pause = int(sys.argv[1]), float(sys.argv[2])
+total = 0
+for i in range(batches):
+    words = [str(j) * 40 for j in range(3000)]  # churn, freed every batch
+    total += len(",".join(words))
+    {keep}  # the leak
+    del words
+    time.sleep(pause)
+{end}
+"""
+BATCH_CHURN_LINE, BATCH_LEAK_LINE = 8, 10
+
+
+def _run_batch_script(tmp_path, container, keep, end, interval, batches, pause):
+    script = tmp_path / "batches.py"
+    script.write_text(BATCH_SCRIPT.format(container=container, keep=keep, end=end))
+    out_dir = tmp_path / "out"
+    result = run_cli(
+        "run",
+        "--interval",
+        interval,
+        "-o",
+        str(out_dir),
+        str(script),
+        str(batches),
+        str(pause),
+    )
+    assert result.returncode == 0, result.stderr
+    found = run_cli("suspects", "--json", str(out_dir))
+    assert found.returncode == 0, found.stderr
+    return str(script), json.loads(found.stdout)
+
+
+@pytest.mark.parametrize(
+    "container, keep, end, interval, batches, pause",
+    [
+        ("[]", "KEPT.append((i, 'batch %d' % i))", "", "0.25", 150, 0.02),
+        ("{}", "KEPT['batch %d' % i] = i", "", "0.25", 150, 0.02),
+        ("[]", "KEPT.append((i, 'batch %d' % i))", "", "1", 60, 0.1),
+        ("[]", "KEPT.append((i, 'batch %d' % i))", "sys.exit()", "0.25", 150, 0.02),
+    ],
+    ids=[
+        "tuple-per-batch",
+        "dict-entry-per-batch",
+        "slow-leak-sampled-each-second",
+        "ends-with-sys-exit",
+    ],
+)
+def test_run_finds_a_small_leak_per_batch_at_its_line(
+    tmp_path, container, keep, end, interval, batches, pause
+):
+    script, suspects = _run_batch_script(
+        tmp_path, container, keep, end, interval, batches, pause
+    )
+    assert suspects, "no suspect"
+    top = suspects[0]
+    assert (top["filename"], top["lineno"]) == (script, BATCH_LEAK_LINE)
+    assert all(s["lineno"] != BATCH_CHURN_LINE for s in suspects)
+
+
+def test_run_does_not_flag_data_freed_before_the_program_ends(tmp_path):
+    script, suspects = _run_batch_script(
+        tmp_path,
+        "[]",
+        "KEPT.append((i, 'batch %d' % i))",
+        "KEPT.clear()",
+        "0.25",
+        150,
+        0.02,
+    )
+    assert [s for s in suspects if s["filename"] == script] == []
