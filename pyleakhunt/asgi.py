@@ -16,9 +16,11 @@ runs before the application's router, so route templates are not known
 yet.  WebSocket connections count as ``WS <path>``; lifespan events pass
 through untagged.
 
-The report page (`pyleakhunt.wsgi.ReportPage`) is served at the same paths
-and under the same rules; its snapshot takes milliseconds, so it is served
-on the event loop.
+The report page is served under the same rules as with WSGI: without a
+token on a loopback port of its own, from a thread
+(`pyleakhunt.wsgi.ReportListener`); with a token, through the application
+too (`pyleakhunt.wsgi.ReportPage`), on the event loop: its snapshot takes
+milliseconds.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any, Awaitable, Callable, Dict, MutableMapping, Optional, Tup
 
 from . import attribution
 from .attribution import TAG_VAR, untag
-from .wsgi import DEFAULT_REPORT_PREFIX, ReportPage, endpoint_key
+from .wsgi import ReportListener, ReportPage, endpoint_key, report_setup
 
 __all__ = ["LeakHuntMiddleware"]
 
@@ -41,8 +43,10 @@ class LeakHuntMiddleware:
     """Count and tag every HTTP request and WebSocket of an ASGI app.
 
     ``LeakHuntMiddleware(app, report=False, report_prefix=None,
-    report_token=None, key=None, **options)``, as
+    report_token=None, report_port=None, key=None, **options)``, as
     `pyleakhunt.wsgi.LeakHuntMiddleware`; *key* gets the ASGI scope.
+    ``report_url`` is where the loopback listener serves the page; `close`
+    stops it.
     """
 
     def __init__(
@@ -52,16 +56,33 @@ class LeakHuntMiddleware:
         report: bool = False,
         report_prefix: Optional[str] = None,
         report_token: Optional[str] = None,
+        report_port: Optional[int] = None,
         key: Optional[Callable[[Scope], str]] = None,
         **options: Any,
     ) -> None:
         self.app = app
-        self.page: Optional[ReportPage] = None
-        if report or report_prefix is not None:
-            self.page = ReportPage(report_prefix or DEFAULT_REPORT_PREFIX, report_token)
         self._key = key
         self._names: Dict[Tuple[str, str], str] = {}
+        #: The page served through the application (with a token only).
+        self.page: Optional[ReportPage]
+        #: The loopback listener (without a token, or with *report_port*).
+        self.listener: Optional[ReportListener]
+        self.page, self.listener = report_setup(
+            report, report_prefix, report_token, report_port
+        )
         self.attribution = attribution.shared(**options)
+        if self.listener is not None:
+            self.listener.start()
+
+    @property
+    def report_url(self) -> Optional[str]:
+        """The loopback listener's URL, or None when it does not listen."""
+        return None if self.listener is None else self.listener.url
+
+    def close(self) -> None:
+        """Stop the report listener, if any (the attribution goes on)."""
+        if self.listener is not None:
+            self.listener.close()
 
     def endpoint(self, scope: Scope) -> str:
         """The endpoint name of a request or WebSocket connection."""

@@ -62,7 +62,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import pyleakhunt
 
@@ -487,8 +487,12 @@ class Attribution:
 
     def _restart_sampler(self) -> None:
         with self._lock:
-            if self._sampler_lost:  # the first request after a fork wins
-                self._start_sampler()
+            if not self._sampler_lost:
+                return  # another request restarted it meanwhile
+            self._start_sampler()  # the first request after a fork wins
+        # Outside the lock: a hook may bind a socket and start a thread.
+        for hook in list(_after_fork_hooks):
+            hook()
 
     # -- sampling -----------------------------------------------------------
 
@@ -758,6 +762,20 @@ def reset() -> None:
         instance, _shared = _shared, None
     if instance is not None:
         instance.stop()
+
+
+#: Run in a forked child by its first request, once the sampler restarted
+#: there: the integrations restart their report listeners so, in the
+#: processes that serve and only in those (a pre-fork server's parent
+#: serves none).  Each hook must never raise.
+_after_fork_hooks: List[Callable[[], None]] = []
+
+
+def on_first_request_after_fork(hook: Callable[[], None]) -> None:
+    """Run *hook* in a forked child by its first request (at most once a
+    fork).  Registering the same hook twice runs it once."""
+    if hook not in _after_fork_hooks:
+        _after_fork_hooks.append(hook)
 
 
 def _after_fork_in_child() -> None:

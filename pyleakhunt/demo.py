@@ -280,13 +280,13 @@ def _culprit(endpoint: Dict[str, Any]) -> Optional[Dict[str, Any]]:
 
 def _next_steps() -> List[str]:
     return [
-        "Next, on your own app (then open /_leakhunt/ from the server itself):",
+        "Next, on your own app (then open the URL it logs, from the server itself):",
         "    from pyleakhunt.flask import LeakHunt",
         "    LeakHunt(app, report=True)                  # a Flask app",
         "    from pyleakhunt.wsgi import LeakHuntMiddleware",
         "    app = LeakHuntMiddleware(app, report=True)  # any WSGI app",
         "  and pyleakhunt.asgi.LeakHuntMiddleware for ASGI apps (Starlette, FastAPI).",
-        "  curl http://127.0.0.1:PORT/_leakhunt/api gives the figures as JSON;",
+        "  curl http://127.0.0.1:PORT/_leakhunt/api on that port gives the JSON;",
         "  docs/tutorial.md walks through a whole hunt.",
     ]
 
@@ -333,6 +333,8 @@ def run(
     # requests' temporary objects and blur the series on a busy machine.
     options = dict(report=True, nframe=4, interval=3600.0)
     app = flask_app(pool, **options) if flask_version else wsgi_app(pool, **options)
+    # Without a token, the report is on a loopback port of its own.
+    extension = app.extensions["pyleakhunt"] if flask_version else app
     server = make_server(
         "127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_QuietHandler
     )
@@ -378,10 +380,12 @@ def run(
         elapsed = time.monotonic() - started
         traced_after = pyleakhunt.get_traced_memory()[0]
         rss_after = attribution.rss_bytes()
-        doc = _get_json(base + "/_leakhunt/api")
+        report_url = extension.report_url
+        doc = _get_json(report_url + "api")
     finally:
         server.shutdown()
         server.server_close()
+        extension.close()
         pool.shutdown()
         attribution.reset()
     return _print_findings(
@@ -393,7 +397,7 @@ def run(
         clients=clients,
         traced=traced_after - traced_before,
         rss=None if rss_before is None or rss_after is None else rss_after - rss_before,
-        base=base,
+        report_url=report_url,
     )
 
 
@@ -407,7 +411,7 @@ def _print_findings(
     clients: int,
     traced: int,
     rss: Optional[int],
-    base: str,
+    report_url: str,
 ) -> int:
     lines = [
         "Served %s requests from %d client threads in %.1f s%s."
@@ -426,7 +430,7 @@ def _print_findings(
         "   Traced memory is live Python objects: when it grows with RSS, the",
         "   process keeps objects (a leak or a cache); it is not fragmentation.",
         "",
-        "2. Which endpoint?  From %s/_leakhunt/api:" % base,
+        "2. Which endpoint?  From %sapi:" % report_url,
     ]
     lines += _table(doc["endpoints"])
     leaking = [e for e in doc["endpoints"] if e["leaking"]]

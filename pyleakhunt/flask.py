@@ -51,7 +51,9 @@ class LeakHunt:
 
     ``LeakHunt(app=None, **options)``; *options* are those of
     `pyleakhunt.wsgi.LeakHuntMiddleware` (``report=True``,
-    ``report_prefix``, ``report_token``, ``nframe``, ``interval``...).
+    ``report_port``, ``report_prefix``, ``report_token``, ``nframe``,
+    ``interval``...).  Without a token, the report page is served on a
+    loopback port of its own (``report_url``), never by the app.
     """
 
     def __init__(self, app: Optional[Flask] = None, **options: Any) -> None:
@@ -90,6 +92,22 @@ class LeakHunt:
         app.process_response = noting_process_response  # type: ignore[method-assign]
         app.extensions["pyleakhunt"] = self
         self.middleware[app.name] = middleware
+
+    @property
+    def report_url(self) -> Optional[str]:
+        """Where the loopback listener serves the report page, or None.
+
+        With several apps, that of the last one initialised; each app's
+        is ``hunt.middleware[app.name].report_url``.
+        """
+        for middleware in reversed(list(self.middleware.values())):
+            return middleware.report_url
+        return None
+
+    def close(self) -> None:
+        """Stop the report listeners of every app (the attribution goes on)."""
+        for middleware in self.middleware.values():
+            middleware.close()
 
 
 class _FlaskMiddleware(LeakHuntMiddleware):

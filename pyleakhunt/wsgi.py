@@ -13,8 +13,9 @@ served, every allocation is tagged with that endpoint
 endpoint still retains, and judges it with the project's sustained-growth
 rule.  With ``report=True`` the figures are served at ``/_leakhunt/``
 (HTML), ``/_leakhunt/api`` (JSON) and ``/_leakhunt/snapshot`` (a snapshot
-file for ``pyleakhunt top``), to loopback clients only unless a token is
-configured (`ReportPage`).
+file for ``pyleakhunt top``): without a token on a port of their own bound
+to 127.0.0.1 (`ReportListener`), never on the application's; with a
+token, through the application too (`ReportPage`).
 
 This module also holds the report page itself, which the ASGI middleware
 and the Flask extension serve too: the page is plain HTTP, and every
@@ -23,15 +24,21 @@ integration hands it the same few facts about a request.
 
 from __future__ import annotations
 
+import errno
 import hmac
 import html
+import http.server
 import io
 import ipaddress
 import json
 import logging
 import os
 import re
+import socketserver
+import threading
 import time
+import urllib.parse
+import weakref
 from dataclasses import dataclass
 from typing import (
     Any,
@@ -49,7 +56,13 @@ from .attribution import TAG_VAR, AttributionReport, untag
 from .fileformat import write_snapshot
 from .snapshot import format_size
 
-__all__ = ["LeakHuntMiddleware", "ReportPage", "endpoint_key"]
+__all__ = [
+    "LeakHuntMiddleware",
+    "LoopbackPage",
+    "ReportListener",
+    "ReportPage",
+    "endpoint_key",
+]
 
 logger = logging.getLogger("pyleakhunt")
 
@@ -153,9 +166,16 @@ _REASONS = {
     503: "Service Unavailable",
 }
 
-#: Headers that say a request came through a proxy: its REMOTE_ADDR is the
-#: proxy's (often 127.0.0.1), not the client's.
-PROXY_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
+#: Headers that say a request came through a proxy: its peer address is the
+#: proxy's (often 127.0.0.1), not the client's.  The loopback listener
+#: refuses them (`LoopbackPage`).
+PROXY_HEADERS = (
+    "x-forwarded-for",
+    "forwarded",
+    "x-real-ip",
+    "x-forwarded-host",
+    "via",
+)
 #: Longest path and token header the page reads; longer is refused.
 MAX_REPORT_PATH = 1024
 MAX_TOKEN_HEADER = 1024
@@ -202,20 +222,59 @@ def _check_token(token: Optional[str]) -> Optional[str]:
     return token
 
 
+def _check_prefix(prefix: str) -> str:
+    prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+    if not prefix or not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", prefix):
+        raise ValueError(
+            f"report_prefix must be a path such as '/_leakhunt', not {prefix!r}"
+        )
+    return prefix
+
+
+def _check_port(port: int) -> int:
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(
+            f"report_port must be a port number from 0 to 65535 (0: any free "
+            f"port), not {port!r}"
+        )
+    return port
+
+
+def _loopback_host(value: Optional[str]) -> bool:
+    """True when a ``Host`` header names this machine's loopback interface
+    (``localhost``, ``127.x.y.z``, ``[::1]``, any port), or is absent."""
+    if value is None:
+        return True  # HTTP/1.0 without Host: nothing a browser sends
+    host = value.strip().lower()
+    if host.startswith("["):
+        name, bracket, rest = host[1:].partition("]")
+        if not bracket or (rest and not re.fullmatch(r":[0-9]{1,5}", rest)):
+            return False
+    else:
+        name, colon, port = host.partition(":")
+        if colon and not re.fullmatch(r"[0-9]{1,5}", port):
+            return False
+    return name == "localhost" or (
+        re.fullmatch(r"[0-9a-f.:]+", name) is not None and is_loopback(name)
+    )
+
+
 class ReportPage:
-    """The report page: figures per endpoint, to authorised clients only.
+    """The report page served through the application: token required.
 
     ``<prefix>/`` is HTML, ``<prefix>/api`` JSON, ``<prefix>/snapshot`` an
     aggregated snapshot file of the endpoints' memory.  Rules, in order:
 
-    1. *Who.*  Without a token, only loopback clients (127.0.0.0/8, ::1)
-       whose request carries no proxy header (``X-Forwarded-For``,
-       ``Forwarded``, ``X-Real-IP``): behind a reverse proxy on the same
-       host every client looks like 127.0.0.1.  Others get 403.  With a
-       token, only requests that carry it, in ``Authorization: Bearer
-       <token>`` or ``X-LeakHunt-Token: <token>``, compared in constant
-       time; others get 401.  Never in the query string: URLs end up in
-       access logs, browser history and Referer headers.
+    1. *Who.*  Only requests that carry the token, in ``Authorization:
+       Bearer <token>`` or ``X-LeakHunt-Token: <token>``, compared in
+       constant time; others get 401, whatever their address.  Never in
+       the query string: URLs end up in access logs, browser history and
+       Referer headers.  No rule by address can hold on the application's
+       port: the address the app sees depends on the server and the
+       proxies in front of it (behind nginx on the same host every client
+       is 127.0.0.1, and waitress removes the headers that would tell).
+       Without a token, the page is served only by a `ReportListener`, on
+       a loopback port of its own.
     2. *How.*  GET and HEAD only (405 otherwise).
     3. *What.*  The three paths only (404 otherwise; 414 for a huge path).
 
@@ -229,13 +288,14 @@ class ReportPage:
     def __init__(
         self, prefix: str = DEFAULT_REPORT_PREFIX, token: Optional[str] = None
     ):
-        prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
-        if not prefix or not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", prefix):
-            raise ValueError(
-                f"report_prefix must be a path such as '/_leakhunt', not {prefix!r}"
-            )
-        self.prefix = prefix
+        self.prefix = _check_prefix(prefix)
         self.token = _check_token(token)
+        if self.token is None:
+            raise ValueError(
+                "the report page is served through the application only with a "
+                f"token (report_token= or {TOKEN_ENV}); without one, pyleakhunt "
+                "serves it on a loopback port of its own (report=True)"
+            )
 
     def matches(self, path: str) -> bool:
         """True when *path* is the page's (the prefix or below it)."""
@@ -294,20 +354,7 @@ class ReportPage:
     def _refusal(
         self, header: Callable[[str], Optional[str]], client: Optional[str]
     ) -> Optional[Response]:
-        if self.token is None:
-            if not is_loopback(client):
-                return _text(
-                    403,
-                    "pyleakhunt: the report answers loopback clients only; "
-                    "configure a token to reach it from elsewhere\n",
-                )
-            if any(header(name) is not None for name in PROXY_HEADERS):
-                return _text(
-                    403,
-                    "pyleakhunt: the request came through a proxy; configure a "
-                    "token to reach the report through it\n",
-                )
-            return None
+        assert self.token is not None
         given = _bearer(header("authorization")) or header("x-leakhunt-token")
         if given is not None and len(given) > MAX_TOKEN_HEADER:
             return _text(431, "token header too large\n")
@@ -353,6 +400,290 @@ class ReportPage:
                 ("Content-Disposition", f'attachment; filename="{name}"'),
             ],
         )
+
+
+class LoopbackPage(ReportPage):
+    """The report page as a `ReportListener` serves it: no token.
+
+    The listener is bound to 127.0.0.1, so only this machine can connect.
+    Three more checks, for what could still reach it from elsewhere:
+
+    - the peer must be a loopback address (it always is, unless the
+      listener was bound otherwise);
+    - the request must carry no proxy header (``X-Forwarded-For``,
+      ``Forwarded``, ``X-Real-IP``, ``Via``, ...): a proxy on this machine
+      pointed at the listener's port by mistake would otherwise relay
+      anyone;
+    - ``Host`` must name the loopback interface (``localhost``,
+      ``127.0.0.1``, ``[::1]``, any port): a web page in a browser on this
+      machine could otherwise read the report through a domain name that
+      it re-points at 127.0.0.1 (DNS rebinding).
+
+    Others get 403.
+    """
+
+    def __init__(self, prefix: str = DEFAULT_REPORT_PREFIX) -> None:
+        self.prefix = _check_prefix(prefix)
+        self.token = None
+
+    def _refusal(
+        self, header: Callable[[str], Optional[str]], client: Optional[str]
+    ) -> Optional[Response]:
+        if not is_loopback(client):
+            return _text(
+                403, "pyleakhunt: the report listener answers loopback clients only\n"
+            )
+        if any(header(name) is not None for name in PROXY_HEADERS):
+            return _text(
+                403,
+                "pyleakhunt: the request came through a proxy; the report "
+                "listener answers direct clients on this machine only (configure "
+                "a token to reach the report through the application)\n",
+            )
+        if not _loopback_host(header("host")):
+            return _text(
+                403,
+                "pyleakhunt: the report listener answers requests addressed to "
+                "localhost or a loopback address only\n",
+            )
+        return None
+
+
+# -- the loopback listener -----------------------------------------------------
+
+
+class _ListenerHandler(http.server.BaseHTTPRequestHandler):
+    """One request to a `ReportListener`: the page's rules, then its answer."""
+
+    server_version = "pyleakhunt"
+    protocol_version = "HTTP/1.0"  # one request a connection: nothing to track
+    timeout = 10  # a client that sends nothing does not keep its thread
+
+    def _answer(self) -> None:
+        page: LoopbackPage = self.server.page  # type: ignore[attr-defined]
+        target = self.path.partition("?")[0].partition("#")[0]
+        path = urllib.parse.unquote(target, encoding="latin-1")
+        if path == "/":  # the port is the page's alone: its root is the page
+            path = page.prefix + "/"
+        headers = self.headers
+
+        def header(name: str) -> Optional[str]:
+            values = headers.get_all(name)
+            return ",".join(values) if values else None
+
+        if page.matches(path):
+            response = page.respond(self.command, path, header, self.client_address[0])
+        else:
+            response = _text(404, "no such report page\n")
+        self.send_response(response.status)
+        for name, value in response.headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if response.body:
+            self.wfile.write(response.body)
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _answer
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("pyleakhunt: report listener: " + format, *args)
+
+
+class _ListenerServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True  # a stuck client never holds up the exit
+    block_on_close = False
+    allow_reuse_address = True  # a restart right after close() can rebind
+    request_queue_size = 16
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up mid-answer is no news for the app's stderr.
+        logger.debug("pyleakhunt: report listener: request failed", exc_info=True)
+
+
+#: Every listener of the process, for the fork handlers.
+_listeners: weakref.WeakSet[ReportListener] = weakref.WeakSet()
+
+
+class ReportListener:
+    """The report page on a port of its own, bound to 127.0.0.1.
+
+    ``ReportListener(prefix="/_leakhunt", port=0)``; `start` binds and
+    serves from a daemon thread, `close` stops.  The page is at
+    ``http://127.0.0.1:<port><prefix>/`` (`url`), and also at ``/``.  No
+    server or proxy configuration in front of the application can expose
+    it: it is not on the application's port at all, as Go serves pprof on
+    a private mux.  *port* 0 lets the system choose a free port; `start`
+    logs the URL (a WARNING on the ``pyleakhunt`` logger, so that it shows
+    without any logging configuration).
+
+    **Forks.**  A forked child does not inherit the listener: its copy of
+    the socket is closed (never shut down, which would stop the parent's
+    too).  The child listens anew when it serves its first request
+    (`pyleakhunt.attribution.on_first_request_after_fork`), so each worker
+    of a pre-fork server such as gunicorn serves its own figures, and a
+    parent that serves no request (gunicorn's master) is never in the way
+    of its workers... except on a fixed *port*, which only one process can
+    hold: the others log why they do not listen, and what to do.
+    """
+
+    def __init__(self, prefix: str = DEFAULT_REPORT_PREFIX, port: int = 0) -> None:
+        self.page = LoopbackPage(prefix)
+        #: The port asked for (0: any).
+        self.requested_port = _check_port(port)
+        self._lock = threading.Lock()
+        self._server: Optional[_ListenerServer] = None
+        self._thread: Optional[threading.Thread] = None
+        #: In a forked child: the parent's pid, when the parent listened.
+        self._forked_from: Optional[int] = None
+        _listeners.add(self)
+
+    @property
+    def port(self) -> Optional[int]:
+        """The port listened on, or None when not listening."""
+        server = self._server
+        return None if server is None else server.server_address[1]
+
+    @property
+    def url(self) -> Optional[str]:
+        """``http://127.0.0.1:<port><prefix>/``, or None when not listening."""
+        port = self.port
+        return None if port is None else f"http://127.0.0.1:{port}{self.page.prefix}/"
+
+    def start(self) -> bool:
+        """Listen and serve; log the URL.  Returns False, after logging
+        why, when the port cannot be bound (never raises for that: the
+        application must run whatever happens to its report)."""
+        with self._lock:
+            if self._server is not None:
+                return True
+            try:
+                server = _ListenerServer(
+                    ("127.0.0.1", self.requested_port), _ListenerHandler
+                )
+            except OSError as exc:
+                logger.warning(self._bind_failure(exc))
+                self._forked_from = None
+                return False
+            server.page = self.page  # type: ignore[attr-defined]
+            thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.5},
+                name="pyleakhunt-report",
+                daemon=True,
+            )
+            thread.start()
+            self._server, self._thread = server, thread
+            self._forked_from = None
+        logger.warning(
+            "pyleakhunt: the report page of process %d is at %s "
+            "(loopback only; a token serves it through the application)",
+            os.getpid(),
+            self.url,
+        )
+        return True
+
+    def _bind_failure(self, exc: OSError) -> str:
+        text = (
+            "pyleakhunt: the report page of process %d is not served: cannot "
+            "listen on 127.0.0.1:%d (%s)."
+            % (os.getpid(), self.requested_port, exc.strerror or exc)
+        )
+        if exc.errno == errno.EADDRINUSE:
+            if self._forked_from is not None:
+                text += (
+                    " Process %d, from which this one was forked, listens there "
+                    "(a pre-fork server, such as gunicorn with --preload)."
+                    % self._forked_from
+                )
+            else:
+                text += " Another process listens there (another worker?)."
+            text += (
+                " With several processes, give report_port=0: each listens on a "
+                "free port and logs it, as this line is logged; or run one "
+                "worker while hunting."
+            )
+        return text
+
+    def close(self) -> None:
+        """Stop listening (waits up to half a second).  Idempotent."""
+        with self._lock:
+            server, self._server = self._server, None
+            thread, self._thread = self._thread, None
+        if server is None:
+            return
+        if thread is not None and thread is not threading.current_thread():
+            server.shutdown()
+            thread.join()
+        server.server_close()
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        server, self._server = self._server, None
+        self._thread = None
+        if server is None:
+            return
+        self._forked_from = os.getppid()
+        try:
+            server.socket.close()  # this process's descriptor only
+        except OSError:
+            pass
+
+    def _restart_after_fork(self) -> None:
+        if self._forked_from is not None:
+            self.start()
+
+
+def _listeners_after_fork_in_child() -> None:
+    for listener in list(_listeners):
+        listener._after_fork_in_child()
+
+
+def _restart_listeners_after_fork() -> None:
+    for listener in list(_listeners):
+        try:
+            listener._restart_after_fork()
+        except Exception:  # a request must never fail for the report
+            logger.exception("pyleakhunt: the report listener did not restart")
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_listeners_after_fork_in_child)
+attribution.on_first_request_after_fork(_restart_listeners_after_fork)
+
+
+def report_setup(
+    report: bool,
+    prefix: Optional[str],
+    token: Optional[str],
+    port: Optional[int],
+) -> Tuple[Optional[ReportPage], Optional[ReportListener]]:
+    """The integrations' report options, checked; the listener started.
+
+    Returns the page the application serves (with a token only) and the
+    loopback listener (without a token, or when *port* is given), either
+    None; the caller starts the listener once the attribution runs.  The
+    page is on when *report* is true or any other option is given; the
+    environment's token alone never turns it on.
+    """
+    if not (report or prefix is not None or token is not None or port is not None):
+        return None, None
+    prefix = _check_prefix(prefix or DEFAULT_REPORT_PREFIX)
+    token = _check_token(token)
+    if port is not None:
+        _check_port(port)
+    page = ReportPage(prefix, token) if token is not None else None
+    listener = None
+    if token is None or port is not None:
+        listener = ReportListener(prefix, port or 0)
+    if page is not None:
+        logger.info(
+            "pyleakhunt: the report page is served through the application at "
+            "%s/ to requests that carry the token",
+            prefix,
+        )
+    return page, listener
 
 
 def _bearer(value: Optional[str]) -> Optional[str]:
@@ -556,13 +887,20 @@ class LeakHuntMiddleware:
     """Count and tag every request of a WSGI app by endpoint.
 
     ``LeakHuntMiddleware(app, report=False, report_prefix=None,
-    report_token=None, key=None, **options)``.
+    report_token=None, report_port=None, key=None, **options)``.
 
-    - *report*: serve the report page at *report_prefix* (default
-      ``/_leakhunt``; giving a prefix also turns it on).
-    - *report_token*: answer only requests that carry this token (from any
-      address); without one, loopback clients only.  Defaults to the
-      ``PYLEAKHUNT_REPORT_TOKEN`` environment variable.
+    - *report*: serve the report page (off by default; giving any other
+      ``report_*`` option also turns it on).  Without a token, it is served
+      only on a port of its own bound to 127.0.0.1 (`ReportListener`),
+      never through the application: ``report_url`` says where, and the
+      URL is logged.
+    - *report_port*: that port (default 0: any free port, logged).
+    - *report_prefix*: the page's path (default ``/_leakhunt``).
+    - *report_token*: serve the page through the application at
+      *report_prefix*, to requests that carry this token only, from any
+      address (`ReportPage`); the loopback listener then runs only if
+      *report_port* is given.  Defaults to the ``PYLEAKHUNT_REPORT_TOKEN``
+      environment variable (which alone does not turn the page on).
     - *key*: ``key(environ) -> str`` names the endpoint of a request;
       default `endpoint_key` of the method and ``PATH_INFO``.
     - *options*: `pyleakhunt.attribution.Options` (``nframe=1``,
@@ -570,6 +908,7 @@ class LeakHuntMiddleware:
       ...), shared by the whole process.
 
     Tracing starts (with *nframe* frames) if it is not on already.
+    `close` stops the listener.
     """
 
     def __init__(
@@ -579,16 +918,33 @@ class LeakHuntMiddleware:
         report: bool = False,
         report_prefix: Optional[str] = None,
         report_token: Optional[str] = None,
+        report_port: Optional[int] = None,
         key: Optional[Callable[[Dict[str, Any]], str]] = None,
         **options: Any,
     ) -> None:
         self.app = app
-        self.page: Optional[ReportPage] = None
-        if report or report_prefix is not None:
-            self.page = ReportPage(report_prefix or DEFAULT_REPORT_PREFIX, report_token)
         self._key = key
         self._names: Dict[Tuple[str, str], str] = {}
+        #: The page served through the application (with a token only).
+        self.page: Optional[ReportPage]
+        #: The loopback listener (without a token, or with *report_port*).
+        self.listener: Optional[ReportListener]
+        self.page, self.listener = report_setup(
+            report, report_prefix, report_token, report_port
+        )
         self.attribution = attribution.shared(**options)
+        if self.listener is not None:
+            self.listener.start()
+
+    @property
+    def report_url(self) -> Optional[str]:
+        """The loopback listener's URL, or None when it does not listen."""
+        return None if self.listener is None else self.listener.url
+
+    def close(self) -> None:
+        """Stop the report listener, if any (the attribution goes on)."""
+        if self.listener is not None:
+            self.listener.close()
 
     def endpoint(self, environ: Dict[str, Any]) -> str:
         """The endpoint name of a request."""

@@ -2,10 +2,11 @@
 
 import asyncio
 import json
+import urllib.request
 
 import pytest
 
-from pyleakhunt import attribution
+from pyleakhunt import attribution, wsgi
 from pyleakhunt.asgi import LeakHuntMiddleware
 from pyleakhunt.attribution import TAG_VAR
 
@@ -18,6 +19,8 @@ def fresh_attribution():
     attribution.reset()
     LEAKED.clear()
     yield
+    for listener in list(wsgi._listeners):  # a test that failed midway
+        listener.close()
     attribution.reset()
     LEAKED.clear()
 
@@ -157,46 +160,55 @@ def test_websockets_count_as_ws_endpoints():
     assert list(attribution.current().registry.names().values()) == ["WS /ws/<id>"]
 
 
-def test_the_report_follows_the_same_rules_over_asgi():
+def fetch_json(url):
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=10) as response:
+        return json.load(response)
+
+
+def test_without_a_token_the_page_is_on_the_loopback_listener_only():
     asgi = LeakHuntMiddleware(app, report=True, interval=3600)
+    try:
 
-    async def main():
-        await request(asgi, "/leak/1")
-        local = await request(asgi, "/_leakhunt/api")
-        remote = await request(asgi, "/_leakhunt/api", client=("10.0.0.7", 1))
-        proxied = await request(
-            asgi, "/_leakhunt/api", headers=[("X-Forwarded-For", "1.2.3.4")]
-        )
-        post = await request(asgi, "/_leakhunt/api", method="POST")
-        html = await request(asgi, "/_leakhunt/")
-        missing = await request(asgi, "/_leakhunt/nope")
-        return local, remote, proxied, post, html, missing
+        async def main():
+            await request(asgi, "/leak/1")
+            return [
+                await request(asgi, path)
+                for path in ("/_leakhunt/api", "/_leakhunt/", "/_leakhunt/snapshot")
+            ]
 
-    local, remote, proxied, post, html, missing = asyncio.run(main())
-    assert local[0] == 200 and local[1][b"content-type"] == b"application/json"
-    doc = json.loads(local[2])
-    assert doc["endpoints"][0]["endpoint"] == "GET /leak/<id>"
-    assert remote[0] == 403 and proxied[0] == 403
-    assert post[0] == 405 and missing[0] == 404
-    assert html[0] == 200 and b"GET /leak/&lt;id&gt;" in html[2]
+        for status, _, body in asyncio.run(main()):
+            assert (status, body) == (200, b"ok")  # the app's own answer
+        assert asgi.page is None
+        doc = fetch_json(asgi.report_url + "api")
+        assert doc["endpoints"][0]["endpoint"] == "GET /leak/<id>"
+    finally:
+        asgi.close()
+    assert asgi.report_url is None
 
 
 def test_the_report_token_over_asgi():
-    asgi = LeakHuntMiddleware(app, report=True, report_token=TOKEN, interval=3600)
+    asgi = LeakHuntMiddleware(app, report_token=TOKEN, interval=3600)
     remote = ("203.0.113.5", 1)
+    auth = [("Authorization", "Bearer " + TOKEN)]
 
     async def main():
+        await request(asgi, "/leak/1")
         without = await request(asgi, "/_leakhunt/api", client=remote)
-        bearer = await request(
-            asgi,
-            "/_leakhunt/api",
-            client=remote,
-            headers=[("Authorization", "Bearer " + TOKEN)],
-        )
-        return without, bearer
+        local = await request(asgi, "/_leakhunt/api")
+        bearer = await request(asgi, "/_leakhunt/api", client=remote, headers=auth)
+        post = await request(asgi, "/_leakhunt/api", method="POST", headers=auth)
+        html = await request(asgi, "/_leakhunt/", headers=auth)
+        missing = await request(asgi, "/_leakhunt/nope", headers=auth)
+        return without, local, bearer, post, html, missing
 
-    without, bearer = asyncio.run(main())
-    assert without[0] == 401 and bearer[0] == 200
+    without, local, bearer, post, html, missing = asyncio.run(main())
+    assert without[0] == 401 and local[0] == 401  # loopback alone is not enough
+    assert bearer[0] == 200 and bearer[1][b"content-type"] == b"application/json"
+    assert json.loads(bearer[2])["endpoints"][0]["endpoint"] == "GET /leak/<id>"
+    assert post[0] == 405 and missing[0] == 404
+    assert html[0] == 200 and b"GET /leak/&lt;id&gt;" in html[2]
+    assert asgi.listener is None
 
 
 @pytest.mark.filterwarnings("ignore:Using .*httpx")
@@ -224,7 +236,9 @@ def test_starlette_routes_behind_the_middleware():
                 assert client.get("/items/%d" % (round_ * 10 + i)).status_code == 200
                 assert client.get("/health").text == "ok"
             hunt.sample()
-        doc = client.get("/_leakhunt/api").json()
+        assert client.get("/_leakhunt/api").status_code == 404  # Starlette's
+    doc = fetch_json(asgi.report_url + "api")
+    asgi.close()
     found = {e["endpoint"]: e for e in doc["endpoints"]}
     assert starlette.__version__
     assert found["GET /items/<id>"]["leaking"] is True

@@ -1,20 +1,31 @@
 """The WSGI middleware: endpoint names, tags, the response body, the report page."""
 
 import hmac
+import http.client
 import io
 import json
+import logging
+import os
+import socket
 import socketserver
 import threading
+import urllib.parse
 import urllib.request
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.util import FileWrapper, setup_testing_defaults
 
 import pytest
 
-from pyleakhunt import attribution
+from pyleakhunt import attribution, wsgi
 from pyleakhunt.attribution import TAG_VAR
 from pyleakhunt.fileformat import read_snapshot
-from pyleakhunt.wsgi import LeakHuntMiddleware, ReportPage, endpoint_key, is_loopback
+from pyleakhunt.wsgi import (
+    LeakHuntMiddleware,
+    LoopbackPage,
+    ReportPage,
+    endpoint_key,
+    is_loopback,
+)
 
 LEAKED = []
 TOKEN = "s3cret-token-0123456789abcdef"
@@ -25,8 +36,17 @@ def fresh_attribution():
     attribution.reset()
     LEAKED.clear()
     yield
+    for listener in list(wsgi._listeners):  # a test that failed midway
+        listener.close()
     attribution.reset()
     LEAKED.clear()
+
+
+def free_port():
+    """A port nothing listens on now (the system's choice)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def leaky_app(environ, start_response):
@@ -231,55 +251,198 @@ def test_bodies_keep_what_servers_look_at():
 # --------------------------------------------------------------------------
 # The report page: who may see it
 
+AUTH = {"X-LeakHunt-Token": TOKEN}
+
+
+def fetch(url, headers=None, host=None, method="GET"):
+    """(status, headers, body) of a request to *url*, over HTTP; *host*
+    replaces the Host header."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        connection.putrequest(method, parts.path or "/", skip_host=host is not None)
+        if host is not None:
+            connection.putheader("Host", host)
+        for name, value in (headers or {}).items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
 
 @pytest.fixture
 def reported():
-    """An app with the report on; three requests served and sampled."""
-    app = LeakHuntMiddleware(leaky_app, report=True, interval=3600)
+    """An app whose page is served through it with a token; three requests
+    served and sampled.  Call it with ``headers=AUTH``."""
+    app = LeakHuntMiddleware(leaky_app, report_token=TOKEN, interval=3600)
     for i in range(3):
         call(app, "/leak/%d" % i)
     attribution.current().sample()
     return app
 
 
-def test_the_report_is_off_unless_enabled():
+@pytest.fixture
+def listening():
+    """An app with the report on and no token: the loopback listener."""
+    app = LeakHuntMiddleware(leaky_app, report=True, interval=3600)
+    for i in range(3):
+        call(app, "/leak/%d" % i)
+    attribution.current().sample()
+    yield app
+    app.close()
+
+
+def test_the_report_is_off_unless_enabled(monkeypatch):
+    monkeypatch.setenv("PYLEAKHUNT_REPORT_TOKEN", TOKEN)  # alone: still off
     app = LeakHuntMiddleware(leaky_app, interval=3600)
-    status, _, body = call(app, "/_leakhunt/api")
+    status, _, body = call(app, "/_leakhunt/api", headers=AUTH)
     assert (status, body) == (200, b"ok")  # the app's own answer
+    assert app.report_url is None and app.listener is None
 
 
-def test_the_report_answers_loopback_clients(reported):
-    for address in ("127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"):
-        status, headers, body = call(reported, "/_leakhunt/api", remote=address)
-        assert status == 200, address
-        assert headers["Content-Type"] == "application/json"
-        assert json.loads(body)["endpoints"][0]["endpoint"] == "GET /leak/<id>"
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1", "::ffff:127.0.0.1"])
+def test_without_a_token_the_app_never_serves_the_page(listening, address):
+    # Even to a loopback client without any proxy header: on the app's port
+    # a loopback peer may be a proxy relaying anyone.
+    for path in ("/_leakhunt", "/_leakhunt/", "/_leakhunt/api", "/_leakhunt/snapshot"):
+        assert call(listening, path, remote=address)[2] == b"ok"
+    assert listening.page is None
+
+
+def test_without_a_token_the_page_is_served_on_a_loopback_port_of_its_own(
+    listening,
+):
+    url = listening.report_url
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/_leakhunt/")
+    assert listening.listener.port != 0
+    assert listening.listener._server.socket.getsockname()[0] == "127.0.0.1"
+    status, headers, body = fetch(url + "api")
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert json.loads(body)["endpoints"][0]["endpoint"] == "GET /leak/<id>"
+    # Its root is the page too: the port serves nothing else.
+    assert b"Which endpoint leaks?" in fetch(url.replace("/_leakhunt/", "/"))[2]
+    assert fetch(url.replace("/_leakhunt/", "/other"))[0] == 404
+
+
+def test_the_listener_logs_where_it_is(caplog):
+    with caplog.at_level(logging.WARNING, logger="pyleakhunt"):
+        app = LeakHuntMiddleware(leaky_app, report=True, interval=3600)
+    try:
+        assert any(app.report_url in r.getMessage() for r in caplog.records)
+    finally:
+        app.close()
 
 
 @pytest.mark.parametrize(
-    "address",
-    ["10.0.0.1", "192.168.1.5", "2001:db8::1", "", None, "localhost", "127.0.0.1.evil"],
+    "header", ["X-Forwarded-For", "Forwarded", "X-Real-IP", "Via", "X-Forwarded-Host"]
 )
-def test_the_report_refuses_other_clients_without_a_token(reported, address):
-    status, _, body = call(reported, "/_leakhunt/", remote=address)
-    assert status == 403
-    assert b"loopback" in body and b"retained" not in body
+def test_the_listener_refuses_proxied_requests(listening, header):
+    status, _, body = fetch(listening.report_url + "api", headers={header: "1.2.3.4"})
+    assert status == 403 and b"proxy" in body and b"retained" not in body
 
 
-@pytest.mark.parametrize("header", ["X-Forwarded-For", "Forwarded", "X-Real-IP"])
-def test_the_report_refuses_proxied_requests_without_a_token(reported, header):
-    status, _, body = call(reported, "/_leakhunt/api", headers={header: "203.0.113.9"})
-    assert status == 403 and b"proxy" in body
+@pytest.mark.parametrize(
+    "host, allowed",
+    [
+        ("localhost", True),
+        ("LOCALHOST:9000", True),
+        ("127.0.0.1", True),
+        ("127.0.0.1:80", True),
+        ("[::1]:8080", True),
+        ("evil.example", False),
+        ("rebind.evil.example:80", False),
+        ("127.0.0.1.evil.example", False),
+        ("localhost.evil.example", False),
+        ("10.0.0.1", False),
+        ("0.0.0.0", False),
+        ("[::1]evil", False),
+        ("127.0.0.1:80:80", False),
+        ("", False),
+    ],
+)
+def test_the_listener_answers_only_requests_addressed_to_loopback(
+    listening, host, allowed
+):
+    # A page in a browser here could otherwise read it by DNS rebinding.
+    status, _, body = fetch(listening.report_url + "api", host=host)
+    assert (status == 200) is allowed, (status, body)
+    if not allowed:
+        assert status == 403 and b"loopback" in body
 
 
-@pytest.fixture
-def with_token():
-    app = LeakHuntMiddleware(leaky_app, report=True, report_token=TOKEN, interval=3600)
-    call(app, "/leak/1")
-    return app
+@pytest.mark.parametrize("address", ["10.0.0.1", "192.168.1.5", "2001:db8::1", None])
+def test_the_listeners_page_refuses_other_peers(address):
+    page = LoopbackPage()
+    response = page.respond("GET", "/_leakhunt/api", lambda name: None, address)
+    assert response.status == 403 and b"loopback clients only" in response.body
 
 
-def test_with_a_token_only_requests_carrying_it_are_answered(with_token):
+def test_a_given_report_port_is_listened_on():
+    port = free_port()
+    app = LeakHuntMiddleware(leaky_app, report=True, report_port=port, interval=3600)
+    try:
+        assert app.report_url == "http://127.0.0.1:%d/_leakhunt/" % port
+        assert fetch(app.report_url)[0] == 200
+    finally:
+        app.close()
+
+
+def test_a_taken_report_port_is_logged_and_the_app_still_serves(caplog):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        with caplog.at_level(logging.WARNING, logger="pyleakhunt"):
+            app = LeakHuntMiddleware(
+                leaky_app, report=True, report_port=port, interval=3600
+            )
+        assert app.report_url is None
+        message = " ".join(r.getMessage() for r in caplog.records)
+        assert "cannot listen on 127.0.0.1:%d" % port in message
+        assert "report_port=0" in message
+        assert call(app, "/leak/1")[2] == b"ok"
+    finally:
+        taken.close()
+
+
+def test_close_stops_the_listener(listening):
+    port = listening.listener.port
+    listening.close()
+    assert listening.report_url is None
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    listening.close()  # idempotent
+
+
+@pytest.mark.parametrize("port", [-1, 65536, "8080", 1.5, True])
+def test_odd_report_ports_are_refused_at_start(port):
+    with pytest.raises(ValueError, match="report_port"):
+        LeakHuntMiddleware(leaky_app, report=True, report_port=port)
+
+
+def test_with_a_token_the_app_serves_it_and_no_listener_runs_unless_a_port_is_given():
+    app = LeakHuntMiddleware(leaky_app, report_token=TOKEN, interval=3600)
+    assert app.listener is None and app.report_url is None
+    assert call(app, "/_leakhunt/api", headers=AUTH)[0] == 200
+    both = LeakHuntMiddleware(
+        leaky_app, report_token=TOKEN, report_port=0, interval=3600
+    )
+    try:
+        assert fetch(both.report_url + "api")[0] == 200  # no token asked here
+        assert call(both, "/_leakhunt/api", remote="127.0.0.1")[0] == 401
+    finally:
+        both.close()
+
+
+def test_a_report_page_through_the_app_needs_a_token():
+    with pytest.raises(ValueError, match="token"):
+        ReportPage("/_leakhunt")
+
+
+def test_with_a_token_only_requests_carrying_it_are_answered(reported):
     remote = "203.0.113.9"
     for headers in (
         {"Authorization": "Bearer " + TOKEN},
@@ -287,7 +450,7 @@ def test_with_a_token_only_requests_carrying_it_are_answered(with_token):
         {"X-LeakHunt-Token": TOKEN},
     ):
         assert (
-            call(with_token, "/_leakhunt/api", remote=remote, headers=headers)[0] == 200
+            call(reported, "/_leakhunt/api", remote=remote, headers=headers)[0] == 200
         )
     for headers in (
         {},
@@ -298,25 +461,25 @@ def test_with_a_token_only_requests_carrying_it_are_answered(with_token):
         {"X-LeakHunt-Token": ""},
     ):
         status, response_headers, _ = call(
-            with_token, "/_leakhunt/api", remote=remote, headers=headers
+            reported, "/_leakhunt/api", remote=remote, headers=headers
         )
         assert status == 401, headers
         assert response_headers["WWW-Authenticate"].startswith("Bearer")
-    # A token configured means loopback alone is not enough either.
-    assert call(with_token, "/_leakhunt/api", remote="127.0.0.1")[0] == 401
+    # Loopback alone is not enough, with or without proxy headers.
+    assert call(reported, "/_leakhunt/api", remote="127.0.0.1")[0] == 401
 
 
-def test_the_token_is_never_accepted_in_the_url(with_token):
+def test_the_token_is_never_accepted_in_the_url(reported):
     for query in (
         "token=" + TOKEN,
         "access_token=" + TOKEN,
         "X-LeakHunt-Token=" + TOKEN,
     ):
-        status, _, body = call(with_token, "/_leakhunt/api", query=query)
+        status, _, body = call(reported, "/_leakhunt/api", query=query)
         assert status == 401 and b"never in the URL" in body
 
 
-def test_tokens_are_compared_in_constant_time(with_token, monkeypatch):
+def test_tokens_are_compared_in_constant_time(reported, monkeypatch):
     calls = []
     real = hmac.compare_digest
 
@@ -325,9 +488,7 @@ def test_tokens_are_compared_in_constant_time(with_token, monkeypatch):
         return real(a, b)
 
     monkeypatch.setattr(hmac, "compare_digest", spy)
-    call(
-        with_token, "/_leakhunt/api", headers={"X-LeakHunt-Token": "wrong-token-value"}
-    )
+    call(reported, "/_leakhunt/api", headers={"X-LeakHunt-Token": "wrong-token-value"})
     assert calls == [(b"wrong-token-value", TOKEN.encode())]
 
 
@@ -335,19 +496,20 @@ def test_weak_or_odd_tokens_are_refused_at_start():
     for token in ("short", "has a space in it!!", "x" * 600, "caf\u00e9" * 5):
         with pytest.raises(ValueError, match="token"):
             LeakHuntMiddleware(leaky_app, report=True, report_token=token)
+    assert attribution.current() is None  # refused before anything started
 
 
 def test_the_token_can_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("PYLEAKHUNT_REPORT_TOKEN", TOKEN)
     app = LeakHuntMiddleware(leaky_app, report=True, interval=3600)
+    assert app.listener is None
     assert call(app, "/_leakhunt/api", remote="203.0.113.9")[0] == 401
-    headers = {"X-LeakHunt-Token": TOKEN}
-    assert call(app, "/_leakhunt/api", remote="203.0.113.9", headers=headers)[0] == 200
+    assert call(app, "/_leakhunt/api", remote="203.0.113.9", headers=AUTH)[0] == 200
 
 
-def test_a_huge_token_header_gets_a_clean_4xx(with_token):
+def test_a_huge_token_header_gets_a_clean_4xx(reported):
     status, _, _ = call(
-        with_token, "/_leakhunt/api", headers={"X-LeakHunt-Token": "x" * 100_000}
+        reported, "/_leakhunt/api", headers={"X-LeakHunt-Token": "x" * 100_000}
     )
     assert status == 431
 
@@ -364,6 +526,88 @@ def test_loopback_addresses():
 
 
 # --------------------------------------------------------------------------
+# The listener in forked processes (pre-fork servers such as gunicorn)
+
+
+def in_child(work):
+    """Run *work()* in a forked child; return what it returned (a str)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never back into pytest
+        code = 0
+        try:
+            os.close(read)
+            os.write(write, work().encode())
+        except BaseException as exc:
+            os.write(write, ("error: %r" % exc).encode())
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write)
+    chunks = []
+    while True:
+        chunk = os.read(read, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(read)
+    os.waitpid(pid, 0)
+    return b"".join(chunks).decode()
+
+
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+
+
+@needs_fork
+def test_a_forked_worker_listens_on_a_port_of_its_own_from_its_first_request():
+    app = LeakHuntMiddleware(leaky_app, report=True, interval=3600)
+    try:
+        parent_url = app.report_url
+
+        def worker():
+            before = app.report_url
+            call(app, "/leak/1")  # the first request restarts it here
+            after = app.report_url
+            status, headers, _ = fetch(after + "snapshot")
+            return json.dumps(
+                [before, after, status, headers.get("Content-Disposition", "")]
+            )
+
+        before, after, status, disposition = json.loads(in_child(worker))
+        assert before is None  # the parent's socket is not the child's
+        assert after not in (None, parent_url) and status == 200
+        assert "pyleakhunt-" in disposition and "pyleakhunt-%d-" % os.getpid() not in (
+            disposition
+        )
+        # The child closed its copy of the parent's socket: the parent serves on.
+        status, headers, _ = fetch(parent_url + "snapshot")
+        assert status == 200
+        assert "pyleakhunt-%d-" % os.getpid() in headers["Content-Disposition"]
+    finally:
+        app.close()
+
+
+@needs_fork
+def test_a_forked_worker_says_why_it_cannot_take_a_fixed_port(caplog):
+    port = free_port()
+    app = LeakHuntMiddleware(leaky_app, report=True, report_port=port, interval=3600)
+    try:
+
+        def worker():
+            with caplog.at_level(logging.WARNING, logger="pyleakhunt"):
+                call(app, "/leak/1")
+            return " ".join(r.getMessage() for r in caplog.records)
+
+        message = in_child(worker)
+        assert "cannot listen on 127.0.0.1:%d" % port in message
+        assert "Process %d, from which this one was forked" % os.getpid() in message
+        assert "report_port=0" in message
+        assert fetch(app.report_url)[0] == 200  # the parent's still serves
+    finally:
+        app.close()
+
+
+# --------------------------------------------------------------------------
 # The report page: what it answers
 
 
@@ -371,12 +615,12 @@ def test_loopback_addresses():
     "method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "BREW"]
 )
 def test_the_report_only_answers_get_and_head(reported, method):
-    status, headers, _ = call(reported, "/_leakhunt/api", method=method)
+    status, headers, _ = call(reported, "/_leakhunt/api", method=method, headers=AUTH)
     assert status == 405 and headers["Allow"] == "GET, HEAD"
 
 
 def test_head_answers_headers_without_a_body(reported):
-    head = call(reported, "/_leakhunt/api", method="HEAD")
+    head = call(reported, "/_leakhunt/api", method="HEAD", headers=AUTH)
     assert head[0] == 200 and head[2] == b""
     assert int(head[1]["Content-Length"]) > 100  # that of the GET
 
@@ -393,13 +637,13 @@ def test_head_answers_headers_without_a_body(reported):
     ],
 )
 def test_unknown_report_pages_are_404(reported, path, status):
-    got, headers, body = call(reported, path)
+    got, headers, body = call(reported, path, headers=AUTH)
     assert got == status and b"Traceback" not in body
 
 
 def test_paths_that_only_start_like_the_prefix_go_to_the_app(reported):
-    assert call(reported, "/_leakhuntx")[2] == b"ok"
-    assert call(reported, "/_leakhunt")[0] == 200  # the page itself
+    assert call(reported, "/_leakhuntx", headers=AUTH)[2] == b"ok"
+    assert call(reported, "/_leakhunt", headers=AUTH)[0] == 200  # the page
 
 
 def test_a_failing_report_answers_503_without_a_traceback(reported, monkeypatch):
@@ -408,19 +652,21 @@ def test_a_failing_report_answers_503_without_a_traceback(reported, monkeypatch)
 
     monkeypatch.setattr(attribution.current(), "report", broken)
     for page in ("/_leakhunt/", "/_leakhunt/api"):
-        status, _, body = call(reported, page)
+        status, _, body = call(reported, page, headers=AUTH)
         assert status == 503 and b"secret" not in body and b"Traceback" not in body
 
 
 def test_the_report_prefix_must_be_a_plain_path():
     for prefix in ("", "/", "/has space", "/a?b", "/<x>"):
         with pytest.raises(ValueError):
-            ReportPage(prefix)
-    assert ReportPage("/debug/memory/").prefix == "/debug/memory"
+            ReportPage(prefix, TOKEN)
+        with pytest.raises(ValueError):
+            LoopbackPage(prefix)
+    assert ReportPage("/debug/memory/", TOKEN).prefix == "/debug/memory"
 
 
 def test_responses_carry_protective_headers(reported):
-    _, headers, _ = call(reported, "/_leakhunt/")
+    _, headers, _ = call(reported, "/_leakhunt/", headers=AUTH)
     assert headers["Cache-Control"] == "no-store"
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert "default-src 'none'" in headers["Content-Security-Policy"]
@@ -428,7 +674,7 @@ def test_responses_carry_protective_headers(reported):
 
 
 def test_the_page_shows_locations_not_source_code(reported):
-    _, _, html = call(reported, "/_leakhunt/")
+    _, _, html = call(reported, "/_leakhunt/", headers=AUTH)
     text = html.decode()
     line = leaky_app.__code__.co_firstlineno + 5
     assert "%s:%d" % (__file__, line) in text
@@ -438,25 +684,27 @@ def test_the_page_shows_locations_not_source_code(reported):
 
 def test_endpoint_names_are_escaped_in_html():
     app = LeakHuntMiddleware(
-        leaky_app, report=True, interval=3600, key=lambda e: "<script>x</script>"
+        leaky_app, report_token=TOKEN, interval=3600, key=lambda e: "<script>x</script>"
     )
     call(app, "/leak/1")
-    _, _, html = call(app, "/_leakhunt/")
+    _, _, html = call(app, "/_leakhunt/", headers=AUTH)
     assert b"<script>" not in html and b"&lt;script&gt;" in html
 
 
 def test_estimates_are_labelled_in_html_and_json():
-    app = LeakHuntMiddleware(leaky_app, report=True, interval=3600, sample_bytes=2048)
+    app = LeakHuntMiddleware(
+        leaky_app, report_token=TOKEN, interval=3600, sample_bytes=2048
+    )
     for i in range(20):
         call(app, "/leak/%d" % i)
-    assert json.loads(call(app, "/_leakhunt/api")[2])["estimated"] is True
-    assert b"Estimates" in call(app, "/_leakhunt/")[2]
+    assert json.loads(call(app, "/_leakhunt/api", headers=AUTH)[2])["estimated"] is True
+    assert b"Estimates" in call(app, "/_leakhunt/", headers=AUTH)[2]
 
 
 def test_the_snapshot_download_is_a_snapshot_file_with_endpoint_names(
     reported, tmp_path
 ):
-    status, headers, body = call(reported, "/_leakhunt/snapshot")
+    status, headers, body = call(reported, "/_leakhunt/snapshot", headers=AUTH)
     assert status == 200
     assert headers["Content-Type"] == "application/octet-stream"
     assert headers["Content-Disposition"].startswith(
@@ -529,12 +777,13 @@ def test_concurrent_requests_are_attributed_to_their_own_endpoint():
                 paths += ["/leak/%d" % i, "/clean/%d" % i]
             hit_concurrently(base, paths)
             hunt.sample()
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(base + "/_leakhunt/api", timeout=10) as response:
-            doc = json.load(response)
+        status, _, body = fetch(app.report_url + "api")
+        assert status == 200
+        doc = json.loads(body)
     finally:
         server.shutdown()
         server.server_close()
+        app.close()
     found = {e["endpoint"]: e for e in doc["endpoints"]}
     leak, clean = found["GET /leak/<id>"], found["GET /clean/<id>"]
     assert leak["requests"] == clean["requests"] == 240

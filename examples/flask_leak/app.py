@@ -2,12 +2,15 @@
 
     python3 app.py [--port 8000]
 
-serves it on 127.0.0.1 (werkzeug's threaded server); the report is at
-http://127.0.0.1:8000/_leakhunt/ (HTML) and /_leakhunt/api (JSON), for
-clients on this machine only.  ``python3 load.py`` sends it traffic.
+serves it on 127.0.0.1 (werkzeug's threaded server).  The report is on a
+port of its own, bound to the loopback interface: by default
+http://127.0.0.1:8001/_leakhunt/ (HTML) and /_leakhunt/api (JSON), or the
+port in the environment variable REPORT_PORT (0: any free port; the URL is
+logged at start).  ``python3 load.py`` sends the app traffic.
 """
 
 import argparse
+import os
 
 from flask import Flask, jsonify
 from service import DownstreamPool, exchange_rate, fetch_metric, render_report
@@ -39,8 +42,8 @@ def healthz():
 
 
 # One line: count and tag every request by URL rule, sample what each
-# endpoint retains every 2 s, serve the report at /_leakhunt/.
-LeakHunt(app, report=True)
+# endpoint retains every 2 s, serve the report on a loopback-only port.
+LeakHunt(app, report=True, report_port=int(os.environ.get("REPORT_PORT", "8001")))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Send the example app traffic, then print what its report says.
 
-python3 load.py [--url http://127.0.0.1:8000] [--seconds 20] [--clients 8]
+python3 load.py [--url http://127.0.0.1:8000] [--report http://127.0.0.1:8001]
+                [--seconds 20] [--clients 8]
 """
 
 import argparse
@@ -26,6 +27,11 @@ def paths():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument(
+        "--report",
+        default="http://127.0.0.1:8001",
+        help="the report's loopback port (the app's REPORT_PORT)",
+    )
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--clients", type=int, default=8)
     args = parser.parse_args()
@@ -49,7 +55,7 @@ def main():
     for thread in threads:
         thread.join()
     time.sleep(0.1)
-    with opener.open(args.url + "/_leakhunt/api", timeout=10) as response:
+    with opener.open(args.report + "/_leakhunt/api", timeout=10) as response:
         doc = json.load(response)
     print("sent %d requests in %.0f s" % (sent[0], args.seconds))
     for e in doc["endpoints"]:
