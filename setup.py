@@ -154,6 +154,7 @@ census_scan = Extension(
     sources=[
         "src/census/image.c",
         "src/census/layout.c",
+        "src/census/debugoffsets.c",
         "src/census/maps.c",
         "src/census/types.c",
         "src/census/objects.c",
@@ -167,6 +168,7 @@ census_scan = Extension(
     depends=[
         "src/census/image.h",
         "src/census/layout.h",
+        "src/census/debugoffsets.h",
         "src/census/maps.h",
         "src/census/scanner.h",
         "src/census/types.h",

@@ -9,9 +9,9 @@ EXIT_NOT_FOUND = 1
 #: Bad usage: an unknown option, a missing argument.
 EXIT_USAGE = 2
 #: The input file is missing, unreadable, truncated, not an ELF core of an
-#: x86-64 CPython 3.9-3.13 process, or not a saved census.
+#: x86-64 CPython 3.10-3.15 process, or not a saved census.
 EXIT_BAD_INPUT = 3
-#: The target process is gone, may not be read, or is not CPython 3.9-3.13.
+#: The target process is gone, may not be read, or is not CPython 3.10-3.15.
 EXIT_PROCESS = 4
 #: Interrupted (Ctrl-C).
 EXIT_INTERRUPTED = 130
@@ -23,11 +23,11 @@ EXIT_CODES = {
     EXIT_USAGE: "bad usage: unknown option, missing or bad argument",
     EXIT_BAD_INPUT: (
         "the input is missing, unreadable, truncated, or not an ELF core of "
-        "an x86-64 CPython 3.9-3.13 process (nor a saved census)"
+        "an x86-64 CPython 3.10-3.15 process (nor a saved census)"
     ),
     EXIT_PROCESS: (
         "the process is gone, may not be read (permissions, ptrace), or is "
-        "not CPython 3.9-3.13"
+        "not CPython 3.10-3.15"
     ),
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
 }

@@ -203,7 +203,7 @@ def process_image(pid: int, stop: bool = True) -> Tuple[MemoryImage, LiveRead, s
     command line.
 
     Raises ProcessError if the process is gone, may not be read, or is not
-    CPython 3.9-3.13.
+    CPython 3.10-3.15.
     """
     regions = read_maps(pid)
     mappings = [

@@ -51,7 +51,7 @@ KIND_SYMBOLS = {
     "PyMemberDescr_Type": "member_descriptor",
 }
 
-#: python3.12, libpython3.12.so.1.0, python3.13t (free-threaded), python3.9d
+#: python3.12, libpython3.12.so.1.0, python3.13t (free-threaded), python3.10d
 _VERSION_NAME = re.compile(r"python3\.(\d+)([a-z]*)")
 
 Segment = Tuple[int, object, int]
@@ -128,7 +128,7 @@ def _python_version(elf: ElfFile, names: List[str]) -> Tuple[int, str]:
     """(minor, "3.x.y") of the interpreter in *elf*.
 
     3.11+ exports ``Py_Version`` (PY_VERSION_HEX); before, the file name
-    (python3.9, libpython3.10.so) says.  Debug and free-threaded builds have
+    (python3.10, libpython3.10.so) says.  Debug and free-threaded builds have
     other layouts and are refused.
     """
     name_minor, abi = _version_from_name(names)

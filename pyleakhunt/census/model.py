@@ -35,6 +35,8 @@ class TypeCount:
     false for the static types built into the interpreter; ``kind`` is how
     the scanner reads the objects (``object`` for plain instances, ``dict``
     for dicts and their subclasses, ``other`` when read word by word).
+    ``immortal_count`` of the objects counted are immortal (3.12+: their
+    reference count never changes, and they are never freed).
     """
 
     name: str
@@ -44,6 +46,7 @@ class TypeCount:
     gc_size: int
     scan_count: int
     scan_size: int
+    immortal_count: int = 0
 
     @property
     def count(self) -> int:
@@ -145,6 +148,10 @@ class Census:
     stats: Dict[str, int] = field(default_factory=dict)
     timings: Dict[str, float] = field(default_factory=dict)
     warnings: List[str] = field(default_factory=list)
+    #: What the target said about itself: its PY_VERSION_HEX and the
+    #: offsets its _Py_DebugOffsets gave (3.13+), and its collector
+    #: ("generational", or "incremental" on 3.14.0-3.14.4).
+    runtime: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.types.sort(key=lambda t: (-t.size, -t.count, t.name))
@@ -196,6 +203,7 @@ class Census:
             "stats": self.stats,
             "timings": self.timings,
             "warnings": self.warnings,
+            "runtime": self.runtime,
             "types": [
                 dict(asdict(t), count=t.count, size=t.size, counted_by=t.counted_by)
                 for t in self.types
@@ -226,6 +234,7 @@ class Census:
                     int(t["gc_size"]),
                     int(t["scan_count"]),
                     int(t["scan_size"]),
+                    int(t.get("immortal_count", 0)),
                 )
                 for t in doc["types"]
             ]
@@ -250,6 +259,7 @@ class Census:
                 stats=dict(doc.get("stats", {})),
                 timings=dict(doc.get("timings", {})),
                 warnings=list(doc.get("warnings", [])),
+                runtime=dict(doc.get("runtime", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise BadInputError(f"{source!r} is a damaged census: {exc}") from None

@@ -47,6 +47,16 @@ class Source:
     process: str = ""
 
 
+def _runtime_warnings(runtime: Dict[str, object], stats: Dict[str, int]) -> List[str]:
+    """What makes the counts of the gc lists less than exact."""
+    if runtime.get("collecting") or stats.get("marked_links"):
+        return [
+            "a garbage collection was running: the objects it was examining "
+            "were on a list of its own, which the census does not walk"
+        ]
+    return []
+
+
 class Session:
     """The scanner over one memory image.
 
@@ -103,6 +113,7 @@ class Session:
             scan_size,
             is_class,
             kind,
+            immortal_count,
         ) in rows:
             # Two types may share a name (a class defined twice); the
             # bigger keeps it, the other gets its address.
@@ -111,13 +122,21 @@ class Session:
             self._types[name] = addr
             types.append(
                 TypeCount(
-                    name, kind, is_class, gc_count, gc_size, scan_count, scan_size
+                    name,
+                    kind,
+                    is_class,
+                    gc_count,
+                    gc_size,
+                    scan_count,
+                    scan_size,
+                    immortal_count,
                 )
             )
         it = self.image.interpreter
         version = self.scan.sys_str("version")
         if version:  # "3.10.13 (main, ...)": the micro version too
             it.version = version.split()[0]
+        runtime = self.scan.target()
         return Census(
             source=self.source.name,
             source_kind=self.source.kind,
@@ -130,7 +149,8 @@ class Session:
             types=types,
             stats=dict(stats),
             timings=self.timings,
-            warnings=list(self.image.warnings),
+            warnings=list(self.image.warnings) + _runtime_warnings(runtime, stats),
+            runtime=runtime,
         )
 
     # ---- holders -------------------------------------------------------

@@ -12,6 +12,35 @@
    of 3.12+ (0x3fffffff and thereabouts).  A freed pymalloc block holds a
    pointer there (the free list), which is far bigger. */
 #define MAX_REFCNT (1ULL << 40)
+/* 3.14+: the ob_flags CPython defines fit in a byte (_Py_IMMORTAL_FLAGS,
+   _Py_STATICALLY_ALLOCATED_FLAG...). */
+#define MAX_OB_FLAGS 0xffu
+
+/* Does the first word of an object read as a live reference count?  Sets
+   *immortal for the counts that say so (3.12+: negative as a 32-bit
+   number). */
+static int
+plausible_refcnt(const cs_layout *lay, uint64_t word, int *immortal)
+{
+    *immortal = 0;
+    if (!cs_refcnt_is_32bit(lay)) {
+        return word != 0 && word <= MAX_REFCNT;
+    }
+    uint32_t count = (uint32_t)word;
+    uint64_t high = word >> 32;
+    if (cs_header_has_flags(lay)) {
+        /* ob_overflow (the low 16 bits of `high`) stays 0 in the GIL
+           build; ob_flags are a few low bits. */
+        if ((high & 0xffff) != 0 || (high >> 16) > MAX_OB_FLAGS) {
+            return 0;
+        }
+    }
+    else if (high != 0) {
+        return 0;
+    }
+    *immortal = (int32_t)count < 0;
+    return count != 0;
+}
 
 int
 cs_fail(cs_scanner *s, const char *format, ...)
@@ -103,8 +132,13 @@ count_gc_object(cs_scanner *s, uint64_t obj)
            fixed size rather than trust its counts. */
         total = cs_type_preheader(s, t) + (uint64_t)t->basicsize;
     }
+    int immortal;
+    plausible_refcnt(s->lay, cs_word(&s->image, obj + CS_OB_REFCNT),
+                     &immortal);
     t->count_gc++;
     t->bytes_gc += total;
+    t->count_immortal += (uint64_t)immortal;
+    s->stats.immortal += (uint64_t)immortal;
     s->stats.gc_objects++;
     add_node(s, obj, t, total);
     if (t->kind == CS_KIND_TYPE) {
@@ -112,16 +146,19 @@ count_gc_object(cs_scanner *s, uint64_t obj)
     }
 }
 
-/* Walks one circular list of PyGC_Head.  _gc_next is a plain pointer
-   (bit 0 is set only inside a collection); the low two bits of _gc_prev
-   are flags.  Every link is checked both ways: a list that breaks (bad
-   layout, or a live process read without stopping it) ends the walk of
-   that list, never the census. */
+/* Walks one circular list of PyGC_Head.  The low two bits of _gc_prev
+   are flags.  Bit 0 of _gc_next is a mark that the generational
+   collector sets only inside a collection, but the incremental one of
+   3.14.0-3.14.4 keeps there for good: which old space the object is in.
+   Either way it is not part of the address.  Every link is checked both
+   ways: a list that breaks (bad layout, or a live process read without
+   stopping it) ends the walk of that list, never the census. */
 static void
 walk_list(cs_scanner *s, uint64_t head, uint64_t max_steps)
 {
     uint64_t prev = head;
-    uint64_t gc = cs_word(&s->image, head) & ~(uint64_t)1;
+    uint64_t next = cs_word(&s->image, head);
+    uint64_t gc = next & ~(uint64_t)1;
     for (uint64_t steps = 0; gc != head; steps++) {
         if (gc == 0 || steps > max_steps
             || cs_image_ptr(&s->image, gc, CS_GC_HEAD_SIZE + CS_OBJECT_SIZE)
@@ -132,9 +169,13 @@ walk_list(cs_scanner *s, uint64_t head, uint64_t max_steps)
         if ((cs_word(&s->image, gc + 8) & ~(uint64_t)3) != prev) {
             s->stats.bad_links++;
         }
+        if ((next & 1) && !s->target.incremental_gc) {
+            s->stats.marked_links++;
+        }
         count_gc_object(s, gc + CS_GC_HEAD_SIZE);
         prev = gc;
-        gc = cs_word(&s->image, gc) & ~(uint64_t)1;
+        next = cs_word(&s->image, gc);
+        gc = next & ~(uint64_t)1;
     }
 }
 
@@ -143,12 +184,18 @@ walk_interpreter(cs_scanner *s, uint64_t interp, void *ctx)
 {
     const cs_layout *lay = s->lay;
     uint64_t max_steps = *(uint64_t *)ctx;
+    uint64_t gc = interp + (uint64_t)lay->interp_gc;
+    if (cs_u32(&s->image, gc + (uint64_t)lay->gc_collecting) != 0) {
+        s->target.collecting = 1;
+    }
+    /* The generational collector's three generations, or the incremental
+       one's young and two old spaces: three lists in the same place. */
     for (int i = 0; i < 3; i++) {
-        uint64_t head = interp + (uint64_t)lay->interp_generations
+        uint64_t head = gc + (uint64_t)lay->gc_generations
                         + (uint64_t)i * (uint64_t)lay->generation_size;
         walk_list(s, head, max_steps);
     }
-    walk_list(s, interp + (uint64_t)lay->interp_permanent, max_steps);
+    walk_list(s, gc + (uint64_t)lay->gc_permanent, max_steps);
     return 0;
 }
 
@@ -188,7 +235,7 @@ walk_gc_lists(cs_scanner *s)
 /* Counts the object at `addr` if it is one the walk did not count, and
    returns the bytes the scan may skip: the object's body. */
 static uint64_t
-scan_object(cs_scanner *s, uint64_t addr, cs_type *t)
+scan_object(cs_scanner *s, uint64_t addr, cs_type *t, int immortal)
 {
     uint64_t total;
     uint64_t body;
@@ -216,6 +263,8 @@ scan_object(cs_scanner *s, uint64_t addr, cs_type *t)
     }
     t->count_scan++;
     t->bytes_scan += total;
+    t->count_immortal += (uint64_t)immortal;
+    s->stats.immortal += (uint64_t)immortal;
     s->stats.scan_objects++;
     add_node(s, addr, t, total);
     return body;
@@ -241,10 +290,11 @@ scan_segment(cs_scanner *s, const cs_segment *seg)
             continue;
         }
         memcpy(&refcnt, p + CS_OB_REFCNT, 8);
-        if (refcnt == 0 || refcnt > MAX_REFCNT) {
+        int immortal;
+        if (!plausible_refcnt(s->lay, refcnt, &immortal)) {
             continue;
         }
-        uint64_t skip = scan_object(s, addr, t);
+        uint64_t skip = scan_object(s, addr, t, immortal);
         if (skip > step) {
             addr += ((skip + step - 1) & ~(step - 1)) - step;
         }
@@ -263,6 +313,46 @@ scan_memory(cs_scanner *s)
     }
 }
 
+/* 3.15+: a bytearray keeps its data in a bytes object; the one it alone
+   holds is part of it (its size counts it), not a bytes of its own. */
+static int
+drop_owned_bytes(cs_scanner *s)
+{
+    cs_addrmap owned;
+    if (s->lay->bytearray_bytes_object < 0) {
+        return 0;
+    }
+    if (cs_addrmap_init(&owned, 64) < 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < s->nnodes; i++) {
+        cs_node *node = &s->nodes[i];
+        uint64_t bytes = s->types[node->type]->kind == CS_KIND_BYTEARRAY
+                             ? cs_bytearray_owned_bytes(s, node->addr)
+                             : 0;
+        if (bytes != 0 && cs_addrmap_put(&owned, bytes, 1) < 0) {
+            cs_addrmap_free(&owned);
+            return -1;
+        }
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < s->nnodes; i++) {
+        cs_node node = s->nodes[i];
+        cs_type *t = s->types[node.type];
+        if (t->kind == CS_KIND_BYTES && t->count_scan > 0
+            && cs_addrmap_get(&owned, node.addr) != CS_NONE) {
+            t->count_scan--;
+            t->bytes_scan -= node.size;
+            s->stats.scan_objects--;
+            continue;
+        }
+        s->nodes[kept++] = node;
+    }
+    s->nnodes = kept;
+    cs_addrmap_free(&owned);
+    return 0;
+}
+
 int
 cs_census_run(cs_scanner *s)
 {
@@ -275,6 +365,9 @@ cs_census_run(cs_scanner *s)
         return -1;
     }
     scan_memory(s);
+    if (drop_owned_bytes(s) < 0) {
+        s->out_of_memory = 1;
+    }
     if (s->out_of_memory) {
         return cs_fail(s, "out of memory");
     }

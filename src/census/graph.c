@@ -200,9 +200,9 @@ modules_of(cs_scanner *s, uint64_t interp, void *ctx)
     return ((search *)ctx)->failed;
 }
 
-/* The frame a thread is running: tstate->frame (3.9-3.10),
+/* The frame a thread is running: tstate->frame (3.10),
    tstate->cframe->current_frame (3.11-3.12), tstate->current_frame
-   (3.13). */
+   (3.13+). */
 static uint64_t
 top_frame(cs_scanner *s, uint64_t tstate)
 {
@@ -223,21 +223,24 @@ previous_frame(cs_scanner *s, uint64_t frame)
     return cs_word(&s->image, frame + (uint64_t)link);
 }
 
-/* The locals of one frame, as roots.  Shim frames (3.12+) and frames
-   running something other than a code object (3.13) have none. */
+/* The locals of one frame, as roots.  Frames not owned by a Python
+   function (shims, the interpreter's own: owner 3 and above) and frames
+   running something other than a code object (3.13+) have none.  From
+   3.14, f_executable and the locals are tagged stack references. */
 static void
 frame_roots(search *sr, uint64_t frame)
 {
     cs_scanner *s = sr->s;
     const cs_layout *lay = s->lay;
-    uint64_t code = cs_word(&s->image, frame + lay->frame_code);
+    uint64_t code = cs_stackref_object(
+        lay, cs_word(&s->image, frame + lay->frame_code));
     cs_type *code_type = cs_type_of(s, code);
     if (code_type == NULL || code_type->kind != CS_KIND_CODE) {
         return;
     }
     if (lay->frame_owner >= 0
         && cs_u8(&s->image, frame + lay->frame_owner)
-               == CS_FRAME_OWNED_BY_CSTACK) {
+               >= CS_FRAME_OWNER_FIRST_NOT_PYTHON) {
         return;
     }
     int64_t nlocals = cs_code_nlocals(s, code);
@@ -249,6 +252,7 @@ frame_roots(search *sr, uint64_t frame)
     for (int64_t i = 0; locals != NULL && i < nlocals && !sr->failed; i++) {
         uint64_t value;
         memcpy(&value, locals + i * 8, 8);
+        value = cs_stackref_object(lay, value);
         if (value != 0) {
             reach(sr, value, CS_EDGE_LOCAL, code, (uint64_t)i);
         }

@@ -6,17 +6,25 @@
  * headers and run it, once per minor version.
  *
  *   V=3.12; P=$(pyenv root)/versions/3.12.1/include/python$V
- *   cc -DPy_BUILD_CORE -I$P -I$P/internal -o probe src/census/layout_probe.c
+ *   cc -DPy_BUILD_CORE -I$P -I$P/internal -Isrc/census -o probe \
+ *       src/census/layout_probe.c
  *   ./probe
  *
+ * (Debian's packages install the internal headers too: for 3.14 and 3.15,
+ * P=/usr/include/python$V.)
+ *
  * Every number comes from offsetof()/sizeof() on the real structs, except
- * the dict keys layout of 3.9 and 3.10, whose struct lives in
+ * the dict keys layout of 3.10, whose struct lives in
  * Objects/dict-common.h and is not installed; it is written out by hand
  * below from that file (dk_refcnt, dk_size, the dk_lookup function
  * pointer, dk_usable, dk_nentries, then the index), and was checked
- * against the keys of sys.modules in cores of 3.9.18 and 3.10.13.  The layouts
+ * against the keys of sys.modules in a core of 3.10.13.  The layouts
  * are those of the default (release, GIL) build; debug builds (Py_DEBUG,
  * Py_TRACE_REFS) and free-threaded builds differ and are refused.
+ *
+ * From 3.13 the probe also prints `.dbg`: where, in the version's
+ * _Py_DebugOffsets, the target gives each field of CS_ALL_DEBUG_FIELDS
+ * (layout.h); the census reads those from the target.
  */
 #include <Python.h>
 #include <frameobject.h>
@@ -26,6 +34,7 @@
 
 #include "pycore_interp.h"
 #include "pycore_runtime.h"
+#include "layout.h"
 #if PY_MINOR_VERSION >= 11
 #include "pycore_dict.h"
 #include "pycore_frame.h"
@@ -39,7 +48,7 @@ typedef struct {
     PyObject_HEAD PyObject *md_dict;
 } probe_module;
 
-/* 3.9 and 3.10: Objects/dict-common.h, copied here (not installed). */
+/* 3.10: Objects/dict-common.h, copied here (not installed). */
 #if PY_MINOR_VERSION <= 10
 struct probe_keys {
     Py_ssize_t dk_refcnt;
@@ -68,9 +77,11 @@ show_runtime(void)
 #else
     SHOW("interp_modules", offsetof(PyInterpreterState, modules));
 #endif
-    SHOW("interp_generations", offsetof(PyInterpreterState, gc.generations));
-    SHOW("interp_permanent",
-         offsetof(PyInterpreterState, gc.permanent_generation));
+    SHOW("interp_gc", offsetof(PyInterpreterState, gc));
+    SHOW("gc_generations", offsetof(struct _gc_runtime_state, generations));
+    SHOW("gc_permanent",
+         offsetof(struct _gc_runtime_state, permanent_generation));
+    SHOW("gc_collecting", offsetof(struct _gc_runtime_state, collecting));
     SHOW("generation_size", sizeof(struct gc_generation));
     SHOW("tstate_next", offsetof(PyThreadState, next));
 #if PY_MINOR_VERSION >= 13
@@ -218,6 +229,12 @@ show_scalars(void)
     SHOW("float_size", sizeof(PyFloatObject));
     SHOW("bytearray_size", sizeof(PyByteArrayObject));
     SHOW("bytearray_alloc", offsetof(PyByteArrayObject, ob_alloc));
+#if PY_MINOR_VERSION >= 15
+    SHOW("bytearray_bytes_object",
+         offsetof(PyByteArrayObject, ob_bytes_object));
+#else
+    NONE("bytearray_bytes_object");
+#endif
 }
 
 static void
@@ -236,6 +253,42 @@ show_callables(void)
     SHOW("module_dict", offsetof(probe_module, md_dict));
 }
 
+/* Where the target's _Py_DebugOffsets holds each field it gives. */
+#define SHOW_DEBUG(name, path)                                                \
+    printf("        .%s = %ld,\n", #name,                                     \
+           (long)offsetof(_Py_DebugOffsets, path));
+#define NONE_DEBUG(name, path) printf("        .%s = 0,\n", #name);
+
+static void
+show_debug_offsets(void)
+{
+    printf("    .dbg = {\n");
+#if PY_MINOR_VERSION >= 13
+    printf("        .table_size = %ld,\n", (long)sizeof(_Py_DebugOffsets));
+    printf("        .version = %ld,\n",
+           (long)offsetof(_Py_DebugOffsets, version));
+    printf("        .free_threaded = %ld,\n",
+           (long)offsetof(_Py_DebugOffsets, free_threaded));
+    CS_DEBUG_FIELDS(SHOW_DEBUG)
+#else
+    printf("        .table_size = 0,\n");
+    printf("        .version = 0,\n");
+    printf("        .free_threaded = 0,\n");
+    CS_DEBUG_FIELDS(NONE_DEBUG)
+#endif
+#if PY_MINOR_VERSION >= 14
+    CS_DEBUG_FIELDS_314(SHOW_DEBUG)
+#else
+    CS_DEBUG_FIELDS_314(NONE_DEBUG)
+#endif
+#if PY_MINOR_VERSION >= 15
+    CS_DEBUG_FIELDS_315(SHOW_DEBUG)
+#else
+    CS_DEBUG_FIELDS_315(NONE_DEBUG)
+#endif
+    printf("    },\n");
+}
+
 int
 main(void)
 {
@@ -247,6 +300,7 @@ main(void)
     show_containers();
     show_scalars();
     show_callables();
+    show_debug_offsets();
     printf("},\n");
     return 0;
 }

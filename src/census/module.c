@@ -15,6 +15,7 @@
 #include <stdlib.h>
 
 #include "census.h"
+#include "debugoffsets.h"
 #include "graph.h"
 #include "objects.h"
 #include "pause.h"
@@ -231,9 +232,14 @@ Image_init(ImageObject *self, PyObject *args, PyObject *kwds)
         }
         return -1;
     }
-    self->scanner.lay = lay;
+    self->scanner.layout = *lay;
     self->scanner.runtime = runtime;
     self->scanner.type_type = type_type;
+    if (cs_debug_offsets_read(&self->scanner) < 0) {
+        PyErr_SetString(PyExc_ValueError, self->scanner.error);
+        return -1;
+    }
+    self->scanner.lay = &self->scanner.layout;
     return 0;
 }
 
@@ -257,7 +263,9 @@ static PyObject *
 census_stats(const cs_stats *stats)
 {
     return Py_BuildValue(
-        "{sKsKsKsKsKsKsKsK}", "interpreters",
+        "{sKsKsKsKsKsKsKsKsKsK}", "immortal",
+        (unsigned long long)stats->immortal, "marked_links",
+        (unsigned long long)stats->marked_links, "interpreters",
         (unsigned long long)stats->interpreters, "gc_objects",
         (unsigned long long)stats->gc_objects, "scan_objects",
         (unsigned long long)stats->scan_objects, "scanned_bytes",
@@ -276,10 +284,11 @@ type_row(cs_scanner *s, cs_type *t)
         return NULL;
     }
     return Py_BuildValue(
-        "(KNKKKKOs)", (unsigned long long)t->addr, name,
+        "(KNKKKKOsK)", (unsigned long long)t->addr, name,
         (unsigned long long)t->count_gc, (unsigned long long)t->bytes_gc,
         (unsigned long long)t->count_scan, (unsigned long long)t->bytes_scan,
-        cs_type_is_heap(t) ? Py_True : Py_False, kind_names[t->kind]);
+        cs_type_is_heap(t) ? Py_True : Py_False, kind_names[t->kind],
+        (unsigned long long)t->count_immortal);
 }
 
 static PyObject *
@@ -303,7 +312,7 @@ census_rows(cs_scanner *s)
 }
 
 /* census() -> (rows, stats): rows are (type address, name, gc count, gc
-   bytes, scan count, scan bytes, is a class, kind). */
+   bytes, scan count, scan bytes, is a class, kind, immortal count). */
 static PyObject *
 Image_census(ImageObject *self, PyObject *Py_UNUSED(ignored))
 {
@@ -736,7 +745,48 @@ Image_sys_str(ImageObject *self, PyObject *arg)
     return cs_py_str(s, cs_dict_get(s, dict, name));
 }
 
+/* The offsets the target's _Py_DebugOffsets gave, by row field name. */
+static PyObject *
+debug_offsets_dict(cs_scanner *s)
+{
+    PyObject *offsets = PyDict_New();
+    for (size_t i = 0; offsets != NULL && i < cs_debug_field_count(); i++) {
+        if (s->target.fields_read == 0
+            || cs_debug_field_position(&s->layout, i) <= 0) {
+            continue;
+        }
+        PyObject *value = PyLong_FromLong(*cs_debug_field(&s->layout, i));
+        if (value == NULL
+            || PyDict_SetItemString(offsets, cs_debug_field_names[i], value)
+                   < 0) {
+            Py_XDECREF(value);
+            Py_CLEAR(offsets);
+            break;
+        }
+        Py_DECREF(value);
+    }
+    return offsets;
+}
+
+/* target() -> {"hexversion", "debug_offsets", "collector", "collecting"}:
+   what the target said about itself (collecting: after census()). */
+static PyObject *
+Image_target(ImageObject *self, PyObject *Py_UNUSED(ignored))
+{
+    cs_scanner *s = &self->scanner;
+    if (!ready(self)) {
+        return NULL;
+    }
+    return Py_BuildValue(
+        "{sKsNsssO}", "hexversion", (unsigned long long)s->target.hexversion,
+        "debug_offsets", debug_offsets_dict(s), "collector",
+        s->target.incremental_gc ? "incremental" : "generational",
+        "collecting", s->target.collecting ? Py_True : Py_False);
+}
+
 static PyMethodDef Image_methods[] = {
+    {"target", (PyCFunction)Image_target, METH_NOARGS,
+     "target() -> what the target says about itself."},
     {"census", (PyCFunction)Image_census, METH_NOARGS,
      "census() -> (rows, stats): find and count every object."},
     {"build_graph", (PyCFunction)Image_build_graph, METH_NOARGS,

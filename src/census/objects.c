@@ -32,7 +32,7 @@ round8(uint64_t value)
 
 /* ---- strs --------------------------------------------------------------- */
 
-/* PyASCIIObject.state bits, the same in 3.9 to 3.13. */
+/* PyASCIIObject.state bits, the same in 3.10 to 3.15. */
 #define STATE_KIND(state) (((state) >> 2) & 7u)
 #define STATE_COMPACT(state) (((state) >> 5) & 1u)
 #define STATE_ASCII(state) (((state) >> 6) & 1u)
@@ -93,7 +93,7 @@ cs_str_equals(cs_scanner *s, uint64_t obj, const char *text)
 }
 
 /* sys.getsizeof() of a str, as unicode.__sizeof__ computes it (without
-   the wstr cache of 3.9-3.11, which nothing fills any more).  *body is
+   the wstr cache of 3.10-3.11, which nothing fills any more).  *body is
    the part at `obj`; the characters of a non-compact str (a subclass's
    instance) and a separate UTF-8 copy are *extra. */
 static int
@@ -155,9 +155,8 @@ index_width(int64_t size)
     return size <= 0xffffffffLL ? 4 : 8;
 }
 
-/* The hash index: dk_size (3.9), 1 << dk_log2_size entries of the
-   narrowest width that fits (3.10), or 1 << dk_log2_index_bytes bytes
-   (3.11+). */
+/* The hash index: dk_size (3.10) entries of the narrowest width that
+   fits, or 1 << dk_log2_index_bytes bytes (3.11+). */
 static int
 read_index_size(cs_scanner *s, uint64_t keys, keys_geometry *g)
 {
@@ -249,7 +248,7 @@ foreach_entry(const keys_geometry *g, int64_t count, const uint8_t *entries,
     return 0;
 }
 
-/* The values array of a split table: 3.9-3.12 point at the array, 3.13
+/* The values array of a split table: 3.10-3.12 point at the array, 3.13+
    at a PyDictValues whose first byte is its capacity. */
 static const uint8_t *
 split_values(cs_scanner *s, uint64_t values, int64_t *count)
@@ -376,8 +375,9 @@ cached_keys(cs_scanner *s, cs_type *t, instance_attrs *attrs)
 }
 
 /* 3.11: values at -32, dict at -24.  3.12: one word at -24, the values
-   pointer minus one (odd) or the dict.  3.13: the dict at -24; the
-   values inline after the object, valid while its fourth byte is set. */
+   pointer minus one (odd) or the dict.  3.13+: the dict at -24 (three
+   words before the object); with Py_TPFLAGS_INLINE_VALUES, the values
+   inline at tp_basicsize, valid while their fourth byte is set. */
 static void
 managed_attrs(cs_scanner *s, uint64_t obj, cs_type *t, instance_attrs *attrs)
 {
@@ -591,7 +591,7 @@ bytes_size(cs_scanner *s, uint64_t obj, int strict, uint64_t *body)
     return 0;
 }
 
-/* An int's digits: ob_size (3.9-3.11, its sign the int's), or the tag
+/* An int's digits: ob_size (3.10-3.11, its sign the int's), or the tag
    ndigits << 3 | sign (3.12+, sign 0 positive, 1 zero, 2 negative).  A
    normalised int's top digit is not zero, and digits have 30 bits. */
 static int
@@ -668,6 +668,60 @@ set_size(cs_scanner *s, uint64_t obj, cs_type *t, uint64_t *body,
 /* A bytearray owns its buffer, ob_alloc bytes at ob_bytes, of which
    ob_size + 1 are used (it keeps a NUL after the data); ob_start points
    into it. */
+/* 3.15+: the characters are those of a bytes object the bytearray
+   holds; the scan counts that object itself, so the bytearray owns only
+   its body.  ob_bytes points at the bytes object's data. */
+static int
+bytearray_in_bytes(cs_scanner *s, uint64_t obj, cs_type *t, int strict,
+                   uint64_t *body, uint64_t *extra)
+{
+    const cs_layout *lay = s->lay;
+    int64_t size = cs_sword(&s->image, obj + CS_OB_SIZE);
+    int64_t alloc = cs_sword(&s->image, obj + lay->bytearray_alloc);
+    if (size < 0 || alloc < 0 || alloc > MAX_BYTES || size > alloc) {
+        return -1;
+    }
+    if (strict) {
+        uint64_t holder
+            = cs_word(&s->image, obj + lay->bytearray_bytes_object);
+        uint64_t bytes = cs_word(&s->image, obj + lay->bytearray_alloc + 8);
+        uint64_t start = cs_word(&s->image, obj + lay->bytearray_alloc + 16);
+        if (holder == 0 || bytes != holder + (uint64_t)lay->bytes_sval
+            || start < bytes || start + (uint64_t)size > bytes + (uint64_t)alloc
+            || cs_image_ptr(&s->image, holder, (uint64_t)lay->bytes_sval)
+                   == NULL) {
+            return -1;
+        }
+    }
+    *body = (uint64_t)t->basicsize;
+    /* sys.getsizeof() counts the bytes object in when the bytearray is
+       its only holder (census.c then drops it from the bytes). */
+    uint64_t owned = cs_bytearray_owned_bytes(s, obj);
+    *extra = owned == 0 ? 0
+                        : (uint64_t)lay->bytes_sval
+                              + (uint64_t)cs_sword(&s->image,
+                                                   owned + CS_OB_SIZE)
+                              + 1;
+    return 0;
+}
+
+uint64_t
+cs_bytearray_owned_bytes(cs_scanner *s, uint64_t obj)
+{
+    const cs_layout *lay = s->lay;
+    if (lay->bytearray_bytes_object < 0) {
+        return 0;
+    }
+    uint64_t holder = cs_word(&s->image, obj + lay->bytearray_bytes_object);
+    uint64_t refcnt;
+    if (holder == 0 || cs_read_u64(&s->image, holder, &refcnt) < 0
+        || (uint32_t)refcnt != 1) {
+        return 0;
+    }
+    int64_t length = cs_sword(&s->image, holder + CS_OB_SIZE);
+    return length < 0 || length > MAX_BYTES ? 0 : holder;
+}
+
 static int
 bytearray_size(cs_scanner *s, uint64_t obj, cs_type *t, int strict,
                uint64_t *body, uint64_t *extra)
@@ -675,6 +729,9 @@ bytearray_size(cs_scanner *s, uint64_t obj, cs_type *t, int strict,
     const cs_layout *lay = s->lay;
     int64_t size = cs_sword(&s->image, obj + CS_OB_SIZE);
     int64_t alloc = cs_sword(&s->image, obj + lay->bytearray_alloc);
+    if (lay->bytearray_bytes_object >= 0) {
+        return bytearray_in_bytes(s, obj, t, strict, body, extra);
+    }
     if (size < 0 || alloc < 0 || alloc > MAX_BYTES
         || (alloc > 0 && size >= alloc)) {
         return -1;
@@ -1133,7 +1190,7 @@ cs_local_name(cs_scanner *s, uint64_t code, uint64_t index)
         uint64_t names = cs_word(&s->image, code + lay->code_localsplusnames);
         return cs_tuple_item(s, names, (int64_t)index);
     }
-    /* 3.9-3.10: f_localsplus is co_varnames, then co_cellvars, then
+    /* 3.10: f_localsplus is co_varnames, then co_cellvars, then
        co_freevars. */
     const int32_t tuples[]
         = {lay->code_varnames, lay->code_cellvars, lay->code_freevars};

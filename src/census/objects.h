@@ -104,6 +104,11 @@ uint64_t cs_local_name(cs_scanner *s, uint64_t code, uint64_t index);
    running the code object at `code`; -1 if unreadable. */
 int64_t cs_code_nlocals(cs_scanner *s, uint64_t code);
 
+/* 3.15+: the bytes object whose data the bytearray at `obj` uses, if
+   the bytearray is its only holder (it then owns it, as sys.getsizeof()
+   says); else 0. */
+uint64_t cs_bytearray_owned_bytes(cs_scanner *s, uint64_t obj);
+
 /* The item at `index` of the tuple at `tuple`, or 0. */
 uint64_t cs_tuple_item(cs_scanner *s, uint64_t tuple, int64_t index);
 

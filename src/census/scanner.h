@@ -6,6 +6,7 @@
  *
  *   image.c    bounds-checked reads of the target's memory
  *   layout.c   CPython's struct layouts, per minor version
+ *   debugoffsets.c  the target's own offsets (_Py_DebugOffsets, 3.13+)
  *   types.c    the type table: every type met, its kind, name, counts
  *   objects.c  one object: its size, its references (with labels)
  *   census.c   finding objects: the gc lists, then a scan of the heap
@@ -73,6 +74,7 @@ typedef struct {
     uint64_t bytes_gc;
     uint64_t count_scan;
     uint64_t bytes_scan;
+    uint64_t count_immortal; /* of those counted, immortal (3.12+) */
     /* __slots__ of the class and its heap bases, read on first use. */
     cs_slot *slots;
     size_t nslots;
@@ -96,13 +98,36 @@ typedef struct {
     uint64_t bad_links;     /* _gc_prev not pointing back */
     uint64_t bad_types;     /* gc objects whose ob_type is not a type */
     uint64_t static_types;  /* type objects found in static data */
+    uint64_t immortal;      /* objects counted whose reference count says
+                               immortal (3.12+) */
+    uint64_t marked_links;  /* _gc_next with bit 0 set: a generational
+                               collection was under way */
 } cs_stats;
+
+/* What the target says about itself. */
+typedef struct {
+    /* PY_VERSION_HEX from _Py_DebugOffsets (3.13+), else 0. */
+    uint64_t hexversion;
+    /* How many of the row's numbers the target's table replaced. */
+    size_t fields_read;
+    /* 3.14.0 to 3.14.4 ran the incremental collector: bit 0 of _gc_next
+       is then which old space an object is in, not a mark. */
+    int incremental_gc;
+    /* gc.collecting was set: the young objects may be on a list of the
+       collector's own, which the walk does not see. */
+    int collecting;
+} cs_target;
 
 struct cs_graph; /* graph.h */
 
 typedef struct {
     cs_image image;
+    /* This target's layout: the version's row, with what its
+       _Py_DebugOffsets gives in place of the row's numbers.  `lay`
+       points to it. */
+    cs_layout layout;
     const cs_layout *lay;
+    cs_target target;
     uint64_t runtime;   /* &_PyRuntime */
     uint64_t type_type; /* &PyType_Type */
     /* The static types of known kinds, by address (from the symbols). */

@@ -250,7 +250,14 @@ def test_diff_of_two_cores_ranks_what_grew(tmp_path):
 
 def _system_pythons():
     found = []
-    for name in ("python3", "python3.11", "python3.12", "python3.13"):
+    for name in (
+        "python3",
+        "python3.11",
+        "python3.12",
+        "python3.13",
+        "python3.14",
+        "python3.15",
+    ):
         path = os.path.join("/usr/bin", name)
         if os.path.exists(path) and os.path.realpath(path) not in found:
             found.append(os.path.realpath(path))
