@@ -150,7 +150,11 @@ PROGRESS_MIN_BYTES = 50 * 1024 * 1024
 _HEADER_BYTES = 16
 #: Suffixes of the timeline files ``suspects`` looks for in a directory.
 TIMELINE_SUFFIXES = (".plh", ".plht")
-KEY_CHOICES = ("lineno", "filename", "traceback")
+KEY_CHOICES = ("userline", "lineno", "filename", "traceback")
+#: The default grouping: by the most recent line in the user's code, so that
+#: what json, logging or an ORM allocates for a line of the program is
+#: counted under that line (`pyleakhunt.userframe`).
+DEFAULT_KEY = "userline"
 
 JSON_TOP = """\
 top:      {"command": "top", "file", "kind": "snapshot"|"timeline",
@@ -389,7 +393,7 @@ def load_snapshot(path: str) -> LoadedSnapshot:
 
 
 def analyse_timeline(
-    path: str, key_type: str = "lineno", rule: GrowthRule = DEFAULT_RULE
+    path: str, key_type: str = DEFAULT_KEY, rule: GrowthRule = DEFAULT_RULE
 ) -> TimelineSuspects:
     """The suspects of one timeline file.
 
@@ -534,8 +538,12 @@ def _add_report_options(parser: argparse.ArgumentParser, cumulative: bool) -> No
     parser.add_argument(
         "--key",
         choices=KEY_CHOICES,
-        default="lineno",
-        help="group by line (default), by file, or by whole traceback",
+        default=None,
+        help=(
+            "group by the most recent line in your code (userline, the "
+            "default; lineno with --cumulative), by the most recent line "
+            "anywhere (lineno), by file, or by whole traceback"
+        ),
     )
     if cumulative:
         parser.add_argument(
@@ -549,7 +557,11 @@ def _add_report_options(parser: argparse.ArgumentParser, cumulative: bool) -> No
 
 
 def _check_cumulative(args: argparse.Namespace) -> None:
-    if args.cumulative and args.key == "traceback":
+    """Settle the key: `DEFAULT_KEY`, or ``lineno`` with --cumulative
+    (which counts every frame, the user's among them)."""
+    if args.key is None:
+        args.key = "lineno" if args.cumulative else DEFAULT_KEY
+    if args.cumulative and args.key not in ("lineno", "filename"):
         raise UsageError("--cumulative needs --key lineno or --key filename")
 
 
@@ -811,7 +823,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         path = timeline_path(args.output_dir)
         with _reading(path, "write"):
             watcher = _CountingWatcher(
-                interval=args.interval, nframe=args.nframe, path=path
+                interval=args.interval,
+                key_type=DEFAULT_KEY,
+                nframe=args.nframe,
+                path=path,
             )
         return _trace(target, watcher, path, args)
     finally:
@@ -1018,7 +1033,7 @@ def _command_summary(directory: str, results: List[TimelineSuspects]) -> List[st
         lines += [
             "  " + line if line else line
             for line in report.suspects_lines(
-                result, 5, "lineno", DEFAULT_RULE.min_samples
+                result, 5, DEFAULT_KEY, DEFAULT_RULE.min_samples
             )
         ]
     lines.append("pyleakhunt: details: pyleakhunt suspects %s" % directory)
@@ -1076,7 +1091,9 @@ def _output_format(args: argparse.Namespace) -> str:
     if args.json and args.format not in (None, "json"):
         raise UsageError("--json and --format %s disagree" % args.format)
     fmt = args.format or ("json" if args.json else "text")
-    if fmt in ("pprof", "folded") and (args.cumulative or args.key != "lineno"):
+    if fmt in ("pprof", "folded") and (
+        args.cumulative or args.key not in ("lineno", DEFAULT_KEY)
+    ):
         raise UsageError(
             "--format %s holds whole tracebacks: --key and --cumulative apply "
             "to text and json only" % fmt
@@ -1129,13 +1146,24 @@ def cmd_top(args: argparse.Namespace) -> int:
         _write_profile(args, fmt, export.live_memory(loaded.snapshot))
         return EXIT_OK
     stats = loaded.snapshot.top(args.limit, args.key, args.cumulative)
+    full = _full_tracebacks(args, loaded.snapshot)
     if fmt == "json":
-        doc = report.top_json(loaded, stats, args.key, args.cumulative)
+        doc = report.top_json(loaded, stats, args.key, args.cumulative, full)
         _write_output(args, report.dumps(doc) + "\n")
     else:
-        lines = report.top_lines(loaded, stats, args.key)
+        lines = report.top_lines(loaded, stats, args.key, full)
         _write_output(args, "".join(line + "\n" for line in lines))
     return EXIT_OK
+
+
+def _full_tracebacks(
+    args: argparse.Namespace, snapshot: Snapshot
+) -> Dict[Traceback, Traceback]:
+    """Each row's key -> the whole traceback of its biggest site, where the
+    user's frame of a one-frame key (``lineno``) is found."""
+    if args.cumulative:
+        return {}  # a row is one frame of many tracebacks
+    return reduce_snapshot(snapshot, args.key, exclude_tracer=False)[1]
 
 
 def add_diff_arguments(parser: argparse.ArgumentParser) -> None:
@@ -1162,11 +1190,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
         for diff in new.snapshot.diff(old.snapshot, args.key, args.cumulative)
         if diff.size_diff or diff.count_diff
     ][: args.limit]
+    full = dict(_full_tracebacks(args, old.snapshot))
+    full.update(_full_tracebacks(args, new.snapshot))
     if fmt == "json":
-        doc = report.diff_json(old, new, diffs, args.key, args.cumulative)
+        doc = report.diff_json(old, new, diffs, args.key, args.cumulative, full)
         _write_output(args, report.dumps(doc) + "\n")
     else:
-        lines = report.diff_lines(old, new, diffs, args.key)
+        lines = report.diff_lines(old, new, diffs, args.key, full)
         _write_output(args, "".join(line + "\n" for line in lines))
     return EXIT_OK
 
@@ -1188,7 +1218,7 @@ def cmd_suspects(args: argparse.Namespace) -> int:
     failed = False
     for path in paths:
         try:
-            results.append(analyse_timeline(path, args.key))
+            results.append(analyse_timeline(path, args.key or DEFAULT_KEY))
         except CLIError as exc:
             if len(paths) == 1:
                 raise
@@ -1202,7 +1232,7 @@ def cmd_suspects(args: argparse.Namespace) -> int:
             if lines:
                 lines.append("")
             lines += report.suspects_lines(
-                result, args.limit, args.key, DEFAULT_RULE.min_samples
+                result, args.limit, args.key or DEFAULT_KEY, DEFAULT_RULE.min_samples
             )
         _print_lines(lines)
     return EXIT_BAD_FILE if failed else EXIT_OK

@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ._raw import RawSnapshot
 from .snapshot import Snapshot, Traceback, _group_key, untraced
+from .userframe import user_frame_json
 
 #: The tracer's own modules: memory they hold (snapshots kept by a watcher)
 #: is the hunter's, not the program's.
@@ -49,8 +50,8 @@ TRACER_FILES = frozenset(
 class Suspect:
     """A call site whose live memory keeps growing."""
 
-    #: The grouping key: one frame for ``lineno``, all frames for
-    #: ``traceback``, a filename for ``filename``.
+    #: The grouping key: one frame for ``lineno`` and ``userline``, all
+    #: frames for ``traceback``, a filename for ``filename``.
     key: Traceback
     #: The full traceback of the biggest site under this key.
     traceback: Traceback
@@ -75,8 +76,11 @@ class Suspect:
         return self.key[-1].lineno
 
     def to_json(self) -> Dict[str, Any]:
-        """A JSON-ready dict; ``traceback`` is most recent call first."""
-        return {
+        """A JSON-ready dict; ``traceback`` is most recent call first;
+        ``user_frame`` is the most recent frame of the traceback in the
+        user's code and ``via`` the library frame that allocated, or None
+        (`pyleakhunt.userframe.user_frame_json`)."""
+        doc: Dict[str, Any] = {
             "filename": self.filename,
             "lineno": self.lineno,
             "size": self.size,
@@ -90,6 +94,8 @@ class Suspect:
             "estimated": self.estimated,
             "traceback": [[f.filename, f.lineno] for f in reversed(self.traceback)],
         }
+        doc.update(user_frame_json(self.traceback))
+        return doc
 
 
 @dataclass

@@ -19,6 +19,11 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from .growth import Suspect
 from .snapshot import Snapshot, Statistic, StatisticDiff, Traceback, format_size
+from .userframe import user_frame, user_frame_json, via_text
+
+#: key -> the whole traceback of the biggest site grouped under it, from
+#: which the user's frame of a row is found (`pyleakhunt.userframe`).
+FullTracebacks = Mapping[Traceback, Traceback]
 
 #: Paths longer than this are shortened in human output (never the basename).
 PATH_WIDTH = 40
@@ -171,6 +176,32 @@ def _most_recent(traceback: Traceback) -> tuple:
     return (frame.filename, frame.lineno)
 
 
+def user_location(traceback: Traceback, full: Optional[FullTracebacks] = None) -> tuple:
+    """``(filename, lineno, via)`` of a row: the most recent frame in the
+    user's code, and the library frame that allocated (or None).
+
+    *traceback* is the row's key; *full*, when given, maps it to the whole
+    traceback of its biggest site, which reaches further than a one-frame
+    key.  A ``filename`` key (line 0) is shown as it is.
+    """
+    whole = full.get(traceback, traceback) if full is not None else traceback
+    if not len(traceback) or not len(whole) or traceback[-1].lineno == 0:
+        filename, lineno = _most_recent(traceback)
+        return filename, lineno, None
+    frame, via = user_frame(whole)
+    return frame.filename, frame.lineno, via
+
+
+def _via_lines(via: Any, indent: str = "      ") -> List[str]:
+    return [] if via is None else [indent + via_text(via)]
+
+
+def _user_fields(traceback: Traceback, full: Optional[FullTracebacks]) -> dict:
+    """The ``user_frame`` and ``via`` fields of a JSON row."""
+    whole = full.get(traceback, traceback) if full is not None else traceback
+    return user_frame_json(whole)
+
+
 def traceback_json(traceback: Traceback) -> List[List[Any]]:
     """``[[filename, lineno], ...]``, the most recent call first."""
     return [[frame.filename, frame.lineno] for frame in reversed(traceback)]
@@ -257,9 +288,13 @@ def _lost_blocks_warning(lost: int) -> List[str]:
 
 
 def top_lines(
-    loaded: LoadedSnapshot, statistics: Sequence[Statistic], key_type: str
+    loaded: LoadedSnapshot,
+    statistics: Sequence[Statistic],
+    key_type: str,
+    full: Optional[FullTracebacks] = None,
 ) -> List[str]:
-    """The human report of ``pyleakhunt top``."""
+    """The human report of ``pyleakhunt top``: each row at its user's line,
+    the library frame that allocated beneath it (see `user_location`)."""
     snapshot = loaded.snapshot
     lines = [describe_snapshot(loaded)]
     lines += _lost_blocks_warning(snapshot.lost_blocks)
@@ -269,8 +304,10 @@ def top_lines(
         return lines
     size_title = "size (estimated)" if snapshot.is_estimated else "size"
     rows = []
+    vias = []
     for rank, stat in enumerate(statistics, 1):
-        filename, lineno = _most_recent(stat.traceback)
+        filename, lineno, via = user_location(stat.traceback, full)
+        vias.append(via)
         average = format_size(stat.size / stat.count) if stat.count else "-"
         rows.append(
             [
@@ -285,8 +322,9 @@ def top_lines(
     header = ["#", size_title, "count", "average", "location", "source"]
     table = format_table(header, rows, [True, True, True, True, False, False])
     lines.append(table[0])
-    for stat, line in zip(statistics, table[1:]):
+    for stat, via, line in zip(statistics, vias, table[1:]):
         lines.append(line)
+        lines += _via_lines(via)
         if key_type == "traceback":
             lines += _traceback_lines(stat.traceback)
     return lines
@@ -313,16 +351,21 @@ def snapshot_json(loaded: LoadedSnapshot) -> Dict[str, Any]:
     }
 
 
-def statistic_json(stat: Statistic) -> Dict[str, Any]:
-    """One statistic: its most recent frame, size, count and traceback."""
+def statistic_json(
+    stat: Statistic, full: Optional[FullTracebacks] = None
+) -> Dict[str, Any]:
+    """One statistic: its most recent frame, size, count, traceback, and
+    the user's frame with the library frame it allocated through."""
     filename, lineno = _most_recent(stat.traceback)
-    return {
+    doc: Dict[str, Any] = {
         "filename": filename,
         "lineno": lineno,
         "size": stat.size,
         "count": stat.count,
         "traceback": traceback_json(stat.traceback),
     }
+    doc.update(_user_fields(stat.traceback, full))
+    return doc
 
 
 def top_json(
@@ -330,13 +373,14 @@ def top_json(
     statistics: Sequence[Statistic],
     key_type: str,
     cumulative: bool,
+    full: Optional[FullTracebacks] = None,
 ) -> Dict[str, Any]:
     """The JSON document of ``pyleakhunt top``."""
     doc: Dict[str, Any] = {"command": "top"}
     doc.update(snapshot_json(loaded))
     doc["key_type"] = key_type
     doc["cumulative"] = cumulative
-    doc["statistics"] = [statistic_json(stat) for stat in statistics]
+    doc["statistics"] = [statistic_json(stat, full) for stat in statistics]
     return doc
 
 
@@ -349,8 +393,9 @@ def diff_lines(
     new: LoadedSnapshot,
     diffs: Sequence[StatisticDiff],
     key_type: str,
+    full: Optional[FullTracebacks] = None,
 ) -> List[str]:
-    """The human report of ``pyleakhunt diff``."""
+    """The human report of ``pyleakhunt diff`` (rows as in `top_lines`)."""
     old_size, old_count = _totals(old.snapshot)
     new_size, new_count = _totals(new.snapshot)
     lines = ["old: " + describe_snapshot(old), "new: " + describe_snapshot(new)]
@@ -375,8 +420,10 @@ def diff_lines(
         lines.append("no call site changed")
         return lines
     rows = []
+    vias = []
     for rank, diff in enumerate(diffs, 1):
-        filename, lineno = _most_recent(diff.traceback)
+        filename, lineno, via = user_location(diff.traceback, full)
+        vias.append(via)
         rows.append(
             [
                 str(rank),
@@ -400,17 +447,21 @@ def diff_lines(
     right = [True, True, True, True, True, False, False]
     table = format_table(header, rows, right)
     lines.append(table[0])
-    for diff, line in zip(diffs, table[1:]):
+    for diff, via, line in zip(diffs, vias, table[1:]):
         lines.append(line)
+        lines += _via_lines(via)
         if key_type == "traceback":
             lines += _traceback_lines(diff.traceback)
     return lines
 
 
-def statistic_diff_json(diff: StatisticDiff) -> Dict[str, Any]:
-    """One difference: most recent frame, sizes, counts and traceback."""
+def statistic_diff_json(
+    diff: StatisticDiff, full: Optional[FullTracebacks] = None
+) -> Dict[str, Any]:
+    """One difference: most recent frame, sizes, counts, traceback, and the
+    user's frame with the library frame it allocated through."""
     filename, lineno = _most_recent(diff.traceback)
-    return {
+    doc: Dict[str, Any] = {
         "filename": filename,
         "lineno": lineno,
         "size": diff.size,
@@ -419,6 +470,8 @@ def statistic_diff_json(diff: StatisticDiff) -> Dict[str, Any]:
         "count_diff": diff.count_diff,
         "traceback": traceback_json(diff.traceback),
     }
+    doc.update(_user_fields(diff.traceback, full))
+    return doc
 
 
 def diff_json(
@@ -427,6 +480,7 @@ def diff_json(
     diffs: Sequence[StatisticDiff],
     key_type: str,
     cumulative: bool,
+    full: Optional[FullTracebacks] = None,
 ) -> Dict[str, Any]:
     """The JSON document of ``pyleakhunt diff``."""
     return {
@@ -437,7 +491,7 @@ def diff_json(
         "lost_blocks": max(old.snapshot.lost_blocks, new.snapshot.lost_blocks),
         "key_type": key_type,
         "cumulative": cumulative,
-        "statistics": [statistic_diff_json(diff) for diff in diffs],
+        "statistics": [statistic_diff_json(diff, full) for diff in diffs],
     }
 
 
@@ -445,10 +499,19 @@ def diff_json(
 # suspects
 
 
-def suspect_table(suspects: Sequence[Suspect], indent: str = "") -> List[str]:
-    """Suspects in aligned columns, growth rate first."""
+def suspect_table(
+    suspects: Sequence[Suspect], indent: str = "", key_type: str = "lineno"
+) -> List[str]:
+    """Suspects in aligned columns, growth rate first: each at its user's
+    line, with the library frame that allocated beneath it, and its whole
+    traceback with ``key_type='traceback'``."""
     rows = []
+    vias = []
     for rank, suspect in enumerate(suspects, 1):
+        filename, lineno, via = user_location(
+            suspect.key, {suspect.key: suspect.traceback}
+        )
+        vias.append(via)
         rows.append(
             [
                 str(rank),
@@ -457,14 +520,21 @@ def suspect_table(suspects: Sequence[Suspect], indent: str = "") -> List[str]:
                 format_size(suspect.size),
                 str(suspect.count),
                 "%.0f%%" % (100 * suspect.consistency),
-                location(suspect.filename, suspect.lineno),
-                source_line(suspect.filename, suspect.lineno),
+                location(filename, lineno),
+                source_line(filename, lineno),
             ]
         )
     header = ["#", "growth/s", "growth", "size", "count", "steady"]
     header += ["location", "source"]
     right = [True] * 6 + [False, False]
-    return [indent + line for line in format_table(header, rows, right)]
+    table = format_table(header, rows, right)
+    lines = [indent + table[0]]
+    for suspect, via, line in zip(suspects, vias, table[1:]):
+        lines.append(indent + line)
+        lines += _via_lines(via, indent + "      ")
+        if key_type == "traceback":
+            lines += _traceback_lines(suspect.traceback, indent + "      ")
+    return lines
 
 
 def describe_timeline(result: TimelineSuspects) -> str:
@@ -509,12 +579,7 @@ def suspects_lines(
     if not suspects:
         return lines
     lines.append("")
-    table = suspect_table(suspects)
-    lines.append(table[0])
-    for suspect, line in zip(suspects, table[1:]):
-        lines.append(line)
-        if key_type == "traceback":
-            lines += _traceback_lines(suspect.traceback)
+    lines += suspect_table(suspects, key_type=key_type)
     return lines
 
 

@@ -36,6 +36,7 @@ from typing import (
 
 from . import _core
 from ._raw import RawFrames, RawSite, RawSnapshot
+from .userframe import user_raw_frame
 
 __all__ = [
     "AggregatedSnapshotError",
@@ -54,7 +55,10 @@ __all__ = [
 #: ``(domain, size, frames, total_nframe)``.
 RawTrace = Tuple[int, int, RawFrames, Optional[int]]
 
-KEY_TYPES = ("traceback", "filename", "lineno")
+#: tracemalloc's three key types, and ``userline``: the most recent frame in
+#: the user's code (`pyleakhunt.userframe`), so that what a library
+#: allocates for a line of the program is counted under that line.
+KEY_TYPES = ("traceback", "filename", "lineno", "userline")
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -812,6 +816,7 @@ class Snapshot:
         if key_type not in KEY_TYPES:
             raise ValueError(f"unknown key_type: {key_type!r}")
         if cumulative and key_type not in ("lineno", "filename"):
+            # userline too: it picks one frame of a traceback by design.
             raise ValueError(
                 "cumulative mode cannot by used with key type %r" % key_type
             )
@@ -823,6 +828,8 @@ class Snapshot:
                 keys = frames if key_type == "lineno" else [f[0] for f in frames]
             elif key_type == "traceback":
                 keys = (frames,)
+            elif key_type == "userline":
+                keys = (user_raw_frame(frames),)
             else:
                 keys = (frames[0] if key_type == "lineno" else frames[0][0],)
             for key in keys:
@@ -849,9 +856,12 @@ class Snapshot:
     def statistics(self, key_type: str, cumulative: bool = False) -> List[Statistic]:
         """Statistics grouped by *key_type*, the biggest first.
 
-        *key_type* is ``'filename'``, ``'lineno'`` or ``'traceback'``; with
-        *cumulative*, every frame of a traceback counts, not only the most
-        recent one.
+        *key_type* is ``'filename'``, ``'lineno'`` or ``'traceback'`` (as
+        in tracemalloc), or ``'userline'``: the most recent frame in the
+        user's code, not in the standard library, an installed package or
+        pyleakhunt (`pyleakhunt.userframe`); with *cumulative* (``lineno``
+        and ``filename`` only), every frame of a traceback counts, not only
+        the most recent one.
         """
         groups = self._group_raw(key_type, cumulative)
         ordered = sorted(groups.items(), key=_statistic_order, reverse=True)
@@ -918,6 +928,7 @@ class Snapshot:
 _FRAMES_OF_KEY: Dict[str, Callable[[Any], RawFrames]] = {
     "traceback": lambda frames: frames,
     "lineno": lambda frame: (frame,),
+    "userline": lambda frame: (frame,),
     "filename": lambda filename: ((filename, 0),),
 }
 
@@ -928,6 +939,8 @@ def _raw_group_key(key_type: str, frames: RawFrames) -> RawFrames:
         return frames
     if key_type == "lineno":
         return frames[:1]
+    if key_type == "userline":
+        return (user_raw_frame(frames),)
     return ((frames[0][0], 0),)
 
 

@@ -173,7 +173,7 @@ def test_top_json_shape(tmp_path, app, capsys):
         "lost_blocks": 0,
         "total_size": 1000,
         "total_count": 10,
-        "key_type": "lineno",
+        "key_type": "userline",
         "cumulative": False,
         "statistics": [
             {
@@ -182,6 +182,8 @@ def test_top_json_shape(tmp_path, app, capsys):
                 "size": 1000,
                 "count": 10,
                 "traceback": [[app, LEAK_LINE]],
+                "user_frame": [app, LEAK_LINE],
+                "via": None,
             }
         ],
     }
@@ -311,6 +313,8 @@ def test_diff_lists_growth_first_and_leaves_out_unchanged(tmp_path, app, capsys)
         "count": 2000,
         "count_diff": 1999,
         "traceback": [[app, LEAK_LINE]],
+        "user_frame": [app, LEAK_LINE],
+        "via": None,
     }
     assert len(doc["statistics"]) == 2
 

@@ -1,6 +1,9 @@
 """The sustained-growth rule, on series built by hand."""
 
-from pyleakhunt.growth import GrowthRule, Sample, find_suspects
+import json
+
+from pyleakhunt._raw import RawSite, RawSnapshot
+from pyleakhunt.growth import GrowthRule, Sample, find_suspects, suspects_in
 from pyleakhunt.snapshot import Traceback
 
 KEY = Traceback((("app.py", 10),))
@@ -66,3 +69,33 @@ def test_suspect_json_has_the_documented_fields():
     for field in ("filename", "lineno", "size", "count", "growth_bytes_per_s"):
         assert field in data
     assert data["traceback"] == [["app.py", 10]]
+    assert data["user_frame"] == ["app.py", 10] and data["via"] is None
+
+
+def test_the_rule_judges_each_user_line_as_a_whole():
+    # One line of the program keeps parsed bodies; json allocates them at
+    # three lines of its decoder, each growing in only a third of the
+    # intervals (too seldom to be a suspect by itself).  Per user line the
+    # growth is steady, and the suspect names the program's line.
+    decoder = json.decoder.__file__
+    samples = []
+    for i in range(9):
+        sites = [
+            RawSite(
+                0,
+                ((decoder, 350 + j), (json.__file__, 346), ("/srv/app.py", 7)),
+                3,
+                1,
+                1000 + 5000 * ((i + 2 - j) // 3),
+            )
+            for j in range(3)
+        ]
+        samples.append(RawSnapshot(3, sites, timestamp=1_700_000_000.0 + i))
+    assert suspects_in(samples, "lineno") == []
+    (suspect,) = suspects_in(samples, "userline")
+    assert (suspect.filename, suspect.lineno) == ("/srv/app.py", 7)
+    assert suspect.consistency == 1.0
+    data = suspect.to_json()
+    assert data["user_frame"] == ["/srv/app.py", 7]
+    assert data["via"][0] == decoder
+    assert data["traceback"][-1] == ["/srv/app.py", 7]

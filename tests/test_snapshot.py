@@ -1,15 +1,23 @@
 """Snapshots: full and aggregated kinds, top, diff, filters, files."""
 
+import collections
+import inspect
+import json
+import logging
+import logging.handlers
+
 import pytest
 
 import pyleakhunt
 from pyleakhunt import Filter, Snapshot
 from pyleakhunt._raw import RawSite, RawSnapshot
+from pyleakhunt.userframe import is_user_file, library_path
 
 KEYS = [
     ("lineno", False),
     ("filename", False),
     ("traceback", False),
+    ("userline", False),
     ("lineno", True),
     ("filename", True),
 ]
@@ -154,3 +162,99 @@ def test_the_tracers_own_analysis_is_not_traced():
     pyleakhunt.stop()
     assert own == []
     assert len(keep) == 1000
+
+
+# --------------------------------------------------------------------------
+# The userline key: what a library allocates for a line of the program is
+# counted under that line (issue 15, item 5)
+
+
+def keep_parsed_bodies(n):
+    kept = []
+    for i in range(n):
+        body = '{"order": %d, "items": [1, 2, 3], "note": "n%d"}' % (i, i)
+        kept.append(json.loads(body))  # the user's line
+    return kept
+
+
+def keep_log_records(n):
+    log = logging.getLogger("test_snapshot.userline")
+    handler = logging.handlers.BufferingHandler(capacity=10**9)
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        for i in range(n):
+            log.warning("order %d shipped", i)  # the user's line
+    finally:
+        log.removeHandler(handler)
+    return handler.buffer
+
+
+Point = collections.namedtuple("Point", "x label")
+
+
+def keep_points(n):
+    kept = []
+    for i in range(n):
+        kept.append(Point._make([i * 1000, None]))  # the user's line
+    return kept
+
+
+def user_line(function):
+    """The line of *function* marked as the user's."""
+    lines, first = inspect.getsourcelines(function)
+    (index,) = [i for i, line in enumerate(lines) if "# the user's line" in line]
+    return first + index
+
+
+@pytest.mark.parametrize(
+    "keep, library",
+    [
+        (keep_parsed_bodies, "json/"),
+        (keep_log_records, "logging/"),
+        (keep_points, "collections/"),
+    ],
+    ids=["json", "logging", "collections"],
+)
+def test_userline_counts_what_a_library_allocates_under_the_users_line(keep, library):
+    pyleakhunt.start(10)  # the frames run and the pytest plugin record
+    old = pyleakhunt.take_snapshot(traces=False)
+    kept = keep(2000)
+    new = pyleakhunt.take_snapshot(traces=False)
+    pyleakhunt.stop()
+    assert len(kept) == 2000
+    # tracemalloc's lineno key names the library's line...
+    by_line = new.statistics("lineno")
+    assert not is_user_file(by_line[0].traceback[-1].filename)
+    assert library_path(by_line[0].traceback[-1].filename).startswith(library)
+    # ... the userline key the program's, with everything allocated for it.
+    top = new.statistics("userline")[0]
+    frame = top.traceback[-1]
+    assert (frame.filename, frame.lineno) == (__file__, user_line(keep))
+    assert top.size > by_line[0].size and top.count >= 2000
+    assert new.top(1, "userline") == [top]
+    grown = new.compare_to(old, "userline")[0]
+    assert grown.traceback == top.traceback and grown.size_diff > 0
+    assert new.diff(old, "userline")[0] == grown
+
+
+def test_userline_groups_sites_by_their_most_recent_user_frame():
+    json_file = json.decoder.__file__
+    sites = [
+        RawSite(0, ((json_file, 353), (json.__file__, 346), ("app.py", 7)), 3, 2, 100),
+        RawSite(0, ((json_file, 355), ("app.py", 7), ("main.py", 1)), 3, 1, 50),
+        RawSite(0, (("app.py", 9), ("main.py", 1)), 2, 1, 20),
+        RawSite(0, ((json_file, 353), (json.__file__, 346)), 2, 1, 10),
+    ]
+    snapshot = Snapshot._from_raw(RawSnapshot(3, sites))
+    stats = [
+        (str(s.traceback), s.size, s.count) for s in snapshot.statistics("userline")
+    ]
+    # No user frame at all: the most recent frame stands for itself.
+    assert stats == [
+        ("app.py:7", 150, 3),
+        ("app.py:9", 20, 1),
+        ("%s:353" % json_file, 10, 1),
+    ]
+    with pytest.raises(ValueError, match="cumulative"):
+        snapshot.statistics("userline", cumulative=True)
