@@ -953,7 +953,64 @@ scan_prefault(PyObject *Py_UNUSED(module), PyObject *buffer)
     Py_RETURN_NONE;
 }
 
+static int
+set_int_item(PyObject *dict, const char *key, long value)
+{
+    PyObject *item = PyLong_FromLong(value);
+    int result = item == NULL ? -1 : PyDict_SetItemString(dict, key, item);
+    Py_XDECREF(item);
+    return result;
+}
+
+/* debug_map(minor) -> {field: (byte offset in _Py_DebugOffsets, the
+   row's value)}, plus "table_size", "version", "free_threaded": what
+   layout.c knows of 3.<minor>'s table (empty before 3.13).  For tests
+   and for a look at what is read from the target. */
+static PyObject *
+scan_debug_map(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    long minor = PyLong_AsLong(arg);
+    if (minor == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    const cs_layout *lay = cs_layout_for((int)minor);
+    if (lay == NULL) {
+        return PyErr_Format(PyExc_ValueError, "unsupported Python 3.%ld",
+                            minor);
+    }
+    PyObject *map = PyDict_New();
+    if (map == NULL || lay->dbg.table_size <= 0) {
+        return map;
+    }
+    if (set_int_item(map, "table_size", lay->dbg.table_size) < 0
+        || set_int_item(map, "version", lay->dbg.version) < 0
+        || set_int_item(map, "free_threaded", lay->dbg.free_threaded) < 0) {
+        Py_DECREF(map);
+        return NULL;
+    }
+    cs_layout row = *lay;
+    for (size_t i = 0; i < cs_debug_field_count(); i++) {
+        int32_t position = cs_debug_field_position(lay, i);
+        if (position <= 0) {
+            continue;
+        }
+        PyObject *pair
+            = Py_BuildValue("(ii)", position, *cs_debug_field(&row, i));
+        if (pair == NULL
+            || PyDict_SetItemString(map, cs_debug_field_names[i], pair) < 0) {
+            Py_XDECREF(pair);
+            Py_DECREF(map);
+            return NULL;
+        }
+        Py_DECREF(pair);
+    }
+    return map;
+}
+
 static PyMethodDef scan_functions[] = {
+    {"debug_map", scan_debug_map, METH_O,
+     "debug_map(minor) -> {field: (offset in _Py_DebugOffsets, row "
+     "value)}."},
     {"read_process", scan_read_process, METH_VARARGS,
      "read_process(pid, address, buffer) -> bytes copied."},
     {"prefault", scan_prefault, METH_O,

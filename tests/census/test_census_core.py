@@ -292,3 +292,31 @@ def test_python_option_reads_the_interpreter_from_another_path(victim_core, tmp_
     result = run_cli(victim_core, "--python", copy, "--no-holders", "-n", "3")
     assert result.returncode == 0, result.stderr
     assert sys.version.split()[0] in result.lines[0]
+
+
+# --------------------------------------------------------------------------
+# Immortal objects (PEP 683, 3.12+)
+
+
+@pytest.mark.skipif(
+    sys.version_info < (3, 12),
+    reason="immortal objects exist from CPython 3.12 (PEP 683); before, none is",
+)
+def test_immortal_objects_are_counted_by_their_reference_count(core_census):
+    """None, True, False and the small ints are immortal: their 32-bit
+    reference count reads negative.  The victim's own objects are not."""
+    for name, count in (("NoneType", 1), ("bool", 2)):
+        assert core_census.find_type(name).immortal_count == count, name
+    assert core_census.find_type("int").immortal_count >= 262  # -5 to 256
+    assert core_census.find_type(f"{V}.CensusUser").immortal_count == 0
+    assert core_census.stats["immortal"] == sum(
+        t.immortal_count for t in core_census.types
+    )
+
+
+@pytest.mark.skipif(
+    sys.version_info >= (3, 12),
+    reason="from CPython 3.12, some objects are immortal (tested above)",
+)
+def test_no_object_is_immortal_before_3_12(core_census):
+    assert core_census.stats["immortal"] == 0
