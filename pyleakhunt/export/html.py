@@ -97,9 +97,10 @@ __all__ = [
 #: A flame graph keeps the largest call sites until they hold this share of
 #: the bytes; the rest are grouped as one "other" frame.
 FLAME_COVERAGE = 0.99
-#: ... and never more call sites than this (a browser draws a few thousand
-#: frames quickly; tens of thousands make the page slow to zoom).
-FLAME_MAX_SITES = 4000
+#: ... and never more call sites than this, whatever their share: a bound
+#: on the page's size when very many sites are all small (the page draws
+#: only the frames at least half a pixel wide, whatever it holds).
+FLAME_MAX_SITES = 20_000
 #: A series keeps at most this many points (min and max of each bucket).
 MAX_POINTS = 1000
 #: Source lines are cut to this many characters.
@@ -628,7 +629,8 @@ class Page:
             [
                 '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n',
                 '<meta http-equiv="Content-Security-Policy" content="%s">\n'
-                % _html.escape(policy),
+                # Readable quotes: the policy holds no '"' (base64 hashes).
+                % _html.escape(policy, quote=False),
                 '<meta name="viewport" '
                 'content="width=device-width, initial-scale=1">\n',
                 '<meta name="generator" content="pyleakhunt">\n',
