@@ -74,12 +74,14 @@ core = Extension(
         "src/lock.c",
         "src/sampling.c",
         "src/hooks.c",
+        "src/extension_track.c",
         "src/module.c",
     ],
     depends=[
         "src/frames.h",
         "src/tables.h",
         "src/hooks.h",
+        "src/extension_track.h",
         "src/lock.h",
         "src/sampling.h",
         "src/state.h",
@@ -89,7 +91,8 @@ core = Extension(
     include_dirs=["src"] + (include_dirs or []),
     extra_compile_args=extra_compile_args(),
     extra_link_args=extra_link_args(),
-    libraries=["m"],
+    # dlopen is in libdl before glibc 2.34 (extension_track.c).
+    libraries=["m"] + (["dl"] if sys.platform.startswith("linux") else []),
 )
 
 

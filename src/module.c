@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "extension_track.h"
 #include "frames.h"
 #include "hooks.h"
 #include "pyleakhunt.h"
@@ -217,6 +218,7 @@ core_start(PyObject *Py_UNUSED(module), PyObject *args)
         || lh_hooks_start(nframe, (size_t)sample_bytes, total_nframe) < 0) {
         return NULL;
     }
+    lh_ext_track_start();
     Py_RETURN_NONE;
 }
 
@@ -226,6 +228,7 @@ core_stop(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
     if (lh_hooks_stop() < 0) {
         return NULL;
     }
+    lh_ext_track_stop();
     Py_RETURN_NONE;
 }
 
@@ -245,6 +248,7 @@ static PyObject *
 core_abandon(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
 {
     lh_hooks_abandon();
+    lh_ext_track_stop();
     Py_RETURN_NONE;
 }
 
@@ -526,6 +530,7 @@ core_snapshot(PyObject *Py_UNUSED(module), PyObject *arg)
     if (full < 0) {
         return NULL;
     }
+    lh_ext_track_refresh(); /* libraries loaded other than by import */
     prune_empty_sites();
     raw_copy copy;
     if (take_raw_copy(&copy, full) < 0) {
@@ -629,6 +634,21 @@ core_set_tag_var(PyObject *Py_UNUSED(module), PyObject *var)
     Py_RETURN_NONE;
 }
 
+/* _ext_track_info(): whether extensions' PyTraceMalloc_Track calls are
+   redirected here (extension_track.c). */
+static PyObject *
+core_ext_track_info(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
+{
+    return lh_ext_track_info();
+}
+
+/* _ext_track_slots(): the GOT slots those calls go through, for tests. */
+static PyObject *
+core_ext_track_slots(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
+{
+    return lh_ext_track_slots();
+}
+
 /* ---- the C API capsule ----------------------------------------------- */
 
 static int
@@ -672,6 +692,10 @@ static PyMethodDef core_methods[] = {
      "The named tuple type of site records."},
     {"set_tag_var", core_set_tag_var, METH_O,
      "Tag allocations with the int value of a ContextVar (None: stop)."},
+    {"_ext_track_info", core_ext_track_info, METH_NOARGS,
+     "Whether extensions' PyTraceMalloc_Track calls are received."},
+    {"_ext_track_slots", core_ext_track_slots, METH_NOARGS,
+     "Testing: (object, symbol, slot, value) of each redirectable slot."},
     {"_fail_after", core_fail_after, METH_O,
      "Testing: make the tracer's allocations fail after n (-1: never)."},
     {NULL, NULL, 0, NULL},
@@ -691,6 +715,7 @@ PyInit__core(void)
         return NULL;
     }
     lh_hooks_init();
+    lh_ext_track_init();
     PyObject *capsule = PyCapsule_New((void *)&lh_capi, PYLEAKHUNT_CAPI_NAME,
                                       NULL);
     if (capsule == NULL || PyModule_AddObject(m, "_C_API", capsule) < 0) {

@@ -19,6 +19,7 @@
 #include <Python.h>
 #include <stdatomic.h>
 
+#include "extension_track.h"
 #include "lock.h"
 #include "sampling.h"
 #include "tables.h"
@@ -84,6 +85,10 @@ typedef struct {
     atomic_size_t mem_used;
     atomic_long mem_fail_countdown; /* <0: never fail */
     int mem_oom;                    /* set when uthash failed to allocate */
+
+    /* --- extensions' PyTraceMalloc_Track calls (extension_track.c),
+       guarded by its own mutex --- */
+    lh_ext_track_state ext;
 } lh_tracer_state;
 
 extern lh_tracer_state lh_tracer;
