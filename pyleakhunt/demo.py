@@ -41,7 +41,8 @@ import pyleakhunt
 
 from . import attribution
 from .report import location, source_line
-from .snapshot import format_size
+from .snapshot import Traceback, format_size
+from .userframe import user_frame, via_text
 
 # --------------------------------------------------------------------------
 # The service
@@ -448,14 +449,20 @@ def _print_findings(
         )
         if site is not None:
             code = 0
-            frames = site["traceback"]
-            for depth, (filename, lineno) in enumerate(frames):
+            # The line of the service first, the library frame it allocated
+            # through beneath it, then its callers.
+            frames = list(Traceback(tuple(tuple(f) for f in site["traceback"])))
+            user, via = user_frame(frames)  # frames: the oldest call first
+            shown = frames[: len(frames) - frames[::-1].index(user)]
+            for depth, frame in enumerate(reversed(shown)):
                 if depth == 1:
                     lines.append("   called from:")
-                lines.append("     %s" % location(filename, lineno, 60))
-                source = source_line(filename, lineno, 72)
+                lines.append("     %s" % location(frame.filename, frame.lineno, 60))
+                source = source_line(frame.filename, frame.lineno, 72)
                 if source:
                     lines.append("         %s" % source)
+                if depth == 0 and via is not None:
+                    lines.append("       %s" % via_text(via))
             healthy = [e["endpoint"] for e in doc["endpoints"] if not e["leaking"]]
             lines += [
                 "",
@@ -463,9 +470,9 @@ def _print_findings(
                 % (
                     worst["endpoint"],
                     per,
-                    location(site["filename"], site["lineno"], 60),
+                    location(user.filename, user.lineno, 60),
                 ),
-                "    %s" % _source(site["filename"], site["lineno"]),
+                "    %s" % _source(user.filename, user.lineno),
             ]
             if healthy:
                 lines.append("Not leaking: %s." % ", ".join(healthy))

@@ -248,7 +248,7 @@ def find_suspects(
 
 def suspects_in(
     snapshots: Sequence[RawSnapshot],
-    key_type: str = "lineno",
+    key_type: str = "userline",
     rule: GrowthRule = DEFAULT_RULE,
 ) -> List[Suspect]:
     """Suspects in a timeline of raw snapshots (a file the watcher wrote)."""

@@ -18,7 +18,8 @@ A file is the user's unless it is:
 - under ``lib/pythonX.Y/`` of any installation (snapshot files are often
   read on another machine or by another Python than the one that wrote
   them, so the local paths alone are not enough);
-- in pyleakhunt itself.
+- in pyleakhunt itself (but for ``pyleakhunt/demo.py``, whose service
+  stands for a user's program).
 
 Public API (pure Python, no tracer needed; anything with ``filename`` and
 ``lineno`` attributes is a frame, and tracebacks are sequences of frames
@@ -58,8 +59,10 @@ _PACKAGE_DIRS = ("site-packages", "dist-packages")
 #: ``.../lib/python3.11/`` (or ``lib/python3.13t/``) of any Unix
 #: installation, and ``...\\Lib\\`` of a Windows one.
 _LIB_PYTHON = re.compile(r"[/\\]lib(?:64)?[/\\]python\d+\.\d+t?[/\\]", re.IGNORECASE)
-#: This package's directory: pyleakhunt's frames are never the user's.
+#: This package's directory: pyleakhunt's frames are never the user's...
 _OWN_DIR = os.path.dirname(os.path.abspath(__file__))
+#: ... but for the demo's web service, which plays the user's program.
+_DEMO_FILE = os.path.join(_OWN_DIR, "demo.py")
 
 _Frame = TypeVar("_Frame")
 #: A frame as the tracer reports it: ``(filename, lineno)``.
@@ -112,7 +115,7 @@ def _classify(filename: str) -> Optional[str]:
             return filename
         return None
     path = os.path.normpath(filename)
-    if _under(path, _OWN_DIR):
+    if _under(path, _OWN_DIR) and path != _DEMO_FILE:
         return "pyleakhunt" + path[len(_OWN_DIR) :].replace(os.sep, "/")
     parts = re.split(r"[/\\]", path)
     for index in range(len(parts) - 2, -1, -1):

@@ -32,17 +32,23 @@ from .snapshot import KEY_TYPES, Snapshot, Traceback
 class LeakWatcher:
     """Watch a process for call sites whose live memory keeps growing.
 
-    ``LeakWatcher(interval=1.0, key_type='lineno')``; use `start` / `stop`
+    ``LeakWatcher(interval=1.0, key_type='userline')``; use `start` / `stop`
     (or ``with``) for a background thread, or call `sample` yourself.  If
     the tracer is off, the watcher starts it with *nframe* frames and stops
     it again when the watcher stops.  With *path*, every sample is also
     appended to a timeline file that ``pyleakhunt suspects`` reads.
+
+    *key_type* is one of `pyleakhunt.snapshot.KEY_TYPES`; the default,
+    ``'userline'``, judges growth per line of the program's own code, so
+    that what json, logging or an ORM allocate for a line counts under it
+    (`pyleakhunt.userframe`).  The default *nframe* reaches that line
+    through a few library frames.
     """
 
     def __init__(
         self,
         interval: float = 1.0,
-        key_type: str = "lineno",
+        key_type: str = "userline",
         *,
         nframe: int = 10,
         max_samples: int = 120,

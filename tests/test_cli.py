@@ -883,3 +883,112 @@ def test_run_does_not_flag_data_freed_before_the_program_ends(tmp_path):
         0.02,
     )
     assert [s for s in suspects if s["filename"] == script] == []
+
+
+# --------------------------------------------------------------------------
+# The user's own line first (issue 15, item 5)
+
+#: A request handler that keeps each request's parsed body: json allocates
+#: the objects (json/decoder.py), the handler's line 7 keeps them.
+HANDLER_SOURCE = """\
+import json
+
+KEPT = []
+
+
+def handle(body):
+    KEPT.append(json.loads(body))  # the leak
+
+
+def serve(requests):
+    for i in range(requests):
+        handle('{"order": %d, "items": [1, 2, 3], "note": "n%d"}' % (i, i))
+"""
+HANDLER_LINE = 7
+
+
+def _import_handler(tmp_path):
+    import importlib.util
+
+    path = tmp_path / "handlers.py"
+    path.write_text(HANDLER_SOURCE)
+    spec = importlib.util.spec_from_file_location("handlers_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return str(path), module
+
+
+def _rows_naming(lines: List[str], what: str) -> List[int]:
+    return [i for i, line in enumerate(lines) if what in line]
+
+
+def test_top_and_diff_show_the_handlers_line_first_via_json(tmp_path, capsys):
+    handler, module = _import_handler(tmp_path)
+    old, new = str(tmp_path / "old.plh"), str(tmp_path / "new.plh")
+    pyleakhunt.start(10)  # the frames run records by default
+    try:
+        module.serve(50)
+        pyleakhunt.take_snapshot(traces=False).dump(old)
+        module.serve(2000)
+        pyleakhunt.take_snapshot(traces=False).dump(new)
+    finally:
+        pyleakhunt.stop()
+    where = "handlers.py:%d" % HANDLER_LINE
+    for argv in (["top", new], ["diff", old, new]):
+        code, out, err = run_main(capsys, *argv)
+        assert code == 0, err
+        lines = out.splitlines()
+        first = [line for line in lines if "handlers.py" in line or "json" in line]
+        assert where in first[0] and "KEPT.append" in first[0], out
+        via = lines[lines.index(first[0]) + 1]
+        assert via.strip().startswith("via json/decoder.py:"), out
+        assert not any("json/decoder.py" in line for line in first if "via" not in line)
+
+        code, out, err = run_main(capsys, *argv, "--json")
+        row = json.loads(out)["statistics"][0]
+        assert (row["filename"], row["lineno"]) == (handler, HANDLER_LINE)
+        assert row["user_frame"] == [handler, HANDLER_LINE]
+        assert row["via"][0].endswith(os.path.join("json", "decoder.py"))
+
+    # tracemalloc's key still names the library's line, the user's first.
+    code, out, _ = run_main(capsys, "top", new, "--key", "lineno")
+    rows = [line for line in out.splitlines() if ":" in line and "%" not in line]
+    decoder_row = next(line for line in rows if "decoder.py" in line or where in line)
+    assert where in decoder_row  # the user's line shown, the decoder's beneath
+    doc = json.loads(run_main(capsys, "top", new, "--key", "lineno", "--json")[1])
+    top = doc["statistics"][0]
+    assert top["filename"].endswith("decoder.py")
+    assert top["user_frame"] == [handler, HANDLER_LINE]
+
+
+def test_run_and_suspects_name_the_handlers_line_via_json(tmp_path):
+    (tmp_path / "handlers.py").write_text(HANDLER_SOURCE)
+    script = tmp_path / "server.py"
+    script.write_text(
+        "import time\n"
+        "import handlers\n"
+        "for _ in range(60):\n"
+        "    handlers.serve(100)\n"
+        "    time.sleep(0.02)\n"
+    )
+    out_dir = tmp_path / "out"
+    result = run_cli("run", "--interval", "0.1", "-o", str(out_dir), str(script))
+    assert result.returncode == 0, result.stderr
+    summary = result.stderr.splitlines()
+    (row,) = [i for i, line in enumerate(summary) if "  1  " in line]
+    assert "handlers.py:%d" % HANDLER_LINE in summary[row], result.stderr
+    assert summary[row + 1].strip().startswith("via json/decoder.py:")
+
+    found = run_cli("suspects", str(out_dir))
+    assert found.returncode == 0, found.stderr
+    lines = found.stdout.splitlines()
+    (row,) = [i for i, line in enumerate(lines) if line.lstrip().startswith("1 ")]
+    assert "handlers.py:%d" % HANDLER_LINE in lines[row], found.stdout
+    assert lines[row + 1].strip().startswith("via json/decoder.py:")
+
+    found = run_cli("suspects", "--json", str(out_dir))
+    top = json.loads(found.stdout)[0]
+    handler = str(tmp_path / "handlers.py")
+    assert (top["filename"], top["lineno"]) == (handler, HANDLER_LINE)
+    assert top["user_frame"] == [handler, HANDLER_LINE]
+    assert top["via"][0].endswith(os.path.join("json", "decoder.py"))

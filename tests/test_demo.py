@@ -1,5 +1,7 @@
 """``pyleakhunt demo``: the seed's leak, found end to end."""
 
+import io
+import json
 import os
 import subprocess
 import sys
@@ -72,3 +74,45 @@ def profiler_lineno():
         if PROFILER_LINE in line:
             return first + offset
     pytest.fail("the Profiler has no append line")
+
+
+def test_the_findings_show_the_services_line_first_with_the_library_beneath():
+    # A site the report API returns for a leak made inside json, for a line
+    # of the service (traceback most recent call first, as in its JSON).
+    decoder = json.decoder.__file__
+    service = demo.__file__
+    site = {
+        "filename": decoder,
+        "lineno": 353,
+        "leaking": True,
+        "traceback": [[decoder, 353], [json.__file__, 346], [service, 66]],
+    }
+    endpoint = {
+        "endpoint": "GET /app_metric/<app>",
+        "requests": 100,
+        "retained_bytes": 10_000,
+        "bytes_per_request": 100,
+        "leaking": True,
+        "verdict": "leaking",
+        "sites": [site],
+    }
+    out = io.StringIO()
+    code = demo._print_findings(
+        out,
+        {"endpoints": [endpoint]},
+        served=100,
+        failures=0,
+        elapsed=1.0,
+        clients=1,
+        traced=10_000,
+        rss=None,
+        report_url="http://127.0.0.1:1/_leakhunt/",
+    )
+    assert code == 0
+    lines = out.getvalue().splitlines()
+    start = lines.index(next(line for line in lines if line.startswith("3. ")))
+    assert lines[start + 1].strip().endswith("pyleakhunt/demo.py:66")
+    assert lines[start + 3].strip() == "via json/decoder.py:353"
+    assert "decoder.py" not in "".join(lines[start + 4 :])
+    verdict = next(line for line in lines if line.startswith("Verdict"))
+    assert verdict.endswith("pyleakhunt/demo.py:66:")

@@ -11,7 +11,7 @@ import sysconfig
 import pytest
 
 import pyleakhunt
-from pyleakhunt import userframe
+from pyleakhunt import demo, userframe
 from pyleakhunt.snapshot import Traceback
 
 
@@ -60,6 +60,8 @@ def test_another_installations_standard_library_is_not_the_users():
 def test_pyleakhunt_itself_is_not_the_users():
     assert not userframe.is_user_file(pyleakhunt.__file__)
     assert userframe.library_path(pyleakhunt.__file__) == "pyleakhunt/__init__.py"
+    # The demo's service plays the user's program.
+    assert userframe.is_user_file(demo.__file__)
 
 
 def test_the_users_files_are_theirs(tmp_path):
