@@ -24,7 +24,13 @@ timeline in DIR; the summary covers them all.  ``top`` shows
 the biggest call sites of a snapshot file or of the last entry of a timeline,
 ``diff`` the growth between two such files, ``suspects`` the call sites that
 kept growing in a timeline, or in every timeline of a directory.  KEY is
-``lineno`` (the default), ``filename`` or ``traceback``.
+``userline`` (the default, ``lineno`` with ``--cumulative``): the most
+recent line in the user's code, so that what json, logging or an installed
+package allocates for a line of the program counts under that line
+(`pyleakhunt.userframe`); or ``lineno`` (the most recent line anywhere, as
+tracemalloc), ``filename`` or ``traceback``.  Each row shows the user's
+line first and, beneath it, the library frame that allocated, as ``via
+json/decoder.py:353``.
 
 ``top`` and ``diff`` write FORMAT ``text`` (the default), ``json`` (the same
 as ``--json``), ``pprof`` (gzipped profile.proto for ``go tool pprof``:
@@ -37,25 +43,28 @@ much.  See `pyleakhunt.export`.
 
 JSON output (``--json``, on stdout).  Sizes are in bytes, timestamps in
 seconds since the epoch, tracebacks lists of ``[filename, lineno]`` with the
-most recent call first, ``filename``/``lineno`` the most recent frame
-(``lineno`` is 0 with ``--key filename``)::
+most recent call first, ``filename``/``lineno`` the most recent frame of
+the key (``lineno`` is 0 with ``--key filename``), ``user_frame`` the most
+recent ``[filename, lineno]`` in the user's code (of the biggest call site
+under the key) and ``via`` the library frame that allocated, or null::
 
     top:      {"command": "top", "file", "kind": "snapshot"|"timeline",
                "entries": N|null, "truncated_tail", "aggregated", "pid",
                "timestamp", "traceback_limit", "estimated", "sample_bytes",
                "lost_blocks", "total_size", "total_count", "key_type",
                "cumulative", "statistics": [{"filename", "lineno", "size",
-               "count", "traceback"}, ...]}
+               "count", "traceback", "user_frame", "via"}, ...]}
     diff:     {"command": "diff", "old": {FILE}, "new": {FILE}, "estimated",
                "lost_blocks", "key_type", "cumulative", "statistics":
                [{"filename", "lineno", "size", "size_diff", "count",
-               "count_diff", "traceback"}, ...]}
+               "count_diff", "traceback", "user_frame", "via"}, ...]}
               ({FILE}: the keys of top from "file" to "total_count"; the
               biggest growth first, unchanged call sites left out)
     suspects: [{"file", "pid", "filename", "lineno", "size", "count",
                "growth_bytes", "growth_bytes_per_s",
                "growth_bytes_per_snapshot", "consistency", "samples",
-               "duration_s", "estimated", "traceback"}, ...]
+               "duration_s", "estimated", "traceback", "user_frame",
+               "via"}, ...]
     run:      {"command": "run", "timeline", "pid", "exit_code", "samples",
                "duration_s", "sampling_error": str|null,
                "suspects": [SUSPECT, ...]}
@@ -162,19 +171,20 @@ top:      {"command": "top", "file", "kind": "snapshot"|"timeline",
            "timestamp", "traceback_limit", "estimated", "sample_bytes",
            "lost_blocks", "total_size", "total_count", "key_type",
            "cumulative", "statistics": [{"filename", "lineno", "size",
-           "count", "traceback"}, ...]}"""
+           "count", "traceback", "user_frame", "via"}, ...]}"""
 JSON_DIFF = """\
 diff:     {"command": "diff", "old": {FILE}, "new": {FILE}, "estimated",
            "lost_blocks", "key_type", "cumulative", "statistics":
            [{"filename", "lineno", "size", "size_diff", "count",
-           "count_diff", "traceback"}, ...]}
+           "count_diff", "traceback", "user_frame", "via"}, ...]}
           ({FILE}: the keys of top from "file" to "total_count"; the
           biggest growth first, unchanged call sites left out)"""
 JSON_SUSPECTS = """\
 suspects: [{"file", "pid", "filename", "lineno", "size", "count",
            "growth_bytes", "growth_bytes_per_s",
            "growth_bytes_per_snapshot", "consistency", "samples",
-           "duration_s", "estimated", "traceback"}, ...]"""
+           "duration_s", "estimated", "traceback", "user_frame",
+           "via"}, ...]"""
 JSON_RUN = """\
 run:      {"command": "run", "timeline", "pid", "exit_code", "samples",
            "duration_s", "sampling_error": str|null,
@@ -186,7 +196,9 @@ run:      {"command": "run", "timeline", "pid", "exit_code", "samples",
 JSON_NOTES = """\
 Sizes in bytes, timestamps in seconds since the epoch; tracebacks are lists
 of [filename, lineno], the most recent call first; filename/lineno are the
-most recent frame (lineno 0 with --key filename).  "estimated": sampled
+key's most recent frame (lineno 0 with --key filename); user_frame is the
+most recent [filename, lineno] in your code, via the library frame that
+allocated, or null.  "estimated": sampled
 tracing, figures are estimates; "lost_blocks" > 0: figures are incomplete."""
 
 
