@@ -16,6 +16,7 @@ import linecache  # noqa: F401  (tracemalloc exposes it; tests patch it)
 import os
 import sys
 import time
+import warnings
 from array import array
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -78,6 +79,10 @@ class _Session:
     #: Whether the stdlib tracemalloc was tracing (below us) when we started.
     stdlib_below = False
 
+    #: Whether this session already warned that another tracer had taken
+    #: the reference tracer slot (3.13+).
+    ref_tracer_warned = False
+
 
 def _stdlib_tracing() -> bool:
     tracemalloc = sys.modules.get("tracemalloc")
@@ -91,15 +96,42 @@ def _check_hooks() -> None:
     pyleakhunt traces, reinstalls the allocators it saved, which drops our
     hooks.  Our tables then go stale, so say so instead of answering.
     """
-    if not _core.is_tracing() or _core.hooks_on_top():
+    if not _core.is_tracing():
+        return
+    if _core.hooks_on_top():
+        _check_ref_tracer()
         return
     if _stdlib_tracing() and not _Session.stdlib_below:
+        _check_ref_tracer()
         return  # tracemalloc was started after us and wraps our hooks
     _core.abandon()
     raise RuntimeError(
         "pyleakhunt stopped tracing: another tracer (such as the stdlib "
         "tracemalloc) removed its allocator hooks; stop the other tracer "
         "only after pyleakhunt, or start pyleakhunt again"
+    )
+
+
+def _check_ref_tracer() -> None:
+    """Take back the reference tracer slot (3.13+) if another tracer took it.
+
+    CPython has one slot, and the stdlib tracemalloc takes it when it starts
+    (after pyleakhunt).  Until pyleakhunt takes it back, here, objects
+    reused from free lists keep the traceback of their earlier life in
+    pyleakhunt's tables; from then on pyleakhunt forwards every event to
+    the other tracer, so both stay exact.
+    """
+    if not _core.ref_tracer_check() or _Session.ref_tracer_warned:
+        return
+    _Session.ref_tracer_warned = True
+    warnings.warn(
+        "another tracer (such as the stdlib tracemalloc started after "
+        "pyleakhunt) had taken the interpreter's reference tracer: objects "
+        "reused from free lists meanwhile keep an earlier traceback in "
+        "pyleakhunt; it has taken the tracer back and shares it now (start "
+        "tracemalloc before pyleakhunt to avoid the gap)",
+        RuntimeWarning,
+        stacklevel=3,
     )
 
 
@@ -134,6 +166,7 @@ def start(
         raise ValueError("sample_bytes must be at least 1 byte")
     if not _core.is_tracing():
         _Session.stdlib_below = _stdlib_tracing()
+        _Session.ref_tracer_warned = False
     _core.start(nframe, mean, bool(total_nframe))
 
 
@@ -163,6 +196,7 @@ def _get_object_traceback(obj: object) -> Optional[RawFrames]:
 
 def get_object_traceback(obj: object) -> Optional[Traceback]:
     """The traceback where *obj* was allocated, or None if it was not traced."""
+    _check_ref_tracer()
     frames = _get_object_traceback(obj)
     return Traceback(frames) if frames is not None else None
 

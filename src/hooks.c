@@ -636,12 +636,39 @@ static const PyMemAllocatorDomain lh_domains[LH_NDOMAINS] = {
 /* An object taken from a free list is created without an allocation, so
    its block still carries the traceback of its first life.  The reference
    tracer sees every object creation and moves such a block to the site of
-   the new one. */
+   the new one.
+
+   The interpreter has one reference tracer slot, and the stdlib
+   tracemalloc (3.13+) takes it unconditionally when it starts and empties
+   it when it stops.  So that both tracers work in either order:
+   - started after another tracer, ours takes the slot and forwards every
+     event to the one it found (S.ref_prev), and stop() gives the slot back;
+   - replaced by another tracer (tracemalloc started after us), ours is no
+     longer called.  3.15 tells the replaced tracer (TRACKER_REMOVED; 3.14's
+     headers and Debian's 3.14.10 do not), older versions say nothing, so
+     lh_ref_tracer_check() looks at the slot on pyleakhunt's API calls and
+     takes it back, forwarding to the new owner. */
 static int
 on_new_reference(PyObject *op, PyRefTracerEvent event, void *data)
 {
     (void)data;
-    if (event != PyRefTracer_CREATE || lh_in_hook || !is_tracing()) {
+    /* Forwarded first, whatever happens below: the other tracer must see
+       every event it would have seen without us. */
+    PyRefTracer prev = S.ref_prev;
+    if (prev != NULL) {
+        prev(op, event, S.ref_prev_data);
+    }
+    if (event != PyRefTracer_CREATE) {
+        /* TRACKER_REMOVED (3.15) comes with op == NULL: noted, and handled
+           on the next API call (replacing the tracer again from inside
+           PyRefTracer_SetTracer is not possible: the new one is set after
+           this returns). */
+        if ((int)event == 2 /* PyRefTracer_TRACKER_REMOVED */) {
+            atomic_store(&S.ref_displaced, 1);
+        }
+        return 0;
+    }
+    if (lh_in_hook || !is_tracing()) {
         return 0;
     }
     uintptr_t block = lh_object_block(op);
@@ -671,28 +698,65 @@ on_new_reference(PyObject *op, PyRefTracerEvent event, void *data)
     return 0;
 }
 
+/* Take the slot, keeping whoever holds it as the next in the chain. */
 static void
 ref_tracer_install(void)
 {
-    /* Only if nobody else (the stdlib tracemalloc) has one: there is a
-       single slot, and taking it would silently break the other. */
     void *data;
-    if (PyRefTracer_GetTracer(&data) == NULL) {
-        PyRefTracer_SetTracer(on_new_reference, NULL);
+    PyRefTracer current = PyRefTracer_GetTracer(&data);
+    if (current == on_new_reference) {
+        return;
     }
+    /* Set before the slot changes: from then on events arrive in ours. */
+    S.ref_prev = current;
+    S.ref_prev_data = data;
+    if (PyRefTracer_SetTracer(on_new_reference, NULL) < 0) {
+        /* 3.15: the holder refused to be replaced (it set an error on
+           TRACKER_REMOVED); leave it alone, we trace without it. */
+        PyErr_Clear();
+        S.ref_prev = NULL;
+        S.ref_prev_data = NULL;
+    }
+    atomic_store(&S.ref_displaced, 0);
 }
 
+/* Give the slot back to the tracer we found there, if it is still ours. */
 static void
 ref_tracer_remove(void)
 {
     void *data;
+    PyRefTracer prev = S.ref_prev;
+    void *prev_data = S.ref_prev_data;
+    /* Cleared first: 3.15 sends ours TRACKER_REMOVED from SetTracer, which
+       must not reach the tracer that is getting its slot back. */
+    S.ref_prev = NULL;
+    S.ref_prev_data = NULL;
     if (PyRefTracer_GetTracer(&data) == on_new_reference) {
-        PyRefTracer_SetTracer(NULL, NULL);
+        if (PyRefTracer_SetTracer(prev, prev_data) < 0) {
+            PyErr_Clear();
+        }
     }
+    atomic_store(&S.ref_displaced, 0);
+}
+
+int
+lh_ref_tracer_check(void)
+{
+    if (!is_tracing()) {
+        return 0;
+    }
+    void *data;
+    int displaced = atomic_exchange(&S.ref_displaced, 0);
+    if (PyRefTracer_GetTracer(&data) != on_new_reference) {
+        displaced = 1;
+        ref_tracer_install();
+    }
+    return displaced;
 }
 #else
 static void ref_tracer_install(void) {}
 static void ref_tracer_remove(void) {}
+int lh_ref_tracer_check(void) { return 0; }
 #endif
 
 /* ---- start, stop, clear ---------------------------------------------- */

@@ -30,6 +30,12 @@ void lh_hooks_abandon(void);
 /* Forget every recorded block and site; tracing goes on.  GIL held. */
 void lh_hooks_clear(void);
 
+/* 3.13+: 1 if another tracer took the reference tracer slot from ours
+   since the last call (the stdlib tracemalloc, started after pyleakhunt,
+   does); ours then takes it back, forwarding events to that tracer.  0
+   otherwise, and always before 3.13.  GIL held. */
+int lh_ref_tracer_check(void);
+
 /* 1 if our hooks are the installed allocators of every domain. */
 int lh_hooks_installed_on_top(void);
 

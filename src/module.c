@@ -245,6 +245,12 @@ core_hooks_on_top(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
 }
 
 static PyObject *
+core_ref_tracer_check(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
+{
+    return PyBool_FromLong(lh_ref_tracer_check());
+}
+
+static PyObject *
 core_abandon(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
 {
     lh_hooks_abandon();
@@ -671,6 +677,9 @@ static PyMethodDef core_methods[] = {
      "True if our hooks are the installed allocators."},
     {"abandon", core_abandon, METH_NOARGS,
      "Stop recording without touching the allocators."},
+    {"ref_tracer_check", core_ref_tracer_check, METH_NOARGS,
+     "True if another tracer had taken the reference tracer slot (3.13+); "
+     "ours takes it back."},
     {"clear_traces", core_clear_traces, METH_NOARGS, "Forget every trace."},
     {"get_traceback_limit", core_get_traceback_limit, METH_NOARGS,
      "The maximum number of frames stored per traceback."},

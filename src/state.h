@@ -76,6 +76,14 @@ typedef struct {
     /* A contextvars.ContextVar whose value (an int) tags allocations, or
        NULL.  Set and read with the GIL held. */
     PyObject *tag_var;
+#if PY_VERSION_HEX >= 0x030D0000
+    /* The reference tracer that held the slot when ours took it, to which
+       ours forwards every event (hooks.c); set with the GIL held. */
+    PyRefTracer ref_prev;
+    void *ref_prev_data;
+    /* Set when 3.15 tells ours it was replaced (TRACKER_REMOVED). */
+    atomic_int ref_displaced;
+#endif
     /* Scratch key for capturing the current traceback. */
     lh_site_key *scratch;
     size_t scratch_frames;

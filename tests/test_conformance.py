@@ -16,6 +16,16 @@ import pyleakhunt
 
 CLASSES = ("TestTraceback", "TestTracemallocEnabled", "TestSnapshot", "TestFilters")
 
+# Where CPython's own tests must be found (CI sets it): their absence is then
+# a failure, not a skip.  Debian and Ubuntu ship them apart from the
+# interpreter, in libpython3.X-testsuite.
+REQUIRE_ENV = "PYLEAKHUNT_REQUIRE_CPYTHON_TESTS"
+MISSING = (
+    "this interpreter has no Lib/test/test_tracemalloc.py "
+    "(on Debian/Ubuntu: apt-get install libpython%d.%d-testsuite)"
+    % sys.version_info[:2]
+)
+
 # Tests that cannot pass for reasons outside the extension's reach.
 SKIPS = {}
 if sys.version_info < (3, 13):
@@ -63,8 +73,19 @@ def collect():
 
 def test_runner_points_tracemalloc_at_pyleakhunt():
     if CPYTHON_TESTS is None:
-        pytest.skip("this interpreter has no Lib/test (install its test suite)")
+        if os.environ.get(REQUIRE_ENV):
+            pytest.fail(MISSING + "; %s is set" % REQUIRE_ENV)
+        pytest.skip(MISSING)
     assert CPYTHON_TESTS.tracemalloc is pyleakhunt
+
+
+def test_new_reference_is_among_the_tests_run():
+    # The one test of the PyRefTracer path: it must be collected, so that
+    # it either runs or shows its skip reason (before 3.13).
+    if CPYTHON_TESTS is None:
+        pytest.skip(MISSING)
+    names = [p.id for p in collect()]
+    assert "TestTracemallocEnabled.test_new_reference" in names
 
 
 @pytest.mark.parametrize(("cls", "name"), collect())
