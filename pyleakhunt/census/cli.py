@@ -36,6 +36,7 @@ from .errors import (
     CensusError,
 )
 from .model import Census
+from .progress import Progress
 from .session import DEFAULT_HOLDER_TYPES, Session
 from .take import open_core, open_process, run_census
 
@@ -290,7 +291,8 @@ def error(message: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Runs ``census`` with parsed *args*; returns the exit code."""
     try:
-        _dispatch(args)
+        with Progress(sys.stderr):
+            _dispatch(args)
         sys.stdout.flush()
         return EXIT_OK
     except CensusError as exc:

@@ -38,10 +38,12 @@ def header_lines(census: Census) -> List[str]:
     stats = census.stats
     gc_objects = stats.get("gc_objects", 0)
     scan_objects = stats.get("scan_objects", 0)
+    immortal = stats.get("immortal", 0)
     lines.append(
         f"{format_size(census.memory_bytes)} of memory; {census.total_count:,} "
         f"objects, {format_size(census.total_size)}: {gc_objects:,} on the gc "
         f"lists, {scan_objects:,} found by the scan"
+        + (f"; {immortal:,} immortal" if immortal else "")
     )
     lines.append(_timing_line(census))
     for warning in census.warnings:

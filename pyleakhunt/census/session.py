@@ -13,6 +13,7 @@ from .errors import BadInputError, NotFoundError
 from .memory import MemoryImage
 from .model import Census, HolderGroup, TypeCount, now
 from .paths import Step, describe_role, holder_steps, render_path
+from .progress import phase
 
 #: Holder groups kept per type.
 HOLDERS_PER_TYPE = 5
@@ -98,6 +99,7 @@ class Session:
     def census(self) -> Census:
         """Counts every object by type (no holders yet)."""
         started = time.perf_counter()
+        phase("counting objects")
         try:
             rows, stats = self.scan.census()
         except _scan.CensusError as exc:
@@ -158,6 +160,7 @@ class Session:
     def _graph(self) -> None:
         if not self._graph_built:
             started = time.perf_counter()
+            phase("finding paths from the roots")
             try:
                 self.stats_graph = self.scan.build_graph()
             except _scan.CensusError as exc:
@@ -175,6 +178,7 @@ class Session:
     ) -> List[HolderGroup]:
         """The ways objects of *type_name* are held, most objects first."""
         self._graph()
+        phase(f"finding who holds {type_name}")
         addr = self._type_addr(type_name)
         groups: List[HolderGroup] = []
         for pattern, count, size, example in self.scan.holders(addr, limit):

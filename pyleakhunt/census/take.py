@@ -12,6 +12,7 @@ from .errors import BadInputError
 from .live import process_image
 from .memory import NotPythonError, UnsupportedPythonError, core_image
 from .model import Census
+from .progress import phase
 from .session import DEFAULT_HOLDER_TYPES, Session, Source
 
 
@@ -24,6 +25,7 @@ def open_core(path: str, python: Optional[str] = None) -> Iterator[Session]:
     Raises BadInputError (exit code 3) for any problem with the file.
     """
     started = time.perf_counter()
+    phase("reading the core")
     core = _open_core_file(path)
     try:
         try:
@@ -59,6 +61,7 @@ def open_process(pid: int, stop: bool = True) -> Iterator[Session]:
     ProcessError (exit code 4) if it is gone, off limits or not Python.
     """
     started = time.perf_counter()
+    phase(f"copying the memory of process {pid}")
     image, read, command = process_image(pid, stop)
     session = Session(image, Source(f"process {pid}", "process", pid, command))
     session.timings["load_s"] = round(time.perf_counter() - started, 4)

@@ -14,6 +14,7 @@ import pytest
 from census_victims import run_cli, start_victim, stop_victim, take_core
 
 from pyleakhunt.census import Census, census_core, open_core
+from pyleakhunt.census.report import header_lines
 
 V = "census_victim"
 
@@ -312,6 +313,8 @@ def test_immortal_objects_are_counted_by_their_reference_count(core_census):
     assert core_census.stats["immortal"] == sum(
         t.immortal_count for t in core_census.types
     )
+    immortal = core_census.stats["immortal"]
+    assert f"; {immortal:,} immortal" in header_lines(core_census)[1]
 
 
 @pytest.mark.skipif(
