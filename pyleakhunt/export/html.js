@@ -485,7 +485,7 @@
     bar.appendChild(reset);
     bar.appendChild(result);
     body.appendChild(bar);
-    var box = el("div", "plh-flame");
+    var box = el("div", "plh-icicle");
     body.appendChild(box);
     var tip = el("div", "plh-tip");
     var keys = el("div", "plh-keys");
