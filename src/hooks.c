@@ -275,7 +275,11 @@ is_tracing(void)
 static inline PyThreadState *
 stack_owner(int domain)
 {
-    /* MEM and OBJ may only be called with the GIL held. */
+    /* MEM and OBJ may only be called with the GIL held.  RAW may be called
+       by any thread, with or without a thread state (3.14+ says it runs
+       without an attached one): its hooks only read which thread holds
+       the GIL, and never take the GIL or make a thread state, which could
+       deadlock or allocate (test_safety: ..._neither_wait_for_the_gil). */
     return domain == LH_RAW ? lh_frames_gil_holder() : lh_frames_tstate();
 }
 

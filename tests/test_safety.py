@@ -584,6 +584,51 @@ def test_raw_allocation_with_the_gil_gets_the_callers_traceback():
     assert not traces_of_size(pyleakhunt.take_snapshot(), 654_321)
 
 
+def test_raw_hooks_in_a_thread_python_never_saw_neither_wait_for_the_gil():
+    # A C thread with no thread state calls PyMem_RawMalloc and
+    # PyMem_RawFree while the main thread holds the GIL (PYFUNCTYPE keeps it
+    # across pthread_join).  A RAW hook that took the GIL, or made a thread
+    # state (PyGILState_Ensure), would deadlock here.
+    proc = run_python(
+        child(
+            """
+            import faulthandler
+            faulthandler.dump_traceback_later(20, exit=True)
+            libc = ctypes.CDLL(None)
+            ptr_to = lambda f: ctypes.cast(f, ctypes.c_void_p).value
+            create = ctypes.PYFUNCTYPE(
+                ctypes.c_int, ctypes.POINTER(ctypes.c_ulong), ctypes.c_void_p,
+                ctypes.c_void_p, ctypes.c_void_p)(("pthread_create", libc))
+            join = ctypes.PYFUNCTYPE(
+                ctypes.c_int, ctypes.c_ulong, ctypes.POINTER(ctypes.c_void_p)
+            )(("pthread_join", libc))
+
+            def in_c_thread(function, arg):
+                # function(arg) as a thread's start routine, joined with
+                # the GIL held; returns what it returned.
+                tid, result = ctypes.c_ulong(), ctypes.c_void_p()
+                assert create(ctypes.byref(tid), None, ptr_to(function), arg) == 0
+                assert join(tid.value, ctypes.byref(result)) == 0
+                return result.value
+
+            pyleakhunt.start(5)
+            size = 765_431
+            p = in_c_thread(ctypes.pythonapi.PyMem_RawMalloc, size)
+            assert p
+            found = [t for t in pyleakhunt.take_snapshot().traces if t.size == size]
+            assert [frames(t) for t in found] == [UNKNOWN], found
+            in_c_thread(ctypes.pythonapi.PyMem_RawFree, p)
+            assert not [t for t in pyleakhunt.take_snapshot().traces if t.size == size]
+            assert pyleakhunt.get_stats()["lost_blocks"] == 0
+            pyleakhunt.stop()
+            print("OK")
+            """
+        ),
+        timeout=60,
+    )
+    assert_clean(proc)
+
+
 def test_zlib_windows_allocated_in_threads_without_the_gil_are_unknown():
     # inflate() allocates its 32 KiB window lazily, inside the call that
     # zlib makes with the GIL released, through PyMem_RawMalloc.
