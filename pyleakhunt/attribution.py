@@ -316,6 +316,9 @@ class EndpointReport:
     consistency: Optional[float]
     estimated: bool
     sites: List[SiteReport]
+    #: The series the verdict was drawn from: (requests served, retained
+    #: bytes), the oldest first.
+    points: Tuple[Tuple[int, int], ...] = ()
 
     def to_json(self) -> Dict[str, Any]:
         return {
@@ -329,6 +332,7 @@ class EndpointReport:
             "consistency": self.consistency,
             "estimated": self.estimated,
             "sites": [site.to_json() for site in self.sites],
+            "points": [list(point) for point in self.points],
         }
 
 
@@ -706,6 +710,7 @@ def _judge(
         consistency=consistency,
         estimated=estimated,
         sites=sites,
+        points=tuple((p.requests, p.retained) for p in points),
     )
 
 

@@ -25,6 +25,7 @@ integration hands it the same few facts about a request.
 from __future__ import annotations
 
 import errno
+import functools
 import hmac
 import html
 import http.server
@@ -52,7 +53,8 @@ from typing import (
 )
 
 from . import attribution
-from .attribution import TAG_VAR, AttributionReport, untag
+from ._raw import RawSnapshot
+from .attribution import TAG_VAR, AttributionReport, EndpointReport, untag
 from .fileformat import write_snapshot
 from .snapshot import format_size
 
@@ -186,10 +188,6 @@ _SECURITY_HEADERS = [
     ("X-Frame-Options", "DENY"),
     ("Referrer-Policy", "no-referrer"),
 ]
-_HTML_POLICY = (
-    "Content-Security-Policy",
-    "default-src 'none'; style-src 'unsafe-inline'",
-)
 
 
 def is_loopback(address: Optional[str]) -> bool:
@@ -383,9 +381,16 @@ class ReportPage:
         return _ok(body, [("Content-Type", "application/json")])
 
     def _html(self, base: str) -> Response:
-        report = self._current().report()
-        body = render_html(report, base + self.prefix).encode("utf-8")
-        return _ok(body, [("Content-Type", "text/html; charset=utf-8"), _HTML_POLICY])
+        current = self._current()
+        report = current.report()
+        text = render_html(report, base + self.prefix, current.snapshot())
+        return _ok(
+            text.encode("utf-8"),
+            [
+                ("Content-Type", "text/html; charset=utf-8"),
+                ("Content-Security-Policy", html_policy(text)),
+            ],
+        )
 
     def _snapshot(self) -> Response:
         raw = self._current().snapshot()
@@ -715,102 +720,171 @@ def _text(
 
 # -- HTML ----------------------------------------------------------------------
 
-_STYLE = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; }
-th, td { padding: .25em .8em; text-align: right; border-bottom: 1px solid #ddd; }
-th:first-child, td:first-child { text-align: left; }
-.leak { color: #b00; font-weight: bold; }
-.site { font-family: monospace; text-align: left; }
-.note { color: #666; }
-"""
+#: Flame graphs drawn, one an endpoint: the leaking ones first, then the
+#: biggest (the page stays light whatever ``max_endpoints`` allows).
+FLAME_ENDPOINTS = 12
+
+_CSP_META = re.compile(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">')
+#: When the page's own policy cannot be read: nothing runs.
+_STRICT_POLICY = "default-src 'none'; style-src 'unsafe-inline'"
 
 
-def _size(value: Optional[float], estimated: bool) -> str:
-    if value is None:
-        return "&ndash;"
-    return ("&asymp;&#8239;" if estimated else "") + html.escape(format_size(value))
+@functools.lru_cache(maxsize=1)
+def _web_page() -> Any:
+    """The shared HTML page (`pyleakhunt.export.html.Page`), without source
+    lines; imported on the first page served, not with the middleware.
+
+    The report page shows figures and locations (file, line, function),
+    never the program's source code: ``pyleakhunt top`` on the downloaded
+    snapshot shows it, from the files where it runs.
+    """
+    from .export import html as export_html
+
+    class WebPage(export_html.Page):
+        def data(self) -> Dict[str, Any]:
+            doc = super().data()
+            doc["frames"] = [[*frame[:4], ""] for frame in doc["frames"]]
+            return doc
+
+    return WebPage, export_html.Series
 
 
-def _per_request(value: Optional[float], estimated: bool) -> str:
-    if value is None:
-        return "&ndash;"
-    return ("&asymp;&#8239;" if estimated else "") + html.escape(
-        format_size(value, sign=True)
+def _approx(estimated: bool) -> str:
+    return "~" if estimated else ""
+
+
+def _verdict_line(e: EndpointReport, estimated: bool) -> str:
+    approx = _approx(estimated)
+    per = (
+        "-"
+        if e.bytes_per_request is None
+        else approx + format_size(e.bytes_per_request, sign=True)
     )
+    line = "%s: %s after %s requests: %s%s retained, %s per request" % (
+        e.endpoint,
+        e.verdict.upper() if e.leaking else e.verdict,
+        f"{e.requests:,}",
+        approx,
+        format_size(e.retained_bytes),
+        per,
+    )
+    growing = [site for site in e.sites if site.leaking]
+    if growing:
+        line += "; grows at %s" % ", ".join(
+            f"{site.filename}:{site.lineno}" for site in growing[:3]
+        )
+    return line
 
 
-def render_html(report: AttributionReport, prefix: str) -> str:
-    """The HTML page: a table of endpoints, then each endpoint's call sites."""
+def _endpoint_records(
+    raw: Optional[RawSnapshot],
+) -> Dict[str, List[Tuple[Any, int, int]]]:
+    """Endpoint name -> flame-graph records (frames, bytes, blocks)."""
+    records: Dict[str, List[Tuple[Any, int, int]]] = {}
+    if raw is None:
+        return records
+    for site in raw.sites:
+        name = raw.tags.get(site.tag)
+        if name is None or site.size <= 0:
+            continue
+        if site.frames and site.frames[0][0] in attribution._OWN_FILES:
+            continue  # the hunter's own memory, not the endpoint's
+        records.setdefault(name, []).append((site.frames, site.size, site.count))
+    return records
+
+
+def render_html(
+    report: AttributionReport, prefix: str, snapshot: Optional[RawSnapshot] = None
+) -> str:
+    """The HTML page, drawn by the shared renderer (`pyleakhunt.export.html`).
+
+    A chart of each endpoint's retained bytes against the requests it
+    served (one line an endpoint: a leak is a line that keeps rising, a
+    cache one that flattens), the verdicts, then a flame graph of the
+    memory each endpoint retains now (from *snapshot*, an aggregated
+    snapshot of the tagged memory; none without it).
+    """
     est = report.estimated
-    esc = html.escape
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        "<title>pyleakhunt: which endpoint leaks?</title>",
-        f"<style>{_STYLE}</style></head><body>",
-        "<h1>Which endpoint leaks?</h1>",
+    subtitle = [
+        "traced %s%s, RSS %s, allocated outside requests %s%s"
+        % (
+            _approx(est),
+            "-" if report.traced_bytes is None else format_size(report.traced_bytes),
+            "-" if report.rss_bytes is None else format_size(report.rss_bytes),
+            _approx(est),
+            format_size(report.untagged_bytes),
+        ),
+        "%d samples, one every %g s; %d endpoints"
+        % (report.samples, report.interval, len(report.endpoints)),
     ]
-    summary = [
-        f"traced {_size(report.traced_bytes, est)}",
-        f"RSS {_size(report.rss_bytes, False)}",
-        f"outside requests {_size(report.untagged_bytes, est)}",
-        f"{report.samples} samples, one every {report.interval:g} s",
-    ]
-    parts.append(f"<p>{', '.join(summary)}.</p>")
+    page_class, series_class = _web_page()
+    page = page_class("pyleakhunt: which endpoint leaks?", subtitle)
+    warnings = []
     if est:
-        parts.append(
-            "<p class='note'><b>Estimates</b> (&asymp;): sampled tracing, "
-            f"one allocation per {esc(format_size(report.sample_bytes))} on "
-            "average.</p>"
+        warnings.append(
+            "Estimates (~): sampled tracing, one allocation per %s on average."
+            % format_size(report.sample_bytes)
         )
     if not report.tracing:
-        parts.append("<p class='leak'>pyleakhunt is not tracing.</p>")
+        warnings.append("pyleakhunt is not tracing.")
     if report.error:
-        parts.append(f"<p class='leak'>Last sample failed: {esc(report.error)}</p>")
+        warnings.append("The last sample failed: %s" % report.error)
+    if warnings:
+        page.notes("Warnings", warnings)
     if not report.endpoints:
-        parts.append("<p>No request served yet.</p>")
+        page.notes("Endpoints", ["No request served yet."])
     else:
-        parts.append(
-            "<table><tr><th>endpoint</th><th>requests</th><th>retained</th>"
-            "<th>per request</th><th>verdict</th></tr>"
+        page.chart(
+            "Retained memory against requests served",
+            [
+                series_class(e.endpoint, list(e.points), kind="endpoint")
+                for e in report.endpoints
+            ],
+            x_kind="count",
+            x_label="requests served",
+            notes=[
+                "One line an endpoint: its retained bytes each time it was "
+                "sampled, against the requests it had served. A leak keeps "
+                "rising with the requests; a cache flattens once full."
+            ],
         )
-        for number, e in enumerate(report.endpoints):
-            verdict = (
-                "<span class='leak'>leaking</span>" if e.leaking else esc(e.verdict)
-            )
-            parts.append(
-                f"<tr><td><a href='#e{number}'>{esc(e.endpoint)}</a></td>"
-                f"<td>{e.requests}</td><td>{_size(e.retained_bytes, est)}</td>"
-                f"<td>{_per_request(e.bytes_per_request, est)}</td>"
-                f"<td>{verdict}</td></tr>"
-            )
-        parts.append("</table>")
-    for number, e in enumerate(report.endpoints):
-        parts.append(f"<h2 id='e{number}'>{esc(e.endpoint)}</h2>")
-        if not e.sites:
-            parts.append("<p>Retains nothing now.</p>")
-            continue
-        parts.append(
-            "<table><tr><th>call site (file:line)</th><th>size</th><th>blocks</th>"
-            "<th>per request</th><th></th></tr>"
+        page.notes(
+            "Verdicts (the sustained-growth rule, against requests served)",
+            [_verdict_line(e, est) for e in report.endpoints],
         )
-        for s in e.sites:
-            flag = "<span class='leak'>grows</span>" if s.leaking else ""
-            parts.append(
-                f"<tr><td class='site'>{esc(s.filename)}:{s.lineno}</td>"
-                f"<td>{_size(s.size, est)}</td><td>{s.count}</td>"
-                f"<td>{_per_request(s.bytes_per_request, est)}</td><td>{flag}</td></tr>"
-            )
-        parts.append("</table>")
-    link = esc(prefix)
-    parts.append(
-        "<p class='note'>Verdicts: the sustained-growth rule over retained bytes "
-        "against requests served. Source lines are not shown here: download "
-        f"<a href='{link}/snapshot'>a snapshot</a> and run "
-        "<code>pyleakhunt top FILE</code> where the code is. "
-        f"<a href='{link}/api'>JSON</a>.</p></body></html>"
+    records = _endpoint_records(snapshot)
+    drawn = report.endpoints[:FLAME_ENDPOINTS]
+    for e in drawn:
+        page.flame_graph(
+            "What %s retains%s" % (e.endpoint, " (LEAKING)" if e.leaking else ""),
+            records.get(e.endpoint, ()),
+            empty="It retains nothing now.",
+        )
+    if len(report.endpoints) > len(drawn):
+        page.notes(
+            "More endpoints",
+            [
+                "Flame graphs are drawn for the first %d endpoints of %d; the "
+                "snapshot below holds them all." % (len(drawn), len(report.endpoints))
+            ],
+        )
+    page.notes(
+        "More",
+        [
+            "%s/api: these figures as JSON." % prefix,
+            "%s/snapshot: the endpoints' memory as a snapshot file, for "
+            "'pyleakhunt top FILE' where the code is (it shows source lines; "
+            "this page does not)." % prefix,
+        ],
     )
-    return "\n".join(parts)
+    return page.render()
+
+
+def html_policy(page: str) -> str:
+    """The Content-Security-Policy of a rendered page (its meta element),
+    to send as a header too: the header applies before the page is read."""
+    match = _CSP_META.search(page)
+    return html.unescape(match.group(1)) if match else _STRICT_POLICY
 
 
 # --------------------------------------------------------------------------

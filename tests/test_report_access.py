@@ -36,7 +36,12 @@ LISTENING = re.compile(
     r"the report page of process (\d+) is at (http://127\.0\.0\.1:\d+/_leakhunt/)"
 )
 #: What only the report page says (HTML, JSON, snapshot file).
-REPORT_MARKS = (b"Which endpoint leaks?", b'"endpoints"', b"\x89PLHUNT")
+REPORT_MARKS = (
+    b"which endpoint leaks?",
+    b'id="plh-data"',
+    b'"endpoints"',
+    b"\x89PLHUNT",
+)
 
 APP = """
 import os

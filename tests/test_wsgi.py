@@ -322,7 +322,7 @@ def test_without_a_token_the_page_is_served_on_a_loopback_port_of_its_own(
     assert status == 200 and headers["Content-Type"] == "application/json"
     assert json.loads(body)["endpoints"][0]["endpoint"] == "GET /leak/<id>"
     # Its root is the page too: the port serves nothing else.
-    assert b"Which endpoint leaks?" in fetch(url.replace("/_leakhunt/", "/"))[2]
+    assert b"which endpoint leaks?" in fetch(url.replace("/_leakhunt/", "/"))[2]
     assert fetch(url.replace("/_leakhunt/", "/other"))[0] == 404
 
 
@@ -665,30 +665,99 @@ def test_the_report_prefix_must_be_a_plain_path():
     assert ReportPage("/debug/memory/", TOKEN).prefix == "/debug/memory"
 
 
+def page_data(html):
+    """The data the page's script draws: the JSON embedded in the page."""
+    text = html.decode()
+    start = text.index('<script type="application/json" id="plh-data">')
+    start = text.index(">", start) + 1
+    return json.loads(text[start : text.index("</script>", start)])
+
+
+def sections(data, kind):
+    return [section for section in data["sections"] if section["type"] == kind]
+
+
 def test_responses_carry_protective_headers(reported):
-    _, headers, _ = call(reported, "/_leakhunt/", headers=AUTH)
+    _, headers, html = call(reported, "/_leakhunt/", headers=AUTH)
     assert headers["Cache-Control"] == "no-store"
     assert headers["X-Content-Type-Options"] == "nosniff"
-    assert "default-src 'none'" in headers["Content-Security-Policy"]
     assert headers["Content-Type"].startswith("text/html")
+    # The page's own policy, sent as a header too: no fetch of any kind,
+    # only its own inline script (by hash) runs.
+    policy = headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "connect-src 'none'" in policy
+    assert "script-src 'sha256-" in policy and "unsafe-inline" not in policy
+    assert policy.replace("'", "&#x27;") in html.decode() or policy in html.decode()
+
+
+def test_the_page_charts_retained_bytes_against_requests_one_line_an_endpoint():
+    app = LeakHuntMiddleware(leaky_app, report_token=TOKEN, interval=3600)
+    hunt = attribution.current()
+    for round_ in range(6):
+        for i in range(10):
+            call(app, "/leak/%d" % (round_ * 10 + i))
+            call(app, "/clean/%d" % i)
+        hunt.sample()
+    data = page_data(call(app, "/_leakhunt/", headers=AUTH)[2])
+    [chart] = sections(data, "chart")
+    assert chart["x_kind"] == "count" and chart["x_label"] == "requests served"
+    lines = {series["name"]: series["points"] for series in chart["series"]}
+    assert set(lines) == {"GET /leak/<id>", "GET /clean/<id>"}
+    leak = lines["GET /leak/<id>"]
+    assert [x for x, _ in leak] == [10, 20, 30, 40, 50, 60]
+    assert all(b - a >= 9000 for (_, a), (_, b) in zip(leak, leak[1:]))
+    assert lines["GET /clean/<id>"][-1][1] < 5000
+    verdicts = sections(data, "notes")[0]["notes"]
+    assert any(v.startswith("GET /leak/<id>: LEAKING") for v in verdicts)
+
+
+def flame_frames(tree, frames):
+    """Every (file, line) of a flame graph's tree."""
+    found = set()
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if node[0] >= 0:
+            found.add(tuple(frames[node[0]][:2]))
+        stack.extend(node[3])
+    return found
+
+
+def test_each_endpoint_has_a_flame_graph_of_what_it_retains(reported):
+    call(reported, "/clean/1")
+    attribution.current().sample()
+    data = page_data(call(reported, "/_leakhunt/", headers=AUTH)[2])
+    flames = {f["title"]: f for f in sections(data, "flame")}
+    leak = next(f for t, f in flames.items() if "GET /leak/<id>" in t)
+    line = leaky_app.__code__.co_firstlineno + 5
+    assert (__file__, line) in flame_frames(leak["tree"], data["frames"])
+    assert leak["tree"][1] >= 3000  # the root: every byte it retains
+    clean = next(f for t, f in flames.items() if "GET /clean/<id>" in t)
+    assert (__file__, line) not in flame_frames(clean["tree"], data["frames"])
 
 
 def test_the_page_shows_locations_not_source_code(reported):
     _, _, html = call(reported, "/_leakhunt/", headers=AUTH)
     text = html.decode()
+    data = page_data(html)
     line = leaky_app.__code__.co_firstlineno + 5
-    assert "%s:%d" % (__file__, line) in text
+    frame = next(f for f in data["frames"] if f[:2] == [__file__, line])
+    assert frame[2].endswith("leaky_app") and frame[4] == ""  # no source line
     assert "LEAKED.append" not in text  # the source line itself
     assert "HOME" not in text and "PATH_INFO" not in text
 
 
-def test_endpoint_names_are_escaped_in_html():
+def test_endpoint_names_are_text_in_html_never_markup():
+    hostile = "</script><img src=x onerror=alert(1)>"
     app = LeakHuntMiddleware(
-        leaky_app, report_token=TOKEN, interval=3600, key=lambda e: "<script>x</script>"
+        leaky_app, report_token=TOKEN, interval=3600, key=lambda e: hostile
     )
     call(app, "/leak/1")
+    attribution.current().sample()
     _, _, html = call(app, "/_leakhunt/", headers=AUTH)
-    assert b"<script>" not in html and b"&lt;script&gt;" in html
+    assert hostile.encode() not in html and b"<img" not in html
+    assert html.count(b"</script>") == 2  # the page's own two elements
+    assert page_data(html)["sections"][0]["series"][0]["name"] == hostile
 
 
 def test_estimates_are_labelled_in_html_and_json():
