@@ -62,8 +62,13 @@ def build_args():
     )
 
 
+# A free-threaded CPython (PEP 703, Py_GIL_DISABLED) gets a _core that
+# refuses to import with one clear line (src/freethreaded.c): the tracer
+# needs the GIL, and its real sources would not compile there.
+FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
 include_dirs = uthash_include_dirs()
-if include_dirs is None and build_args():
+if include_dirs is None and build_args() and not FREE_THREADED:
     sys.exit("error: " + UTHASH_HINT)
 
 core = Extension(
@@ -187,4 +192,15 @@ census_scan = Extension(
     extra_link_args=extra_link_args(),
 )
 
-setup(ext_modules=[core, census_scan], cmdclass=cmdclass)
+ext_modules = [core, census_scan]
+if FREE_THREADED:
+    ext_modules = [
+        Extension(
+            "pyleakhunt._core",
+            sources=["src/freethreaded.c"],
+            extra_compile_args=extra_compile_args(),
+            extra_link_args=extra_link_args(),
+        )
+    ]
+
+setup(ext_modules=ext_modules, cmdclass=cmdclass)
