@@ -268,14 +268,15 @@ def test_stdlib_tracemalloc_receives_the_calls_after_stop(build_ext):
 
 def test_both_tracers_receive_the_calls_while_both_trace(build_ext):
     ext = _import(build_ext("_lh_both"))
+    tracemalloc.start()  # first: pyleakhunt then wraps it (design.md)
     pyleakhunt.start(1)
-    tracemalloc.start()
     try:
         block = ext.alloc(DOMAIN, 65_000)
         theirs = tracemalloc.take_snapshot()
         ours = pyleakhunt.take_snapshot()
         ext.release(DOMAIN, block)
     finally:
+        pyleakhunt.stop()
         tracemalloc.stop()
     assert [s.size for s in _domain_stats(ours, DOMAIN)] == [65_000]
     only = theirs.filter_traces([tracemalloc.DomainFilter(True, DOMAIN)])
