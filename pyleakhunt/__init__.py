@@ -44,6 +44,7 @@ __all__ = [
     "AggregatedSnapshotError",
     "BaseFilter",
     "DomainFilter",
+    "FileFormatError",
     "Filter",
     "Frame",
     "Snapshot",
@@ -274,6 +275,17 @@ def take_snapshot(traces: bool = True) -> Snapshot:
     if raw is not None and raw.traceback_limit == limit:
         return Snapshot._from_raw(raw)
     return Snapshot(raw_traces, limit)
+
+
+def __getattr__(name: str) -> Any:
+    """``FileFormatError`` (what `Snapshot.load` raises on a bad file),
+    imported on first use: the file format module is not needed to trace,
+    and importing it would slow down every traced program's start."""
+    if name == "FileFormatError":
+        from .fileformat import FileFormatError
+
+        return FileFormatError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _stop_at_exit() -> None:
