@@ -190,12 +190,18 @@ walk_interpreter(cs_scanner *s, uint64_t interp, void *ctx)
     }
     /* The generational collector's three generations, or the incremental
        one's young and two old spaces: three lists in the same place. */
+    uint64_t heads[4];
     for (int i = 0; i < 3; i++) {
-        uint64_t head = gc + (uint64_t)lay->gc_generations
-                        + (uint64_t)i * (uint64_t)lay->generation_size;
-        walk_list(s, head, max_steps);
+        heads[i] = gc + (uint64_t)lay->gc_generations
+                   + (uint64_t)i * (uint64_t)lay->generation_size;
     }
-    walk_list(s, gc + (uint64_t)lay->gc_permanent, max_steps);
+    heads[3] = gc + (uint64_t)lay->gc_permanent;
+    if (s->target.gc_heads[0] == 0) {
+        memcpy(s->target.gc_heads, heads, sizeof(heads));
+    }
+    for (int i = 0; i < 4; i++) {
+        walk_list(s, heads[i], max_steps);
+    }
     return 0;
 }
 

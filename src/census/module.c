@@ -768,20 +768,25 @@ debug_offsets_dict(cs_scanner *s)
     return offsets;
 }
 
-/* target() -> {"hexversion", "debug_offsets", "collector", "collecting"}:
-   what the target said about itself (collecting: after census()). */
+/* target() -> {"hexversion", "debug_offsets", "collector", "collecting",
+   "gc_heads"}: what the target said about itself, and where its gc lists
+   are (collecting and gc_heads: after census()). */
 static PyObject *
 Image_target(ImageObject *self, PyObject *Py_UNUSED(ignored))
 {
     cs_scanner *s = &self->scanner;
+    const uint64_t *heads = s->target.gc_heads;
     if (!ready(self)) {
         return NULL;
     }
     return Py_BuildValue(
-        "{sKsNsssO}", "hexversion", (unsigned long long)s->target.hexversion,
-        "debug_offsets", debug_offsets_dict(s), "collector",
+        "{sKsNsssOs[KKKK]}", "hexversion",
+        (unsigned long long)s->target.hexversion, "debug_offsets",
+        debug_offsets_dict(s), "collector",
         s->target.incremental_gc ? "incremental" : "generational",
-        "collecting", s->target.collecting ? Py_True : Py_False);
+        "collecting", s->target.collecting ? Py_True : Py_False, "gc_heads",
+        (unsigned long long)heads[0], (unsigned long long)heads[1],
+        (unsigned long long)heads[2], (unsigned long long)heads[3]);
 }
 
 static PyMethodDef Image_methods[] = {

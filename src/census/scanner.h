@@ -116,6 +116,9 @@ typedef struct {
     /* gc.collecting was set: the young objects may be on a list of the
        collector's own, which the walk does not see. */
     int collecting;
+    /* Where the main interpreter's three gc lists and its permanent one
+       were read: the list heads. */
+    uint64_t gc_heads[4];
 } cs_target;
 
 struct cs_graph; /* graph.h */

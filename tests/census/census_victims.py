@@ -254,6 +254,38 @@ def run_cli(*args: str, user: Optional[int] = None, timeout: float = 120) -> CLI
     )
 
 
+def core_file_offset(core: str, address: int) -> int:
+    """Where the byte of the process at *address* is in the core file."""
+    from pyleakhunt.census.elf import open_core
+
+    elf = open_core(core)
+    try:
+        for seg in elf.loads:
+            if seg.vaddr <= address < seg.vaddr + seg.filesz:
+                return seg.offset + (address - seg.vaddr)
+    finally:
+        elf.close()
+    raise AssertionError(f"{address:#x} is not in the core")
+
+
+def patch_core(core: str, copy: str, patches: Dict[int, bytes]) -> str:
+    """Copies *core* to *copy*, writing each of *patches* (process address:
+    bytes) over the memory it holds there."""
+    shutil.copy(core, copy)
+    with open(copy, "r+b") as f:
+        for address, data in patches.items():
+            f.seek(core_file_offset(core, address))
+            f.write(data)
+    return copy
+
+
+def read_core(core: str, address: int, size: int) -> bytes:
+    """*size* bytes of the process at *address*, from the core file."""
+    with open(core, "rb") as f:
+        f.seek(core_file_offset(core, address))
+        return f.read(size)
+
+
 def wait_for(predicate, timeout: float = 5.0) -> bool:
     """Polls *predicate* until true or *timeout* seconds pass."""
     deadline = time.monotonic() + timeout

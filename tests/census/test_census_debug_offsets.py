@@ -9,16 +9,14 @@ a real core of the Python running the tests, and need 3.13+.
 
 from __future__ import annotations
 
-import shutil
 import struct
 import sys
 
 import pytest
-from census_victims import run_cli
+from census_victims import patch_core, run_cli
 from test_census_bad_input import assert_one_line_error
 
 from pyleakhunt.census import _scan, census_core, open_core
-from pyleakhunt.census.elf import open_core as open_elf_core
 
 #: Where the synthetic table is put.
 RUNTIME = 0x7F0000001000
@@ -133,32 +131,14 @@ def test_the_collector_is_decided_by_the_targets_patch_release(minor, micro, col
 # The table of a real core
 
 
-def _runtime_file_offset(core: str) -> int:
-    """Where _PyRuntime (the table) is in the core file."""
-    with open_core(core) as session:
-        runtime = session.image.interpreter.runtime
-    elf = open_elf_core(core)
-    try:
-        for seg in elf.loads:
-            if seg.vaddr <= runtime < seg.vaddr + seg.filesz:
-                return seg.offset + (runtime - seg.vaddr)
-    finally:
-        elf.close()
-    raise AssertionError("_PyRuntime is not in the core")
-
-
 def _patched_core(core: str, tmp_path, field: str, data: bytes) -> str:
     """A copy of *core* with *data* written over one field of its table."""
-    minor = sys.version_info.minor
-    layout = _scan.debug_map(minor)
+    layout = _scan.debug_map(sys.version_info.minor)
     position = 0 if field == "cookie" else layout[field]
     position = position[0] if isinstance(position, tuple) else position
-    copy = str(tmp_path / f"{field}.core")
-    shutil.copy(core, copy)
-    with open(copy, "r+b") as f:
-        f.seek(_runtime_file_offset(core) + position)
-        f.write(data)
-    return copy
+    with open_core(core) as session:
+        runtime = session.image.interpreter.runtime
+    return patch_core(core, str(tmp_path / f"{field}.core"), {runtime + position: data})
 
 
 @needs_table
