@@ -111,6 +111,12 @@ def raw(sites: List[RawSite], t: float, **fields: Any) -> RawSnapshot:
     return RawSnapshot(3, sites, pid=4242, timestamp=t, **fields)
 
 
+def frame_at(data: Dict[str, Any], index: int) -> Tuple[str, int, str, str]:
+    """(filename, lineno, function, source line) of a page's frame."""
+    file_index, lineno, function, source = data["frames"][index]
+    return data["files"][file_index][0], lineno, function, source
+
+
 def frames_of(node: List[Any]) -> List[List[Any]]:
     """Every node of a flame tree."""
     out = [node]
@@ -180,7 +186,8 @@ def test_hostile_names_reach_the_page_only_as_json_text():
     assert text.count("</script>") == 2  # the data's and the code's own
     data = page_data(text)
     assert data["title"] == HOSTILE
-    assert [hostile_file, 3] in [f[:2] for f in data["frames"]]
+    shown = [frame_at(data, i)[:2] for i in range(len(data["frames"]))]
+    assert (hostile_file, 3) in shown
     assert "&lt;img" in text  # <title> and <h1>, escaped
 
 
@@ -222,10 +229,10 @@ def test_flame_graph_puts_the_outermost_call_at_the_top():
     data = page.data()
     root = data["sections"][0]["tree"]
     (top,) = root[3]
-    assert data["frames"][top[0]][:2] == list(outer)
+    assert frame_at(data, top[0])[:2] == outer
     assert top[1:3] == [600, 6]
     (child,) = top[3]
-    assert data["frames"][child[0]][:2] == list(inner)
+    assert frame_at(data, child[0])[:2] == inner
 
 
 def test_long_series_keep_their_peaks_and_floors():
@@ -300,15 +307,17 @@ def test_report_of_a_leaking_program_names_its_line_first(leaky_timeline):
     assert any("floor rose" in note for note in chart["notes"])
     (table,) = sections(data, "suspects")
     first = table["rows"][0]
-    filename, lineno = data["frames"][first["frame"]][:2]
+    filename, lineno, _, source = frame_at(data, first["frame"])
     assert (os.path.basename(filename), lineno) == ("leaky.py", LEAK_LINE)
-    assert "KEPT.append" in data["frames"][first["frame"]][4]
+    assert "KEPT.append" in source
     assert first["rate"] > 0 and len(first["spark"]) >= 4
     assert first["spark"][-1] > first["spark"][0]
     live, grown = sections(data, "flame")
     assert "Live memory" in live["title"] and "Growth" in grown["title"]
     leak_frames = [
-        i for i, f in enumerate(data["frames"]) if f[:2] == [filename, lineno]
+        i
+        for i in range(len(data["frames"]))
+        if frame_at(data, i)[:2] == (filename, lineno)
     ]
     assert any(node[0] in leak_frames for node in frames_of(grown["tree"]))
 
@@ -365,3 +374,16 @@ def test_report_of_a_bad_file_is_one_error_line(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and all(e.startswith("pyleakhunt: error: ") for e in err)
     assert not (tmp_path / "bad.html").exists()
+
+
+def test_report_ranks_suspects_as_the_suspects_command_does(leaky_timeline):
+    from pyleakhunt.export import html_report
+
+    expected = cli.analyse_timeline(leaky_timeline).suspects
+    assert expected
+    page = html_report.timeline_page(leaky_timeline, cli.TimelineReader(leaky_timeline))
+    (table,) = sections(page.data(), "suspects")
+    got = [(r["growth"], r["size"], r["count"]) for r in table["rows"]]
+    assert got == [(s.growth_bytes, s.size, s.count) for s in expected]
+    rates = [r["rate"] for r in table["rows"]]
+    assert rates == pytest.approx([s.growth_bytes_per_s for s in expected], rel=1e-5)

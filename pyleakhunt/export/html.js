@@ -19,7 +19,8 @@
                    ["native", "no source file"], ["other", "grouped (other)"]];
 
   var data = JSON.parse(document.getElementById("plh-data").textContent);
-  var FRAMES = data.frames;
+  var FILES = data.files;   // [filename, category]
+  var FRAMES = data.frames; // [file index, line, function, source line]
 
   // ------------------------------------------------------------------
   // Small helpers
@@ -132,13 +133,14 @@
   function frameWhere(index) {
     if (index < 0) { return ""; }
     var f = FRAMES[index];
-    return f[1] ? f[0] + ":" + f[1] : f[0];
+    var file = FILES[f[0]][0];
+    return f[1] ? file + ":" + f[1] : file;
   }
 
   function frameCategory(index) {
     if (index === -1) { return "root"; }
     if (index === -2) { return "other"; }
-    return FRAMES[index][3];
+    return FILES[FRAMES[index][0]][1];
   }
 
   function tipRow(tip, label, value) {
@@ -378,7 +380,7 @@
     var f = FRAMES[index];
     cell.appendChild(el("code", "plh-loc", frameWhere(index)));
     cell.appendChild(el("span", "plh-func", " in " + f[2]));
-    if (f[4]) { cell.appendChild(el("code", "plh-src", f[4])); }
+    if (f[3]) { cell.appendChild(el("code", "plh-src", f[3])); }
     return cell;
   }
 
@@ -427,7 +429,7 @@
         var item = el("li", index === row.frame ? "plh-named" : null);
         item.appendChild(el("code", null, frameWhere(index)));
         item.appendChild(el("span", "plh-func", " in " + f[2]));
-        if (f[4]) { item.appendChild(el("code", "plh-src", f[4])); }
+        if (f[3]) { item.appendChild(el("code", "plh-src", f[3])); }
         list.appendChild(item);
       });
       cell.appendChild(list);
@@ -463,7 +465,7 @@
     var f = FRAMES[node.f];
     return f[2].toLowerCase().indexOf(term) >= 0 ||
            frameWhere(node.f).toLowerCase().indexOf(term) >= 0 ||
-           f[4].toLowerCase().indexOf(term) >= 0;
+           f[3].toLowerCase().indexOf(term) >= 0;
   }
 
   function drawFlame(section, body) {
@@ -511,7 +513,7 @@
       tip.appendChild(el("b", null, frameName(node.f)));
       if (node.f >= 0) {
         tip.appendChild(el("div", "plh-mono", frameWhere(node.f)));
-        if (FRAMES[node.f][4]) { tip.appendChild(el("div", "plh-mono", FRAMES[node.f][4])); }
+        if (FRAMES[node.f][3]) { tip.appendChild(el("div", "plh-mono", FRAMES[node.f][3])); }
       } else if (node.f === -2) {
         tip.appendChild(el("div", null, "the smallest call sites, grouped"));
       }

@@ -197,12 +197,20 @@ def _package_prefixes() -> Tuple[str, ...]:
 
 
 class _Frames:
-    """The frames a page shows, each stored once: [file, line, function,
-    category, source]; sections refer to them by index."""
+    """The frames a page shows, each stored once, and their files.
+
+    ``files``: ``[filename, category]``; ``table``: ``[file index, line,
+    function, source line]``.  Sections refer to frames by index.
+    """
 
     def __init__(self) -> None:
+        self.files: List[List[str]] = []
         self.table: List[List[Any]] = []
         self._index: Dict[Tuple[str, int], int] = {}
+        self._file_index: Dict[str, int] = {}
+        #: filename -> whether its source can be read (checked once a file).
+        self._has_source: Dict[str, bool] = {}
+        self._prefixes: Dict[str, str] = {}
         self._namer = FrameNamer()
 
     def add(self, filename: str, lineno: int) -> int:
@@ -213,17 +221,40 @@ class _Frames:
             self.table.append(self._describe(filename, lineno))
         return index
 
+    def _file(self, filename: str) -> int:
+        index = self._file_index.get(filename)
+        if index is None:
+            index = self._file_index[filename] = len(self.files)
+            self.files.append([filename, frame_category(filename)])
+            self._has_source[filename] = filename.startswith("<") or bool(
+                linecache.getlines(filename)
+            )
+        return index
+
     def _describe(self, filename: str, lineno: int) -> List[Any]:
-        try:
-            function = self._namer.name(filename, lineno).function
-        except (OSError, ValueError, RecursionError, MemoryError):
-            function = "%s:%d" % (short_filename(filename), lineno)
+        file_index = self._file(filename)
         source = ""
-        if lineno > 0 and not filename.startswith("<"):
-            source = linecache.getline(filename, lineno).strip()
-            if len(source) > SOURCE_WIDTH:
-                source = source[: SOURCE_WIDTH - 3] + "..."
-        return [filename, lineno, function, frame_category(filename), source]
+        if not self._has_source[filename]:
+            # What FrameNamer names a frame without source, without asking
+            # the file system again for every line of a file that is gone.
+            function = "%s:%d" % (self._fallback_prefix(filename), lineno)
+        else:
+            try:
+                function = self._namer.name(filename, lineno).function
+            except (OSError, ValueError, RecursionError, MemoryError):
+                function = "%s:%d" % (short_filename(filename), lineno)
+            if lineno > 0 and not filename.startswith("<"):
+                source = linecache.getline(filename, lineno).strip()
+                if len(source) > SOURCE_WIDTH:
+                    source = source[: SOURCE_WIDTH - 3] + "..."
+        return [file_index, lineno, function, source]
+
+    def _fallback_prefix(self, filename: str) -> str:
+        prefix = self._prefixes.get(filename)
+        if prefix is None:
+            name = self._namer.name(filename, 0).function
+            prefix = self._prefixes[filename] = name.rsplit(":", 1)[0]
+        return prefix
 
 
 # --------------------------------------------------------------------------
@@ -616,6 +647,7 @@ class Page:
         return {
             "title": self.title,
             "subtitle": list(self.subtitle),
+            "files": self._frames.files,
             "frames": self._frames.table,
             "sections": self.sections,
         }

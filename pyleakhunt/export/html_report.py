@@ -14,12 +14,13 @@ errors); this module turns what was read into a `pyleakhunt.export.html.Page`:
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .._raw import RawSnapshot
-from ..growth import DEFAULT_RULE, GrowthRule, Sample, find_suspects, reduce_snapshot
+from .._raw import RawFrames, RawSnapshot
+from ..growth import DEFAULT_RULE, TRACER_FILES, GrowthRule, Sample, find_suspects
 from ..report import format_duration, format_time, no_suspect_reason, plural
 from ..snapshot import Snapshot, Traceback, format_size
 from . import stacks
@@ -96,6 +97,46 @@ def _accuracy(estimated: bool, lost_blocks: int) -> List[str]:
     return lines
 
 
+def _reduce(
+    raw: RawSnapshot,
+    keys: Dict[RawFrames, Optional[RawFrames]],
+    biggest: Dict[RawFrames, Tuple[int, RawFrames]],
+) -> Sample:
+    """*raw* grouped by line, as `pyleakhunt.growth.reduce_snapshot` groups
+    it (the most recent frame; empty sites and the tracer's own memory left
+    out), with raw tuples as keys.
+
+    *keys* (traceback -> key, None for the tracer's) is kept from one entry
+    to the next: a timeline repeats its tracebacks, and grouping each site
+    anew cost more than reading the file.  *biggest* gets each key's
+    biggest traceback.
+    """
+    figures: Dict[RawFrames, Tuple[int, int]] = {}
+    for site in raw.sites:
+        if site.count == 0:
+            continue
+        frames = site.frames
+        key = keys.get(frames, _UNSEEN)
+        if key is _UNSEEN:
+            excluded = any(f[0] in TRACER_FILES for f in frames)
+            key = keys[frames] = None if excluded else frames[:1]
+        if key is None:
+            continue
+        held = figures.get(key)
+        figures[key] = (
+            (site.size, site.count)
+            if held is None
+            else (held[0] + site.size, held[1] + site.count)
+        )
+        if site.size > biggest.get(key, _NOTHING)[0]:
+            biggest[key] = (site.size, frames)
+    return Sample(raw.timestamp, figures, bool(raw.sample_bytes))
+
+
+_UNSEEN: Any = object()
+_NOTHING = (-1, ())
+
+
 def _traced_total(raw: RawSnapshot) -> int:
     return sum(site.size for site in raw.sites)
 
@@ -123,8 +164,8 @@ def timeline_page(
     from ..userframe import user_raw_frame
 
     samples: List[Sample] = []
-    tracebacks: Dict[Traceback, Traceback] = {}
-    canonical: Dict[Traceback, Traceback] = {}
+    biggest: Dict[RawFrames, Tuple[int, RawFrames]] = {}
+    keys: Dict[RawFrames, Optional[RawFrames]] = {}
     traced: List[tuple] = []
     rss: List[tuple] = []
     first: Optional[RawSnapshot] = None
@@ -136,14 +177,7 @@ def timeline_page(
                 "pyleakhunt: report: reading %s: %s"
                 % (path, plural(count, "entry", "entries"))
             )
-        sample, biggest = reduce_snapshot(Snapshot._from_raw(raw), key_type)
-        sample.figures = {
-            canonical.setdefault(key, key): figures
-            for key, figures in sample.figures.items()
-        }
-        for key, traceback in biggest.items():
-            tracebacks[canonical[key]] = traceback
-        samples.append(sample)
+        samples.append(_reduce(raw, keys, biggest))
         traced.append((raw.timestamp, _traced_total(raw)))
         value = raw.attrs.get(RSS_ATTR) if isinstance(raw.attrs, dict) else None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -159,7 +193,16 @@ def timeline_page(
     samples = [samples[i] for i in order]
     traced = sorted(traced)
     rss.sort()
-    suspects = find_suspects(samples, tracebacks, rule)
+    # The rule sees plain tuples as keys (cheap to hash two million times);
+    # its suspects then get the Traceback keys every other output shows.
+    suspects = [
+        dataclasses.replace(
+            suspect,
+            key=Traceback(suspect.key),
+            traceback=Traceback(biggest[suspect.key][1]),
+        )
+        for suspect in find_suspects(samples, {}, rule)
+    ]
     start = samples[0].timestamp if samples else 0.0
     duration = samples[-1].timestamp - start if samples else 0.0
     estimated = any(s.estimated for s in samples)
@@ -184,7 +227,8 @@ def timeline_page(
         return [(t - start, v) for t, v in points]
 
     def sizes_of(key: Traceback) -> List[float]:
-        return [s.figures.get(key, (0, 0))[0] for s in samples]
+        raw_key = tuple((f.filename, f.lineno) for f in reversed(key))
+        return [s.figures.get(raw_key, (0, 0))[0] for s in samples]
 
     series = [Series("traced memory", relative(traced), kind="total", floor=True)]
     chart_notes = []
