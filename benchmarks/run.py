@@ -187,14 +187,19 @@ def _headline(exp: experiments.Experiment, record: Dict[str, Any]) -> str:
 
 
 def run_experiment(
-    exp: experiments.Experiment, quick: bool, reps_override: Optional[int]
+    exp: experiments.Experiment,
+    quick: bool,
+    reps_override: Optional[int],
+    skip: Sequence[str] = (),
 ) -> Dict[str, Any]:
     params, reps = exp.settings(quick)
     if reps_override:
         reps = reps_override
     skipped: Dict[str, str] = {}
     for config in exp.configs:
-        if quick and not exp.in_quick:
+        if config in skip:
+            reason = "left out on the command line (--skip)"
+        elif quick and not exp.in_quick:
             reason = "full mode only"
         elif exp.requires and importlib.util.find_spec(exp.requires) is None:
             reason = "%s not installed (pip install -e .[bench])" % exp.requires
@@ -349,6 +354,12 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     )
     parser.add_argument("--reps", type=int, help="runs per configuration (override)")
     parser.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated configurations to leave out (e.g. tracemalloc-25, "
+        "the slowest, on a loaded machine)",
+    )
+    parser.add_argument(
         "--from-json",
         type=Path,
         metavar="FILE",
@@ -436,7 +447,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("pyleakhunt: %s" % build, file=sys.stderr)
         for key in needed:
             exp = experiments.EXPERIMENTS[key]
-            saved["experiments"][key] = run_experiment(exp, args.quick, args.reps)
+            skip = [c.strip() for c in args.skip.split(",") if c.strip()]
+            saved["experiments"][key] = run_experiment(exp, args.quick, args.reps, skip)
     saved["total_seconds"] = time.perf_counter() - t0
 
     args.results_dir.mkdir(parents=True, exist_ok=True)

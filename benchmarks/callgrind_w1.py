@@ -1,0 +1,95 @@
+"""W1 in instructions: callgrind counts, which a shared machine's noise
+does not move.
+
+    python -m benchmarks.callgrind_w1 [--configs none,pyleakhunt-1,...]
+                                      [--small 2000] [--large 6000]
+
+For each configuration, W1's loop (`benchmarks.workloads.w1`) runs under
+``valgrind --tool=callgrind`` twice, for *small* and for *large* iterations,
+in a fresh process each; instructions per iteration = the difference of the
+two totals / the difference of the iterations, so that start-up, imports
+and the tracer's start and stop cancel.  Prints one Markdown table row per
+configuration, with the ratio to the untraced loop.  Needs valgrind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from typing import Dict, List
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+DEFAULT_CONFIGS = "none,pyleakhunt-1,pyleakhunt-25,tracemalloc-1"
+
+# The child: the same tracer interface and loop as the timed W1 figure.
+CHILD = """
+import sys
+from benchmarks import tracers
+from benchmarks.workloads.w1 import w1
+tracer = tracers.make(sys.argv[1])
+w1(100)
+tracer.start()
+w1(int(sys.argv[2]))
+tracer.stop()
+"""
+
+
+def instructions(config: str, iterations: int) -> int:
+    """Total instructions (callgrind's Ir) of one child process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "callgrind.out")
+        env = dict(os.environ, PYTHONPATH=REPO)
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=" + out,
+            sys.executable,
+            "-c",
+            CHILD,
+            config,
+            str(iterations),
+        ]
+        proc = subprocess.run(command, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError("%s failed:\n%s" % (" ".join(command), proc.stderr))
+        with open(out) as f:
+            for line in f:
+                match = re.match(r"(?:summary|totals):\s+(\d+)", line)
+                if match:
+                    return int(match.group(1))
+    raise RuntimeError("no instruction total in callgrind's output")
+
+
+def main(argv: List[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", default=DEFAULT_CONFIGS)
+    parser.add_argument("--small", type=int, default=2000)
+    parser.add_argument("--large", type=int, default=6000)
+    args = parser.parse_args(argv)
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    per_iteration: Dict[str, float] = {}
+    for config in configs:
+        small = instructions(config, args.small)
+        large = instructions(config, args.large)
+        per_iteration[config] = (large - small) / (args.large - args.small)
+    base = per_iteration.get("none")
+    print("Python %s" % sys.version.split()[0])
+    print("| Configuration | Instructions an iteration | vs untraced |")
+    print("|:---|---:|---:|")
+    for config, count in per_iteration.items():
+        ratio = "%.2fx" % (count / base) if base else "-"
+        print("| %s | %s | %s |" % (config, format(round(count), ","), ratio))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
