@@ -69,7 +69,7 @@
     seconds = Math.abs(seconds);
     if (seconds >= 2 * 3600) { return [3600, "h"]; }
     if (seconds >= 120) { return [60, "min"]; }
-    if (seconds >= 2 || seconds === 0) { return [1, "s"]; }
+    if (seconds >= 1 || seconds === 0) { return [1, "s"]; }
     return [0.001, "ms"];
   }
 

@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 from .._raw import RawFrames, RawSnapshot
 from ..growth import DEFAULT_RULE, TRACER_FILES, GrowthRule, Sample, find_suspects
 from ..report import format_duration, format_time, no_suspect_reason, plural
-from ..snapshot import Snapshot, Traceback, format_size
+from ..snapshot import Snapshot, Traceback, _raw_group_key, format_size
 from . import stacks
 from .html import Page, Series, records_of, suspect_rows
 
@@ -99,12 +99,13 @@ def _accuracy(estimated: bool, lost_blocks: int) -> List[str]:
 
 def _reduce(
     raw: RawSnapshot,
+    key_type: str,
     keys: Dict[RawFrames, Optional[RawFrames]],
     biggest: Dict[RawFrames, Tuple[int, RawFrames]],
 ) -> Sample:
-    """*raw* grouped by line, as `pyleakhunt.growth.reduce_snapshot` groups
-    it (the most recent frame; empty sites and the tracer's own memory left
-    out), with raw tuples as keys.
+    """*raw* grouped by *key_type*, as `pyleakhunt.growth.reduce_snapshot`
+    groups it (empty sites and the tracer's own memory left out), with raw
+    tuples as keys.
 
     *keys* (traceback -> key, None for the tracer's) is kept from one entry
     to the next: a timeline repeats its tracebacks, and grouping each site
@@ -119,7 +120,7 @@ def _reduce(
         key = keys.get(frames, _UNSEEN)
         if key is _UNSEEN:
             excluded = any(f[0] in TRACER_FILES for f in frames)
-            key = keys[frames] = None if excluded else frames[:1]
+            key = keys[frames] = None if excluded else _raw_group_key(key_type, frames)
         if key is None:
             continue
         held = figures.get(key)
@@ -150,12 +151,15 @@ def _site_name(traceback: Traceback, user: Any) -> str:
 def timeline_page(
     path: str,
     entries: Iterable[RawSnapshot],
-    key_type: str = "lineno",
+    key_type: str = "userline",
     rule: GrowthRule = DEFAULT_RULE,
     progress: Optional[Progress] = None,
     truncated_tail: Optional[Callable[[], bool]] = None,
 ) -> Page:
     """The report of a timeline whose entries *entries* yields in order.
+
+    Suspects are grouped by *key_type* (``userline``, as ``pyleakhunt
+    suspects`` groups them by default, or ``lineno``...).
 
     Entries are reduced as they are read (`pyleakhunt.growth.reduce_snapshot`),
     so only the first and the last are kept whole.  *truncated_tail*, called
@@ -177,7 +181,7 @@ def timeline_page(
                 "pyleakhunt: report: reading %s: %s"
                 % (path, plural(count, "entry", "entries"))
             )
-        samples.append(_reduce(raw, keys, biggest))
+        samples.append(_reduce(raw, key_type, keys, biggest))
         traced.append((raw.timestamp, _traced_total(raw)))
         value = raw.attrs.get(RSS_ATTR) if isinstance(raw.attrs, dict) else None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
