@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from . import _scan
-from .errors import BadInputError, NotFoundError
+from .errors import BadInputError, NotFoundError, ProcessError
 from .memory import MemoryImage
 from .model import Census, HolderGroup, TypeCount, now
 from .paths import Step, describe_role, holder_steps, render_path
@@ -78,7 +78,11 @@ class Session:
                 image.segments, it.minor, it.runtime, it.type_type, it.kinds
             )
         except ValueError as exc:
-            raise BadInputError(f"{source.name}: {exc}") from None
+            # The image does not read as the Python its interpreter file
+            # says (3.13+: its own _Py_DebugOffsets disagree).
+            image.close()
+            error = ProcessError if source.kind == "process" else BadInputError
+            raise error(f"{source.name}: {exc}") from None
 
     def close(self) -> None:
         """Drops the scanner, then the image's buffers."""

@@ -10,10 +10,11 @@ a real core of the Python running the tests, and need 3.13+.
 from __future__ import annotations
 
 import struct
+import subprocess
 import sys
 
 import pytest
-from census_victims import patch_core, run_cli
+from census_victims import clean_env, patch_core, run_cli
 from test_census_bad_input import assert_one_line_error
 
 from pyleakhunt.census import _scan, census_core, open_core
@@ -185,3 +186,33 @@ def test_a_core_whose_table_is_of_another_version_is_refused(victim_core, tmp_pa
 def test_a_census_of_a_core_reports_the_runtime_in_json(victim_core):
     census = census_core(victim_core, holders=0)
     assert census.to_dict()["runtime"]["hexversion"] == sys.hexversion
+
+
+#: A process that damages its own _Py_DebugOffsets cookie (nothing in
+#: CPython reads it but out-of-process tools), says so, and waits.
+_DAMAGED_COOKIE = """
+import ctypes, sys
+runtime = ctypes.addressof(ctypes.c_char.in_dll(ctypes.pythonapi, "_PyRuntime"))
+ctypes.memmove(runtime, b"XDEBUGPY", 8)
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+@needs_table
+def test_a_live_process_whose_table_is_damaged_is_refused_with_exit_4():
+    process = subprocess.Popen(
+        [sys.executable, "-c", _DAMAGED_COOKIE],
+        env=clean_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout.readline().strip() == "ready"
+        result = run_cli("--pid", str(process.pid), "--no-holders")
+        assert_one_line_error(result, 4, 'cookie "xdebugpy"')
+        assert process.poll() is None, "the process is left running"
+    finally:
+        process.stdin.close()
+        process.wait(timeout=30)
