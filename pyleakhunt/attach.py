@@ -1542,6 +1542,17 @@ class Session:
     def _out(self, name: str) -> str:
         return os.path.join(self.outside, name)
 
+    def same_path_here(self) -> bool:
+        """Whether the session's path names the same directory here as there.
+
+        Not so for a target with another ``/tmp`` (a container, systemd's
+        PrivateTmp): we reach its files through ``/proc/PID/root`` only.
+        """
+        try:
+            return os.path.samestat(os.stat(self.outside), os.stat(self.inside))
+        except OSError:
+            return False
+
     def path(self, name: str) -> str:
         """*name* in the session, as the target sees it."""
         return self.inside + "/" + name
@@ -1814,6 +1825,22 @@ def _fallback_path(target: Target) -> Optional[str]:
     return None
 
 
+def _method_for_another_tmp(target: Target, request: Request, env: Environment) -> str:
+    """gdb, for a target whose ``/tmp`` is not ours, or AttachError."""
+    if request.method == "auto" and env.which_gdb() is not None:
+        return "gdb"
+    other = "use --method gdb"
+    if request.method == "auto":
+        other = "install gdb (apt-get install gdb)"
+    raise AttachError(
+        "PID %d has another /tmp than pyleakhunt (a container, or systemd's "
+        "PrivateTmp), and sys.remote_exec needs the script's path to be the "
+        "same for both; run pyleakhunt in its mount namespace (nsenter -m -t "
+        "%d), or %s" % (target.pid, target.pid, other),
+        EXIT_REFUSED if request.method == "remote_exec" else EXIT_NO_GDB,
+    )
+
+
 def attach(request: Request, env: Optional[Environment] = None) -> Dict[str, Any]:
     """Run one attach command; return the target's result (``ok`` is True).
 
@@ -1851,6 +1878,10 @@ def attach(request: Request, env: Optional[Environment] = None) -> Dict[str, Any
             EXIT_FILE,
         ) from None
     try:
+        if method == "remote_exec" and not session.same_path_here():
+            # sys.remote_exec checks the script's path here, and the target
+            # opens the same path there.
+            method = _method_for_another_tmp(target, request, env)
         wire = {
             "pid": target.pid,
             "command": request.command,

@@ -1176,6 +1176,47 @@ def test_a_target_that_disabled_remote_debugging_is_refused(
     assert target.stderr.read_text() == ""
 
 
+def _private_tmp_problem() -> Optional[str]:
+    """Why a target with a /tmp of its own cannot be made here, or None."""
+    if str(REPO).startswith("/tmp/") or attach.__file__.startswith("/tmp/"):
+        return "pyleakhunt is under /tmp, which a private /tmp would hide"
+    if shutil.which("unshare") is None:
+        return "no unshare(1) to make a mount namespace"
+    probe = subprocess.run(
+        ["unshare", "-m", "sh", "-c", "mount -t tmpfs none /tmp"],
+        capture_output=True,
+        text=True,
+    )
+    if probe.returncode != 0:
+        return "cannot mount a private /tmp: " + probe.stderr.strip()
+    return None
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_target_with_its_own_tmp(spawn, capsys, method):
+    # A container or systemd's PrivateTmp: the target's /tmp is not ours.
+    # gdb's path works through /proc/PID/root; sys.remote_exec needs the
+    # script's path to be the same on both sides, so auto falls back to gdb.
+    problem = _private_tmp_problem()
+    if problem is not None:
+        pytest.skip(problem)
+    shell = 'mount -t tmpfs none /tmp && exec "$0" -c "$1"'
+    source = textwrap.dedent(SLEEPER)
+    target = spawn(argv=["unshare", "-m", "sh", "-c", shell, sys.executable, source])
+    assert os.stat("/proc/%d/root/tmp" % target.pid).st_ino != os.stat("/tmp").st_ino
+    if method == "remote_exec":
+        code, _, err = run([target.pid, "--method", "remote_exec"], capsys)
+        assert code == EXIT_REFUSED
+        assert_one_error_line(err, "another /tmp", "nsenter -m -t %d" % target.pid)
+        if GDB_PROBLEM is not None:
+            return
+    result = _attach(target.pid)
+    assert result["tracing"] and result["method"] == "gdb"
+    assert _attach(target.pid, "detach")["was_tracing"]
+    assert os.listdir("/proc/%d/root/tmp" % target.pid) == []  # nothing left
+    assert target.stderr.read_text() == ""
+
+
 @needs_ptrace
 def test_watch_shows_progress_on_a_terminal_only(spawn, tmp_path):
     import pty
