@@ -122,7 +122,7 @@ from .fileformat import (
     FileFormatError,
     iter_timeline,
 )
-from .growth import DEFAULT_RULE, GrowthRule, Sample, find_suspects, reduce_snapshot
+from .growth import DEFAULT_RULE, GrowthRule, analyse_series, reduce_snapshot
 from .report import LoadedSnapshot, TimelineSuspects, exit_codes_text
 from .snapshot import Snapshot, Traceback
 from .units import parse_size
@@ -407,12 +407,8 @@ def load_snapshot(path: str) -> LoadedSnapshot:
 def analyse_timeline(
     path: str, key_type: str = DEFAULT_KEY, rule: GrowthRule = DEFAULT_RULE
 ) -> TimelineSuspects:
-    """The suspects of one timeline file.
-
-    The same rule as `pyleakhunt.growth.suspects_in`, but streamed: each
-    entry is reduced to its per-key figures as it is read, so a long
-    timeline never has to fit in memory.
-    """
+    """The suspects of one timeline file, read entry by entry
+    (`pyleakhunt.growth.analyse_series`)."""
     with _reading(path):
         if file_kind(path) != "timeline":
             raise CLIError(
@@ -421,31 +417,16 @@ def analyse_timeline(
                 "(see 'pyleakhunt top' for a snapshot)" % path
             )
         reader = TimelineReader(path)
-        samples: List[Sample] = []
-        tracebacks: Dict[Traceback, Traceback] = {}
-        canonical: Dict[Traceback, Traceback] = {}  # one key object per key
-        pid = lost_blocks = 0
-        for raw in reader:
-            sample, biggest = reduce_snapshot(Snapshot._from_raw(raw), key_type)
-            sample.figures = {
-                canonical.setdefault(key, key): figures
-                for key, figures in sample.figures.items()
-            }
-            for key, traceback in biggest.items():
-                tracebacks[canonical[key]] = traceback
-            samples.append(sample)
-            pid = raw.pid or pid
-            lost_blocks = max(lost_blocks, raw.lost_blocks)
-    samples.sort(key=lambda s: s.timestamp)
+        series = analyse_series(reader, key_type, rule)
     return TimelineSuspects(
         path=path,
-        pid=pid,
-        samples=len(samples),
-        first_timestamp=samples[0].timestamp if samples else 0.0,
-        last_timestamp=samples[-1].timestamp if samples else 0.0,
-        suspects=find_suspects(samples, tracebacks, rule),
-        estimated=any(s.estimated for s in samples),
-        lost_blocks=lost_blocks,
+        pid=series.pid,
+        samples=series.samples,
+        first_timestamp=series.first_timestamp,
+        last_timestamp=series.last_timestamp,
+        suspects=series.suspects,
+        estimated=series.estimated,
+        lost_blocks=series.lost_blocks,
         truncated_tail=reader.truncated_tail,
     )
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ._raw import RawSnapshot
 from .snapshot import Snapshot, Traceback, _group_key, untraced
@@ -246,16 +246,69 @@ def find_suspects(
     return suspects
 
 
+@dataclass
+class SeriesSuspects:
+    """The suspects of a series of snapshots, with what the series held."""
+
+    suspects: List[Suspect]
+    samples: int
+    first_timestamp: float
+    last_timestamp: float
+    #: The last nonzero pid of the series' snapshots (0 if none says).
+    pid: int
+    estimated: bool
+    #: The most blocks any snapshot of the series failed to record.
+    lost_blocks: int
+
+
+@untraced
+def analyse_series(
+    snapshots: Iterable[RawSnapshot],
+    key_type: str = "userline",
+    rule: GrowthRule = DEFAULT_RULE,
+) -> SeriesSuspects:
+    """Suspects in raw snapshots given in any order, one at a time.
+
+    Each snapshot is reduced to its per-key figures as it comes, so a long
+    timeline read entry by entry (`pyleakhunt.fileformat.iter_timeline`)
+    never has to fit in memory; the series is then ordered by time.  The
+    one implementation behind `suspects_in` and ``pyleakhunt suspects``.
+    """
+    samples: List[Sample] = []
+    #: key -> (timestamp, whole traceback of its biggest site then)
+    latest: Dict[Traceback, Tuple[float, Traceback]] = {}
+    canonical: Dict[Traceback, Traceback] = {}  # one key object per key
+    pid = lost_blocks = 0
+    for raw in snapshots:
+        sample, biggest = reduce_snapshot(Snapshot._from_raw(raw), key_type)
+        sample.figures = {
+            canonical.setdefault(key, key): figures
+            for key, figures in sample.figures.items()
+        }
+        for key, traceback in biggest.items():
+            seen = latest.get(key)
+            if seen is None or sample.timestamp >= seen[0]:
+                latest[canonical[key]] = (sample.timestamp, traceback)
+        samples.append(sample)
+        pid = raw.pid or pid
+        lost_blocks = max(lost_blocks, raw.lost_blocks)
+    samples.sort(key=lambda sample: sample.timestamp)
+    tracebacks = {key: traceback for key, (_, traceback) in latest.items()}
+    return SeriesSuspects(
+        suspects=find_suspects(samples, tracebacks, rule),
+        samples=len(samples),
+        first_timestamp=samples[0].timestamp if samples else 0.0,
+        last_timestamp=samples[-1].timestamp if samples else 0.0,
+        pid=pid,
+        estimated=any(sample.estimated for sample in samples),
+        lost_blocks=lost_blocks,
+    )
+
+
 def suspects_in(
-    snapshots: Sequence[RawSnapshot],
+    snapshots: Iterable[RawSnapshot],
     key_type: str = "userline",
     rule: GrowthRule = DEFAULT_RULE,
 ) -> List[Suspect]:
     """Suspects in a timeline of raw snapshots (a file the watcher wrote)."""
-    samples = []
-    tracebacks: Dict[Traceback, Traceback] = {}
-    for raw in sorted(snapshots, key=lambda r: r.timestamp):
-        sample, biggest = reduce_snapshot(Snapshot._from_raw(raw), key_type)
-        samples.append(sample)
-        tracebacks.update(biggest)
-    return find_suspects(samples, tracebacks, rule)
+    return analyse_series(snapshots, key_type, rule).suspects

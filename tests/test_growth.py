@@ -3,7 +3,13 @@
 import json
 
 from pyleakhunt._raw import RawSite, RawSnapshot
-from pyleakhunt.growth import GrowthRule, Sample, find_suspects, suspects_in
+from pyleakhunt.growth import (
+    GrowthRule,
+    Sample,
+    analyse_series,
+    find_suspects,
+    suspects_in,
+)
 from pyleakhunt.snapshot import Traceback
 
 KEY = Traceback((("app.py", 10),))
@@ -99,3 +105,26 @@ def test_the_rule_judges_each_user_line_as_a_whole():
     assert data["user_frame"] == ["/srv/app.py", 7]
     assert data["via"][0] == decoder
     assert data["traceback"][-1] == ["/srv/app.py", 7]
+
+
+def test_a_series_is_judged_the_same_in_any_order_and_streamed():
+    snaps = [
+        RawSnapshot(
+            1,
+            [
+                RawSite(0, (("/srv/app.py", 3),), 1, 1 + i, 1000 * (1 + i)),
+                RawSite(0, (("/srv/app.py", 9),), 1, 1, 5000),
+            ],
+            pid=77,
+            timestamp=1_700_000_000.0 + i,
+            lost_blocks=i % 3,
+        )
+        for i in range(6)
+    ]
+    forward = analyse_series(iter(snaps))
+    backward = analyse_series(iter(snaps[::-1]))
+    assert forward == backward
+    assert [(s.lineno, s.growth_bytes) for s in forward.suspects] == [(3, 5000)]
+    assert (forward.samples, forward.pid, forward.lost_blocks) == (6, 77, 2)
+    assert forward.last_timestamp - forward.first_timestamp == 5.0
+    assert suspects_in(snaps) == forward.suspects
