@@ -397,29 +397,31 @@ def floor_of(points: Sequence[Tuple[float, float]]) -> List[Tuple[float, float]]
 def describe_floor(series: Series, x_kind: str = "time") -> str:
     """One sentence on whether *series*' floor rose (a leak) or stayed.
 
-    The floor is compared between the first and the last fifth of the
-    series, so that a sawtooth which keeps returning to its level reads
-    as flat, however high its peaks.
+    The floor after the first fifth of the series (start-up: imports,
+    caches warming) is compared with the lowest point of its last fifth, so
+    that a sawtooth which keeps returning to its level reads as flat,
+    however high its peaks.
     """
     points = sorted(series.points)
     if len(points) < 2:
         return "%s: too few points to tell a trend." % series.name
-    floor = floor_of(points)
-    fifth = max(1, len(floor) // 5)
-    start = floor[0][1]
-    end = min(y for _, y in points[-fifth:])
+    fifth = len(points) // 5
+    start_x, start = floor_of(points)[fifth]
+    end = min(y for _, y in points[-max(1, fifth) :])
     peak = max(y for _, y in points)
-    span = points[-1][0] - points[0][0]
+    span = points[-1][0] - start_x
     rise = end - start
-    if rise > 0.05 * max(peak, 1) and rise > 0:
+    after = " after its first fifth" if fifth else ""
+    if rise > 0.05 * max(peak, 1):
         per = ""
         if x_kind == "time" and span > 0:
-            per = " (%s a minute)" % format_size(rise / span * 60)
+            per = ", %s a minute" % format_size(rise / span * 60)
         return (
-            "%s: its floor rose by %s, from %s to %s%s: memory that stays, as a "
-            "leak does."
+            "%s: its floor rose%s by %s (from %s to %s%s): memory that stays, "
+            "as a leak does."
             % (
                 series.name,
+                after,
                 format_size(rise),
                 format_size(start),
                 format_size(end),
@@ -427,8 +429,8 @@ def describe_floor(series: Series, x_kind: str = "time") -> str:
             )
         )
     return (
-        "%s: it returns to its floor (%s; peak %s): memory that is freed again, "
-        "not a leak." % (series.name, format_size(end), format_size(peak))
+        "%s: it returns to its floor (%s; peak %s): memory that is freed "
+        "again, not a leak." % (series.name, format_size(end), format_size(peak))
     )
 
 
