@@ -90,8 +90,9 @@ def test_interleaved_requests_are_attributed_to_their_own_endpoint():
     leak, clean = found["GET /leak/<id>"], found["GET /clean/<id>"]
     assert leak.requests == clean.requests == 120
     assert leak.leaking and not clean.leaking
-    # Ten bytearrays of 100 bytes: 10 x (56-byte object + 101-byte buffer).
-    assert 1500 <= leak.bytes_per_request <= 1800
+    # Ten bytearrays of 100 bytes: 10 x (56-byte object + 101-byte buffer);
+    # on 3.15 the buffer is a bytes object of its own (about 206 bytes each).
+    assert 1500 <= leak.bytes_per_request <= 2300
     assert clean.retained_bytes < 20_000  # asyncio's own, not the app's
     assert TAG_VAR.get() == 0
 

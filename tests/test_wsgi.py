@@ -556,9 +556,15 @@ def in_child(work):
 
 
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+# Forking with the sampler and listener threads running is the point: a
+# pre-fork server does it (Python 3.12+ warns about it).
+forks_with_threads = pytest.mark.filterwarnings(
+    "ignore:This process .* is multi-threaded"
+)
 
 
 @needs_fork
+@forks_with_threads
 def test_a_forked_worker_listens_on_a_port_of_its_own_from_its_first_request():
     app = LeakHuntMiddleware(leaky_app, report=True, interval=3600)
     try:
@@ -588,6 +594,7 @@ def test_a_forked_worker_listens_on_a_port_of_its_own_from_its_first_request():
 
 
 @needs_fork
+@forks_with_threads
 def test_a_forked_worker_says_why_it_cannot_take_a_fixed_port(caplog):
     port = free_port()
     app = LeakHuntMiddleware(leaky_app, report=True, report_port=port, interval=3600)
