@@ -966,9 +966,9 @@ def choose_method(
     modern = target_version >= REMOTE_EXEC_VERSION
     if modern and remote_debug_disabled and requested != "gdb":
         raise AttachError(
-            "the target disabled remote debugging (%s), so sys.remote_exec "
-            "cannot attach; --method gdb attaches with a debugger anyway"
-            % remote_debug_disabled,
+            "remote debugging is disabled in the target (%s), so "
+            "sys.remote_exec cannot attach; --method gdb attaches with a "
+            "debugger anyway" % remote_debug_disabled,
             EXIT_REFUSED,
         )
     can_remote = (
@@ -1857,14 +1857,19 @@ def attach(request: Request, env: Optional[Environment] = None) -> Dict[str, Any
     check_not_forking(target, proc, env.clock(SETTLE_SECONDS))
     check_ptrace_permitted(target, proc, env.own_pid)
     assert target.version is not None
-    method = choose_method(
-        target.version,
-        env.python,
-        env.remote_exec is not None,
-        env.which_gdb(),
-        request.method,
-        remote_debug_disabled(target.pid, proc),
-    )
+    try:
+        method = choose_method(
+            target.version,
+            env.python,
+            env.remote_exec is not None,
+            env.which_gdb(),
+            request.method,
+            remote_debug_disabled(target.pid, proc),
+        )
+    except AttachError as exc:
+        if exc.code != EXIT_REFUSED:
+            raise
+        raise AttachError("PID %d: %s" % (target.pid, exc), exc.code) from None
     if request.path is not None:
         check_output(target, request.path, proc)
 

@@ -1160,7 +1160,9 @@ def test_a_target_that_disabled_remote_debugging_is_refused(
     for argv in ([], ["--method", "remote_exec"]):
         code, out, err = run([target.pid, *argv], capsys)
         assert code == EXIT_REFUSED, err
-        assert_one_error_line(err, "disabled remote debugging", how, "--method gdb")
+        assert_one_error_line(
+            err, "PID %d: remote debugging is disabled" % target.pid, how, "gdb"
+        )
     assert _sessions(target.pid) == []  # refused before anything was made
     # Python itself agrees: without our check, sys.remote_exec refuses it.
     harmless = tmp_path / "harmless.py"
