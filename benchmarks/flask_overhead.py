@@ -8,11 +8,14 @@ Standalone::
 
 Each measurement starts a fresh server process (waitress, 4 threads, on
 127.0.0.1) serving the app either bare (``off``) or with
-``pyleakhunt.flask.LeakHunt(app, report=True, nframe=1)`` (``on``: every
-allocation traced with one frame, requests tagged and counted, a sample
-every 2 s), warms it up for a second, then loads it with ``wrk`` for
-*duration* seconds.  Configurations are interleaved, their order
-alternating between repetitions, and the table gives medians.  With two
+``pyleakhunt.flask.LeakHunt(app, report_token=..., nframe=1)`` (``on``:
+every allocation traced with one frame, requests tagged and counted, a
+sample every 2 s; the report page served through the app with a token,
+whose prefix test every request pays, where ``report=True`` alone serves
+it on a port of its own and requests pay nothing for it), warms it up
+for a second, then loads it with ``wrk`` for *duration* seconds.
+Configurations are interleaved, their order alternating between
+repetitions, and the table gives medians.  With two
 CPUs or more, the server is pinned to one CPU and wrk to another, so that
 they do not compete (waitress serves Python code under the GIL: one CPU is
 what it uses).  Besides wrk's requests per second, the table gives the
@@ -39,6 +42,8 @@ import urllib.request
 from typing import Dict, List, Optional, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: The report page's token: the driver reads the page through the app.
+REPORT_TOKEN = "flask-overhead-benchmark-token"
 CONFIGS = ("off", "on")
 #: Extra configurations, to see where the cost goes: ``trace`` only starts
 #: the tracer as the extension does (one frame, stack depth not counted; no
@@ -49,7 +54,7 @@ CONFIGS = ("off", "on")
 DIAGNOSTIC_CONFIGS = ("trace", "tagvar", "sampled", "untraced")
 LABELS = {
     "off": "off (bare Flask)",
-    "on": "on (`LeakHunt(app, report=True, nframe=1)`)",
+    "on": "on (`LeakHunt(app, report_token=..., nframe=1)`)",
     "trace": "tracer only (`pyleakhunt.start(1, total_nframe=False)`)",
     "tagvar": "tracer reading the tag variable, no extension",
     "sampled": 'on, sampled (`sample_bytes="16KiB"`)',
@@ -77,7 +82,7 @@ def serve(config: str, port: int, threads: int) -> None:
         from pyleakhunt.flask import LeakHunt
 
         sample_bytes = "16KiB" if config == "sampled" else None
-        LeakHunt(app, report=True, nframe=1, sample_bytes=sample_bytes)
+        LeakHunt(app, report_token=REPORT_TOKEN, nframe=1, sample_bytes=sample_bytes)
         if config == "untraced":
             import pyleakhunt
 
@@ -197,7 +202,10 @@ def measure(
 def _check_attribution(url: str) -> None:
     """Make sure the 'on' server really counted the requests."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(url + "_leakhunt/api", timeout=10) as response:
+    page = urllib.request.Request(
+        url + "_leakhunt/api", headers={"X-LeakHunt-Token": REPORT_TOKEN}
+    )
+    with opener.open(page, timeout=10) as response:
         doc = json.load(response)
     served = sum(e["requests"] for e in doc["endpoints"])
     if served < 1000 or not doc["tracing"]:
