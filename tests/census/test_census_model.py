@@ -3,6 +3,8 @@ and diffing.  No process, no core."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pyleakhunt.census import (
@@ -123,6 +125,23 @@ def test_a_census_sorts_by_size_and_round_trips_through_json(tmp_path):
     assert loaded.find_type("Timing").counted_by == "gc"
     with pytest.raises(NotFoundError):
         loaded.find_type("Nothing")
+
+
+def test_immortal_counts_and_the_runtime_round_trip_and_older_files_load(tmp_path):
+    first = census([TypeCount("int", "int", False, 0, 0, 300, 8400, 262)])
+    first.runtime = {"hexversion": 0x030E0AF0, "collector": "generational"}
+    path = tmp_path / "c.json"
+    first.save(str(path))
+    loaded = Census.load(str(path))
+    assert loaded.types[0].immortal_count == 262
+    assert loaded.runtime == first.runtime
+    # a census saved before these fields existed
+    doc = json.loads(path.read_text())
+    del doc["runtime"]
+    del doc["types"][0]["immortal_count"]
+    path.write_text(json.dumps(doc))
+    older = Census.load(str(path))
+    assert older.types[0].immortal_count == 0 and older.runtime == {}
 
 
 def test_a_file_that_is_not_a_census_is_refused(tmp_path):
