@@ -99,7 +99,7 @@ __all__ = [
 FLAME_COVERAGE = 0.99
 #: ... and never more call sites than this, whatever their share: a bound
 #: on the page's size when very many sites are all small (the page draws
-#: only the frames at least half a pixel wide, whatever it holds).
+#: only the frames at least a pixel wide, whatever it holds).
 FLAME_MAX_SITES = 20_000
 #: A series keeps at most this many points (min and max of each bucket).
 MAX_POINTS = 1000
