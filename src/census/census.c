@@ -348,7 +348,10 @@ drop_owned_bytes(cs_scanner *s)
         if (t->kind == CS_KIND_BYTES && t->count_scan > 0
             && cs_addrmap_get(&owned, node.addr) != CS_NONE) {
             t->count_scan--;
-            t->bytes_scan -= node.size;
+            /* node.size saturates at 4 GiB: never take more than was
+               added */
+            t->bytes_scan -= node.size < t->bytes_scan ? node.size
+                                                       : t->bytes_scan;
             s->stats.scan_objects--;
             continue;
         }

@@ -686,8 +686,9 @@ bytearray_in_bytes(cs_scanner *s, uint64_t obj, cs_type *t, int strict,
             = cs_word(&s->image, obj + lay->bytearray_bytes_object);
         uint64_t bytes = cs_word(&s->image, obj + lay->bytearray_alloc + 8);
         uint64_t start = cs_word(&s->image, obj + lay->bytearray_alloc + 16);
+        uint64_t end = bytes + (uint64_t)alloc;
         if (holder == 0 || bytes != holder + (uint64_t)lay->bytes_sval
-            || start < bytes || start + (uint64_t)size > bytes + (uint64_t)alloc
+            || start < bytes || start + (uint64_t)size > end
             || cs_image_ptr(&s->image, holder, (uint64_t)lay->bytes_sval)
                    == NULL) {
             return -1;
