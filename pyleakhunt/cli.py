@@ -1299,9 +1299,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     output = args.output or os.path.splitext(args.path2 or args.path)[0] + ".html"
     if args.path2 is not None:
         old, new = load_snapshot(args.path), load_snapshot(args.path2)
-        page = html_report.diff_page(
-            args.path, old.snapshot, args.path2, new.snapshot
-        )
+        page = html_report.diff_page(args.path, old.snapshot, args.path2, new.snapshot)
     else:
         with _reading(args.path):
             kind = file_kind(args.path)
@@ -1311,7 +1309,10 @@ def cmd_report(args: argparse.Namespace) -> int:
                 page = html_report.timeline_page(
                     args.path,
                     reader,
-                    progress=html_report.Progress(),
+                    # The reader shows its own progress for big files.
+                    progress=html_report.Progress(
+                        reading=os.path.getsize(args.path) < PROGRESS_MIN_BYTES
+                    ),
                     truncated_tail=lambda: reader.truncated_tail,
                 )
         else:

@@ -89,6 +89,7 @@ def report_of(*inputs: str, output: Optional[str] = None) -> str:
     argv = ["report", *inputs] + (["-o", output] if output else [])
     result = run_cli(*argv)
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no progress when stderr is not a terminal
     path = result.stdout.strip()
     assert os.path.isfile(path)
     return path

@@ -49,7 +49,15 @@ class Progress:
 
     delay = 2.0
 
-    def __init__(self, stream: Any = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        stream: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+        reading: bool = True,
+    ):
+        #: False when the reader of the file shows its own progress: the
+        #: entries read are then not counted here too, on the same line.
+        self.reading = reading
         self.stream = stream if stream is not None else sys.stderr
         self.clock = clock
         self.started = clock()
@@ -176,7 +184,7 @@ def timeline_page(
     last: Optional[RawSnapshot] = None
     pid = lost_blocks = 0
     for count, raw in enumerate(entries, 1):
-        if progress is not None:
+        if progress is not None and progress.reading:
             progress.update(
                 "pyleakhunt: report: reading %s: %s"
                 % (path, plural(count, "entry", "entries"))
