@@ -1825,6 +1825,58 @@ def _fallback_path(target: Target) -> Optional[str]:
     return None
 
 
+def _queue_with_gdb(
+    target: Target, program: str, clock: Clock, env: Environment, verbose: bool
+) -> None:
+    """Queue *program* in *target* with gdb (`run_gdb`); AttachError if not."""
+    report = run_gdb(target, program.encode("utf-8"), clock, env, verbose)
+    warning = _verify_running(target.pid, env.proc)
+    if warning:
+        _warn(warning)
+    if not report.get("ok"):
+        code = EXIT_REFUSED if report.get("kind") == "refused" else EXIT_FAILED
+        raise AttachError("PID %d: %s" % (target.pid, report.get("message")), code)
+    if verbose:
+        _note("queued by thread %s (%s)" % (report.get("thread"), report.get("how")))
+
+
+def _queue_with_remote_exec(
+    session: Session,
+    request_path: str,
+    source_path: str,
+    module: str,
+    env: Environment,
+) -> None:
+    """Write the program as a script file and queue it with sys.remote_exec."""
+    script = session.path(SCRIPT_NAME)
+    program = bootstrap_program(request_path, source_path, module, False, script)
+    session.write_file(SCRIPT_NAME, program)
+    run_remote_exec(session.target, script, env)
+    session.queued_script = SCRIPT_NAME  # from now on, it may run any time
+
+
+def _wait_for_watch(session: Session, request: Request, env: Environment) -> bool:
+    """Wait until the target's watch is over (--wait); True if it succeeded."""
+    budget = env.clock(request.duration + request.timeout)
+    started = env.monotonic()
+
+    def text() -> str:
+        elapsed = min(env.monotonic() - started, request.duration)
+        return "PID %d is recording a timeline in %s: %.0f s of %g s" % (
+            session.target.pid,
+            request.path,
+            elapsed,
+            request.duration,
+        )
+
+    progress = Progress(text, monotonic=env.monotonic)
+    try:
+        done = wait_for_result(session, budget, env, "done.json", progress.update)
+    finally:
+        progress.close()
+    return bool(done and done.get("ok"))
+
+
 def _method_for_another_tmp(target: Target, request: Request, env: Environment) -> str:
     """gdb, for a target whose ``/tmp`` is not ours, or AttachError."""
     if request.method == "auto" and env.which_gdb() is not None:
@@ -1908,36 +1960,13 @@ def attach(request: Request, env: Optional[Environment] = None) -> Dict[str, Any
         source_path = session.write_file("bootstrap_source.py", source)
         request_path = session.write_file("request.json", json.dumps(wire))
         if method == "gdb":
-            program = bootstrap_program(
-                request_path, source_path, module, with_page=True
-            )
-            report = run_gdb(
-                target, program.encode("utf-8"), clock, env, request.verbose
-            )
-            warning = _verify_running(target.pid, proc)
-            if warning:
-                _warn(warning)
-            if not report.get("ok"):
-                code = EXIT_REFUSED if report.get("kind") == "refused" else EXIT_FAILED
-                raise AttachError(
-                    "PID %d: %s" % (target.pid, report.get("message")), code
-                )
-            if request.verbose:
-                _note(
-                    "queued by thread %s (%s)"
-                    % (report.get("thread"), report.get("how"))
-                )
+            program = bootstrap_program(request_path, source_path, module, True)
+            _queue_with_gdb(target, program, clock, env, request.verbose)
         else:
-            script = session.path(SCRIPT_NAME)
-            program = bootstrap_program(
-                request_path, source_path, module, False, script
-            )
-            session.write_file(SCRIPT_NAME, program)
             displaced = withdrawn_scripts(target, proc)
-            run_remote_exec(target, script, env)
-            session.queued_script = SCRIPT_NAME
+            _queue_with_remote_exec(session, request_path, source_path, module, env)
         result = wait_for_result(session, clock, env)
-        if result is not None and method == "remote_exec":
+        if result is not None:
             # Ours ran, so the withdrawn scripts seen before it was queued
             # either ran before it or were replaced by it.
             for path in displaced:
@@ -1945,7 +1974,8 @@ def attach(request: Request, env: Optional[Environment] = None) -> Dict[str, Any
         if result is None:
             raise AttachError(
                 "timed out after %.1f s: PID %d did not run the request (%s); "
-                "it was withdrawn, so nothing will run in the target later"
+                "it was withdrawn: if the target runs it later, it will do "
+                "nothing"
                 % (request.timeout, target.pid, _main_thread_hint(target, proc, env)),
                 EXIT_TIMEOUT,
             )
@@ -1957,27 +1987,7 @@ def attach(request: Request, env: Optional[Environment] = None) -> Dict[str, Any
             raise AttachError("PID %d: %s" % (target.pid, result.get("message")), code)
         result["method"] = method
         if request.command == "watch" and request.wait:
-            budget = env.clock(request.duration + request.timeout)
-            started = env.monotonic()
-            progress = Progress(
-                lambda: (
-                    "PID %d is recording a timeline in %s: %.0f s of %g s"
-                    % (
-                        target.pid,
-                        request.path,
-                        min(env.monotonic() - started, request.duration),
-                        request.duration,
-                    )
-                ),
-                monotonic=env.monotonic,
-            )
-            try:
-                done = wait_for_result(
-                    session, budget, env, "done.json", progress.update
-                )
-            finally:
-                progress.close()
-            result["watch_finished"] = bool(done and done.get("ok"))
+            result["watch_finished"] = _wait_for_watch(session, request, env)
         return result
     finally:
         session.close()

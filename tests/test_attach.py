@@ -1109,7 +1109,7 @@ def test_gil_held_in_c_times_out_and_leaves_nothing_behind(spawn, capsys, method
     code, out, err = run([target.pid, "--timeout", "3", "--method", method], capsys)
     assert code == EXIT_TIMEOUT, (out, err)
     assert time.monotonic() - started < 10
-    assert_one_error_line(err, "timed out", "GIL", "nothing will run")
+    assert_one_error_line(err, "timed out", "GIL", "withdrawn", "will do nothing")
     assert target.alive() and target.state() not in "Tt"
     if method == "remote_exec":
         # The queued script is still to run: its file stays, alone, until
@@ -1216,6 +1216,17 @@ def test_a_target_with_its_own_tmp(spawn, capsys, method):
     assert result["tracing"] and result["method"] == "gdb"
     assert _attach(target.pid, "detach")["was_tracing"]
     assert os.listdir("/proc/%d/root/tmp" % target.pid) == []  # nothing left
+    assert target.stderr.read_text() == ""
+
+
+@needs_remote_exec
+def test_an_x_option_python_does_not_know_disables_nothing(spawn):
+    # CPython spells it -X disable-remote-debug and ignores unknown -X
+    # options: with underscores, remote debugging stays on, and so does
+    # attaching (remote_debug_disabled reads it the same way).
+    target = spawn(SLEEPER, flags=("-X", "disable_remote_debug"))
+    result = _attach(target.pid, "status")
+    assert result["ok"] and result["method"] == "remote_exec"
     assert target.stderr.read_text() == ""
 
 
