@@ -187,7 +187,8 @@ read_dynamic(elf_object *obj, const ElfW(Dyn) *dyn)
     for (; dyn->d_tag != DT_NULL; dyn++) {
         switch (dyn->d_tag) {
         case DT_SYMTAB:
-            obj->symtab = (const ElfW(Sym) *)dyn_address(bias, dyn->d_un.d_ptr);
+            obj->symtab =
+                (const ElfW(Sym) *)dyn_address(bias, dyn->d_un.d_ptr);
             break;
         case DT_STRTAB:
             obj->strtab = (const char *)dyn_address(bias, dyn->d_un.d_ptr);
