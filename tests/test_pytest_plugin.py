@@ -21,8 +21,10 @@ PLUGIN = () if entry_point_registered() else ("-p", "pyleakhunt.pytest_plugin")
 
 @pytest.fixture
 def run(pytester):
-    def run(source, *args):
+    def run(source, *args, conftest=None):
         pytester.makepyfile(test_subject=textwrap.dedent(source))
+        if conftest is not None:
+            pytester.makeconftest(textwrap.dedent(conftest))
         return pytester.runpytest_subprocess(*PLUGIN, "-p", "no:cacheprovider", *args)
 
     return run
@@ -97,34 +99,63 @@ def test_fixture_passes_arguments_and_honours_limit_and_ignore(run):
     assert "test_over_limit" in result.stdout.str()
 
 
-def test_marker_reruns_the_call_phase_with_fixtures_set_up_once(run):
+def test_marker_sets_function_fixtures_up_every_round_and_wider_ones_once(run):
     result = run(
         LEAKY
         + """
-    SETUPS = []
-    CALLS = []
+    EVENTS = []
+
+    @pytest.fixture(scope="module")
+    def shared():
+        EVENTS.append("module setup")
+        yield
+        EVENTS.append("module teardown")
 
     @pytest.fixture
-    def resource():
-        SETUPS.append(1)
-        return "r"
+    def resource(shared):
+        EVENTS.append("setup")
+        yield "r"
+        EVENTS.append("teardown")
 
     @pytest.mark.no_leak(rounds=4, warmup=3)
-    def test_clean(resource):
-        CALLS.append(resource)
+    def test_leaky(resource):
+        EVENTS.append("call")
+        leak_one()
 
     def test_counts():
-        assert len(SETUPS) == 1
-        assert len(CALLS) == 7
-
-    @pytest.mark.no_leak
-    def test_leaky():
-        leak_one()
-    """
+        # pytest's own run, 2 more warm-up calls, 4 measured rounds; the
+        # last teardown is pytest's, in the teardown phase that follows.
+        assert EVENTS == ["module setup"] + ["setup", "call", "teardown"] * 7
+    """,
+        "-p",
+        "no:randomly",
     )
-    result.assert_outcomes(passed=2, failed=1)
-    assert "test_leaky" in result.stdout.str()
+    result.assert_outcomes(passed=1, failed=1)
+    assert "grew in each of 4 rounds" in result.stdout.str()
     assert "tests that leak memory" in result.stdout.str()
+
+
+def test_a_clean_test_is_measured_once_after_the_warm_up(run):
+    result = run(
+        """
+    import itertools
+
+    CALLS = itertools.count()
+
+    def test_clean():
+        next(CALLS)
+        [object() for _ in range(100)]
+
+    def test_count():
+        # pytest's run, one more warm-up call, then one measured round: no
+        # site grew in it, so none can grow in every round.
+        assert next(CALLS) == 3
+    """,
+        "--leakhunt",
+        "-p",
+        "no:randomly",
+    )
+    result.assert_outcomes(passed=2)
 
 
 def test_leakhunt_option_checks_every_test_but_leak_ok(run):
@@ -155,10 +186,10 @@ def test_rounds_and_warmup_options_change_the_defaults(run):
     CALLS = []
 
     def test_a():
-        CALLS.append(None)
+        CALLS.append(object())
 
     def test_count():
-        assert len(CALLS) == 3 + 4
+        assert len(CALLS) == 4 + 3
     """,
         "--leakhunt",
         "--leakhunt-rounds=3",
@@ -167,7 +198,8 @@ def test_rounds_and_warmup_options_change_the_defaults(run):
         "no:randomly",
     )
     # test_count itself is checked too, and its list only grows in test_a.
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=1, failed=1)
+    assert "grew in each of 3 rounds" in result.stdout.str()
 
 
 def test_bad_option_values_are_usage_errors(run):
@@ -391,3 +423,220 @@ def test_plugin_is_registered_through_the_pytest11_entry_point(pytester):
         pytest.skip("pyleakhunt is not installed (built in place)")
     result = pytester.runpytest_subprocess("--help")
     assert "--leakhunt" in result.stdout.str()
+
+
+SMALL_LEAKS = """
+    import pytest
+
+    KEPT = []
+
+    def keep_dict():
+        KEPT.append({"order": 7})
+
+    def keep_empty_list():
+        KEPT.append([])
+
+    def keep_list():
+        KEPT.append([len(KEPT)])
+
+    def keep_tuple():
+        i = len(KEPT)
+        KEPT.append((i, i + 1))
+
+    def keep_float():
+        i = len(KEPT)
+        KEPT.append(i + 0.5)
+
+    LEAKS = [keep_dict, keep_empty_list, keep_list, keep_tuple, keep_float]
+
+    @pytest.mark.parametrize("leak", LEAKS)
+    @pytest.mark.no_leak
+    def test_marker(leak):
+        leak()
+
+    @pytest.mark.parametrize("leak", LEAKS)
+    def test_fixture(leak, leakhunt):
+        leakhunt.assert_no_leak(leak)
+
+    @pytest.mark.parametrize("leak", LEAKS)
+    def test_plain(leak):
+        leak()
+"""
+
+
+def line_of(source, text):
+    """The line number of *text* in *source*, as pytester writes it."""
+    return textwrap.dedent(source).strip("\n").splitlines().index(text) + 1
+
+
+#: The line of each leak in SMALL_LEAKS, as the failure message names it.
+SMALL_LEAK_LINES = {
+    "keep_dict": line_of(SMALL_LEAKS, '    KEPT.append({"order": 7})'),
+    "keep_empty_list": line_of(SMALL_LEAKS, "    KEPT.append([])"),
+    "keep_list": line_of(SMALL_LEAKS, "    KEPT.append([len(KEPT)])"),
+    "keep_tuple": line_of(SMALL_LEAKS, "    KEPT.append((i, i + 1))"),
+    "keep_float": line_of(SMALL_LEAKS, "    KEPT.append(i + 0.5)"),
+}
+
+
+def leak_headers(out):
+    """How many failures name each line of SMALL_LEAKS as a leaking site."""
+    return {
+        name: len(re.findall(r"test_subject\.py:%d: \d+ B per round" % line, out))
+        for name, line in SMALL_LEAK_LINES.items()
+    }
+
+
+def test_one_small_dict_list_tuple_or_float_a_call_fails_naming_its_line(run):
+    # Free lists (CPython's caches of dead lists, dicts, tuples, floats)
+    # hand these out without an allocation: the check empties them first.
+    result = run(SMALL_LEAKS, "-p", "no:randomly")
+    result.assert_outcomes(failed=10, passed=5)
+    assert leak_headers(result.stdout.str()) == dict.fromkeys(SMALL_LEAK_LINES, 2)
+
+    result = run(SMALL_LEAKS, "--leakhunt", "-p", "no:randomly")
+    result.assert_outcomes(failed=15)
+    assert leak_headers(result.stdout.str()) == dict.fromkeys(SMALL_LEAK_LINES, 3)
+
+
+def test_unittest_testcases_are_checked_with_setup_and_teardown_each_round(run):
+    result = run(
+        """
+    import unittest
+
+    KEPT = []
+    EVENTS = []
+
+    class Orders(unittest.TestCase):
+        def setUp(self):
+            EVENTS.append("setUp")
+            self.scratch = [object() for _ in range(10)]
+
+        def tearDown(self):
+            EVENTS.append("tearDown")
+            self.scratch.clear()
+
+        def test_keeps_one_order(self):
+            KEPT.append({"order": len(KEPT)})
+
+        def test_clean(self):
+            self.scratch.append(object())  # released by tearDown each round
+            self.assertEqual(len(self.scratch), 11)
+
+    class Later(unittest.TestCase):
+        def test_events(self):
+            # Orders ran setUp, the test and tearDown in each of its rounds.
+            self.assertEqual(EVENTS.count("setUp"), EVENTS.count("tearDown"))
+            self.assertGreater(EVENTS.count("setUp"), 2 * 2)
+    """,
+        "--leakhunt",
+        "-p",
+        "no:randomly",
+    )
+    result.assert_outcomes(passed=2, failed=1)
+    out = result.stdout.str()
+    assert "Orders::test_keeps_one_order" in out.split("tests that leak memory")[1]
+    assert re.search(r"test_subject\.py:16: \d+ B per round", out)
+    assert 'KEPT.append({"order": len(KEPT)})' in out
+
+
+def test_tests_that_cannot_be_checked_are_listed_with_reason_and_count(run):
+    result = run(
+        """
+    import asyncio
+
+    async def test_async_one():
+        await asyncio.sleep(0)
+
+    async def test_async_two():
+        await asyncio.sleep(0)
+
+    RAN = []
+
+    def test_passes_only_once():
+        assert not RAN
+        RAN.append(1)
+
+    def test_checked():
+        pass
+    """,
+        "--leakhunt",
+        "-p",
+        "no:randomly",
+        conftest="""
+    import asyncio
+    import inspect
+
+    import pytest
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pyfunc_call(pyfuncitem):  # the async plugin
+        if inspect.iscoroutinefunction(pyfuncitem.obj):
+            asyncio.run(pyfuncitem.obj())
+            return True
+    """,
+    )
+    result.assert_outcomes(passed=4)
+    out = result.stdout.str()
+    summary = out.split("pyleakhunt: tests not checked for leaks")[1]
+    assert "2 not checked: async test" in summary
+    assert "test_subject.py::test_async_one" in summary
+    assert re.search(r"1 not checked: failed when run again: AssertionError", summary)
+    assert "test_checked" not in summary
+
+
+FIXTURES_USED_CLEANLY = """
+    import logging
+    import os
+    import sys
+    import warnings
+
+    import pytest
+
+    class Config:
+        def mode(self):
+            return "real"
+
+    CONFIG = Config()
+
+    @pytest.mark.parametrize("i", range(5))
+    def test_monkeypatch_with_lambdas(monkeypatch, i):
+        monkeypatch.setattr(CONFIG, "mode", lambda: "fake")
+        monkeypatch.setattr(os, "getcwd", lambda: "/nowhere")
+        monkeypatch.setenv("PYLEAKHUNT_TEST_VAR", str(i))
+        monkeypatch.setitem(sys.modules, "fake_module_%d" % i, object())
+        assert CONFIG.mode() == "fake"
+
+    def test_caplog(caplog):
+        caplog.set_level(logging.INFO)
+        logging.getLogger("app").info("hello %s", "there")
+        assert caplog.messages == ["hello there"]
+        assert [r.levelname for r in caplog.records] == ["INFO"]
+
+    def test_capsys(capsys):
+        print("hello")
+        print("oops", file=sys.stderr)
+        captured = capsys.readouterr()
+        assert captured.out == "hello\\n"
+        assert captured.err == "oops\\n"
+
+    def test_capfd(capfd):
+        os.write(1, b"raw\\n")
+        assert capfd.readouterr().out == "raw\\n"
+
+    def test_tmp_path(tmp_path):
+        (tmp_path / "data.txt").write_text("x" * 100)
+        assert [p.name for p in tmp_path.iterdir()] == ["data.txt"]
+
+    def test_recwarn(recwarn):
+        warnings.warn("careful", UserWarning)
+        assert len(recwarn) == 1
+"""
+
+
+def test_function_fixtures_give_no_false_alarm_and_capsys_still_works(run):
+    result = run(FIXTURES_USED_CLEANLY, "--leakhunt")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) == 0, result.stdout.str()[-3000:]
+    assert outcomes["passed"] == 10
+    assert "not checked" not in result.stdout.str()
