@@ -1,8 +1,10 @@
 """pyleakhunt attach: tracing a running process, and refusing when unsafe.
 
 The tests start their own target processes.  Those that attach for real
-need gdb and ptrace, and skip with the reason when either is missing; the
-refusals are all checked before the target is touched, so most of them need
+need ptrace, and gdb (the method on 3.10 to 3.13, and --method gdb) or
+Python 3.14+ (sys.remote_exec, PEP 768); they skip with the reason when one
+is missing.  The tests parametrized by METHODS run with each.  The refusals
+are all checked before the target is touched, so most of them need
 neither.  The 100-cycle endurance test runs only with
 PYLEAKHUNT_SLOW_TESTS=1.
 """
@@ -379,6 +381,28 @@ def test_remote_exec_errors_are_classified(error, code, words):
         attach.run_remote_exec(target, __file__, Environment(remote_exec=remote_exec))
     assert info.value.code == code
     assert_one_error_line("pyleakhunt: error: %s" % info.value, *words)
+
+
+def test_exchanges_of_processes_that_are_gone_are_swept(spawn):
+    # A withdrawn script waits for its process to run it; a process that
+    # ended, or whose PID now names a newer process, never will.
+    live = spawn(SLEEPER)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    made = []
+    for pid in (live.pid, dead.pid, live.pid):
+        path = Path("/tmp/pyleakhunt-attach-%d-%s" % (pid, os.urandom(6).hex()))
+        path.mkdir()
+        (path / attach.SCRIPT_NAME).write_text("pass\n")
+        made.append(path)
+    try:
+        os.utime(made[2], (1, 1))  # made before the process started: reused
+        found = attach.inspect_target(live.pid, ProcFS())
+        attach.sweep_orphans(found, ProcFS())
+        assert [path.exists() for path in made] == [True, False, False]
+    finally:
+        for path in made:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def test_gdb_failures_are_classified():
