@@ -975,14 +975,14 @@ def test_run_and_suspects_name_the_handlers_line_via_json(tmp_path):
     result = run_cli("run", "--interval", "0.1", "-o", str(out_dir), str(script))
     assert result.returncode == 0, result.stderr
     summary = result.stderr.splitlines()
-    (row,) = [i for i, line in enumerate(summary) if "  1  " in line]
+    (row,) = [i for i, line in enumerate(summary) if line.split()[:1] == ["1"]]
     assert "handlers.py:%d" % HANDLER_LINE in summary[row], result.stderr
     assert summary[row + 1].strip().startswith("via json/decoder.py:")
 
     found = run_cli("suspects", str(out_dir))
     assert found.returncode == 0, found.stderr
     lines = found.stdout.splitlines()
-    (row,) = [i for i, line in enumerate(lines) if line.lstrip().startswith("1 ")]
+    (row,) = [i for i, line in enumerate(lines) if line.split()[:1] == ["1"]]
     assert "handlers.py:%d" % HANDLER_LINE in lines[row], found.stdout
     assert lines[row + 1].strip().startswith("via json/decoder.py:")
 
