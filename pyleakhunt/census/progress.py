@@ -99,7 +99,7 @@ class Progress:
         elapsed = self.clock() - self._started
         if not self._phase or elapsed < self.delay:
             return
-        self._write(f"{_ERASE}census: {self._phase}... {elapsed:.0f} s")
+        self._write(f"{_ERASE}pyleakhunt: census: {self._phase}... {elapsed:.0f} s")
         self._shown = True
 
     def _write(self, text: str) -> None:
