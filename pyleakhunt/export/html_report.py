@@ -108,28 +108,32 @@ def _accuracy(estimated: bool, lost_blocks: int) -> List[str]:
 def _reduce(
     raw: RawSnapshot,
     key_type: str,
-    keys: Dict[RawFrames, Optional[RawFrames]],
-    biggest: Dict[RawFrames, Tuple[int, RawFrames]],
+    keys: Dict[RawFrames, int],
+    groups: Dict[RawFrames, int],
+    biggest: List[Tuple[int, RawFrames]],
 ) -> Sample:
     """*raw* grouped by *key_type*, as `pyleakhunt.growth.reduce_snapshot`
-    groups it (empty sites and the tracer's own memory left out), with raw
-    tuples as keys.
+    groups it (empty sites and the tracer's own memory left out), each
+    group named by a small integer.
 
-    *keys* (traceback -> key, None for the tracer's) is kept from one entry
-    to the next: a timeline repeats its tracebacks, and grouping each site
-    anew cost more than reading the file.  *biggest* gets each key's
-    biggest traceback.
+    The caches are kept from one entry to the next, because a timeline
+    repeats its tracebacks: *keys* maps a traceback to its group's number
+    (-1 for the tracer's own memory), *groups* a group key (raw frames) to
+    its number, and *biggest* gets each group's biggest traceback.  With
+    integers as keys, the growth rule's two million lookups (200 samples of
+    10,000 sites) cost less than reading the file; Traceback keys cost
+    several times more.
     """
-    figures: Dict[RawFrames, Tuple[int, int]] = {}
+    figures: Dict[int, Tuple[int, int]] = {}
+    known = keys.get
     for site in raw.sites:
         if site.count == 0:
             continue
         frames = site.frames
-        key = keys.get(frames, _UNSEEN)
-        if key is _UNSEEN:
-            excluded = any(f[0] in TRACER_FILES for f in frames)
-            key = keys[frames] = None if excluded else _raw_group_key(key_type, frames)
+        key = known(frames)
         if key is None:
+            key = keys[frames] = _group_number(frames, key_type, groups, biggest)
+        if key < 0:
             continue
         held = figures.get(key)
         figures[key] = (
@@ -137,13 +141,23 @@ def _reduce(
             if held is None
             else (held[0] + site.size, held[1] + site.count)
         )
-        if site.size > biggest.get(key, _NOTHING)[0]:
+        if site.size > biggest[key][0]:
             biggest[key] = (site.size, frames)
-    return Sample(raw.timestamp, figures, bool(raw.sample_bytes))
+    return Sample(raw.timestamp, figures, bool(raw.sample_bytes))  # type: ignore[arg-type]
 
 
-_UNSEEN: Any = object()
-_NOTHING = (-1, ())
+def _group_number(
+    frames: RawFrames,
+    key_type: str,
+    groups: Dict[RawFrames, int],
+    biggest: List[Tuple[int, RawFrames]],
+) -> int:
+    if any(f[0] in TRACER_FILES for f in frames):
+        return -1
+    number = groups.setdefault(_raw_group_key(key_type, frames), len(groups))
+    if number == len(biggest):
+        biggest.append((-1, ()))
+    return number
 
 
 def _traced_total(raw: RawSnapshot) -> int:
@@ -176,8 +190,9 @@ def timeline_page(
     from ..userframe import user_raw_frame
 
     samples: List[Sample] = []
-    biggest: Dict[RawFrames, Tuple[int, RawFrames]] = {}
-    keys: Dict[RawFrames, Optional[RawFrames]] = {}
+    keys: Dict[RawFrames, int] = {}
+    groups: Dict[RawFrames, int] = {}
+    biggest: List[Tuple[int, RawFrames]] = []
     traced: List[tuple] = []
     rss: List[tuple] = []
     first: Optional[RawSnapshot] = None
@@ -189,7 +204,7 @@ def timeline_page(
                 "pyleakhunt: report: reading %s: %s"
                 % (path, plural(count, "entry", "entries"))
             )
-        samples.append(_reduce(raw, key_type, keys, biggest))
+        samples.append(_reduce(raw, key_type, keys, groups, biggest))
         traced.append((raw.timestamp, _traced_total(raw)))
         value = raw.attrs.get(RSS_ATTR) if isinstance(raw.attrs, dict) else None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -205,15 +220,18 @@ def timeline_page(
     samples = [samples[i] for i in order]
     traced = sorted(traced)
     rss.sort()
-    # The rule sees plain tuples as keys (cheap to hash two million times);
-    # its suspects then get the Traceback keys every other output shows.
+    # The rule sees group numbers as keys; its suspects then get the
+    # Traceback keys every other output shows.
+    group_keys = list(groups)  # in the order of their numbers
+    found = find_suspects(samples, {}, rule)
+    numbers = [suspect.key for suspect in found]
     suspects = [
         dataclasses.replace(
             suspect,
-            key=Traceback(suspect.key),
-            traceback=Traceback(biggest[suspect.key][1]),
+            key=Traceback(group_keys[number]),
+            traceback=Traceback(biggest[number][1]),
         )
-        for suspect in find_suspects(samples, {}, rule)
+        for suspect, number in zip(found, numbers)
     ]
     start = samples[0].timestamp if samples else 0.0
     duration = samples[-1].timestamp - start if samples else 0.0
@@ -238,9 +256,9 @@ def timeline_page(
     def relative(points: Sequence[tuple]) -> List[tuple]:
         return [(t - start, v) for t, v in points]
 
-    def sizes_of(key: Traceback) -> List[float]:
-        raw_key = tuple((f.filename, f.lineno) for f in reversed(key))
-        return [s.figures.get(raw_key, (0, 0))[0] for s in samples]
+    def sizes_of(rank: int) -> List[float]:
+        number = numbers[rank]
+        return [s.figures.get(number, (0, 0))[0] for s in samples]  # type: ignore[call-overload]
 
     series = [Series("traced memory", relative(traced), kind="total", floor=True)]
     chart_notes = []
@@ -252,11 +270,11 @@ def timeline_page(
             "that did not record it)."
         )
     times = [s.timestamp - start for s in samples]
-    for suspect in suspects[:CHART_SUSPECTS]:
+    for rank, suspect in enumerate(suspects[:CHART_SUSPECTS]):
         series.append(
             Series(
                 _site_name(suspect.traceback, user_raw_frame),
-                list(zip(times, sizes_of(suspect.key))),
+                list(zip(times, sizes_of(rank))),
             )
         )
     if progress is not None:
@@ -295,7 +313,7 @@ def timeline_page(
         )
     page.suspects(
         "Leak suspects",
-        suspect_rows(shown, {s.key: sizes_of(s.key) for s in shown}),
+        suspect_rows(shown, {s.key: sizes_of(rank) for rank, s in enumerate(shown)}),
         empty=empty,
         notes=suspect_notes,
     )
