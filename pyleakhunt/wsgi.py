@@ -32,6 +32,7 @@ import http.server
 import io
 import ipaddress
 import json
+import linecache
 import logging
 import os
 import re
@@ -740,10 +741,37 @@ def _web_page() -> Any:
     """
     from .export import html as export_html
 
+    width = export_html.SOURCE_WIDTH
+
     class WebPage(export_html.Page):
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            self._lines: set = set()
+
+        def flame_graph(self, title: str, records: Any, **options: Any) -> None:
+            records = list(records)
+            for frames, _, _ in records:
+                self._lines.update(frames)
+            super().flame_graph(title, records, **options)
+
         def data(self) -> Dict[str, Any]:
+            # Every text of the frame table that is the source line of a
+            # frame drawn (as read, or cut to the renderer's width) is
+            # blanked, wherever the renderer keeps it.
+            hidden = set()
+            for filename, lineno in self._lines:
+                line = linecache.getline(filename, lineno).strip() if lineno else ""
+                if line:
+                    hidden.add(line)
+                    hidden.add(line[: width - 3] + "...")
             doc = super().data()
-            doc["frames"] = [[*frame[:4], ""] for frame in doc["frames"]]
+            doc["frames"] = [
+                [
+                    "" if isinstance(value, str) and value in hidden else value
+                    for value in frame
+                ]
+                for frame in doc["frames"]
+            ]
             return doc
 
     return WebPage, export_html.Series
