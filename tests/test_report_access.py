@@ -13,7 +13,10 @@ every configuration, with the token only.
 nginx runs from the test with its own configuration in a temporary
 directory (not as a system service).  Needs ``nginx`` (apt) and
 ``waitress`` and ``gunicorn`` (pip); each test that needs one says so when
-it skips.
+it skips.  Last, the page as the listener serves it, in Debian's headless
+Chromium (apt ``chromium chromium-driver``, pip ``selenium``): it draws
+under its own HTTP Content-Security-Policy, and a hostile endpoint name is
+text.
 """
 
 import http.client
@@ -483,3 +486,83 @@ def test_with_the_token_every_proxy_config_reaches_the_page(stack, server):
         assert request(port, "/_leakhunt/api", wrong)[0] == 401
     # With a token and no report_port, nothing listens besides the app.
     assert s.listeners() == {}
+
+
+# --------------------------------------------------------------------------
+# The page in a real browser, as the listener serves it
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+def test_the_page_draws_in_chromium_under_its_own_http_policy(tmp_path):
+    webdriver = pytest.importorskip(
+        "selenium.webdriver", reason="selenium is not installed (pip install selenium)"
+    )
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        pytest.skip(
+            "Debian's chromium and chromium-driver are not installed "
+            "(apt-get install chromium chromium-driver)"
+        )
+    from wsgiref.util import setup_testing_defaults
+
+    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from pyleakhunt import attribution
+    from pyleakhunt.wsgi import LeakHuntMiddleware
+
+    kept = []
+
+    def application(environ, start_response):
+        if environ["PATH_INFO"].startswith("/leak"):
+            kept.append(bytearray(1000))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    def name(environ):
+        path = environ["PATH_INFO"]
+        return "GET /leak" if path.startswith("/leak") else "GET " + HOSTILE
+
+    attribution.reset()
+    app = LeakHuntMiddleware(application, report=True, interval=3600, key=name)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = None
+    try:
+        for _ in range(6):
+            for path in ("/leak/1", "/other") * 20:
+                environ = {}
+                setup_testing_defaults(environ)
+                environ["PATH_INFO"] = path
+                b"".join(app(environ, lambda *args: None))
+            attribution.current().sample()
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        driver.set_page_load_timeout(60)
+        driver.get(app.report_url)
+        WebDriverWait(driver, 30).until(
+            lambda d: d.execute_script(
+                "return document.documentElement.getAttribute('data-plh-drawn-ms')"
+            )
+        )
+        console = driver.get_log("browser")
+        assert not [e for e in console if e.get("level") == "SEVERE"], console
+        with pytest.raises(NoAlertPresentException):
+            driver.switch_to.alert.text  # noqa: B018
+        text = driver.find_element("tag name", "body").text
+        assert "Retained memory against requests served" in text
+        assert "What GET /leak retains (LEAKING)" in text
+        assert "GET " + HOSTILE in text  # as text, never as markup
+        assert driver.find_elements("css selector", "svg")  # the chart
+        assert not driver.find_elements("css selector", "main img")
+    finally:
+        if driver is not None:
+            driver.quit()
+        app.close()
+        attribution.reset()
