@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Union
 
 import pytest
 
-from pyleakhunt import _attach_bootstrap, attach
+from pyleakhunt import attach
 from pyleakhunt.attach import (
     EXIT_FILE,
     EXIT_NO_GDB,
@@ -43,6 +43,7 @@ from pyleakhunt.attach import (
     ProcFS,
     Request,
 )
+from pyleakhunt.attach import bootstrap as _attach_bootstrap
 from pyleakhunt.snapshot import Snapshot
 
 REPO = Path(__file__).resolve().parent.parent
@@ -414,7 +415,7 @@ def test_gdb_failures_are_classified():
         ("something else went wrong", attach.EXIT_FAILED),
     ]
     for output, code in cases:
-        assert attach._gdb_failure(target, output).code == code
+        assert attach.methods._gdb_failure(target, output).code == code
 
 
 # --------------------------------------------------------------------------
@@ -1012,7 +1013,7 @@ def test_remote_exec_method_end_to_end(spawn, monkeypatch):
     # gdb stands in for sys.remote_exec, running the script file in the
     # target's main thread as 3.14 does: the branch is covered on every
     # version (the real one is tested live on 3.14+ by the tests below).
-    monkeypatch.setattr(attach, "REMOTE_EXEC_VERSION", (3, 0))
+    monkeypatch.setattr(attach.methods, "REMOTE_EXEC_VERSION", (3, 0))
     target = spawn(SLEEPER)
     queued = []
 

@@ -1,10 +1,11 @@
 """The code ``pyleakhunt attach`` runs inside the target process.
 
 Its source is sent to the target, not imported there: `pyleakhunt.attach`
-queues a few lines that call `main` with the path of a request file.  They
-find this code in a module of the target's ``sys.modules`` named after a
-hash of this source; the first command compiles it into that module,
-``--detach`` removes it.  The target's ``__main__`` gains no names.
+(`session.bootstrap_program`) queues a few lines that call `main` with the
+path of a request file.  They find this code in a module of the target's
+``sys.modules`` named after a hash of this source; the first command
+compiles it into that module, ``--detach`` removes it.  The target's
+``__main__`` gains no names.
 
 Those lines run on the target's main thread with the GIL held, at a point
 where the interpreter is between two bytecodes: a pending call queued by

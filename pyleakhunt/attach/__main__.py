@@ -1,0 +1,7 @@
+"""``python -m pyleakhunt.attach ARGS``: the same as ``pyleakhunt attach``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,158 @@
+"""What every part of ``pyleakhunt attach`` shares: exit codes, the error,
+the limits and the clock, the machine it reads (`Environment`) and the
+request (`Request`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import (
+    Callable,
+    Dict,
+    Optional,
+    Tuple,
+)
+
+from ..process.proc import ProcFS
+
+# --------------------------------------------------------------------------
+# Exit codes and errors
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_FILE = 3
+EXIT_REFUSED = 4
+EXIT_PTRACE = 5
+EXIT_NO_GDB = 6
+EXIT_TIMEOUT = 7
+EXIT_TARGET_ERROR = 8
+EXIT_INTERRUPTED = 130
+
+#: Every exit code of ``pyleakhunt attach`` and what it means.
+EXIT_CODES: Dict[int, str] = {
+    EXIT_OK: "success",
+    EXIT_FAILED: "attaching failed for another reason (gdb's error is shown)",
+    EXIT_USAGE: "bad usage",
+    EXIT_FILE: "the output file cannot be written by the target's user",
+    EXIT_REFUSED: (
+        "refused: no such process, not Python, unsupported version, stopped, "
+        "traced, forking, shutting down, remote debugging disabled, pyleakhunt "
+        "not importable there"
+    ),
+    EXIT_PTRACE: "ptrace is not permitted (kernel.yama.ptrace_scope, other user)",
+    EXIT_NO_GDB: "gdb is missing (or has no Python support)",
+    EXIT_TIMEOUT: (
+        "timed out: the target's main thread did not run Python code in time "
+        "(for example, another thread holds the GIL in a long C call)"
+    ),
+    EXIT_TARGET_ERROR: "the target ran the command and reported an error",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+}
+
+#: Seconds a command may take, all phases together, unless --timeout says
+#: otherwise.  With Python's start-up before it, and the polite stop of a
+#: gdb that overran after it (up to twice `GDB_STOP_GRACE`), a command
+#: ends within 10 s.
+DEFAULT_TIMEOUT = 7.0
+#: Of the timeout, at most this much goes to gdb (it needs about 0.3 s).
+GDB_BUDGET = 4.0
+#: Seconds gdb gets after each polite signal (SIGINT, then SIGTERM).
+GDB_STOP_GRACE = 1.5
+#: How long a transient state (forking, uninterruptible sleep) may last
+#: before the command refuses instead of waiting.
+SETTLE_SECONDS = 1.0
+#: Seconds to wait for a result the target has started but not finished.
+CLAIMED_GRACE = 0.5
+#: The oldest target Python (3.14 and later use sys.remote_exec: see
+#: `methods.REMOTE_EXEC_VERSION`).
+MIN_VERSION = (3, 10)
+
+
+class AttachError(Exception):
+    """A failure reported as one line, with its exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Clock:
+    """A deadline, with the sleep and time functions that tests replace."""
+
+    def __init__(
+        self,
+        seconds: float,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        step: float = 0.05,
+    ) -> None:
+        self.seconds = seconds
+        self.monotonic = monotonic
+        self.sleep = sleep
+        self.step = step
+        self.deadline = monotonic() + seconds
+
+    def remaining(self) -> float:
+        """Seconds left (never negative)."""
+        return max(0.0, self.deadline - self.monotonic())
+
+    def waiting(self) -> bool:
+        """Sleep one step and return True, or False if the time is up."""
+        if self.remaining() <= 0:
+            return False
+        self.sleep(min(self.step, self.remaining()))
+        return True
+
+
+# How to get in
+
+
+@dataclass
+class Environment:
+    """What the command reads from the machine; tests replace parts of it."""
+
+    proc: ProcFS = field(default_factory=ProcFS)
+    #: The PATH where gdb is looked for (None: this process's PATH).
+    path: Optional[str] = None
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    wall_clock: Callable[[], float] = time.time
+    own_pid: int = field(default_factory=os.getpid)
+    python: Tuple[int, int] = tuple(sys.version_info[:2])  # type: ignore[assignment]
+    remote_exec: Optional[Callable[[int, str], None]] = getattr(
+        sys, "remote_exec", None
+    )
+
+    def clock(self, seconds: float, step: float = 0.05) -> Clock:
+        """A `Clock` of *seconds* on this environment's time."""
+        return Clock(seconds, self.monotonic, self.sleep, step)
+
+    def which_gdb(self) -> Optional[str]:
+        """The gdb executable, or None."""
+        return shutil.which("gdb", path=self.path)
+
+
+# --------------------------------------------------------------------------
+# The command
+
+
+@dataclass
+class Request:
+    """One ``pyleakhunt attach`` command, as parsed."""
+
+    pid: int
+    command: str = "start"
+    nframe: int = 10
+    sample_bytes: Optional[int] = None
+    path: Optional[str] = None
+    full: bool = False
+    interval: float = 1.0
+    duration: float = 60.0
+    wait: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+    method: str = "auto"
+    verbose: bool = False

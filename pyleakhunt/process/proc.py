@@ -1,0 +1,180 @@
+"""Reading ``/proc``: a process's status, threads, system calls, memory map.
+
+Read-only, with files that tests may override (`ProcFS`).  Shared by
+``pyleakhunt attach`` and the census.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import (
+    Dict,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+    Union,
+)
+
+
+@dataclass(frozen=True)
+class MappedFile:
+    """One file mapped in a process: its path and its mapping at offset 0."""
+
+    path: str
+    start: int
+    end: int
+
+    @property
+    def deleted(self) -> bool:
+        """Whether the file was deleted or replaced since (an upgrade)."""
+        return self.path.endswith(" (deleted)")
+
+    @property
+    def name(self) -> str:
+        """The path without the kernel's `` (deleted)`` mark."""
+        return self.path[: -len(" (deleted)")] if self.deleted else self.path
+
+
+class ProcFS:
+    """Read-only access to ``/proc``, with files that tests may override.
+
+    *overrides* maps a path relative to *root* (``"sys/kernel/yama/
+    ptrace_scope"``, ``"1234/status"``) to its text, or to an exception to
+    raise when it is read.  Everything else is read from *root*.
+    """
+
+    def __init__(
+        self,
+        root: str = "/proc",
+        overrides: Optional[Mapping[str, Union[str, BaseException]]] = None,
+    ) -> None:
+        self.root = root
+        self.overrides = dict(overrides or {})
+
+    def path(self, relative: str) -> str:
+        """The real path of *relative*."""
+        return os.path.join(self.root, relative)
+
+    def read(self, relative: str) -> str:
+        """The text of *relative* (raises OSError like ``open``)."""
+        if relative in self.overrides:
+            value = self.overrides[relative]
+            if isinstance(value, BaseException):
+                raise value
+            return value
+        with open(self.path(relative), encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def read_or(self, relative: str, default: str = "") -> str:
+        """The text of *relative*, or *default* if it cannot be read."""
+        try:
+            return self.read(relative)
+        except OSError:
+            return default
+
+    def exists(self, pid: int) -> bool:
+        """Whether process *pid* exists."""
+        try:
+            self.read("%d/status" % pid)
+            return True
+        except OSError:
+            return False
+
+    def status(self, pid: int, tid: Optional[int] = None) -> Dict[str, str]:
+        """``/proc/PID/status`` (or a thread's) as a dict of its fields."""
+        relative = (
+            "%d/status" % pid if tid is None else "%d/task/%d/status" % (pid, tid)
+        )
+        fields = {}
+        for line in self.read(relative).splitlines():
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
+        return fields
+
+    def stat_fields(self, pid: int) -> List[str]:
+        """``/proc/PID/stat`` split so that index k is field k+3 (man proc)."""
+        text = self.read("%d/stat" % pid)
+        return text[text.rindex(")") + 2 :].split()
+
+    def task_ids(self, pid: int) -> List[int]:
+        """The threads of *pid*, the main thread first."""
+        key = "%d/task" % pid
+        if key in self.overrides:
+            names = self.read(key).split()
+        else:
+            try:
+                names = os.listdir(self.path(key))
+            except OSError:
+                names = []
+        tids = sorted(int(name) for name in names if name.isdigit())
+        return sorted(tids, key=lambda tid: tid != pid) or [pid]
+
+    def syscall(self, pid: int, tid: int) -> Optional[Tuple[int, List[int]]]:
+        """The system call thread *tid* waits in, with its arguments.
+
+        None when the thread runs user code, or cannot be read.
+        """
+        fields = self.read_or("%d/task/%d/syscall" % (pid, tid)).split()
+        if not fields or not fields[0].lstrip("-").isdigit():
+            return None  # "running", or unreadable
+        number = int(fields[0])
+        if number < 0:
+            return None  # stopped in user space
+        return number, [int(arg, 16) for arg in fields[1:7]]
+
+    def read_memory(self, pid: int, address: int, size: int) -> Optional[bytes]:
+        """*size* bytes of *pid*'s memory at *address*, or None.
+
+        Through ``/proc/PID/mem``, which needs the same permission as ptrace
+        but does not stop the process.
+        """
+        try:
+            with open(self.path("%d/mem" % pid), "rb", buffering=0) as f:
+                f.seek(address)
+                data = f.read(size)
+        except (OSError, OverflowError, ValueError):
+            return None
+        return data if len(data) == size else None
+
+    def mapped_files(self, pid: int) -> List[MappedFile]:
+        """The files mapped in *pid*, each with its lowest mapping at offset 0."""
+        found: Dict[str, MappedFile] = {}
+        for line in self.read("%d/maps" % pid).splitlines():
+            parts = line.split(None, 5)
+            if len(parts) < 6 or not parts[5].startswith("/"):
+                continue
+            if int(parts[2], 16) == 0 and parts[5] not in found:
+                start, end = (int(value, 16) for value in parts[0].split("-"))
+                found[parts[5]] = MappedFile(parts[5], start, end)
+        return list(found.values())
+
+    def image(self, pid: int, mapped: MappedFile) -> str:
+        """A path from which the file *mapped* in *pid* can be read.
+
+        A file deleted since it was mapped (Python upgraded under a process
+        that has run for days) is still readable through ``map_files``.
+        """
+        if mapped.deleted:
+            return self.path("%d/map_files/%x-%x" % (pid, mapped.start, mapped.end))
+        return self.target_file(pid, mapped.path)
+
+    def exe(self, pid: int) -> str:
+        """The path of *pid*'s executable."""
+        key = "%d/exe" % pid
+        if key in self.overrides:
+            return self.read(key).strip()
+        return os.readlink(self.path(key))
+
+    def target_file(self, pid: int, path: str) -> str:
+        """A path in *pid*'s view of the filesystem, openable from here.
+
+        Through ``/proc/PID/root``, so that a target in a container (another
+        mount namespace, a chroot, systemd's PrivateTmp) is seen as it sees
+        itself.  Falls back to *path* when that is not accessible.
+        """
+        root = self.path("%d/root" % pid)
+        if self.root == "/proc" and os.path.isdir(root + "/"):
+            return root + path
+        return path
