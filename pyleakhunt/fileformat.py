@@ -48,6 +48,7 @@ __all__ = [
     "FileFormatError",
     "PickleImportWarning",
     "TimelineWriter",
+    "file_kind",
     "import_tracemalloc_pickle",
     "iter_timeline",
     "read_any",
@@ -1075,6 +1076,43 @@ def read_any(src: Source) -> List[RawSnapshot]:
         return _timeline_body(source)
 
     return _with_source(src, body)  # type: ignore[no-any-return]
+
+
+#: What `file_kind` says a file is.
+FILE_KINDS = ("timeline", "snapshot", "census", "core", "unknown")
+#: The first bytes of an ELF file (a core dump, for the census).
+_ELF_MAGIC = b"\x7fELF"
+#: Bytes of the file header that starts every pyleakhunt file: a timeline's
+#: first entry starts here.
+HEADER_SIZE = _FILE_HEADER.size
+#: Bytes `file_kind` reads: the file header, or the start of a JSON census.
+_KIND_PROBE = 64
+
+
+def file_kind(path: Union[str, os.PathLike[str]]) -> str:
+    """What kind of file *path* is, from its first bytes only.
+
+    ``"timeline"`` or ``"snapshot"`` for a pyleakhunt file of that kind,
+    ``"core"`` for an ELF file (a core dump, read by the census),
+    ``"census"`` for a census saved as JSON (``pyleakhunt census -o``),
+    ``"unknown"`` for anything else, a pyleakhunt file of an unknown kind
+    or a file too short to tell included: reading it as the kind a command
+    expects then says precisely what is wrong.  OSError if it cannot be read.
+    """
+    with open(path, "rb") as f:
+        head = f.read(_KIND_PROBE)
+    if len(head) >= HEADER_SIZE and head.startswith(MAGIC):
+        kind = head[10]
+        if kind == KIND_TIMELINE:
+            return "timeline"
+        if kind == KIND_SNAPSHOT:
+            return "snapshot"
+        return "unknown"
+    if head.startswith(_ELF_MAGIC):
+        return "core"
+    if head.lstrip()[:1] == b"{":
+        return "census"
+    return "unknown"
 
 
 def iter_timeline(

@@ -15,6 +15,7 @@ import pytest
 
 import pyleakhunt
 from pyleakhunt import cli, report
+from pyleakhunt.commands import files
 from pyleakhunt._raw import RawSite, RawSnapshot
 from pyleakhunt.fileformat import TimelineWriter, write_snapshot
 from pyleakhunt.growth import suspects_in
@@ -523,7 +524,7 @@ def test_keyboard_interrupt_exits_130(monkeypatch, capsys):
     def interrupted(path):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "load_snapshot", interrupted)
+    monkeypatch.setattr(files, "load_snapshot", interrupted)
     code, _, err = run_main(capsys, "top", "x.plh")
     assert code == cli.EXIT_INTERRUPTED
     assert err == "pyleakhunt: error: interrupted\n"
@@ -550,15 +551,15 @@ def test_progress_on_a_tty_for_big_files(tmp_path, app, monkeypatch, capsys):
     timeline = write_timeline(tmp_path / "t.plh", series(app, samples=3))
     snapshot = str(tmp_path / "s.plh")
     write_snapshot(snapshot, raw([site(app, LEAK_LINE, 1000, 1)]))
-    monkeypatch.setattr(cli, "PROGRESS_MIN_BYTES", 0)
-    monkeypatch.setattr(cli, "_stderr_is_tty", lambda: True)
+    monkeypatch.setattr(files, "PROGRESS_MIN_BYTES", 0)
+    monkeypatch.setattr(files, "stderr_is_tty", lambda: True)
     code, _, err = run_main(capsys, "top", timeline)
     assert code == 0
     assert "\rpyleakhunt: reading %s: 1 entry (" % timeline in err
     assert err.endswith("reading %s: 3 entries, done\n" % timeline)
     code, _, err = run_main(capsys, "top", snapshot)
     assert err == "pyleakhunt: loading %s (0 MiB)...\n" % snapshot
-    monkeypatch.setattr(cli, "_stderr_is_tty", lambda: False)
+    monkeypatch.setattr(files, "stderr_is_tty", lambda: False)
     _, _, err = run_main(capsys, "top", timeline)
     assert err == ""
 

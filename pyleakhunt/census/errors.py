@@ -1,57 +1,73 @@
-"""The census's errors, each with the exit code the command gives it."""
+"""The census's errors, each with the exit code the command gives it (the
+one table of `pyleakhunt.errors`, docs/cli.md)."""
 
 from __future__ import annotations
 
-#: Everything went well.
-EXIT_OK = 0
-#: ``--type NAME`` or ``--held-by ADDRESS`` names nothing in the census.
-EXIT_NOT_FOUND = 1
-#: Bad usage: an unknown option, a missing argument.
-EXIT_USAGE = 2
+from ..errors import (
+    EXIT_CODES,
+    EXIT_FILE,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_PTRACE,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    PyleakhuntError,
+)
+
 #: The input file is missing, unreadable, truncated, not an ELF core of an
 #: x86-64 CPython 3.10-3.15 process, or not a saved census.
-EXIT_BAD_INPUT = 3
-#: The target process is gone, may not be read, or is not CPython 3.10-3.15.
-EXIT_PROCESS = 4
-#: Interrupted (Ctrl-C).
-EXIT_INTERRUPTED = 130
+EXIT_BAD_INPUT = EXIT_FILE
+#: The target process is gone, not CPython 3.10-3.15, or in no state to be
+#: read (traced by another, does not stop).
+EXIT_PROCESS = EXIT_REFUSED
+#: The target process may not be read (permissions, ptrace).
+EXIT_NOT_PERMITTED = EXIT_PTRACE
 
-#: Every exit code of ``pyleakhunt census`` and what it means.
-EXIT_CODES = {
-    EXIT_OK: "success",
-    EXIT_NOT_FOUND: "--type or --held-by names nothing in the census",
-    EXIT_USAGE: "bad usage: unknown option, missing or bad argument",
-    EXIT_BAD_INPUT: (
-        "the input is missing, unreadable, truncated, or not an ELF core of "
-        "an x86-64 CPython 3.10-3.15 process (nor a saved census)"
-    ),
-    EXIT_PROCESS: (
-        "the process is gone, may not be read (permissions, ptrace), or is "
-        "not CPython 3.10-3.15"
-    ),
-    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
-}
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_CODES",
+    "EXIT_INTERRUPTED",
+    "EXIT_NOT_FOUND",
+    "EXIT_NOT_PERMITTED",
+    "EXIT_OK",
+    "EXIT_PROCESS",
+    "EXIT_USAGE",
+    "BadInputError",
+    "CensusError",
+    "NotFoundError",
+    "NotPermittedError",
+    "ProcessError",
+]
 
 
-class CensusError(Exception):
-    """A census cannot be taken; ``exit_code`` says which kind of failure."""
+class CensusError(PyleakhuntError):
+    """A census cannot be taken; ``code`` (also ``exit_code``) says which
+    kind of failure."""
 
-    exit_code = EXIT_BAD_INPUT
+    code = EXIT_BAD_INPUT
 
 
 class BadInputError(CensusError):
     """The core or census file is missing, damaged or of the wrong kind."""
 
-    exit_code = EXIT_BAD_INPUT
+    code = EXIT_BAD_INPUT
 
 
 class ProcessError(CensusError):
-    """The live process is gone, off limits, or not a supported Python."""
+    """The live process is gone, not a supported Python, or cannot be
+    stopped."""
 
-    exit_code = EXIT_PROCESS
+    code = EXIT_PROCESS
+
+
+class NotPermittedError(ProcessError):
+    """The live process may not be read by this user."""
+
+    code = EXIT_NOT_PERMITTED
 
 
 class NotFoundError(CensusError):
     """A type or an address that the census does not contain."""
 
-    exit_code = EXIT_NOT_FOUND
+    code = EXIT_NOT_FOUND

@@ -23,7 +23,7 @@ from typing import List, Optional, Tuple
 
 from . import _scan
 from .elf import FileMapping
-from .errors import ProcessError
+from .errors import NotPermittedError, ProcessError
 from .memory import (
     SEG_FILE,
     SEG_WRITABLE,
@@ -89,7 +89,7 @@ def _proc_error(pid: int, exc: OSError, action: str) -> ProcessError:
                 f"{tracer} (a debugger?); use --no-stop to read it without "
                 "stopping it"
             )
-        return ProcessError(
+        return NotPermittedError(
             f"not permitted to {action} process {pid} (run as its user or as "
             "root; with kernel.yama.ptrace_scope >= 1 only root or its parent "
             "may)"

@@ -208,14 +208,14 @@ def test_held_by_address_from_the_command(victim_core, core_census):
     assert f"reachable as {V}.GLOBAL_MAP[" in result.stdout
 
 
-def test_unknown_type_and_address_exit_1(victim_core):
+def test_unknown_type_and_address_exit_9(victim_core):
     result = run_cli(victim_core, "--type", "NoSuchType", "--no-holders")
-    assert result.returncode == 1
+    assert result.returncode == 9
     assert result.stderr.strip() == (
         "pyleakhunt: error: no object of type 'NoSuchType' in the census"
     )
     result = run_cli(victim_core, "--held-by", "0x10")
-    assert result.returncode == 1
+    assert result.returncode == 9
     assert "no object at 0x10" in result.stderr
 
 

@@ -132,7 +132,7 @@ def _python_for(user: int):
     return None
 
 
-def test_a_process_we_may_not_read_exits_4(victim):
+def test_a_process_we_may_not_read_exits_5(victim):
     if os.geteuid() != 0:
         pytest.skip("needs root, to run the census as another user")
     nobody = 65534
@@ -152,7 +152,7 @@ def test_a_process_we_may_not_read_exits_4(victim):
         text=True,
         timeout=60,
     )
-    assert done.returncode == 4, done.stderr
+    assert done.returncode == 5, done.stderr
     assert done.stderr.startswith(
         f"pyleakhunt: error: not permitted to read process {victim.pid}"
     )

@@ -1,5 +1,5 @@
 """``pyleakhunt census``: what fills a core dump or a live process, and who
-holds it.
+holds it (`pyleakhunt.census`).
 
 Usage::
 
@@ -13,32 +13,25 @@ Options: ``--type NAME`` (who holds objects of this type; repeatable),
 table, default 20), ``--json``, ``-o FILE`` (save the census as JSON),
 ``--no-holders`` (the type table only: fastest).
 
-The lead's ``pyleakhunt/cli.py`` calls :func:`register`; ``python -m
-pyleakhunt.census`` runs the same command on its own.
+``python -m pyleakhunt.census`` runs the same command.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from typing import Any, List, Optional, Sequence
+from typing import Sequence
 
+from ..census import report
+from ..census.diff import diff
+from ..census.errors import CensusError
+from ..census.model import Census
+from ..census.progress import Progress
+from ..census.session import DEFAULT_HOLDER_TYPES, Session
+from ..census.take import open_core, open_process, run_census
+from ..fileformat import file_kind
 from ..report import dumps
-from . import report
-from .diff import diff
-from .elf import ELF_MAGIC
-from .errors import (
-    EXIT_CODES,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_USAGE,
-    CensusError,
-)
-from .model import Census
-from .progress import Progress
-from .session import DEFAULT_HOLDER_TYPES, Session
-from .take import open_core, open_process, run_census
+from . import EXIT_OK, UsageError
 
 SUMMARY = "count the objects of a core dump or a live process, and find who holds them"
 
@@ -46,12 +39,6 @@ SUMMARY = "count the objects of a core dump or a live process, and find who hold
 SHOWN_HOLDER_TYPES = 3
 #: Types whose holders ``census diff`` looks up, among those that grew.
 DIFF_HOLDER_TYPES = 10
-
-
-class UsageError(CensusError):
-    """Bad arguments (exit code 2)."""
-
-    exit_code = EXIT_USAGE
 
 
 def _address(text: str) -> int:
@@ -71,17 +58,15 @@ def _positive(text: str) -> int:
     return value
 
 
-def _epilog() -> str:
-    codes = "\n".join(f"  {code:<4} {text}" for code, text in EXIT_CODES.items())
-    return (
-        "Take a core with gcore (from gdb: gcore -o core PID) or let the kernel\n"
-        "write one (ulimit -c unlimited, or systemd-coredump); see docs/census.md.\n\n"
-        "exit codes:\n" + codes
-    )
+#: What ``--help`` says before the exit codes.
+EPILOG = (
+    "Take a core with gcore (from gdb: gcore -o core PID) or let the kernel\n"
+    "write one (ulimit -c unlimited, or systemd-coredump); see docs/census.md."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``census``."""
+    """The options of ``pyleakhunt census``."""
     parser.add_argument(
         "inputs",
         nargs="*",
@@ -133,20 +118,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def register(subparsers: Any) -> None:
-    """Adds the ``census`` command to *subparsers* (from
-    ``ArgumentParser.add_subparsers()``); its handler is ``args.func``."""
-    parser = subparsers.add_parser(
-        "census",
-        help=SUMMARY,
-        description=SUMMARY[0].upper() + SUMMARY[1:] + ".",
-        epilog=_epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_arguments(parser)
-    parser.set_defaults(func=run)
-
-
 # --------------------------------------------------------------------------
 # Running
 
@@ -158,11 +129,9 @@ def _print(lines: Sequence[str]) -> None:
 def _is_saved_census(path: str) -> bool:
     """Is *path* a census saved as JSON (rather than an ELF core)?"""
     try:
-        with open(path, "rb") as f:
-            head = f.read(64)
+        return file_kind(path) == "census"
     except OSError:
         return False  # open_core gives the clear error
-    return not head.startswith(ELF_MAGIC) and head.lstrip()[:1] == b"{"
 
 
 def _holders_to_compute(args: argparse.Namespace) -> int:
@@ -272,55 +241,12 @@ def _dispatch(args: argparse.Namespace) -> None:
             _run_session(session, args)
 
 
-def _silence_stdout() -> None:
-    """Points stdout at /dev/null, so that the flush at exit after a
-    closed pipe (``census CORE | head``) stays quiet."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):
-        pass
-
-
-def error(message: str) -> None:
-    """Prints *message* as the command's one-line error."""
-    sys.stderr.write(f"pyleakhunt: error: {message}\n")
-
-
 def run(args: argparse.Namespace) -> int:
-    """Runs ``census`` with parsed *args*; returns the exit code."""
-    try:
-        with Progress(sys.stderr):
-            _dispatch(args)
-        sys.stdout.flush()
-        return EXIT_OK
-    except CensusError as exc:
-        error(str(exc))
-        return exc.exit_code
-    except BrokenPipeError:
-        _silence_stdout()
-        return EXIT_OK
-    except KeyboardInterrupt:
-        error("interrupted")
-        return EXIT_INTERRUPTED
+    """Run ``pyleakhunt census`` with parsed *args*; return the exit code.
 
-
-class _Parser(argparse.ArgumentParser):
-    """Usage errors as one line, exit code 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        error(message)
-        sys.exit(EXIT_USAGE)
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """``python -m pyleakhunt.census ARGS``: the census command alone."""
-    parser = _Parser(prog="pyleakhunt")
-    register(parser.add_subparsers(dest="command", required=True))
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args = parser.parse_args(["census", *argv])
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else EXIT_OK
-    return run(args)
+    Its errors (`CensusError`) are printed by `pyleakhunt.commands.main`,
+    after the progress line is gone.
+    """
+    with Progress(sys.stderr):
+        _dispatch(args)
+    return EXIT_OK
