@@ -72,7 +72,8 @@ Reading ``/proc`` and ELF files, and telling which CPython a process runs,
 is ``pyleakhunt.process``, shared with the census.
 """
 
-from ..process.elf import ELF_AARCH64, ELF_X86_64, ElfImage, read_elf
+from ..process.elf import EM_AARCH64 as ELF_AARCH64
+from ..process.elf import EM_X86_64 as ELF_X86_64
 from ..process.proc import MappedFile, ProcFS
 from .base import (
     CLAIMED_GRACE,
@@ -170,7 +171,6 @@ __all__ = [
     "EXIT_TARGET_ERROR",
     "EXIT_TIMEOUT",
     "EXIT_USAGE",
-    "ElfImage",
     "Environment",
     "GDB_BUDGET",
     "GDB_MARK",
@@ -207,7 +207,6 @@ __all__ = [
     "gdb_command",
     "inspect_target",
     "main",
-    "read_elf",
     "register",
     "remote_debug_disabled",
     "request_from_args",

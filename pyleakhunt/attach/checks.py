@@ -17,7 +17,8 @@ from typing import (
     Tuple,
 )
 
-from ..process.elf import ELF_AARCH64, ELF_X86_64, read_elf, read_elf_bytes
+from ..process.cpython import executable_version, hexversion, libpython_version
+from ..process.elf import EM_AARCH64, EM_X86_64, ElfError, ElfFile, Symbol
 from ..process.proc import ProcFS
 from .base import (
     EXIT_FILE,
@@ -44,9 +45,9 @@ PYTHON_SYMBOLS = (
 )
 #: Functions of libc called by gdb.
 LIBC_SYMBOLS = ("mmap", "munmap")
+#: The processes attach can work on.
+MACHINES = (EM_X86_64, EM_AARCH64)
 
-_LIBPYTHON = re.compile(r"/libpython(\d+)\.(\d+)([a-z]*)\.so")
-_PYTHON_EXE = re.compile(r"python(\d+)\.(\d+)([a-z]*)$")
 _LIBC = re.compile(r"/(libc\.so\.\d+|libc-[\d.]+\.so|ld-musl-[^/]*\.so[.\d]*)$")
 
 
@@ -82,6 +83,14 @@ def _ids(text: str) -> Tuple[int, ...]:
     return tuple(int(value) for value in text.split())
 
 
+def _open_elf(path: str) -> Optional[ElfFile]:
+    """The ELF file *path* of an x86-64 or AArch64 process, or None."""
+    try:
+        return ElfFile(path, MACHINES)
+    except ElfError:
+        return None
+
+
 def inspect_target(pid: int, proc: ProcFS) -> Target:
     """Read what the checks need about *pid*; raise AttachError if not Python."""
     try:
@@ -111,17 +120,19 @@ def inspect_target(pid: int, proc: ProcFS) -> Target:
         groups=_ids(status.get("Groups", "")),
         version=None,
     )
-    libpython = next((m for m in mapped if _LIBPYTHON.search(m.name)), None)
+    libpython = next((m for m in mapped if libpython_version(m.name)), None)
     exe_map = next((m for m in mapped if m.path == exe), None)
     python_map = libpython or exe_map
     image = None
+    symbols: Dict[str, Symbol] = {}
     if python_map is not None:
-        image = read_elf(proc.image(pid, python_map), PYTHON_SYMBOLS)
+        image = _open_elf(proc.image(pid, python_map))
         if image is not None:
             target.machine = image.machine
             bias = image.load_bias(python_map.start)
-            for symbol, value in image.symbols.items():
-                target.addresses[symbol] = value + bias
+            symbols = image.dynamic_symbols(PYTHON_SYMBOLS)
+            for name, symbol in symbols.items():
+                target.addresses[name] = symbol.value + bias
     if libpython is None and "Py_AddPendingCall" not in target.addresses:
         raise AttachError(
             "PID %d (%s) is not a Python process: no libpython is mapped and "
@@ -130,31 +141,25 @@ def inspect_target(pid: int, proc: ProcFS) -> Target:
         )
     assert python_map is not None
     target.python_image = python_map.path
-    match = _LIBPYTHON.search(libpython.name) if libpython else None
-    if match:
-        target.version = (int(match.group(1)), int(match.group(2)))
-        target.abiflags = match.group(3)
-    elif image is not None and "Py_Version" in image.symbols:
-        raw = read_elf_bytes(
-            proc.image(pid, python_map),
-            image,
-            image.symbols["Py_Version"],
-            4,
-        )
-        if len(raw) == 4:
-            hexversion = struct.unpack("<I", raw)[0]
-            target.version = (hexversion >> 24, (hexversion >> 16) & 0xFF)
+    named = libpython_version(libpython.name) if libpython else None
+    if named:
+        target.version = named[:2]
+        target.abiflags = named[2]
+    elif image is not None:
+        version = hexversion(image, symbols.get("Py_Version"))
+        if version is not None:
+            target.version = (version >> 24, (version >> 16) & 0xFF)
     if target.version is None:
-        match = _PYTHON_EXE.search(os.path.basename(exe).replace(" (deleted)", ""))
-        if match:
-            target.version = (int(match.group(1)), int(match.group(2)))
-            target.abiflags = match.group(3)
+        named = executable_version(exe)
+        if named:
+            target.version = named[:2]
+            target.abiflags = named[2]
     libc = next((m for m in mapped if _LIBC.search(m.name)), None)
-    libc_image = read_elf(proc.image(pid, libc), LIBC_SYMBOLS) if libc else None
+    libc_image = _open_elf(proc.image(pid, libc)) if libc else None
     if libc is not None and libc_image is not None:
         bias = libc_image.load_bias(libc.start)
-        for symbol, value in libc_image.symbols.items():
-            target.addresses[symbol] = value + bias
+        for name, symbol in libc_image.dynamic_symbols(LIBC_SYMBOLS).items():
+            target.addresses[name] = symbol.value + bias
     return target
 
 
@@ -165,7 +170,7 @@ def inspect_target(pid: int, proc: ProcFS) -> Target:
 #: the pending-call lock, the allocator or any other lock of ours, so gdb
 #: may borrow it for a call; and the calls that create a process.
 SYSCALLS = {
-    ELF_X86_64: {
+    EM_X86_64: {
         "blocking": {
             0: "read",
             7: "poll",
@@ -192,7 +197,7 @@ SYSCALLS = {
         },
         "fork": {56: "clone", 57: "fork", 58: "vfork", 435: "clone3"},
     },
-    ELF_AARCH64: {
+    EM_AARCH64: {
         "blocking": {
             22: "epoll_pwait",
             63: "read",
@@ -296,7 +301,7 @@ def _clone_flags(pid: int, name: str, args: List[int], proc: ProcFS) -> Optional
 
 def _forking_reason(pid: int, proc: ProcFS, machine: int) -> Optional[str]:
     """Why *pid* is in the middle of a fork now, or None."""
-    forks = SYSCALLS.get(machine, SYSCALLS[ELF_X86_64])["fork"]
+    forks = SYSCALLS.get(machine, SYSCALLS[EM_X86_64])["fork"]
     for tid in proc.task_ids(pid):
         call = proc.syscall(pid, tid)
         if call is None or call[0] not in forks:
@@ -372,7 +377,7 @@ def check_version(target: Target) -> None:
             % ((target.pid, target.version_text) + MIN_VERSION),
             EXIT_REFUSED,
         )
-    if target.machine not in (0, ELF_X86_64, ELF_AARCH64):
+    if target.machine not in (0,) + MACHINES:
         raise AttachError(
             "PID %d is not an x86-64 or AArch64 process" % target.pid, EXIT_REFUSED
         )

@@ -13,7 +13,7 @@ from typing import (
     Optional,
 )
 
-from ..process.elf import ELF_X86_64
+from ..process.elf import EM_X86_64
 from ..process.proc import ProcFS
 from .base import (
     EXIT_FAILED,
@@ -65,7 +65,7 @@ def _main_thread_hint(target: Target, proc: ProcFS, env: Environment) -> str:
         env.sleep(0.005)
     else:
         return "its main thread runs without reaching Python code"
-    name = syscall_name(target.machine or ELF_X86_64, call[0])
+    name = syscall_name(target.machine or EM_X86_64, call[0])
     if name == "futex()":
         return (
             "its main thread waits in futex(): for the GIL, held by another "

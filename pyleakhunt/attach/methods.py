@@ -17,7 +17,7 @@ from typing import (
     Tuple,
 )
 
-from ..process.elf import ELF_X86_64
+from ..process.elf import EM_X86_64
 from ..process.proc import ProcFS
 from .base import (
     EXIT_FAILED,
@@ -211,7 +211,7 @@ def run_gdb(
     """Queue *program* in *target* with gdb; return our script's report."""
     gdb = env.which_gdb()
     assert gdb is not None
-    machine = target.machine or ELF_X86_64
+    machine = target.machine or EM_X86_64
     tables = SYSCALLS.get(machine, {"blocking": {}, "fork": {}})
     with tempfile.TemporaryDirectory(prefix="pyleakhunt-gdb-") as scratch:
         payload = os.path.join(scratch, "program.py")

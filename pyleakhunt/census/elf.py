@@ -1,9 +1,9 @@
-"""Reading ELF files: core dumps, and the symbols of executables and libraries.
+"""Core dumps: their load segments, mapped files and process notes.
 
-Only what the census needs, with the standard library's ``struct``: the
-64-bit little-endian ELF of Linux x86-64.  Every offset and size read from
-a file is checked against the file's length before use, so a truncated or
-damaged file raises :class:`ElfError` with one clear sentence.
+The ELF reading itself (headers, segments, notes, the symbols of
+executables and libraries) is `pyleakhunt.process.elf`, shared with
+``pyleakhunt attach``; this module reads what only a core holds.  A
+truncated or damaged file raises :class:`ElfError` with one clear sentence.
 """
 
 from __future__ import annotations
@@ -13,58 +13,32 @@ import os
 import stat
 import struct
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import List, Optional
 
+from ..process import elf
+from ..process.elf import (
+    EHDR_SIZE,
+    ET_CORE,
+    NT_FILE,
+    NT_PRPSINFO,
+    PT_LOAD,
+    PT_NOTE,
+    TYPES,
+    Segment,
+    iter_notes,
+    open_for_reading,
+    parse_header,
+    parse_segments,
+)
 from .errors import BadInputError
-
-ELF_MAGIC = b"\x7fELF"
-ELFCLASS64 = 2
-ELFDATA2LSB = 1
-ET_EXEC, ET_DYN, ET_CORE = 2, 3, 4
-EM_X86_64 = 62
-PT_LOAD, PT_NOTE = 1, 4
-PF_X, PF_W, PF_R = 1, 2, 4
-SHT_SYMTAB, SHT_DYNSYM = 2, 11
-NT_PRPSINFO = 3
-NT_FILE = 0x46494C45
-
-_EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
-_PHDR = struct.Struct("<IIQQQQQQ")
-_SHDR = struct.Struct("<IIQQQQIIQQ")
-_SYM = struct.Struct("<IBBHQQ")
-_NOTE = struct.Struct("<III")
-
-#: Names of the machines people are likely to bring a core from.
-MACHINES = {
-    3: "x86 (32-bit)",
-    8: "MIPS",
-    20: "PowerPC",
-    21: "PowerPC64",
-    22: "s390",
-    40: "ARM (32-bit)",
-    62: "x86-64",
-    183: "AArch64 (arm64)",
-    243: "RISC-V",
-}
-
-_TYPES = {0: "none", 1: "relocatable", 2: "executable", 3: "shared object", 4: "core"}
 
 
 class ElfError(BadInputError):
-    """The file is not a usable ELF file; the message says why."""
+    """The file is not a usable ELF core; the message says why.
 
-
-@dataclass(frozen=True)
-class Segment:
-    """A program header of type PT_LOAD or PT_NOTE."""
-
-    type: int
-    flags: int
-    offset: int
-    vaddr: int
-    filesz: int
-    memsz: int
-    align: int
+    Raised for what `pyleakhunt.process.elf` finds wrong too (its own
+    ElfError), so that the census reports it as bad input.
+    """
 
 
 @dataclass(frozen=True)
@@ -85,85 +59,6 @@ class ProcessInfo:
     pid: Optional[int] = None
     name: str = ""
     args: str = ""
-
-
-@dataclass
-class Header:
-    """The parts of an ELF header the census checks."""
-
-    type: int
-    machine: int
-    phoff: int
-    phnum: int
-    phentsize: int
-    shoff: int
-    shnum: int
-    shentsize: int
-
-
-def parse_header(data: bytes, what: str) -> Header:
-    """Checks that *data* starts a 64-bit little-endian x86-64 ELF file."""
-    if len(data) < 4 or data[:4] != ELF_MAGIC:
-        raise ElfError(f"{what} is not an ELF file")
-    if len(data) < _EHDR.size:
-        raise ElfError(f"{what} is truncated: its ELF header is cut short")
-    fields = _EHDR.unpack_from(data)
-    ident = fields[0]
-    machine = fields[2]
-    if ident[4] != ELFCLASS64 or machine != EM_X86_64:
-        arch = MACHINES.get(machine, f"machine {machine}")
-        if ident[4] != ELFCLASS64 and machine == EM_X86_64:
-            arch = "x86-64 (32-bit ELF)"
-        raise ElfError(f"{what} is for {arch}; only x86-64 is supported")
-    if ident[5] != ELFDATA2LSB:
-        raise ElfError(f"{what} is big-endian; only x86-64 is supported")
-    return Header(
-        type=fields[1],
-        machine=machine,
-        phoff=fields[5],
-        phnum=fields[10],
-        phentsize=fields[9],
-        shoff=fields[6],
-        shnum=fields[12],
-        shentsize=fields[11],
-    )
-
-
-def parse_segments(data: bytes, header: Header, what: str) -> List[Segment]:
-    """The program headers of the file whose bytes are *data*."""
-    end = header.phoff + header.phnum * _PHDR.size
-    if header.phnum and (header.phentsize != _PHDR.size or end > len(data)):
-        raise ElfError(f"{what} is truncated: its program headers are cut short")
-    segments = []
-    for i in range(header.phnum):
-        p_type, flags, offset, vaddr, _, filesz, memsz, align = _PHDR.unpack_from(
-            data, header.phoff + i * _PHDR.size
-        )
-        segments.append(Segment(p_type, flags, offset, vaddr, filesz, memsz, align))
-    return segments
-
-
-def _align4(value: int) -> int:
-    return (value + 3) & ~3
-
-
-def iter_notes(data: bytes) -> Iterable[Tuple[int, bytes, bytes]]:
-    """(type, name, description) of each note in *data*; stops at the first
-    note that does not fit."""
-    pos = 0
-    while pos + _NOTE.size <= len(data):
-        namesz, descsz, note_type = _NOTE.unpack_from(data, pos)
-        name_at = pos + _NOTE.size
-        desc_at = name_at + _align4(namesz)
-        end = desc_at + _align4(descsz)
-        if desc_at + descsz > len(data):
-            return
-        yield (
-            note_type,
-            bytes(data[name_at : name_at + namesz]).rstrip(b"\0"),
-            bytes(data[desc_at : desc_at + descsz]),
-        )
-        pos = end
 
 
 def parse_nt_file(desc: bytes) -> List[FileMapping]:
@@ -210,19 +105,6 @@ class CoreFile:
         self.data.close()
 
 
-def _open_for_reading(path: str, what: str) -> int:
-    try:
-        return os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        raise ElfError(f"{what} does not exist") from None
-    except IsADirectoryError:
-        raise ElfError(f"{what} is a directory") from None
-    except PermissionError:
-        raise ElfError(f"{what} is not readable (permission denied)") from None
-    except OSError as exc:
-        raise ElfError(f"{what} cannot be opened: {exc.strerror}") from None
-
-
 def open_core(path: str) -> CoreFile:
     """Maps the core file at *path* and reads its headers and notes.
 
@@ -230,7 +112,10 @@ def open_core(path: str) -> CoreFile:
     than its headers say (a dump cut short by a full disk or a size limit).
     """
     what = f"{path!r}"
-    fd = _open_for_reading(path, what)
+    try:
+        fd = open_for_reading(path, what)
+    except elf.ElfError as exc:
+        raise ElfError(str(exc)) from None
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
@@ -247,15 +132,18 @@ def open_core(path: str) -> CoreFile:
         os.close(fd)
     try:
         return _read_core(path, what, size, data)
+    except elf.ElfError as exc:
+        data.close()
+        raise ElfError(str(exc)) from None
     except BaseException:
         data.close()
         raise
 
 
 def _read_core(path: str, what: str, size: int, data: mmap.mmap) -> CoreFile:
-    header = parse_header(data[: _EHDR.size], what)
+    header = parse_header(data[:EHDR_SIZE], what)
     if header.type != ET_CORE:
-        kind = _TYPES.get(header.type, f"type {header.type}")
+        kind = TYPES.get(header.type, f"type {header.type}")
         raise ElfError(f"{what} is an ELF {kind}, not a core file")
     segments = parse_segments(data, header, what)
     needed = max((s.offset + s.filesz for s in segments), default=0)
@@ -274,93 +162,3 @@ def _read_core(path: str, what: str, size: int, data: mmap.mmap) -> CoreFile:
             elif note_type == NT_PRPSINFO and name == b"CORE":
                 core.process = parse_prpsinfo(desc)
     return core
-
-
-@dataclass
-class Symbol:
-    """An ELF symbol: its address (before relocation) and size."""
-
-    value: int
-    size: int
-
-
-class ElfFile:
-    """An executable or shared library: its segments, symbols and soname.
-
-    Reads the whole file once; Python's interpreters are a few megabytes.
-    """
-
-    def __init__(self, path: str) -> None:
-        what = f"{path!r}"
-        fd = _open_for_reading(path, what)
-        try:
-            with os.fdopen(fd, "rb", closefd=True) as f:
-                self.data = f.read()
-        except OSError as exc:
-            raise ElfError(f"{what} cannot be read: {exc.strerror}") from None
-        self.path = path
-        header = parse_header(self.data, what)
-        if header.type not in (ET_EXEC, ET_DYN):
-            raise ElfError(f"{what} is not an executable or a shared library")
-        self.header = header
-        self.segments = parse_segments(self.data, header, what)
-        self._symbols: Optional[Dict[str, Symbol]] = None
-
-    @property
-    def loads(self) -> List[Segment]:
-        """The PT_LOAD segments."""
-        return [s for s in self.segments if s.type == PT_LOAD]
-
-    def load_bias(self, mapped_at: int) -> int:
-        """How far the file was moved, given the address its first byte
-        (file offset 0) was mapped at: add it to a symbol's value."""
-        first = min(self.loads, key=lambda s: s.offset, default=None)
-        if first is None:
-            return mapped_at
-        return mapped_at - (first.vaddr - first.offset)
-
-    def read_vaddr(self, vaddr: int, size: int) -> Optional[bytes]:
-        """The *size* bytes the file puts at *vaddr* (unrelocated), or None."""
-        for seg in self.loads:
-            if seg.vaddr <= vaddr and vaddr + size <= seg.vaddr + seg.filesz:
-                start = seg.offset + (vaddr - seg.vaddr)
-                if start + size <= len(self.data):
-                    return self.data[start : start + size]
-        return None
-
-    def _sections(self) -> List[Tuple[int, int, int, int, int]]:
-        """(type, offset, size, link, entsize) of every section header."""
-        h = self.header
-        if h.shoff == 0 or h.shentsize != _SHDR.size:
-            return []
-        if h.shoff + h.shnum * _SHDR.size > len(self.data):
-            return []
-        sections = []
-        for i in range(h.shnum):
-            fields = _SHDR.unpack_from(self.data, h.shoff + i * _SHDR.size)
-            sections.append((fields[1], fields[4], fields[5], fields[6], fields[9]))
-        return sections
-
-    def symbols(self) -> Dict[str, Symbol]:
-        """Defined symbols of .dynsym and, when not stripped, .symtab."""
-        if self._symbols is not None:
-            return self._symbols
-        found: Dict[str, Symbol] = {}
-        sections = self._sections()
-        for sh_type, offset, size, link, entsize in sections:
-            if sh_type not in (SHT_DYNSYM, SHT_SYMTAB) or entsize != _SYM.size:
-                continue
-            if link >= len(sections) or offset + size > len(self.data):
-                continue
-            _, str_offset, str_size, _, _ = sections[link]
-            strings = self.data[str_offset : str_offset + str_size]
-            for st_name, _, _, shndx, value, sym_size in _SYM.iter_unpack(
-                self.data[offset : offset + size - size % _SYM.size]
-            ):
-                if shndx == 0 or value == 0 or st_name >= len(strings):
-                    continue
-                end = strings.find(b"\0", st_name)
-                name = strings[st_name:end].decode("ascii", "replace")
-                found.setdefault(name, Symbol(value, sym_size))
-        self._symbols = found
-        return found

@@ -16,10 +16,13 @@ import mmap
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
+from ..process.cpython import hexversion as read_hexversion
+from ..process.cpython import version_from_name
+from ..process.elf import PF_W, ElfError, ElfFile
 from . import _scan
-from .elf import PF_W, CoreFile, ElfError, ElfFile, FileMapping
+from .elf import CoreFile, FileMapping
 from .errors import BadInputError, CensusError
 
 SEG_WRITABLE = _scan.SEG_WRITABLE
@@ -51,8 +54,6 @@ KIND_SYMBOLS = {
     "PyMemberDescr_Type": "member_descriptor",
 }
 
-#: python3.12, libpython3.12.so.1.0, python3.13t (free-threaded), python3.10d
-_VERSION_NAME = re.compile(r"python3\.(\d+)([a-z]*)")
 
 Segment = Tuple[int, object, int]
 
@@ -109,15 +110,6 @@ class UnsupportedPythonError(CensusError):
     """A Python the census cannot read (version or build)."""
 
 
-def _version_from_name(names: Iterable[str]) -> Tuple[Optional[int], str]:
-    """(minor, ABI flags) from a file name or soname, or (None, "")."""
-    for name in names:
-        match = _VERSION_NAME.search(os.path.basename(name))
-        if match:
-            return int(match.group(1)), match.group(2)
-    return None, ""
-
-
 def _micro_version(elf: ElfFile, minor: int) -> str:
     """PY_VERSION ("3.10.13") as the file's string constants hold it."""
     match = re.search(rb"\x00(3\.%d\.\d+)\x00" % minor, elf.data)
@@ -131,11 +123,9 @@ def _python_version(elf: ElfFile, names: List[str]) -> Tuple[int, str]:
     (python3.10, libpython3.10.so) says.  Debug and free-threaded builds have
     other layouts and are refused.
     """
-    name_minor, abi = _version_from_name(names)
-    symbol = elf.symbols().get("Py_Version")
-    raw = elf.read_vaddr(symbol.value, 4) if symbol else None
-    if raw is not None:
-        hexversion = int.from_bytes(raw, "little")
+    name_minor, abi = version_from_name(names)
+    hexversion = read_hexversion(elf, elf.symbols().get("Py_Version"))
+    if hexversion is not None:
         minor = (hexversion >> 16) & 0xFF
         version = f"3.{minor}.{(hexversion >> 8) & 0xFF}"
     elif name_minor is not None:
