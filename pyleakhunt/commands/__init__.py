@@ -22,7 +22,7 @@ import importlib
 import os
 import sys
 from types import ModuleType
-from typing import Any, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
 from ..errors import (
     EXIT_CODES,
@@ -65,6 +65,7 @@ __all__ = [
     "epilog",
     "error",
     "main",
+    "report_errors",
     "warn",
 ]
 
@@ -176,14 +177,11 @@ def silence_stdout() -> None:
         pass
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """Run the ``pyleakhunt`` command with *argv*; return its exit code."""
+def report_errors(call: Callable[[], int]) -> int:
+    """Return what *call* returns; print its `PyleakhuntError` as one line
+    and return its code instead (a closed stdout is no error, Ctrl-C 130)."""
     try:
-        try:
-            args = build_parser().parse_args(argv)
-        except SystemExit as exc:  # --help, --version
-            return exc.code if isinstance(exc.code, int) else EXIT_OK
-        code: int = args.func(args)
+        code = call()
         try:
             sys.stdout.flush()
         except ValueError:  # closed by the program that run ran
@@ -198,3 +196,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         error("interrupted")
         return EXIT_INTERRUPTED
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run the ``pyleakhunt`` command with *argv*; return its exit code."""
+
+    def parse_and_run() -> int:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:  # --help, --version
+            return exc.code if isinstance(exc.code, int) else EXIT_OK
+        code: int = args.func(args)
+        return code
+
+    return report_errors(parse_and_run)
