@@ -244,6 +244,8 @@ def test_under_a_real_server_a_leak_and_a_clean_endpoint_hit_at_once():
     assert leak["requests"] == clean["requests"] == 240
     assert leak["leaking"] is True
     assert 1000 <= leak["bytes_per_request"] <= 1300
-    assert clean["leaking"] is False and clean["retained_bytes"] < 30_000
+    # First-request work (ABC caches, werkzeug's lazy set-up) stays with
+    # whichever endpoint ran first: about 33 KB on 3.10; the leak keeps 240 KB.
+    assert clean["leaking"] is False and clean["retained_bytes"] < 64_000
     top = leak["sites"][0]
     assert top["filename"] == __file__ and top["leaking"] is True
