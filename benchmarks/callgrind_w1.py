@@ -44,7 +44,8 @@ def instructions(config: str, iterations: int) -> int:
     """Total instructions (callgrind's Ir) of one child process."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "callgrind.out")
-        env = dict(os.environ, PYTHONPATH=REPO)
+        # A fixed hash seed: the same dict and set layouts in both runs.
+        env = dict(os.environ, PYTHONPATH=REPO, PYTHONHASHSEED="0")
         command = [
             "valgrind",
             "--tool=callgrind",

@@ -92,15 +92,21 @@ lh_frames_tstate(void)
    header's PyStackRef_AsPyObjectBorrow() clears the tag the way this very
    interpreter sets it (3.14 and 3.15 differ in their tag bits).
 
-   A frame is left out exactly when tracemalloc leaves it out: when
-   _PyFrame_IsIncomplete() says so, on every frame of the chain
-   (_PyThreadState_GetFrame, then _PyFrame_GetFirstComplete of each
-   previous).  That covers the frames owned by the interpreter or the C
+   A frame is left out exactly when tracemalloc leaves it out, which is
+   when _PyFrame_IsIncomplete() says so (tracemalloc applies it to every
+   frame: _PyThreadState_GetFrame, then _PyFrame_GetFirstComplete of each
+   previous).  It says so of the frames owned by the interpreter or the C
    stack (owner >= FRAME_OWNED_BY_INTERPRETER: entry frames, 3.14's CSTACK
-   frames, 3.15's base frame at the bottom of each thread) and the frames
-   that have not reached their first traceable instruction.  It reads the
-   frame's owner byte first, and the code object only for a Python frame,
-   so the test costs about what the owner test alone did on 3.12/3.13. */
+   frames, 3.15's base frame at the bottom of each thread), and of frames
+   that have not reached their first traceable instruction.  Only frames on
+   top of the stack can be in that second state: before it a frame runs
+   MAKE_CELL, COPY_FREE_VARS and RETURN_GENERATOR, which call no Python
+   code (3.12+ runs the GC at the next eval breaker, not inside an
+   allocation).  So the whole test runs on the top frames, and below the
+   first complete frame the owner byte alone decides: the whole test reads
+   the code object of every frame, which made the walk several times as
+   costly as 3.13's on W1 (callgrind).  tests/test_api.py compares every
+   frame and depth with tracemalloc's. */
 
 static inline _PyInterpreterFrame *
 top_frame(PyThreadState *tstate)
@@ -111,7 +117,7 @@ top_frame(PyThreadState *tstate)
 static inline int
 is_shown(_PyInterpreterFrame *frame)
 {
-    return !_PyFrame_IsIncomplete(frame);
+    return frame->owner < FRAME_OWNED_BY_INTERPRETER;
 }
 
 static inline PyCodeObject *
@@ -129,11 +135,10 @@ frame_lasti(_PyInterpreterFrame *frame)
     return _PyInterpreterFrame_LASTI(frame);
 }
 
-/* Every frame is tested, so the walk needs no special start. */
 static inline _PyInterpreterFrame *
 first_started_frame(_PyInterpreterFrame *f)
 {
-    while (f != NULL && !is_shown(f)) {
+    while (f != NULL && _PyFrame_IsIncomplete(f)) {
         f = f->previous;
     }
     return f;

@@ -652,6 +652,58 @@ static const PyMemAllocatorDomain lh_domains[LH_NDOMAINS] = {
      headers and Debian's 3.14.10 do not), older versions say nothing, so
      lh_ref_tracer_check() looks at the slot on pyleakhunt's API calls and
      takes it back, forwarding to the new owner. */
+/* The current site of an object reused from a free list; lock held.
+   3.14 keeps many more kinds of objects on free lists (ints among them),
+   so in W1 this runs several times an iteration: in the common case (one
+   frame, exact, the GIL holder) the site comes from the site cache, as
+   common_alloc() finds it, rather than from a full key. */
+static lh_site *
+site_of_reuse(lh_origin origin, int gil)
+{
+    int mode = S.common;
+    if (mode != LH_COMMON_NONE && gil) {
+        lh_frame top;
+        uint16_t total = 0;
+        int n = mode == LH_COMMON_DEPTH
+                    ? lh_frames_capture(origin.tstate, &top, 1, &total)
+                    : lh_frames_capture(origin.tstate, &top, 1, NULL);
+        lh_site *site = lh_sites_cached_one(
+            &S.sites, lh_key_where(LH_PYTHON_DOMAIN, origin.tag),
+            lh_key_depth(n, total), &top);
+        if (site != NULL) {
+            return site;
+        }
+    }
+    return current_site(LH_PYTHON_DOMAIN, origin);
+}
+
+/* An object created in a block that this thread did not just record:
+   reused from a free list, or recorded earlier.  Out of line, so that
+   the tracer's every other call (CPython makes one per object created and
+   one per object destroyed: some 120 an iteration of W1) saves no
+   registers for it. */
+static __attribute__((noinline)) void
+on_reuse(uintptr_t block)
+{
+    if (skip_free((void *)block)) {
+        return;
+    }
+    lh_origin origin = origin_of(lh_frames_tstate());
+    int gil = on_main_gil(origin.tstate);
+    lh_lock_acquire(&S.lock, gil);
+    uint32_t site_id;
+    size_t size;
+    if (is_tracing() && lh_blocks_get(&S.blocks, block, &site_id, &size)) {
+        lh_site *site = site_of_reuse(origin, gil);
+        if (site != NULL && site->id != site_id) {
+            account_remove(site_id, size);
+            lh_blocks_set_site(&S.blocks, block, site->id);
+            account_add(site, size);
+        }
+    }
+    lh_lock_release(&S.lock, gil);
+}
+
 static int
 on_new_reference(PyObject *op, PyRefTracerEvent event, void *data)
 {
@@ -662,43 +714,25 @@ on_new_reference(PyObject *op, PyRefTracerEvent event, void *data)
     if (prev != NULL) {
         prev(op, event, S.ref_prev_data);
     }
-    if (event != PyRefTracer_CREATE) {
-        /* TRACKER_REMOVED (3.15) comes with op == NULL: noted, and handled
-           on the next API call (replacing the tracer again from inside
-           PyRefTracer_SetTracer is not possible: the new one is set after
-           this returns). */
-        if ((int)event == 2 /* PyRefTracer_TRACKER_REMOVED */) {
-            atomic_store(&S.ref_displaced, 1);
+    if (event == PyRefTracer_CREATE) {
+        if (lh_in_hook || !is_tracing()) {
+            return 0;
         }
-        return 0;
-    }
-    if (lh_in_hook || !is_tracing()) {
-        return 0;
-    }
-    uintptr_t block = lh_object_block(op);
-    if (block == lh_last_block) {
-        /* Consumed: if this block is later reused from a free list, the
-           next creation in it must not be mistaken for this one. */
-        lh_last_block = 0;
-        return 0;
-    }
-    if (skip_free((void *)block)) {
-        return 0;
-    }
-    lh_origin origin = origin_of(lh_frames_tstate());
-    int gil = on_main_gil(origin.tstate);
-    lh_lock_acquire(&S.lock, gil);
-    uint32_t site_id;
-    size_t size;
-    if (is_tracing() && lh_blocks_get(&S.blocks, block, &site_id, &size)) {
-        lh_site *site = current_site(LH_PYTHON_DOMAIN, origin);
-        if (site != NULL && site->id != site_id) {
-            account_remove(site_id, size);
-            lh_blocks_set_site(&S.blocks, block, site->id);
-            account_add(site, size);
+        uintptr_t block = lh_object_block(op);
+        if (block == lh_last_block) {
+            /* Consumed: if this block is later reused from a free list,
+               the next creation in it must not be mistaken for this one. */
+            lh_last_block = 0;
+            return 0;
         }
+        on_reuse(block);
     }
-    lh_lock_release(&S.lock, gil);
+    else if ((int)event == 2 /* PyRefTracer_TRACKER_REMOVED */) {
+        /* 3.15, with op == NULL: noted, and handled on the next API call
+           (replacing the tracer again from inside PyRefTracer_SetTracer is
+           not possible: the new one is set after this returns). */
+        atomic_store(&S.ref_displaced, 1);
+    }
     return 0;
 }
 

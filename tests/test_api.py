@@ -102,6 +102,66 @@ def test_traceback_with_25_frames_lists_the_whole_call_chain():
     assert len(frames) == min(25, traceback_depth_of_caller() + 12)
 
 
+def gen_makes(n):
+    for i in range(n):
+        yield bytearray(3002 + i)
+
+
+async def coro_makes():
+    return bytearray(3010)
+
+
+def objects_from_many_kinds_of_frames():
+    """Objects made in frames of each kind the interpreter pushes: plain
+    calls, a generator resumed by a C loop, a coroutine driven by send(), a
+    class body, comprehensions, Python called back from C (sorted's key,
+    map), and a frame deep in a recursion."""
+
+    class MadeInClassBody:
+        made = bytearray(3001)
+
+    kept = [make_bytes(3000), MadeInClassBody.made]
+    kept += list(gen_makes(3))
+    coro = coro_makes()
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        kept.append(done.value)
+    kept += [bytearray(3020 + i) for i in range(2)]
+    made_by_key = []
+    sorted(range(2), key=lambda i: made_by_key.append(bytearray(3040 + i)) or i)
+    kept += made_by_key
+    kept += list(map(lambda i: bytearray(3050 + i), range(2)))
+    kept.append(nested(20, 3060))
+    return kept
+
+
+@pytest.mark.parametrize("nframe", [1, 25])
+def test_tracebacks_match_tracemalloc_frame_for_frame(nframe):
+    # Both trace the same blocks (tracemalloc below, pyleakhunt on top):
+    # every frame, line and total depth must be the same, whatever the
+    # frames the interpreter pushes of its own (entry, shim, base frames),
+    # within the limit and beyond it (only counted).
+    import tracemalloc
+
+    tracemalloc.start(nframe)
+    try:
+        pyleakhunt.start(nframe)
+        kept = objects_from_many_kinds_of_frames()
+        for obj in kept:
+            ours = pyleakhunt.get_object_traceback(obj)
+            theirs = tracemalloc.get_object_traceback(obj)
+            assert theirs is not None and ours is not None, obj
+            assert [(f.filename, f.lineno) for f in ours] == [
+                (f.filename, f.lineno) for f in theirs
+            ], obj
+            assert ours.total_nframe == theirs.total_nframe, obj
+        pyleakhunt.stop()
+    finally:
+        tracemalloc.stop()
+    assert len(kept) == 13
+
+
 def traceback_depth_of_caller():
     depth = 0
     frame = sys._getframe(2)

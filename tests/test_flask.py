@@ -198,7 +198,11 @@ class InFlight:
 
 
 def test_under_a_real_server_a_leak_and_a_clean_endpoint_hit_at_once():
-    app = make_app(report=True)
+    # On 3.10 to 3.12, objects reused from free lists keep the endpoint of
+    # their block's first allocation: under a real server, a clean endpoint
+    # drifts by up to ~15 B a request (werkzeug's headers, exceptions).  The
+    # leak keeps ~1100 B a request; the verdict's floor is set between.
+    app = make_app(report=True, min_bytes_per_request=64)
     in_flight = InFlight(app)
     server = werkzeug_serving.make_server(
         "127.0.0.1", 0, in_flight, threaded=True, request_handler=QuietHandler
@@ -244,6 +248,8 @@ def test_under_a_real_server_a_leak_and_a_clean_endpoint_hit_at_once():
     assert leak["requests"] == clean["requests"] == 240
     assert leak["leaking"] is True
     assert 1000 <= leak["bytes_per_request"] <= 1300
-    assert clean["leaking"] is False and clean["retained_bytes"] < 30_000
+    # First-request work (ABC caches, werkzeug's lazy set-up) stays with
+    # whichever endpoint ran first: about 33 KB on 3.10; the leak keeps 240 KB.
+    assert clean["leaking"] is False and clean["retained_bytes"] < 64_000
     top = leak["sites"][0]
     assert top["filename"] == __file__ and top["leaking"] is True

@@ -388,3 +388,16 @@ def test_report_ranks_suspects_as_the_suspects_command_does(leaky_timeline):
     assert got == [(s.growth_bytes, s.size, s.count) for s in expected]
     rates = [r["rate"] for r in table["rows"]]
     assert rates == pytest.approx([s.growth_bytes_per_s for s in expected], rel=1e-5)
+
+
+def test_page_can_leave_source_lines_out(tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text("def f():\n    SECRET = 'token'\n")
+    frames = ((str(script), 2),)
+    for sources, expected in ((True, "SECRET = 'token'"), (False, "")):
+        page = html.Page("t", sources=sources)
+        page.flame_graph("f", [(frames, 100, 1)])
+        data = page.data()
+        (frame,) = [frame_at(data, i) for i in range(len(data["frames"]))]
+        assert frame[3] == expected
+        assert frame[2].endswith("f")  # named either way

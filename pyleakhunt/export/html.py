@@ -17,6 +17,7 @@ Usage, the three kinds of section::
     from pyleakhunt.export import html
 
     page = html.Page("Memory of my service", ["pid 1234, 200 samples"])
+    # html.Page(..., sources=False): no source line of the program in the page.
 
     # A chart of several series: points are (x, y); x is seconds from the
     # start with x_kind="time" (axis in s/min/h) or a plain number with
@@ -203,7 +204,9 @@ class _Frames:
     function, source line]``.  Sections refer to frames by index.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, sources: bool = True) -> None:
+        #: False: source lines are left out (empty strings).
+        self.sources = sources
         self.files: List[List[str]] = []
         self.table: List[List[Any]] = []
         self._index: Dict[Tuple[str, int], int] = {}
@@ -243,7 +246,7 @@ class _Frames:
                 function = self._namer.name(filename, lineno).function
             except (OSError, ValueError, RecursionError, MemoryError):
                 function = "%s:%d" % (short_filename(filename), lineno)
-            if lineno > 0 and not filename.startswith("<"):
+            if self.sources and lineno > 0 and not filename.startswith("<"):
                 source = linecache.getline(filename, lineno).strip()
                 if len(source) > SOURCE_WIDTH:
                     source = source[: SOURCE_WIDTH - 3] + "..."
@@ -518,9 +521,12 @@ class Page:
     #: Lines under the title (what was read, when, which process).
     subtitle: Sequence[str] = ()
     sections: List[Dict[str, Any]] = field(default_factory=list)
+    #: False leaves source lines out of the page (a page served over HTTP
+    #: may not want to show the program's code); frames keep their names.
+    sources: bool = True
 
     def __post_init__(self) -> None:
-        self._frames = _Frames()
+        self._frames = _Frames(self.sources)
 
     def chart(
         self,
