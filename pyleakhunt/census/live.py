@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
+from ..process.proc import ProcFS, Region
 from . import _scan
 from .elf import FileMapping
 from .errors import NotPermittedError, ProcessError
@@ -41,29 +42,8 @@ STOP_TIMEOUT = 5.0
 #: Kernel mappings that cannot be read through /proc/PID/mem.
 _UNREADABLE = ("[vvar]", "[vsyscall]", "[vvar_vclock]")
 PAGE = mmap.PAGESIZE
-
-
-@dataclass(frozen=True)
-class Region:
-    """One line of /proc/PID/maps."""
-
-    start: int
-    end: int
-    perms: str
-    offset: int
-    path: str
-
-    @property
-    def readable(self) -> bool:
-        return self.perms[0] == "r"
-
-    @property
-    def writable(self) -> bool:
-        return self.perms[1] == "w"
-
-    @property
-    def file_backed(self) -> bool:
-        return self.path.startswith("/")
+#: Where the process is read from.
+PROC = ProcFS()
 
 
 @dataclass
@@ -98,52 +78,27 @@ def _proc_error(pid: int, exc: OSError, action: str) -> ProcessError:
 
 
 def _tracer_of(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("TracerPid:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
+    return PROC.tracer(pid)
 
 
 def process_state(pid: int) -> str:
     """The state letter of /proc/PID/stat ("R", "S", "T" stopped...)."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
+        return PROC.state(pid)
     except OSError as exc:
         raise _proc_error(pid, exc, "read") from None
-    # The command name may hold spaces and parentheses: the state follows
-    # the last ")".
-    return stat[stat.rindex(b")") + 2 :].split(b" ", 1)[0].decode()
 
 
 def read_maps(pid: int) -> List[Region]:
     """The mappings of process *pid*."""
     try:
-        with open(f"/proc/{pid}/maps", encoding="utf-8", errors="surrogateescape") as f:
-            lines = f.read().splitlines()
+        return PROC.maps(pid)
     except OSError as exc:
         raise _proc_error(pid, exc, "read") from None
-    regions = []
-    for line in lines:
-        parts = line.split(None, 5)
-        if len(parts) < 5:
-            continue
-        start, end = (int(x, 16) for x in parts[0].split("-"))
-        path = parts[5] if len(parts) > 5 else ""
-        regions.append(Region(start, end, parts[1], int(parts[2], 16), path))
-    return regions
 
 
 def _command_line(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
-    except OSError:
-        return ""
+    return PROC.command_line(pid)
 
 
 def _to_copy(regions: List[Region]) -> List[Region]:

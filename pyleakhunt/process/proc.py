@@ -37,6 +37,32 @@ class MappedFile:
         return self.path[: -len(" (deleted)")] if self.deleted else self.path
 
 
+@dataclass(frozen=True)
+class Region:
+    """One line of ``/proc/PID/maps``."""
+
+    start: int
+    end: int
+    perms: str
+    offset: int
+    path: str
+
+    @property
+    def readable(self) -> bool:
+        """Whether the mapping may be read (``r``)."""
+        return self.perms[0] == "r"
+
+    @property
+    def writable(self) -> bool:
+        """Whether the mapping may be written (``w``)."""
+        return self.perms[1] == "w"
+
+    @property
+    def file_backed(self) -> bool:
+        """Whether a file is mapped (a path, not ``[heap]`` or nothing)."""
+        return self.path.startswith("/")
+
+
 class ProcFS:
     """Read-only access to ``/proc``, with files that tests may override.
 
@@ -57,14 +83,19 @@ class ProcFS:
         """The real path of *relative*."""
         return os.path.join(self.root, relative)
 
-    def read(self, relative: str) -> str:
-        """The text of *relative* (raises OSError like ``open``)."""
+    def read(self, relative: str, errors: str = "replace") -> str:
+        """The text of *relative* (raises OSError like ``open``).
+
+        *errors* says what becomes of bytes that are not UTF-8: the paths
+        in ``maps`` keep them (``"surrogateescape"``), to be opened.
+        """
         if relative in self.overrides:
             value = self.overrides[relative]
             if isinstance(value, BaseException):
                 raise value
             return value
-        with open(self.path(relative), encoding="utf-8", errors="replace") as f:
+        path = self.path(relative)
+        with open(path, encoding="utf-8", errors=errors, newline="") as f:
             return f.read()
 
     def read_or(self, relative: str, default: str = "") -> str:
@@ -138,16 +169,41 @@ class ProcFS:
             return None
         return data if len(data) == size else None
 
+    def state(self, pid: int) -> str:
+        """The state letter of ``/proc/PID/stat`` ("R", "S", "T" stopped...)."""
+        return self.stat_fields(pid)[0]
+
+    def tracer(self, pid: int) -> int:
+        """The PID of the process that traces *pid* (0: none, or unknown)."""
+        try:
+            return int(self.status(pid).get("TracerPid", "0") or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def command_line(self, pid: int) -> str:
+        """*pid*'s arguments joined by spaces ("" if it cannot be read)."""
+        return self.read_or("%d/cmdline" % pid).replace("\0", " ").strip()
+
+    def maps(self, pid: int) -> List[Region]:
+        """The mappings of *pid*, one per line of ``/proc/PID/maps``."""
+        regions = []
+        for line in self.read("%d/maps" % pid, "surrogateescape").splitlines():
+            parts = line.split(None, 5)
+            if len(parts) < 5:
+                continue
+            start, end = (int(x, 16) for x in parts[0].split("-"))
+            path = parts[5] if len(parts) > 5 else ""
+            regions.append(Region(start, end, parts[1], int(parts[2], 16), path))
+        return regions
+
     def mapped_files(self, pid: int) -> List[MappedFile]:
         """The files mapped in *pid*, each with its lowest mapping at offset 0."""
         found: Dict[str, MappedFile] = {}
-        for line in self.read("%d/maps" % pid).splitlines():
-            parts = line.split(None, 5)
-            if len(parts) < 6 or not parts[5].startswith("/"):
+        for region in self.maps(pid):
+            if not region.path.startswith("/"):
                 continue
-            if int(parts[2], 16) == 0 and parts[5] not in found:
-                start, end = (int(value, 16) for value in parts[0].split("-"))
-                found[parts[5]] = MappedFile(parts[5], start, end)
+            if region.offset == 0 and region.path not in found:
+                found[region.path] = MappedFile(region.path, region.start, region.end)
         return list(found.values())
 
     def image(self, pid: int, mapped: MappedFile) -> str:
