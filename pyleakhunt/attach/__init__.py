@@ -66,7 +66,8 @@ The package, one room per concern::
     bootstrap.py   the code that runs in the target (its source is sent)
     command.py     one command from start to end (`attach`)
     output.py      what is printed: notes, progress, the result's lines
-    cli.py         the command line (`main`, `register`)
+    cli.py         the command line's names (`main`, `register`...); the
+                   command line itself is ``pyleakhunt.commands.attach``
 
 Reading ``/proc`` and ELF files, and telling which CPython a process runs,
 is ``pyleakhunt.process``, shared with the census.
