@@ -18,17 +18,14 @@ from .base import Request
 
 
 def note(message: str) -> None:
+    """Print *message* on stderr, as what the command is doing (--verbose)."""
     sys.stderr.write("pyleakhunt: %s\n" % message)
     sys.stderr.flush()
 
 
 def warn(message: str) -> None:
+    """Print *message* on stderr as a warning; the command goes on."""
     sys.stderr.write("pyleakhunt: warning: %s\n" % message)
-    sys.stderr.flush()
-
-
-def error(message: str) -> None:
-    sys.stderr.write("pyleakhunt: error: %s\n" % message)
     sys.stderr.flush()
 
 
