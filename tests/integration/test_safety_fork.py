@@ -1,0 +1,222 @@
+"""The tracer never hurts the program it watches.
+
+fork: the child keeps tracing with consistent tables and never deadlocks.
+
+Where a crash, a deadlock or the end of the interpreter is what is being
+tested, the scenario runs in a child interpreter with a timeout, and the test
+asserts on its exit code and its output (helpers.run_python, assert_clean).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from helpers import (
+    HAS_FORK,
+    assert_clean,
+    child,
+    run_python,
+)
+
+# --------------------------------------------------------------------------
+# 3. fork
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not HAS_FORK, reason="needs os.fork")
+def test_forked_child_keeps_tracing_with_consistent_tables():
+    proc = run_python(
+        child(
+            """
+            import traceback
+            pyleakhunt.start(5)
+
+            class Marker:
+                pass
+
+            def parent_allocates():
+                return [Marker() for _ in range(200)]
+
+            parent_objs = parent_allocates()
+            parent_tb = pyleakhunt.get_object_traceback(parent_objs[7])
+            assert parent_tb is not None
+            parent_line = parent_tb[-1].lineno
+            big_parent = bytes(300_000)
+            sys.stdout.flush()
+
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    assert pyleakhunt.is_tracing()
+                    # Objects of the parent are still known, with their site.
+                    tb = pyleakhunt.get_object_traceback(parent_objs[7])
+                    assert tb is not None and tb[-1].lineno == parent_line, tb
+                    assert pyleakhunt.get_object_traceback(big_parent) is not None
+                    snap = check_snapshot_consistent()
+                    sizes = [t.size for t in snap.traces]
+                    assert any(s >= 300_000 for s in sizes)
+                    # New allocations in the child are traced correctly.
+                    def child_allocates():
+                        return bytearray(424_242)
+                    obj = child_allocates(); line = sys._getframe().f_lineno
+                    tb = pyleakhunt.get_object_traceback(obj)
+                    assert tb[-1].lineno == child_allocates.__code__.co_firstlineno + 1
+                    assert tb[-2].lineno == line
+                    p = raw_malloc_gil(515_151); line = sys._getframe().f_lineno
+                    found = [t for t in pyleakhunt.take_snapshot().traces
+                             if t.size == 515_151]
+                    assert [frames(t)[-1] for t in found] == [("<string>", line)]
+                    raw_free_nogil(p)
+                    check_snapshot_consistent()
+                    # Stop and start again in the child.
+                    pyleakhunt.stop()
+                    pyleakhunt.start(1)
+                    x = bytes(5000); line = sys._getframe().f_lineno
+                    assert pyleakhunt.get_object_traceback(x)[-1].lineno == line
+                    check_snapshot_consistent()
+                    print("CHILD OK", flush=True)
+                    os._exit(0)
+                except BaseException:
+                    traceback.print_exc()
+                    sys.stderr.flush()
+                    os._exit(1)
+            code = wait_child(pid, 30)
+            assert code == 0, code
+            # The parent is unaffected.
+            tb = pyleakhunt.get_object_traceback(parent_objs[7])
+            assert tb[-1].lineno == parent_line
+            check_snapshot_consistent()
+            print("OK")
+            """
+        )
+    )
+    assert_clean(proc, stdout_has=("CHILD OK", "OK"))
+
+
+@pytest.mark.skipif(not HAS_FORK, reason="needs os.fork")
+def test_fork_while_other_threads_allocate_does_not_deadlock_the_child():
+    proc = run_python(
+        child(
+            """
+            import traceback
+            stop_workers = threading.Event()
+
+            def raw_allocs():
+                # Each ctypes call releases the GIL; the C loop of the next
+                # test keeps the lock far busier.
+                while not stop_workers.is_set():
+                    for p in [raw_malloc_nogil(64 + i) for i in range(64)]:
+                        raw_free_nogil(p)
+
+            def python_allocs():
+                keep = []
+                while not stop_workers.is_set():
+                    keep.append({i: bytes(i) for i in range(40)})
+                    if len(keep) > 100:
+                        del keep[:50]
+
+            pyleakhunt.start(3)
+            workers = [threading.Thread(target=f, daemon=True)
+                       for f in (raw_allocs, raw_allocs, raw_allocs, python_allocs)]
+            for w in workers:
+                w.start()
+            time.sleep(0.05)
+            results = []
+            for i in range(40):
+                pid = os.fork()
+                if pid == 0:
+                    try:
+                        x = [bytes(100) for _ in range(200)]
+                        line = sys._getframe().f_lineno - 1
+                        assert pyleakhunt.get_object_traceback(x[0])[-1].lineno == line
+                        p = raw_malloc_nogil(100_001)
+                        raw_free_nogil(p)
+                        check_snapshot_consistent()
+                        pyleakhunt.take_snapshot(traces=False)
+                        os._exit(0)
+                    except BaseException:
+                        traceback.print_exc()
+                        sys.stderr.flush()
+                        os._exit(1)
+                results.append(wait_child(pid, 15))
+                if results[-1] != 0:
+                    break
+            stop_workers.set()
+            for w in workers:
+                w.join(30)
+            assert results == [0] * 40, results
+            check_snapshot_consistent()
+            print("OK")
+            """
+        ),
+        args=("-W", "ignore::DeprecationWarning"),
+        timeout=120,
+    )
+    assert_clean(proc)
+
+
+@pytest.mark.skipif(not HAS_FORK, reason="needs os.fork")
+@pytest.mark.skipif(
+    "libasan" in os.environ.get("LD_PRELOAD", ""),
+    reason="ASan's own allocator is not fork-safe (GCC 12's libasan): a child "
+    "forked while another thread is inside malloc can hang in the sanitizer's "
+    "lock, whatever the tracer does",
+)
+def test_fork_while_c_code_allocates_without_the_gil_does_not_deadlock_the_child(
+    capi_probe_dir,
+):
+    # Threads that allocate in a C loop with the GIL released hold the
+    # tracer's lock a good part of the time, including when the main thread
+    # forks; the lock must be free in the child all the same.
+    proc = run_python(
+        child(
+            """
+            import traceback
+            import lhcapi_probe
+            stop_workers = threading.Event()
+            failures = []
+
+            def c_churn():
+                while not stop_workers.is_set():
+                    failures.append(lhcapi_probe.churn(20000))
+
+            pyleakhunt.start(3)
+            workers = [threading.Thread(target=c_churn) for _ in range(3)]
+            for w in workers:
+                w.start()
+            time.sleep(0.05)
+            results = []
+            for i in range(30):
+                pid = os.fork()
+                if pid == 0:
+                    try:
+                        x = [bytes(100) for _ in range(200)]
+                        line = sys._getframe().f_lineno - 1
+                        assert pyleakhunt.get_object_traceback(x[0])[-1].lineno == line
+                        assert lhcapi_probe.churn(1000) == 0
+                        check_snapshot_consistent()
+                        os._exit(0)
+                    except BaseException:
+                        traceback.print_exc()
+                        sys.stderr.flush()
+                        os._exit(1)
+                results.append(wait_child(pid, 10))
+                if results[-1] != 0:
+                    break
+            stop_workers.set()
+            for w in workers:
+                w.join(30)
+                assert not w.is_alive()
+            assert results == [0] * 30, results
+            assert not any(failures), failures
+            snap = check_snapshot_consistent()
+            assert not [t for t in snap.traces if t.domain == 9]
+            print("OK")
+            """
+        ),
+        args=("-W", "ignore::DeprecationWarning"),
+        extra_path=(capi_probe_dir,),
+        timeout=120,
+    )
+    assert_clean(proc)
