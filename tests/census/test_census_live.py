@@ -157,3 +157,19 @@ def test_a_process_we_may_not_read_exits_5(victim):
         f"pyleakhunt: error: not permitted to read process {victim.pid}"
     )
     assert victim.state() not in ("T", "t")
+
+
+def test_not_permitted_and_gone_have_the_tables_codes():
+    """EPERM on a process nobody traces is 5 (not permitted), as for attach;
+    a process that is gone is 4 (docs/cli.md).  Runs as any user, where the
+    test above needs root."""
+    import errno
+
+    from pyleakhunt.census import live
+    from pyleakhunt.census.errors import NotPermittedError
+
+    denied = live._proc_error(os.getpid(), PermissionError(errno.EPERM, "no"), "stop")
+    assert isinstance(denied, NotPermittedError) and denied.code == 5
+    assert str(denied).startswith(f"not permitted to stop process {os.getpid()}")
+    gone = live._proc_error(os.getpid(), ProcessLookupError(errno.ESRCH, "no"), "stop")
+    assert type(gone) is ProcessError and gone.code == 4
