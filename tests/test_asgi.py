@@ -6,9 +6,10 @@ import urllib.request
 
 import pytest
 
-from pyleakhunt import attribution, wsgi
+from pyleakhunt import attribution
 from pyleakhunt.asgi import LeakHuntMiddleware
 from pyleakhunt.attribution import TAG_VAR
+from pyleakhunt.web import page as web_page
 
 LEAKED = []
 TOKEN = "asgi-token-0123456789abcdef"
@@ -19,7 +20,7 @@ def fresh_attribution():
     attribution.reset()
     LEAKED.clear()
     yield
-    for listener in list(wsgi._listeners):  # a test that failed midway
+    for listener in list(web_page._listeners):  # a test that failed midway
         listener.close()
     attribution.reset()
     LEAKED.clear()

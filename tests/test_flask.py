@@ -8,8 +8,9 @@ import urllib.request
 
 import pytest
 
-from pyleakhunt import attribution, wsgi
+from pyleakhunt import attribution
 from pyleakhunt.attribution import TAG_VAR
+from pyleakhunt.web import page as web_page
 
 # Skipped only when Flask is not installed at all: an installed Flask that
 # fails to import (a Python version it does not support yet) is an error,
@@ -34,7 +35,7 @@ def fresh_attribution():
     attribution.reset()
     LEAKED.clear()
     yield
-    for listener in list(wsgi._listeners):  # a test that failed midway
+    for listener in list(web_page._listeners):  # a test that failed midway
         listener.close()
     attribution.reset()
     LEAKED.clear()

@@ -16,9 +16,10 @@ from wsgiref.util import FileWrapper, setup_testing_defaults
 
 import pytest
 
-from pyleakhunt import attribution, wsgi
+from pyleakhunt import attribution
 from pyleakhunt.attribution import TAG_VAR
 from pyleakhunt.fileformat import read_snapshot
+from pyleakhunt.web import page as web_page
 from pyleakhunt.wsgi import (
     LeakHuntMiddleware,
     LoopbackPage,
@@ -36,7 +37,7 @@ def fresh_attribution():
     attribution.reset()
     LEAKED.clear()
     yield
-    for listener in list(wsgi._listeners):  # a test that failed midway
+    for listener in list(web_page._listeners):  # a test that failed midway
         listener.close()
     attribution.reset()
     LEAKED.clear()
