@@ -15,8 +15,8 @@ import pytest
 
 import pyleakhunt
 from pyleakhunt import cli, report
-from pyleakhunt.commands import files
 from pyleakhunt._raw import RawSite, RawSnapshot
+from pyleakhunt.commands import files
 from pyleakhunt.fileformat import TimelineWriter, write_snapshot
 from pyleakhunt.growth import suspects_in
 
