@@ -103,6 +103,30 @@ def free_port() -> int:
 # A rendered report page
 
 
+def recorded_timeline(directory: str, name: str, source: str, batches: int = 40) -> str:
+    """Run *source* as script *name* under ``pyleakhunt run``; its timeline."""
+    os.makedirs(directory, exist_ok=True)
+    script = os.path.join(directory, name)
+    with open(script, "w") as f:
+        f.write(source)
+    out = os.path.join(directory, "timelines")
+    result = run_cli("run", "--interval", "0.05", "-o", out, script, str(batches))
+    assert result.returncode == 0, result.stderr
+    (timeline,) = [os.path.join(out, n) for n in os.listdir(out)]
+    return timeline
+
+
+def report_of(*inputs: str, output: Optional[str] = None) -> str:
+    """``pyleakhunt report`` of *inputs*; the path of the HTML file."""
+    argv = ["report", *inputs] + (["-o", output] if output else [])
+    result = run_cli(*argv)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no progress when stderr is not a terminal
+    path = result.stdout.strip()
+    assert os.path.isfile(path)
+    return path
+
+
 def page_data(text: str) -> Dict[str, Any]:
     """The JSON a rendered page draws from."""
     match = re.search(
@@ -197,6 +221,14 @@ def check_snapshot_consistent(slack=256 * 1024):
     assert abs(block_total - before) <= slack, (block_total, before)
     assert before < 1 << 40, before  # no underflow of the size_t total
     return snap
+
+def wait_until(condition, what, timeout=60):
+    # Wait for a condition (workers have run), never for a fixed time.
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.001)
 
 def wait_child(pid, timeout):
     deadline = time.monotonic() + timeout

@@ -102,12 +102,15 @@ def test_fork_while_other_threads_allocate_does_not_deadlock_the_child():
             import traceback
             stop_workers = threading.Event()
 
+            laps = {"raw": 0, "python": 0}
+
             def raw_allocs():
                 # Each ctypes call releases the GIL; the C loop of the next
                 # test keeps the lock far busier.
                 while not stop_workers.is_set():
                     for p in [raw_malloc_nogil(64 + i) for i in range(64)]:
                         raw_free_nogil(p)
+                    laps["raw"] += 1
 
             def python_allocs():
                 keep = []
@@ -115,13 +118,14 @@ def test_fork_while_other_threads_allocate_does_not_deadlock_the_child():
                     keep.append({i: bytes(i) for i in range(40)})
                     if len(keep) > 100:
                         del keep[:50]
+                    laps["python"] += 1
 
             pyleakhunt.start(3)
             workers = [threading.Thread(target=f, daemon=True)
                        for f in (raw_allocs, raw_allocs, raw_allocs, python_allocs)]
             for w in workers:
                 w.start()
-            time.sleep(0.05)
+            wait_until(lambda: min(laps.values()) >= 3, "the workers to run")
             results = []
             for i in range(40):
                 pid = os.fork()
@@ -185,7 +189,7 @@ def test_fork_while_c_code_allocates_without_the_gil_does_not_deadlock_the_child
             workers = [threading.Thread(target=c_churn) for _ in range(3)]
             for w in workers:
                 w.start()
-            time.sleep(0.05)
+            wait_until(lambda: len(failures) >= 6, "the C threads to run")
             results = []
             for i in range(30):
                 pid = os.fork()

@@ -38,6 +38,7 @@ SHUTDOWN_SCRIPTS = {
         """
         import zlib
         pyleakhunt.start(10)
+        laps = {"python": 0, "raw": 0, "zlib": 0}
         def python_allocs():
             keep = []
             while True:
@@ -45,34 +46,40 @@ SHUTDOWN_SCRIPTS = {
                 keep.append(bytes(2000))
                 if len(keep) > 200:
                     del keep[:100]
+                laps["python"] += 1
         def raw_allocs():
             while True:
                 for p in [raw_malloc_nogil(4096) for _ in range(32)]:
                     raw_free_nogil(p)
+                laps["raw"] += 1
         def zlib_work():
             data = zlib.compress(os.urandom(10000) * 30)
             while True:
                 zlib.decompress(data)
+                laps["zlib"] += 1
         for f in (python_allocs, python_allocs, raw_allocs, raw_allocs, zlib_work):
             threading.Thread(target=f, daemon=True).start()
-        time.sleep(0.3)
+        wait_until(lambda: min(laps.values()) >= 3, "the threads to run")
         print("OK")
         """,
         0,
     ),
     "daemon_thread_starting_and_stopping_tracing": (
         """
+        laps = {"toggler": 0, "raw": 0}
         def toggler():
             while True:
                 pyleakhunt.start(3)
                 x = [bytes(50) for _ in range(100)]
                 pyleakhunt.stop()
+                laps["toggler"] += 1
         def raw_allocs():
             while True:
                 raw_free_nogil(raw_malloc_nogil(3000))
+                laps["raw"] += 1
         threading.Thread(target=toggler, daemon=True).start()
         threading.Thread(target=raw_allocs, daemon=True).start()
-        time.sleep(0.3)
+        wait_until(lambda: min(laps.values()) >= 3, "the threads to run")
         print("OK")
         """,
         0,
@@ -140,13 +147,15 @@ def test_interpreter_shutdown_while_c_code_allocates_without_the_gil(
             pyleakhunt.start(5)
             if {tracemalloc_too}:
                 tracemalloc.start(5)   # above pyleakhunt: it stays installed
+            entered = []
             def c_churn():
                 while True:
+                    entered.append(1)   # then into C, never to come back
                     lhcapi_probe.churn(10**9)
             for _ in range(3):
                 threading.Thread(target=c_churn, daemon=True).start()
             data = [bytes(100) for _ in range(1000)]
-            time.sleep(0.2)
+            wait_until(lambda: len(entered) == 3, "the C threads to run")
             print("OK")
             """
         ),

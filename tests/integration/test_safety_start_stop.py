@@ -101,7 +101,8 @@ def test_start_and_stop_while_c_code_allocates_without_the_gil(capi_probe_dir):
             # block they tracked, they untracked; every one they allocated,
             # they freed.
             pyleakhunt.start(1)
-            time.sleep(0.1)
+            laps = len(failures)
+            wait_until(lambda: len(failures) >= laps + 6, "the C threads to run")
             stop_workers.set()
             for w in workers:
                 w.join(60)

@@ -15,14 +15,13 @@ import zlib
 from typing import Any, List
 
 import pytest
+from helpers import recorded_timeline, report_of
 from test_html_report import (
     CLEAN_SCRIPT,
     HOSTILE,
     HOSTILE_SCRIPT,
     LEAK_LINE,
     LEAKY_SCRIPT,
-    recorded_timeline,
-    report_of,
 )
 
 CHROMIUM = "/usr/bin/chromium"

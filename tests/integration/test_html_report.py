@@ -13,11 +13,10 @@ import io
 import json
 import os
 import re
-import subprocess
-import sys
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
+from helpers import page_data, recorded_timeline, report_of, sections
 
 from pyleakhunt import cli
 from pyleakhunt._raw import RawSite, RawSnapshot
@@ -55,57 +54,7 @@ HOSTILE_SCRIPT = LEAKY_SCRIPT.replace(
 
 
 # --------------------------------------------------------------------------
-# Helpers shared with tests/test_report_browser.py
-
-
-def run_cli(*argv: str, cwd: Optional[str] = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
-    return subprocess.run(
-        [sys.executable, "-m", "pyleakhunt", *argv],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def recorded_timeline(directory: str, name: str, source: str, batches: int = 40) -> str:
-    """Run *source* as script *name* under ``pyleakhunt run``; its timeline."""
-    os.makedirs(directory, exist_ok=True)
-    script = os.path.join(directory, name)
-    with open(script, "w") as f:
-        f.write(source)
-    out = os.path.join(directory, "timelines")
-    result = run_cli("run", "--interval", "0.05", "-o", out, script, str(batches))
-    assert result.returncode == 0, result.stderr
-    (timeline,) = [os.path.join(out, n) for n in os.listdir(out)]
-    return timeline
-
-
-def report_of(*inputs: str, output: Optional[str] = None) -> str:
-    """``pyleakhunt report`` of *inputs*; the path of the HTML file."""
-    argv = ["report", *inputs] + (["-o", output] if output else [])
-    result = run_cli(*argv)
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == ""  # no progress when stderr is not a terminal
-    path = result.stdout.strip()
-    assert os.path.isfile(path)
-    return path
-
-
-def page_data(text: str) -> Dict[str, Any]:
-    """The JSON a rendered page draws from."""
-    match = re.search(
-        r'<script type="application/json" id="plh-data">(.*?)</script>', text, re.S
-    )
-    assert match, "no data in the page"
-    return json.loads(match.group(1))
-
-
-def sections(data: Dict[str, Any], kind: str) -> List[Dict[str, Any]]:
-    return [s for s in data["sections"] if s["type"] == kind]
+# Helpers
 
 
 def raw(sites: List[RawSite], t: float, **fields: Any) -> RawSnapshot:
