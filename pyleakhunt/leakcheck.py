@@ -41,7 +41,7 @@ from typing import (
 
 import pyleakhunt
 
-from . import _freelist
+from . import _freelist, lease
 from .growth import TRACER_FILES
 from .snapshot import Traceback, format_size, untraced
 from .units import parse_size
@@ -350,24 +350,20 @@ class _Growth:
 
 
 class _TracerSession:
-    """Start the tracer if it is off; leave it as it was found."""
+    """A lease on the tracer for the check (`pyleakhunt.lease`): at least
+    *nframe* frames while it runs, the tracer left as it was found."""
 
     def __init__(self, nframe: int) -> None:
         self.nframe = nframe
-        self.was_tracing = False
-        self.old_limit = 1
+        self.lease: Optional[lease.Lease] = None
 
     def __enter__(self) -> None:
-        self.was_tracing = pyleakhunt.is_tracing()
-        if self.was_tracing:
-            self.old_limit = pyleakhunt.get_traceback_limit()
-        pyleakhunt.start(max(self.nframe, self.old_limit))
+        self.lease = lease.acquire(self.nframe, owner="leakcheck")
 
     def __exit__(self, *exc_info: object) -> None:
-        if not self.was_tracing:
-            pyleakhunt.stop()
-        elif pyleakhunt.get_traceback_limit() != self.old_limit:
-            pyleakhunt.start(self.old_limit)
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
 
 
 class _YoungObjectsOnly:

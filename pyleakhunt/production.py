@@ -56,7 +56,9 @@ from typing import Any, BinaryIO, Dict, Mapping, Optional, Tuple, Union
 
 import pyleakhunt
 
+from . import lease
 from .fileformat import TimelineWriter
+from .lease import Lease
 from .snapshot import Snapshot
 from .units import parse_size
 from .watcher import LeakWatcher
@@ -459,6 +461,9 @@ class _TimelineWatcher(LeakWatcher):
         fork held), so closing the child's copy writes nothing."""
         self.fork_lock.release()
         self._close()
+        if self._lease is not None:  # production's own lease keeps tracing
+            self._lease.release()
+            self._lease = None
 
 
 # --------------------------------------------------------------------------
@@ -468,9 +473,10 @@ class _TimelineWatcher(LeakWatcher):
 class _Session:
     """What `start` set up in this process."""
 
-    def __init__(self, settings: Settings, started_tracer: bool) -> None:
+    def __init__(self, settings: Settings, tracer: Lease) -> None:
         self.settings = settings
-        self.started_tracer = started_tracer
+        #: Production's own lease on the tracer (its watcher holds another).
+        self.tracer = tracer
         self.watcher: Optional[_TimelineWatcher] = None
 
 
@@ -524,9 +530,12 @@ def start(settings: Optional[Settings] = None) -> None:
         raise OSError(exc.errno, "dir=%s: %s" % (directory, exc.strerror)) from None
     if not os.access(directory, os.W_OK | os.X_OK):
         raise PermissionError(errno.EACCES, "dir=%s: not writable" % directory)
-    started_tracer = not pyleakhunt.is_tracing()
-    pyleakhunt.start(settings.nframe, sample_bytes=settings.sample_bytes or None)
-    session = _Session(settings, started_tracer)
+    tracer = lease.acquire(
+        settings.nframe,
+        sample_bytes=settings.sample_bytes or None,
+        owner="production",
+    )
+    session = _Session(settings, tracer)
     _session = session
     try:
         if settings.interval > 0:
@@ -557,8 +566,7 @@ def stop() -> None:
                 uninstall_dump_signal(signum)
             except ValueError:  # not the main thread
                 pass
-        if session.started_tracer and pyleakhunt.is_tracing():
-            pyleakhunt.stop()
+        session.tracer.release()
 
 
 def start_from_environment(environ: Optional[Mapping[str, str]] = None) -> bool:

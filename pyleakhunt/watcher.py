@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Union
 
 import pyleakhunt
 
+from . import lease
 from .fileformat import TimelineWriter
 from .growth import (
     DEFAULT_RULE,
@@ -26,6 +27,7 @@ from .growth import (
     find_suspects,
     reduce_snapshot,
 )
+from .lease import Lease
 from .snapshot import KEY_TYPES, Snapshot, Traceback
 
 
@@ -33,9 +35,10 @@ class LeakWatcher:
     """Watch a process for call sites whose live memory keeps growing.
 
     ``LeakWatcher(interval=1.0, key_type='userline')``; use `start` / `stop`
-    (or ``with``) for a background thread, or call `sample` yourself.  If
-    the tracer is off, the watcher starts it with *nframe* frames and stops
-    it again when the watcher stops.  With *path*, every sample is also
+    (or ``with``) for a background thread, or call `sample` yourself.  The
+    watcher holds a lease on the tracer (`pyleakhunt.lease`) with *nframe*
+    frames until it stops: it starts the tracer if it is off and stops it
+    again if nothing else holds one.  With *path*, every sample is also
     appended to a timeline file that ``pyleakhunt suspects`` reads.
 
     *key_type* is one of `pyleakhunt.snapshot.KEY_TYPES`; the default,
@@ -73,16 +76,17 @@ class LeakWatcher:
         self._lock = threading.Lock()
         self._stop_event = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self._started_tracer = False
+        self._lease: Optional[Lease] = None
         self._writer = TimelineWriter(path) if path is not None else None
         self.error: Optional[BaseException] = None
 
     # -- sampling -----------------------------------------------------------
 
     def _ensure_tracing(self) -> None:
-        if not pyleakhunt.is_tracing():
-            pyleakhunt.start(self.nframe)
-            self._started_tracer = True
+        if self._lease is None or not pyleakhunt.is_tracing():
+            if self._lease is not None:
+                self._lease.release()
+            self._lease = lease.acquire(self.nframe, owner="LeakWatcher")
 
     def sample(self) -> Snapshot:
         """Take one aggregated snapshot now and add it to the series."""
@@ -148,9 +152,9 @@ class LeakWatcher:
                 self.sample()
         if self._writer is not None:
             self._writer.close()
-        if self._started_tracer and pyleakhunt.is_tracing():
-            pyleakhunt.stop()
-            self._started_tracer = False
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
 
     def __enter__(self) -> LeakWatcher:
         return self.start()

@@ -67,9 +67,10 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import pyleakhunt
 
-from .. import _core
+from .. import _core, lease
 from .._raw import RawFrame, RawFrames, RawSnapshot
 from ..growth import DEFAULT_RULE, TRACER_FILES, GrowthRule, _slope
+from ..lease import Lease
 
 __all__ = [
     "OTHER",
@@ -429,7 +430,7 @@ class Attribution:
         self._lock = threading.Lock()
         self._stop_event = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self._started_tracer = False
+        self._lease: Optional[Lease] = None
         self._running = False
         #: Set in a forked child: the sampler thread did not survive.
         self._sampler_lost = False
@@ -439,15 +440,15 @@ class Attribution:
     def start(self) -> Attribution:
         """Register the tag variable, start tracing, start the sampler."""
         _core.set_tag_var(TAG_VAR)
-        if not pyleakhunt.is_tracing():
+        if self._lease is None:
             # Reports name lines, never the depth below them: not counting
             # it saves a walk of the server's whole stack per allocation.
-            pyleakhunt.start(
+            self._lease = lease.acquire(
                 self.options.nframe,
                 sample_bytes=self.options.sample_bytes,
                 total_nframe=False,
+                owner="attribution",
             )
-            self._started_tracer = True
         self._running = True
         self._start_sampler()
         return self
@@ -470,15 +471,15 @@ class Attribution:
                 self._error = f"{type(exc).__name__}: {exc}"
 
     def stop(self) -> None:
-        """Stop the sampler, and the tracer if `start` started it."""
+        """Stop the sampler and release the lease on the tracer."""
         self._running = False
         thread, self._thread = self._thread, None
         self._stop_event.set()
         if thread is not None and thread is not threading.current_thread():
             thread.join()
-        if self._started_tracer and pyleakhunt.is_tracing():
-            pyleakhunt.stop()
-        self._started_tracer = False
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
 
     def after_fork(self) -> None:
         """In a forked child: new locks; the sampler restarts on next use."""
