@@ -18,9 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-import pyleakhunt
-
-from .. import production, report
+from .. import lease, production, report
 from ..growth import DEFAULT_RULE
 from ..report import TimelineSuspects
 from ..snapshot import Snapshot
@@ -327,9 +325,8 @@ def _trace(
 ) -> int:
     if production.is_started():
         production.stop()  # PYLEAKHUNT was set for us: run takes over
-    was_tracing = pyleakhunt.is_tracing()
     try:
-        pyleakhunt.start(args.nframe, sample_bytes=args.sample)
+        tracer = lease.acquire(args.nframe, sample_bytes=args.sample, owner="run")
     except ValueError as exc:  # already tracing at another rate
         raise UsageError(str(exc)) from None
     started = time.monotonic()
@@ -342,8 +339,7 @@ def _trace(
             watcher.stop()  # its last sample, while keep_alive holds the program's
         finally:
             del keep_alive  # the program's objects may go now
-            if not was_tracing:
-                pyleakhunt.stop()
+            tracer.release()
     duration = time.monotonic() - started
     _flush_program_output()
     if exc is not None:
