@@ -46,6 +46,8 @@ _TAG = "pyleakhunt.tag"
 _TOKEN = "pyleakhunt.token"
 _STREAMED = "pyleakhunt.streamed"
 
+Environ = Dict[str, Any]
+
 
 class LeakHunt:
     """Flask extension: which endpoint retains the memory that stays.
@@ -120,16 +122,15 @@ class _FlaskMiddleware(LeakHuntMiddleware):
     nothing while it is sent.
     """
 
-    def __call__(
-        self, environ: Dict[str, Any], start_response: StartResponse
-    ) -> Iterable[bytes]:
-        if self.page is not None:
-            served = self.serve_report(environ, start_response)
-            if served is not None:
+    def __call__(self, environ: Environ, respond: StartResponse) -> Iterable[bytes]:
+        page = self.page
+        # The prefix test inline: it rules out nearly every request, no call.
+        if page is not None and environ.get("PATH_INFO", "").startswith(page.prefix):
+            if (served := self.serve_report(environ, respond)) is not None:
                 return served
         environ[_TAG] = 0  # tag_request counts only requests that pass here
         try:
-            body = self.app(environ, start_response)
+            body = self.app(environ, respond)
         finally:
             token = environ.pop(_TOKEN, None)
             if token is not None:

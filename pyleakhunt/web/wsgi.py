@@ -149,9 +149,10 @@ class LeakHuntMiddleware(MiddlewareCore):
     def __call__(
         self, environ: Dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
-        if self.page is not None:  # no call at all when there is no page
-            served = self.serve_report(environ, start_response)
-            if served is not None:
+        page = self.page
+        # The prefix test inline: it rules out nearly every request, no call.
+        if page is not None and environ.get("PATH_INFO", "").startswith(page.prefix):
+            if (served := self.serve_report(environ, start_response)) is not None:
                 return served
         tag = self.attribution.enter(self.endpoint(environ))
         token = TAG_VAR.set(tag)
@@ -169,7 +170,6 @@ class LeakHuntMiddleware(MiddlewareCore):
         if page is None:
             return None
         path = environ.get("PATH_INFO", "")
-        # The prefix test first: it rules out nearly every request.
         if not (path.startswith(page.prefix) and page.matches(path)):
             return None
 
