@@ -41,7 +41,8 @@ import pyleakhunt
 
 from . import attribution
 from .report import location, source_line
-from .snapshot import Traceback, format_size
+from .snapshot import Traceback
+from .units import format_size
 from .userframe import user_frame, via_text
 
 # --------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ._raw import RawSnapshot
-from .snapshot import Snapshot, Traceback, _group_key, untraced
+from .snapshot import Snapshot, Traceback, group_key, untraced
 from .userframe import user_frame_json
 
 #: The tracer's own modules: memory they hold (snapshots kept by a watcher)
@@ -130,7 +130,7 @@ def reduce_snapshot(
             continue
         key = cache.get(site.frames)
         if key is None:
-            key = cache[site.frames] = _group_key(key_type, site.frames, False)
+            key = cache[site.frames] = group_key(key_type, site.frames, False)
         entry = figures.setdefault(key, [0, 0])
         entry[0] += site.size
         entry[1] += site.count
@@ -148,7 +148,8 @@ def reduce_snapshot(
     return sample, {k: biggest[k][1] for k in keys}
 
 
-def _slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+def slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """The least-squares slope of *ys* over *xs* (0 when *xs* do not vary)."""
     n = len(xs)
     mean_x = sum(xs) / n
     mean_y = sum(ys) / n
@@ -222,8 +223,8 @@ def find_suspects(
         if consistency is None:
             continue
         size, count = samples[-1].figures[key]
-        per_s = _slope(times, sizes)
-        per_snapshot = _slope(range(len(sizes)), sizes)
+        per_s = slope(times, sizes)
+        per_snapshot = slope(range(len(sizes)), sizes)
         suspects.append(
             Suspect(
                 key=key,

@@ -43,8 +43,8 @@ import pyleakhunt
 
 from . import _freelist, lease
 from .growth import TRACER_FILES
-from .snapshot import Traceback, format_size, untraced
-from .units import parse_size
+from .snapshot import Traceback, untraced
+from .units import format_size, parse_size
 
 #: ``ignore=``: filename patterns, or a predicate that gets a traceback.
 Ignore = Union[None, str, Iterable[str], Callable[[Traceback], bool]]

@@ -57,6 +57,7 @@ from typing import Any, BinaryIO, Dict, Mapping, Optional, Tuple, Union
 import pyleakhunt
 
 from . import lease
+from ._files import write_atomically
 from .fileformat import TimelineWriter
 from .lease import Lease
 from .snapshot import Snapshot
@@ -314,18 +315,7 @@ def dump_snapshot(directory: str = ".", full: bool = False) -> str:
 
 def _write_atomically(snapshot: Snapshot, directory: str) -> str:
     path = dump_path(directory)
-    temporary = os.path.join(
-        directory, ".%s.%d.tmp" % (os.path.basename(path), os.getpid())
-    )
-    try:
-        snapshot.dump(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
+    write_atomically(path, snapshot.dump)
     return path
 
 

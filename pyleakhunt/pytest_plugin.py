@@ -378,7 +378,7 @@ def _summary(exc: BaseException) -> str:
 
 
 def _size(value: float) -> str:
-    from .snapshot import format_size
+    from .units import format_size
 
     return format_size(value)
 

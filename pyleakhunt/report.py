@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from .growth import Suspect
-from .snapshot import Snapshot, Statistic, StatisticDiff, Traceback, format_size
+from .snapshot import Snapshot, Statistic, StatisticDiff, Traceback
+from .units import format_size
 from .userframe import user_frame, user_frame_json, via_text
 
 #: key -> the whole traceback of the biggest site grouped under it, from

@@ -36,6 +36,7 @@ from typing import (
 
 from . import _core
 from ._raw import RawFrames, RawSite, RawSnapshot
+from .units import format_size
 from .userframe import user_raw_frame
 
 __all__ = [
@@ -83,17 +84,6 @@ def untraced(func: _F) -> _F:
 
 class AggregatedSnapshotError(RuntimeError):
     """Raised when per-block traces are asked of an aggregated snapshot."""
-
-
-def format_size(size: float, sign: bool = False) -> str:
-    """Format a byte count as tracemalloc does: ``"12.3 KiB"``."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(size) < 100 and unit != "B":
-            return ("%+.1f %s" if sign else "%.1f %s") % (size, unit)
-        if abs(size) < 10 * 1024 or unit == "TiB":
-            return ("%+.0f %s" if sign else "%.0f %s") % (size, unit)
-        size /= 1024
-    raise AssertionError("unreachable")
 
 
 # --------------------------------------------------------------------------
@@ -933,7 +923,7 @@ _FRAMES_OF_KEY: Dict[str, Callable[[Any], RawFrames]] = {
 }
 
 
-def _raw_group_key(key_type: str, frames: RawFrames) -> RawFrames:
+def raw_group_key(key_type: str, frames: RawFrames) -> RawFrames:
     """The frames a site (or one frame of it) is grouped under."""
     if key_type == "traceback":
         return frames
@@ -944,10 +934,10 @@ def _raw_group_key(key_type: str, frames: RawFrames) -> RawFrames:
     return ((frames[0][0], 0),)
 
 
-def _group_key(key_type: str, part: Any, cumulative: bool) -> Traceback:
+def group_key(key_type: str, part: Any, cumulative: bool) -> Traceback:
     """The traceback a site (or, when cumulative, one frame) is grouped under."""
     frames = (part,) if cumulative else part
-    return Traceback(_raw_group_key(key_type, frames))
+    return Traceback(raw_group_key(key_type, frames))
 
 
 #: Predicate applied to a traceback, for APIs that take ``ignore=``.

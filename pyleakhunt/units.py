@@ -1,4 +1,5 @@
-"""Byte sizes written by people: ``"512KiB"``, ``"1.5 MB"``, ``"0 B"``."""
+"""Byte sizes: read as people write them (``"512KiB"``, ``"1.5 MB"``, ``"0 B"``:
+`parse_size`), and written as tracemalloc writes them (`format_size`)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,14 @@ def parse_size(value: Union[str, int, float]) -> int:
             "optional unit: B, KiB, MiB, GiB, KB, MB, GB; for example '512KiB')"
         )
     return int(float(match.group(1)) * _UNITS[unit])
+
+
+def format_size(size: float, sign: bool = False) -> str:
+    """Format a byte count as tracemalloc does: ``"12.3 KiB"``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 100 and unit != "B":
+            return ("%+.1f %s" if sign else "%.1f %s") % (size, unit)
+        if abs(size) < 10 * 1024 or unit == "TiB":
+            return ("%+.0f %s" if sign else "%.0f %s") % (size, unit)
+        size /= 1024
+    raise AssertionError("unreachable")

@@ -252,18 +252,7 @@ def _snapshot(pyleakhunt, request):
     started = time.monotonic()
     snapshot = pyleakhunt.take_snapshot(traces=full)
     path = request["path"]
-    # Write beside the destination, then rename: a reader never sees half
-    # a file, and a failed write leaves no debris under the final name.
-    partial = "%s.%d.partial" % (path, os.getpid())
-    try:
-        snapshot.dump(partial)
-        os.replace(partial, path)
-    except BaseException:
-        try:
-            os.unlink(partial)
-        except OSError:
-            pass
-        raise
+    _write_atomically(path, snapshot.dump)
     raw = snapshot.raw
     return {
         "path": path,
@@ -398,10 +387,32 @@ def _write_json(path, document):
     import json
 
     text = json.dumps(document)  # one shot: the C encoder, no garbage cycles
+
+    def write(partial):
+        with open(partial, "w") as f:
+            f.write(text)
+
+    _write_atomically(path, write)
+
+
+def _write_atomically(path, write):
+    """Call ``write(partial)`` beside *path*, then rename it over *path*: a
+    reader never sees half a file, and a failed write leaves no debris.
+
+    The same as `pyleakhunt._files.write_atomically`, written again on
+    purpose: this file uses the standard library only (the target's own
+    pyleakhunt, if any, may be a version without that module).
+    """
     partial = "%s.%d.partial" % (path, os.getpid())
-    with open(partial, "w") as f:
-        f.write(text)
-    os.replace(partial, path)
+    try:
+        write(partial)
+        os.replace(partial, path)
+    except BaseException:
+        try:
+            os.unlink(partial)
+        except OSError:
+            pass
+        raise
 
 
 def _interrupt_main():

@@ -13,7 +13,7 @@ from typing import (
     Optional,
 )
 
-from ..snapshot import format_size
+from ..units import format_size
 from .base import Request
 
 

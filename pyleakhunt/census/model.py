@@ -9,11 +9,11 @@ is described in docs/census.md.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
+from .._files import write_atomically
 from .errors import BadInputError, NotFoundError
 
 #: First key of a saved census; ``version`` changes when the layout does.
@@ -267,11 +267,13 @@ class Census:
     def save(self, path: str) -> None:
         """Writes the census to *path* as JSON (atomically: a temporary
         file renamed over it)."""
-        temporary = f"{path}.tmp{os.getpid()}"
-        with open(temporary, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=1)
-            f.write("\n")
-        os.replace(temporary, path)
+
+        def write(temporary: str) -> None:
+            with open(temporary, "w", encoding="utf-8") as f:
+                json.dump(self.to_dict(), f, indent=1)
+                f.write("\n")
+
+        write_atomically(path, write)
 
     @classmethod
     def load(cls, path: str) -> Census:

@@ -6,7 +6,7 @@ import os
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..report import format_table
-from ..snapshot import format_size
+from ..units import format_size
 from .diff import CensusDiff, HolderGrowth, TypeGrowth
 from .model import Census, HolderGroup, TypeCount
 from .session import ObjectReport

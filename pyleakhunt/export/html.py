@@ -74,7 +74,7 @@ from importlib import resources
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .._raw import RawFrames
-from ..snapshot import format_size
+from ..units import format_size
 from ..userframe import is_user_file, user_raw_frame
 from .names import FrameNamer, short_filename
 

@@ -22,7 +22,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 from .._raw import RawFrames, RawSnapshot
 from ..growth import DEFAULT_RULE, TRACER_FILES, GrowthRule, Sample, find_suspects
 from ..report import format_duration, format_time, no_suspect_reason, plural
-from ..snapshot import Snapshot, Traceback, _raw_group_key, format_size
+from ..snapshot import Snapshot, Traceback, raw_group_key
+from ..units import format_size
 from . import stacks
 from .html import Page, Series, records_of, suspect_rows
 
@@ -154,7 +155,7 @@ def _group_number(
 ) -> int:
     if any(f[0] in TRACER_FILES for f in frames):
         return -1
-    number = groups.setdefault(_raw_group_key(key_type, frames), len(groups))
+    number = groups.setdefault(raw_group_key(key_type, frames), len(groups))
     if number == len(biggest):
         biggest.append((-1, ()))
     return number

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import List, Tuple, Union
 
 from .._raw import RawFrames
-from ..snapshot import Snapshot, format_size
+from ..snapshot import Snapshot
+from ..units import format_size
 
 __all__ = ["StackProfile", "StackSample", "growth", "live_memory"]
 

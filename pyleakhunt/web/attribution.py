@@ -67,9 +67,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import pyleakhunt
 
-from .. import _core, lease
+from .. import _core, growth, lease
 from .._raw import RawFrame, RawFrames, RawSnapshot
-from ..growth import DEFAULT_RULE, TRACER_FILES, GrowthRule, _slope
+from ..growth import DEFAULT_RULE, TRACER_FILES, GrowthRule
 from ..lease import Lease
 
 __all__ = [
@@ -676,7 +676,7 @@ def _judge(
     xs = [float(p.requests) for p in points]
     retained = [p.retained for p in points]
     consistency = rule.judge(xs, retained)
-    slope = _slope(xs, retained) if len(points) >= 2 else None
+    slope = growth.slope(xs, retained) if len(points) >= 2 else None
     if consistency is not None:
         verdict = "leaking"
     elif len(points) < rule.min_samples:
@@ -694,7 +694,7 @@ def _judge(
                 lineno=line[1],
                 size=size,
                 count=series.counts.get(line, 0),
-                bytes_per_request=_slope(xs, sizes) if len(points) >= 2 else None,
+                bytes_per_request=growth.slope(xs, sizes) if len(points) >= 2 else None,
                 leaking=site_leaks,
                 traceback=series.tracebacks.get(line, (line,)),
             )

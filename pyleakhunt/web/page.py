@@ -43,7 +43,7 @@ from typing import (
 
 from .._raw import RawSnapshot
 from ..fileformat import write_snapshot
-from ..snapshot import format_size
+from ..units import format_size
 from . import attribution
 from .attribution import AttributionReport, EndpointReport
 
