@@ -20,7 +20,7 @@ from pyleakhunt.commands import files
 from pyleakhunt.fileformat import TimelineWriter, write_snapshot
 from pyleakhunt.growth import suspects_in
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 #: Source of the program the synthetic snapshots point at.
 APP_SOURCE = """\

@@ -29,7 +29,7 @@ from typing import Callable, Dict, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(HERE))))
 
 from census_victims import clean_env, take_core  # noqa: E402
 

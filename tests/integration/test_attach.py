@@ -46,7 +46,7 @@ from pyleakhunt.attach import (
 from pyleakhunt.attach import bootstrap as _attach_bootstrap
 from pyleakhunt.snapshot import Snapshot
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SLOW = os.environ.get("PYLEAKHUNT_SLOW_TESTS") == "1"
 
 

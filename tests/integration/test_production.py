@@ -24,7 +24,7 @@ from pyleakhunt import cli, production
 from pyleakhunt.fileformat import read_snapshot, read_timeline
 from pyleakhunt.production import Settings, parse_settings
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TIMEOUT = 60
 
 

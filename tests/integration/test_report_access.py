@@ -33,7 +33,7 @@ import time
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOKEN = "access-test-token-0123456789abcdef"
 LISTENING = re.compile(
     r"the report page of process (\d+) is at (http://127\.0\.0\.1:\d+/_leakhunt/)"

@@ -19,7 +19,9 @@ from typing import Dict, List, Optional
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+)
 
 #: The victim's module: every count here is asserted by the tests.
 VICTIM_MODULE = textwrap.dedent(

@@ -11,7 +11,7 @@ import pytest
 
 from pyleakhunt import demo
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROFILER_LINE = "Profiler.timings.append("
 
 
