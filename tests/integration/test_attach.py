@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Union
 
 import pytest
+from helpers import assert_one_error_line, wait_until
 
 from pyleakhunt import attach
 from pyleakhunt.attach import (
@@ -162,14 +163,6 @@ def run(argv: List[str], capsys, env: Optional[Environment] = None):
     return code, captured.out, captured.err
 
 
-def assert_one_error_line(err: str, *words: str) -> None:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("pyleakhunt: error: "), err
-    for word in words:
-        assert word in lines[0], err
-
-
 # --------------------------------------------------------------------------
 # What the machine allows
 
@@ -233,15 +226,6 @@ def _sessions(pid: int) -> List[str]:
     """The exchange directories of attach commands to *pid* left in /tmp."""
     prefix = "pyleakhunt-attach-%d-" % pid
     return sorted(name for name in os.listdir("/tmp") if name.startswith(prefix))
-
-
-def _wait_until(condition, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def _flask_python() -> bool:
@@ -1143,7 +1127,7 @@ def test_gil_held_in_c_times_out_and_leaves_nothing_behind(spawn, capsys, method
         assert os.listdir("/tmp/" + left) == [attach.SCRIPT_NAME]
     # When the GIL comes back, the queued request finds itself withdrawn,
     # does nothing, and (remote_exec) deletes its own file.
-    assert _wait_until(lambda: _sessions(target.pid) == [], timeout=15)
+    assert wait_until(lambda: _sessions(target.pid) == [], timeout=15)
     time.sleep(max(0.0, 7.5 - (time.monotonic() - started)))
     assert _attach(target.pid, "status", method=method)["tracing"] is False
     assert target.stderr.read_text() == ""

@@ -5,13 +5,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
 import sys
 import textwrap
 import tracemalloc
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import pytest
+from helpers import assert_one_error_line, run_cli
 
 import pyleakhunt
 from pyleakhunt import cli, report
@@ -19,8 +19,6 @@ from pyleakhunt._raw import RawSite, RawSnapshot
 from pyleakhunt.commands import files
 from pyleakhunt.fileformat import TimelineWriter, write_snapshot
 from pyleakhunt.growth import suspects_in
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 #: Source of the program the synthetic snapshots point at.
 APP_SOURCE = """\
@@ -92,28 +90,6 @@ def run_main(capsys, *argv: str) -> Tuple[int, str, str]:
     code = cli.main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def run_cli(
-    *argv: str, cwd: Optional[str] = None, timeout: float = 60
-) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
-    return subprocess.run(
-        [sys.executable, "-m", "pyleakhunt", *argv],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def assert_one_line_error(err: str) -> None:
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("pyleakhunt: error: "), err
 
 
 # --------------------------------------------------------------------------
@@ -427,14 +403,14 @@ def test_suspects_of_a_snapshot_file_is_an_error(tmp_path, app, capsys):
     write_snapshot(path, raw([site(app, LEAK_LINE, 1000, 1)]))
     code, out, err = run_main(capsys, "suspects", path)
     assert code == cli.EXIT_BAD_FILE and out == ""
-    assert_one_line_error(err)
+    assert_one_error_line(err)
     assert "snapshot file, not a timeline" in err
 
 
 def test_suspects_of_a_directory_without_timelines_is_an_error(tmp_path, capsys):
     code, _, err = run_main(capsys, "suspects", str(tmp_path))
     assert code == cli.EXIT_BAD_FILE
-    assert_one_line_error(err)
+    assert_one_error_line(err)
 
 
 # --------------------------------------------------------------------------
@@ -459,7 +435,7 @@ def test_bad_files_are_one_line_errors_with_exit_3(tmp_path, capsys, content, me
     for argv in (["top", str(path)], ["diff", str(path), str(path)]):
         code, out, err = run_main(capsys, *argv)
         assert code == cli.EXIT_BAD_FILE and out == ""
-        assert_one_line_error(err)
+        assert_one_error_line(err)
         assert message in err
 
 
@@ -471,14 +447,14 @@ def test_corrupt_entry_is_reported_with_exit_3(tmp_path, app, capsys):
     path.write_bytes(bytes(data))
     code, _, err = run_main(capsys, "suspects", str(path))
     assert code == cli.EXIT_BAD_FILE
-    assert_one_line_error(err)
+    assert_one_error_line(err)
     assert "CRC-32 mismatch" in err
 
 
 def test_a_directory_is_not_a_snapshot(tmp_path, capsys):
     code, _, err = run_main(capsys, "top", str(tmp_path))
     assert code == cli.EXIT_BAD_FILE
-    assert_one_line_error(err)
+    assert_one_error_line(err)
 
 
 @pytest.mark.parametrize(
@@ -502,7 +478,7 @@ def test_a_directory_is_not_a_snapshot(tmp_path, capsys):
 def test_bad_usage_is_one_line_with_exit_2(capsys, argv):
     code, out, err = run_main(capsys, *argv)
     assert code == cli.EXIT_USAGE and out == ""
-    assert_one_line_error(err)
+    assert_one_error_line(err)
 
 
 def test_help_documents_exit_codes_and_json_shapes(capsys):
@@ -668,7 +644,7 @@ def test_run_of_a_missing_script_or_module_exits_3(tmp_path, capsys):
     ):
         code, out, err = run_main(capsys, *argv)
         assert code == cli.EXIT_BAD_FILE and out == ""
-        assert_one_line_error(err)
+        assert_one_error_line(err)
     assert os.listdir(str(tmp_path)) == []
     assert not pyleakhunt.is_tracing()
 
@@ -788,7 +764,7 @@ def test_errors_in_a_real_process_are_one_line(tmp_path, argv, code):
     result = run_cli(*(arg.format(tmp=tmp_path) for arg in argv))
     assert result.returncode == code
     assert result.stdout == ""
-    assert_one_line_error(result.stderr)
+    assert_one_error_line(result.stderr)
 
 
 def test_json_from_a_real_process(tmp_path, app):

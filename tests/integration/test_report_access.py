@@ -29,9 +29,9 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
+from helpers import free_port, wait_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOKEN = "access-test-token-0123456789abcdef"
@@ -158,12 +158,6 @@ def need_nginx():
         pytest.skip("nginx is not installed (apt-get install nginx)")
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def request(port, path, headers=None):
     """(status, body) of GET *path* on 127.0.0.1:*port*; a ``Host`` in
     *headers* replaces the client's."""
@@ -185,17 +179,6 @@ def request(port, path, headers=None):
 
 def listener_port(url):
     return int(url.split(":")[2].split("/")[0])
-
-
-def wait_for(condition, what, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def accepts(port):

@@ -15,6 +15,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.util import FileWrapper, setup_testing_defaults
 
 import pytest
+from helpers import free_port
 
 from pyleakhunt import attribution
 from pyleakhunt.attribution import TAG_VAR
@@ -41,13 +42,6 @@ def fresh_attribution():
         listener.close()
     attribution.reset()
     LEAKED.clear()
-
-
-def free_port():
-    """A port nothing listens on now (the system's choice)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def leaky_app(environ, start_response):
