@@ -97,6 +97,8 @@ def test_a_watcher_and_the_leak_check_share_the_tracer():
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+# Other tests' sampler threads may run; the child only touches the lease table.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")
 def test_a_forked_child_releases_what_it_inherited():
     held = lease.acquire(2)
     read, write = os.pipe()
