@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Union
 
 import pyleakhunt
 
+from .attribution import rss_bytes
 from .fileformat import TimelineWriter
 from .growth import (
     DEFAULT_RULE,
@@ -27,6 +28,10 @@ from .growth import (
     reduce_snapshot,
 )
 from .snapshot import KEY_TYPES, Snapshot, Traceback
+
+#: The entry attribute holding the process's resident set size, in bytes
+#: (what ``pyleakhunt report`` plots beside the traced memory).
+RSS_ATTR = "rss_bytes"
 
 
 class LeakWatcher:
@@ -85,9 +90,17 @@ class LeakWatcher:
             self._started_tracer = True
 
     def sample(self) -> Snapshot:
-        """Take one aggregated snapshot now and add it to the series."""
+        """Take one aggregated snapshot now and add it to the series.
+
+        The snapshot's ``raw.attrs["rss_bytes"]`` holds the process's
+        resident set size at that moment (where the system reports it), so
+        that a timeline shows the memory outside the tracer's view too.
+        """
         self._ensure_tracing()
         snapshot = pyleakhunt.take_snapshot(traces=False)
+        rss = rss_bytes()
+        if rss is not None:
+            snapshot.raw.attrs[RSS_ATTR] = rss
         sample, biggest = reduce_snapshot(snapshot, self.key_type, self.max_sites)
         with self._lock:
             self._samples.append(sample)

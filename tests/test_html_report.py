@@ -305,6 +305,12 @@ def test_report_of_a_leaking_program_names_its_line_first(leaky_timeline):
     names = [s["name"] for s in chart["series"]]
     assert names[0] == "traced memory"
     assert any(n.endswith("leaky.py:%d" % LEAK_LINE) for n in names)
+    # The run recorded the process's RSS with every sample: it is plotted,
+    # and it is never below what the tracer saw.
+    (rss,) = [s for s in chart["series"] if s["kind"] == "rss"]
+    assert len(rss["points"]) >= 4
+    assert min(v for _, v in rss["points"]) > 0
+    assert not any("RSS: not recorded" in note for note in chart["notes"])
     assert any("floor rose" in note for note in chart["notes"])
     (table,) = sections(data, "suspects")
     first = table["rows"][0]
