@@ -181,7 +181,7 @@ def test_every_timeline_entry_carries_the_process_rss(tmp_path, steady_clock):
     path = tmp_path / "timeline.plh"
     watcher = LeakWatcher(interval=60, path=path)
     held = []
-    for round_ in range(3):
+    for _ in range(3):
         held.append(bytearray(4 << 20))  # 4 MiB more resident each round
         held[-1][::4096] = b"x" * len(held[-1][::4096])  # touch every page
         watcher.sample()
