@@ -15,6 +15,7 @@ errors); this module turns what was read into a `pyleakhunt.export.html.Page`:
 from __future__ import annotations
 
 import dataclasses
+import operator
 import sys
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -105,6 +106,14 @@ def _accuracy(estimated: bool, lost_blocks: int) -> List[str]:
     return lines
 
 
+#: A site's traceback, count and size.
+_FIGURES = operator.itemgetter(1, 3, 4)
+_SIZE = operator.itemgetter(4)
+#: The key, in `_reduce`'s traceback cache, of its cache by identity.
+_BY_ID: Any = ("by id",)
+_BY_ID_MAX = 1 << 20
+
+
 def _reduce(
     raw: RawSnapshot,
     key_type: str,
@@ -126,23 +135,33 @@ def _reduce(
     """
     figures: Dict[int, Tuple[int, int]] = {}
     known = keys.get
-    for site in raw.sites:
-        if site.count == 0:
+    # The entries read from one file share their traceback objects (see
+    # `pyleakhunt.fileformat`): *by_id* finds a traceback's group by its
+    # identity, without hashing its frames.  It holds the traceback, so the
+    # id cannot be reused while it is there.
+    by_id = keys.setdefault(_BY_ID, {})  # type: ignore[call-overload]
+    if len(by_id) > _BY_ID_MAX:  # entries that share nothing
+        by_id.clear()
+    seen = by_id.get
+    for frames, count, size in map(_FIGURES, raw.sites):
+        if count == 0:
             continue
-        frames = site.frames
-        key = known(frames)
-        if key is None:
-            key = keys[frames] = _group_number(frames, key_type, groups, biggest)
+        held_id = seen(id(frames))
+        if held_id is not None and held_id[0] is frames:
+            key = held_id[1]
+        else:
+            key = known(frames)
+            if key is None:
+                key = keys[frames] = _group_number(frames, key_type, groups, biggest)
+            by_id[id(frames)] = (frames, key)
         if key < 0:
             continue
         held = figures.get(key)
         figures[key] = (
-            (site.size, site.count)
-            if held is None
-            else (held[0] + site.size, held[1] + site.count)
+            (size, count) if held is None else (held[0] + size, held[1] + count)
         )
-        if site.size > biggest[key][0]:
-            biggest[key] = (site.size, frames)
+        if size > biggest[key][0]:
+            biggest[key] = (size, frames)
     return Sample(raw.timestamp, figures, bool(raw.sample_bytes))  # type: ignore[arg-type]
 
 
@@ -161,7 +180,7 @@ def _group_number(
 
 
 def _traced_total(raw: RawSnapshot) -> int:
-    return sum(site.size for site in raw.sites)
+    return sum(map(_SIZE, raw.sites))
 
 
 def _site_name(traceback: Traceback, user: Any) -> str:
