@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -137,12 +137,23 @@ def time_stages(timeline: str) -> Tuple[float, float]:
     from pyleakhunt.export import html_report
     from pyleakhunt.fileformat import iter_timeline
 
+    decoding = [0.0]
+
+    def timed(entries: Iterator[RawSnapshot]) -> Iterator[RawSnapshot]:
+        # The report streams the entries: time each next() of the reader.
+        while True:
+            before = time.process_time()
+            entry = next(entries, None)
+            decoding[0] += time.process_time() - before
+            if entry is None:
+                return
+            yield entry
+
     started = time.process_time()
     with open(timeline, "rb") as f:
-        entries = list(iter_timeline(f))
-    decoded = time.process_time()
-    html_report.timeline_page(timeline, entries).render()
-    return decoded - started, time.process_time() - decoded
+        html_report.timeline_page(timeline, timed(iter_timeline(f))).render()
+    total = time.process_time() - started
+    return decoding[0], total - decoding[0]
 
 
 def browser_available() -> Optional[str]:

@@ -188,6 +188,30 @@ class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
     # SYN retransmissions (a second each).
     request_queue_size = 128
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_flight = 0
+        self._idle = threading.Condition()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        # A client has read its whole response before the server's thread
+        # is done with the request (closing the WSGI response, tearing down
+        # the app context, shutting the socket): until then the request's
+        # objects are alive, and a sample would count them as retained.
+        with self._idle:
+            self._in_flight += 1
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no request is being handled; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
 
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
@@ -378,6 +402,7 @@ def run(
             failures += _drive(base, list(_paths(size)), clients)
             served += size
             rounds += 1
+            server.wait_idle(timeout=10.0)
             hunt.sample()
         elapsed = time.monotonic() - started
         traced_after = pyleakhunt.get_traced_memory()[0]

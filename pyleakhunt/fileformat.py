@@ -752,7 +752,10 @@ class _Cursor:
         return values
 
     def signed_column(self, n: int, what: str) -> List[int]:
-        return [(z >> 1) ^ -(z & 1) for z in self.column(n, _U64, what)]
+        values = self.column(n, _U64, what)
+        if values.count(0) == n:  # the usual domain and tag columns
+            return [0] * n
+        return [(z >> 1) ^ -(z & 1) for z in values]
 
     def done(self) -> None:
         if self.pos != len(self.data):
@@ -841,7 +844,29 @@ def _split_sections(
     return sections
 
 
-def _decode_payload(payload: bytes, base: int, entry_where: str) -> RawSnapshot:
+#: What one entry's tables decoded to, for the next entry of the same
+#: timeline: section id -> (decoded section content, decoded table).
+_Memo = Dict[int, Tuple[bytes, Any]]
+
+
+def _remembered(memo: Optional[_Memo], sid: int, content: bytes) -> Any:
+    """The table decoded from the same *content* in the previous entry."""
+    if memo is None:
+        return None
+    held = memo.get(sid)
+    if held is None or held[0] != content:
+        return None
+    return held[1]
+
+
+def _decode_payload(
+    payload: bytes, base: int, entry_where: str, memo: Optional[_Memo] = None
+) -> RawSnapshot:
+    """Decode one entry.  With *memo* (one per timeline being read), a
+    string, frame or traceback table byte for byte the same as the
+    previous entry's is not decoded again: the previous entry's objects are
+    shared.  The entries of a timeline mostly repeat their tables, and
+    rebuilding every traceback of every entry was most of the reading."""
     sections = _split_sections(payload, base, entry_where)
 
     def cursor(sid: int) -> Optional[_Cursor]:
@@ -866,8 +891,25 @@ def _decode_payload(payload: bytes, base: int, entry_where: str) -> RawSnapshot:
         cur.fail(f"invalid block count {n_blocks}")
 
     strings: List[str] = []
+    frames: List[Tuple[str, int]] = []
+    tracebacks: List[RawFrames] = []
+    # Each table is shared only when the tables it refers to are too.
+    shared = [
+        _remembered(memo, sid, sections[sid][0]) if sid in sections else None
+        for sid in (SECTION_STRINGS, SECTION_FRAMES, SECTION_TRACEBACKS)
+    ]
+    if shared[0] is not None:
+        strings = shared[0]
+    else:
+        shared = [None, None, None]
+    if shared[1] is not None:
+        frames = shared[1]
+    else:
+        shared[2] = None
+    if shared[2] is not None:
+        tracebacks = shared[2]
     cur = cursor(SECTION_STRINGS)
-    if cur is not None:
+    if cur is not None and shared[0] is None:
         n = cur.count("string", MAX_STRINGS)
         lengths = cur.column(n, _U32, "string lengths", MAX_STRING_BYTES + 1)
         blob = bytes(cur.take(sum(lengths), "string data"))
@@ -881,18 +923,16 @@ def _decode_payload(payload: bytes, base: int, entry_where: str) -> RawSnapshot:
         except UnicodeDecodeError as exc:
             cur.fail(f"invalid UTF-8 in the string table ({exc.reason})")
 
-    frames: List[Tuple[str, int]] = []
     cur = cursor(SECTION_FRAMES)
-    if cur is not None:
+    if cur is not None and shared[1] is None:
         n = cur.count("frame", MAX_FRAMES)
         files = cur.column(n, _U32, "frame filenames", len(strings))
         lines = cur.signed_column(n, "frame linenos")
         cur.done()
         frames = list(zip(map(strings.__getitem__, files), lines))
 
-    tracebacks: List[RawFrames] = []
     cur = cursor(SECTION_TRACEBACKS)
-    if cur is not None:
+    if cur is not None and shared[2] is None:
         n = cur.count("traceback", MAX_TRACEBACKS)
         depths = cur.column(n, _U32, "traceback lengths", MAX_TRACEBACK_DEPTH + 1)
         total = cur.count("traceback frame", MAX_TRACEBACK_FRAMES_TOTAL)
@@ -906,6 +946,15 @@ def _decode_payload(payload: bytes, base: int, entry_where: str) -> RawSnapshot:
         get = frames.__getitem__
         starts = itertools.accumulate(depths, initial=0)
         tracebacks = [tuple(map(get, flat[a : a + d])) for a, d in zip(starts, depths)]
+    if memo is not None:
+        memo.clear()
+        for sid, table in (
+            (SECTION_STRINGS, strings),
+            (SECTION_FRAMES, frames),
+            (SECTION_TRACEBACKS, tracebacks),
+        ):
+            if sid in sections:
+                memo[sid] = (sections[sid][0], table)
 
     sites: List[RawSite] = []
     cur = cursor(SECTION_SITES)
@@ -919,13 +968,12 @@ def _decode_payload(payload: bytes, base: int, entry_where: str) -> RawSnapshot:
         peaks = cur.column(n, _U64, "site peaks")
         tags = cur.signed_column(n, "site tags")
         cur.done()
-        tb_get = tracebacks.__getitem__
-        sites = [
-            RawSite(d, tb_get(t), nf - 1 if nf else None, c, s, p, g)
-            for d, t, nf, c, s, p, g in zip(
-                domains, tbs, nframes, counts, sizes, peaks, tags
-            )
-        ]
+        total_nframes = [nf - 1 if nf else None for nf in nframes]
+        site_frames = map(tracebacks.__getitem__, tbs)
+        rows = zip(domains, site_frames, total_nframes, counts, sizes, peaks, tags)
+        # tuple.__new__(RawSite, row) builds each named tuple in C, without
+        # the Python-level RawSite(...): a timeline has millions of sites.
+        sites = list(map(tuple.__new__, itertools.repeat(RawSite), rows))
 
     tag_names: Dict[int, str] = {}
     cur = cursor(SECTION_TAGS)
@@ -980,13 +1028,15 @@ def _decode_payload(payload: bytes, base: int, entry_where: str) -> RawSnapshot:
     )
 
 
-def _read_one(src: _Source, index: int) -> Optional[RawSnapshot]:
+def _read_one(
+    src: _Source, index: int, memo: Optional[_Memo] = None
+) -> Optional[RawSnapshot]:
     entry = _read_entry(src, index)
     if entry is None:
         return None
     payload, base = entry
     where = f"entry {index} at offset {base - _ENTRY_HEADER.size}"
-    return _decode_payload(payload, base, where)
+    return _decode_payload(payload, base, where, memo)
 
 
 def _with_source(src: Source, func: Callable[[_Source, int], Any]) -> Any:
@@ -1015,9 +1065,10 @@ def _snapshot_body(src: _Source) -> RawSnapshot:
 
 def _timeline_body(src: _Source) -> List[RawSnapshot]:
     snaps = []
+    memo: _Memo = {}
     try:
         while True:
-            snap = _read_one(src, len(snaps))
+            snap = _read_one(src, len(snaps), memo)
             if snap is None:
                 return snaps
             snaps.append(snap)
@@ -1137,9 +1188,10 @@ def iter_timeline(
                 "pyleakhunt.fileformat.read_snapshot() or read_any()"
             )
         index = 0
+        memo: _Memo = {}
         while True:
             try:
-                snap = _read_one(source, index)
+                snap = _read_one(source, index, memo)
             except _TruncatedError:
                 if allow_truncated_tail:
                     return

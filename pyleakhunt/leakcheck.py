@@ -45,6 +45,7 @@ from . import _freelist, lease
 from .growth import TRACER_FILES
 from .snapshot import Traceback, untraced
 from .units import format_size, parse_size
+from .userframe import user_frame, via_text
 
 #: ``ignore=``: filename patterns, or a predicate that gets a traceback.
 Ignore = Union[None, str, Iterable[str], Callable[[Traceback], bool]]
@@ -129,7 +130,10 @@ class LeakReport:
             )
         ]
         for site in self.sites[:max_sites]:
-            frame = site.traceback[-1]
+            # The user's own line first, the library frame that allocated
+            # beneath it (pyleakhunt.userframe).
+            frame, via = user_frame(site.traceback)
+            assert frame is not None
             source = linecache.getline(frame.filename, frame.lineno).strip()
             lines.append("")
             lines.append(
@@ -143,6 +147,8 @@ class LeakReport:
             )
             if source:
                 lines.append("    " + source)
+            if via is not None:
+                lines.append("  " + via_text(via))
             lines.append(
                 "  per round: %s bytes, %s blocks"
                 % (_deltas(site.size_deltas), _deltas(site.count_deltas))
@@ -317,15 +323,14 @@ class _Growth:
         ``lru_cache`` of lists) then gains a traced block or two every
         round, without the process holding one block more.  So a site of
         small blocks counts as leaking only if the process's count of
-        small blocks grew by as many over the last rounds (the first ones
-        fill the free lists and settle the check's own state); a real leak
-        of small objects adds them.
+        small blocks grew by as many in the last round (the first ones
+        fill the free lists and settle the check's own state and the test
+        framework's); a real leak of small objects adds them.
         """
         n = self.measured
         process = self.process
-        # Measures 3 and on when there are enough, else 2 and on.
-        since = 3 if n > 4 else 2
-        settled = n > since + 1 and all(process[1:n])
+        since = n - 2
+        settled = since >= 2 and all(process[1:n])
         sites = []
         for frames, line in (self.followed or {}).items():
             sizes = list(line[0 : 2 * n : 2])

@@ -28,7 +28,12 @@ from .growth import (
     reduce_snapshot,
 )
 from .lease import Lease
+from .process.proc import rss_bytes
 from .snapshot import KEY_TYPES, Snapshot, Traceback
+
+#: The entry attribute holding the process's resident set size, in bytes
+#: (what ``pyleakhunt report`` plots beside the traced memory).
+RSS_ATTR = "rss_bytes"
 
 
 class LeakWatcher:
@@ -89,9 +94,17 @@ class LeakWatcher:
             self._lease = lease.acquire(self.nframe, owner="LeakWatcher")
 
     def sample(self) -> Snapshot:
-        """Take one aggregated snapshot now and add it to the series."""
+        """Take one aggregated snapshot now and add it to the series.
+
+        The snapshot's ``raw.attrs["rss_bytes"]`` holds the process's
+        resident set size at that moment (where the system reports it), so
+        that a timeline shows the memory outside the tracer's view too.
+        """
         self._ensure_tracing()
         snapshot = pyleakhunt.take_snapshot(traces=False)
+        rss = rss_bytes()
+        if rss is not None:
+            snapshot.raw.attrs[RSS_ATTR] = rss
         sample, biggest = reduce_snapshot(snapshot, self.key_type, self.max_sites)
         with self._lock:
             self._samples.append(sample)

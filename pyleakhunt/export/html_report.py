@@ -15,6 +15,8 @@ errors); this module turns what was read into a `pyleakhunt.export.html.Page`:
 from __future__ import annotations
 
 import dataclasses
+import gc
+import operator
 import sys
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -106,6 +108,14 @@ def _accuracy(estimated: bool, lost_blocks: int) -> List[str]:
     return lines
 
 
+#: A site's traceback, count and size.
+_FIGURES = operator.itemgetter(1, 3, 4)
+_SIZE = operator.itemgetter(4)
+#: The key, in `_reduce`'s traceback cache, of its cache by identity.
+_BY_ID: Any = ("by id",)
+_BY_ID_MAX = 1 << 20
+
+
 def _reduce(
     raw: RawSnapshot,
     key_type: str,
@@ -127,23 +137,33 @@ def _reduce(
     """
     figures: Dict[int, Tuple[int, int]] = {}
     known = keys.get
-    for site in raw.sites:
-        if site.count == 0:
+    # The entries read from one file share their traceback objects (see
+    # `pyleakhunt.fileformat`): *by_id* finds a traceback's group by its
+    # identity, without hashing its frames.  It holds the traceback, so the
+    # id cannot be reused while it is there.
+    by_id = keys.setdefault(_BY_ID, {})  # type: ignore[call-overload]
+    if len(by_id) > _BY_ID_MAX:  # entries that share nothing
+        by_id.clear()
+    seen = by_id.get
+    for frames, count, size in map(_FIGURES, raw.sites):
+        if count == 0:
             continue
-        frames = site.frames
-        key = known(frames)
-        if key is None:
-            key = keys[frames] = _group_number(frames, key_type, groups, biggest)
+        held_id = seen(id(frames))
+        if held_id is not None and held_id[0] is frames:
+            key = held_id[1]
+        else:
+            key = known(frames)
+            if key is None:
+                key = keys[frames] = _group_number(frames, key_type, groups, biggest)
+            by_id[id(frames)] = (frames, key)
         if key < 0:
             continue
         held = figures.get(key)
         figures[key] = (
-            (site.size, site.count)
-            if held is None
-            else (held[0] + site.size, held[1] + site.count)
+            (size, count) if held is None else (held[0] + size, held[1] + count)
         )
-        if site.size > biggest[key][0]:
-            biggest[key] = (site.size, frames)
+        if size > biggest[key][0]:
+            biggest[key] = (size, frames)
     return Sample(raw.timestamp, figures, bool(raw.sample_bytes))  # type: ignore[arg-type]
 
 
@@ -161,8 +181,132 @@ def _group_number(
     return number
 
 
+_TRACEBACK = operator.itemgetter(1)
+_COUNT = operator.itemgetter(3)
+
+
+class _Plan:
+    """How to reduce entries whose sites have the same tracebacks, in the
+    same order, as the entry the plan was made for: which sites count
+    (*valid*: not the tracer's own memory), the group of each, and a
+    running maximum of each valid site's size (for `biggest`)."""
+
+    def __init__(self, tracebacks: List[RawFrames], numbers: List[int]) -> None:
+        self.tracebacks = tracebacks
+        valid = [i for i, n in enumerate(numbers) if n >= 0]
+        self.take = operator.itemgetter(*valid) if len(valid) > 1 else None
+        self.valid = valid
+        self.numbers = [numbers[i] for i in valid]
+        firsts: Dict[int, int] = {}
+        for j, number in enumerate(self.numbers):
+            firsts.setdefault(number, j)
+        #: Positions (among the valid sites) of each group's first site,
+        #: and the others, added one by one.
+        self.first = list(firsts.values())
+        self.first_numbers = list(firsts)
+        self.take_first = (
+            operator.itemgetter(*self.first) if len(self.first) > 1 else None
+        )
+        self.extra = [
+            j for j in range(len(self.numbers)) if firsts[self.numbers[j]] != j
+        ]
+        #: Sites whose group has several here: `_Reducer.reduce` compares
+        #: them entry by entry, for `biggest` to settle ties as `_reduce`
+        #: does (the first site to reach the maximum); a group of one site
+        #: has one traceback, so only its running maximum is kept.
+        self.shared = {self.numbers[j] for j in self.extra}
+        self.multi = [(j, n) for j, n in enumerate(self.numbers) if n in self.shared]
+        self.maxima: Optional[List[int]] = None
+
+    def fold(self, biggest: List[Tuple[int, RawFrames]]) -> None:
+        """Move the running maxima into *biggest* (call when the plan ends)."""
+        if self.maxima is None:
+            return
+        for j, size in enumerate(self.maxima):
+            number = self.numbers[j]
+            if size > biggest[number][0] and number not in self.shared:
+                biggest[number] = (size, self.tracebacks[self.valid[j]])
+        self.maxima = None
+
+
+class _Reducer:
+    """Reduces the entries of a timeline one by one (see `_reduce`).
+
+    Consecutive entries read from one file usually list the very same
+    traceback objects in the same order (`pyleakhunt.fileformat` shares
+    them): then one `_Plan` reduces each entry with C-level operations on
+    its columns instead of a Python loop over its sites.  Any other entry
+    (a site with no block left, or different tracebacks) goes through
+    `_reduce`.
+    """
+
+    def __init__(self, key_type: str) -> None:
+        self.key_type = key_type
+        self.keys: Dict[RawFrames, int] = {}
+        self.groups: Dict[RawFrames, int] = {}
+        self.biggest: List[Tuple[int, RawFrames]] = []
+        self.plan: Optional[_Plan] = None
+
+    def reduce(self, raw: RawSnapshot) -> Sample:
+        sites = raw.sites
+        tracebacks = list(map(_TRACEBACK, sites))
+        counts = list(map(_COUNT, sites))
+        plan = self.plan
+        if plan is not None and not (
+            len(tracebacks) == len(plan.tracebacks)
+            and all(map(operator.is_, tracebacks, plan.tracebacks))
+        ):
+            plan.fold(self.biggest)
+            plan = self.plan = None
+        if 0 in counts or len(sites) < 2:
+            if plan is not None:
+                plan.fold(self.biggest)
+            return _reduce(raw, self.key_type, self.keys, self.groups, self.biggest)
+        if plan is None:
+            numbers = [self._number(frames) for frames in tracebacks]
+            plan = self.plan = _Plan(tracebacks, numbers)
+        if plan.take is None or plan.take_first is None:
+            plan.fold(self.biggest)
+            self.plan = None
+            return _reduce(raw, self.key_type, self.keys, self.groups, self.biggest)
+        sizes = plan.take(list(map(_SIZE, sites)))
+        counts = plan.take(counts)
+        figures = dict(
+            zip(
+                plan.first_numbers,
+                zip(plan.take_first(sizes), plan.take_first(counts)),
+            )
+        )
+        for j in plan.extra:
+            number = plan.numbers[j]
+            held = figures[number]
+            figures[number] = (held[0] + sizes[j], held[1] + counts[j])
+        biggest = self.biggest
+        for j, number in plan.multi:
+            if sizes[j] > biggest[number][0]:
+                biggest[number] = (sizes[j], plan.tracebacks[plan.valid[j]])
+        plan.maxima = (
+            list(sizes) if plan.maxima is None else list(map(max, plan.maxima, sizes))
+        )
+        return Sample(raw.timestamp, figures, bool(raw.sample_bytes))  # type: ignore[arg-type]
+
+    def _number(self, frames: RawFrames) -> int:
+        number = self.keys.get(frames)
+        if number is None:
+            number = self.keys[frames] = _group_number(
+                frames, self.key_type, self.groups, self.biggest
+            )
+        return number
+
+    def finish(self) -> None:
+        """Complete `biggest` (call once, after the last entry)."""
+        if self.plan is not None:
+            self.plan.fold(self.biggest)
+            self.plan = None
+
+
 def _traced_total(raw: RawSnapshot) -> int:
-    return sum(site.size for site in raw.sites)
+    return sum(map(_SIZE, raw.sites))
 
 
 def _site_name(traceback: Traceback, user: Any) -> str:
@@ -188,12 +332,33 @@ def timeline_page(
     so only the first and the last are kept whole.  *truncated_tail*, called
     after the last entry, says whether the file ended inside an entry.
     """
+    reducer = _Reducer(key_type)
+    # Reading makes millions of tuples that live until the end (sites,
+    # figures): the collector's passes over them find nothing to free and
+    # cost a third of the time.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _timeline_page(
+            path, entries, key_type, rule, progress, truncated_tail, reducer
+        )
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _timeline_page(
+    path: str,
+    entries: Iterable[RawSnapshot],
+    key_type: str,
+    rule: GrowthRule,
+    progress: Optional[Progress],
+    truncated_tail: Optional[Callable[[], bool]],
+    reducer: _Reducer,
+) -> Page:
     from ..userframe import user_raw_frame
 
     samples: List[Sample] = []
-    keys: Dict[RawFrames, int] = {}
-    groups: Dict[RawFrames, int] = {}
-    biggest: List[Tuple[int, RawFrames]] = []
     traced: List[tuple] = []
     rss: List[tuple] = []
     first: Optional[RawSnapshot] = None
@@ -205,7 +370,7 @@ def timeline_page(
                 "pyleakhunt: report: reading %s: %s"
                 % (path, plural(count, "entry", "entries"))
             )
-        samples.append(_reduce(raw, key_type, keys, groups, biggest))
+        samples.append(reducer.reduce(raw))
         traced.append((raw.timestamp, _traced_total(raw)))
         value = raw.attrs.get(RSS_ATTR) if isinstance(raw.attrs, dict) else None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -215,6 +380,8 @@ def timeline_page(
         last = raw
         pid = raw.pid or pid
         lost_blocks = max(lost_blocks, raw.lost_blocks)
+    reducer.finish()
+    groups, biggest = reducer.groups, reducer.biggest
     if progress is not None:
         progress.update("pyleakhunt: report: finding suspects")
     order = sorted(range(len(samples)), key=lambda i: samples[i].timestamp)

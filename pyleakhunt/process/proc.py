@@ -234,3 +234,13 @@ class ProcFS:
         if self.root == "/proc" and os.path.isdir(root + "/"):
             return root + path
         return path
+
+
+def rss_bytes() -> Optional[int]:
+    """The resident set size of this process, from /proc (Linux), or None."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            fields = f.read().split()
+        return int(fields[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None

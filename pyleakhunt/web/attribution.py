@@ -45,10 +45,11 @@ still growing in the second half (a bounded cache that filled and stopped
 fails this), growth kept rather than given back (churn fails this), and
 growth in most intervals.  The same rule judges each call site of the
 endpoint, to point at the line that leaks.  One threshold is specific to
-requests: the net growth must also come to at least
-``min_bytes_per_request`` per request served over the window (default 8
-bytes).  A busy process shows a few bytes per request of slow drift that
-is no leak: on Python 3.9 to 3.12, objects reused from CPython's free lists
+requests: the net growth, and the least-squares slope, must both come to
+at least ``min_bytes_per_request`` per request served over the window
+(default 8 bytes).  A busy process shows a few bytes per request of drift
+that is no leak: on every version (seen on 3.10 to 3.14), objects kept on
+CPython's free lists
 (dicts, lists, tuples, floats) keep the tag and the line of their block's
 first allocation, so long-lived objects made anywhere can be credited, a
 few bytes at a time, to whichever endpoint first allocated their block.
@@ -71,6 +72,7 @@ from .. import _core, growth, lease
 from .._raw import RawFrame, RawFrames, RawSnapshot
 from ..growth import DEFAULT_RULE, TRACER_FILES, GrowthRule
 from ..lease import Lease
+from ..process.proc import rss_bytes
 
 __all__ = [
     "OTHER",
@@ -393,16 +395,6 @@ def _rounded(value: Optional[float]) -> Optional[float]:
     return None if value is None else round(value, 1)
 
 
-def rss_bytes() -> Optional[int]:
-    """The resident set size of this process, from /proc (Linux), or None."""
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            fields = f.read().split()
-        return int(fields[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 # --------------------------------------------------------------------------
 # The per-process state
 
@@ -574,6 +566,7 @@ class Attribution:
                     series,
                     _rule_for(rule, series, min_per_request),
                     self._estimated,
+                    min_per_request,
                 )
                 for tag, series in self._series.items()
                 if tag in names and series.points
@@ -668,14 +661,38 @@ def _rule_for(rule: GrowthRule, series: _Series, min_per_request: float) -> Grow
     return replace(rule, min_growth_bytes=least)
 
 
+def _steady(
+    rule: GrowthRule, xs: List[float], sizes: List[int], min_per_request: float
+) -> Optional[float]:
+    """The rule's consistency, if the fitted slope also reaches the floor.
+
+    The rule's net growth is last point minus first, so one high end point
+    (objects on CPython's free lists, credited to whichever endpoint first
+    allocated their block, come and go by a few hundred bytes) can carry a
+    flat series over ``min_bytes_per_request``; the least-squares slope,
+    the figure the report prints as bytes per request, is not moved much by
+    one point.  A leak of one small object per request (50 B or more) is
+    far above the floor on both measures.
+    """
+    consistency = rule.judge(xs, sizes)
+    if consistency is None or len(xs) < 2:
+        return consistency
+    return consistency if growth.slope(xs, sizes) >= min_per_request else None
+
+
 def _judge(
-    name: str, served: int, series: _Series, rule: GrowthRule, estimated: bool
+    name: str,
+    served: int,
+    series: _Series,
+    rule: GrowthRule,
+    estimated: bool,
+    min_per_request: float = 0.0,
 ) -> EndpointReport:
     """One endpoint's verdict: the growth rule over retained bytes vs requests."""
     points = series.points
     xs = [float(p.requests) for p in points]
     retained = [p.retained for p in points]
-    consistency = rule.judge(xs, retained)
+    consistency = _steady(rule, xs, retained, min_per_request)
     slope = growth.slope(xs, retained) if len(points) >= 2 else None
     if consistency is not None:
         verdict = "leaking"
@@ -687,7 +704,7 @@ def _judge(
     last = points[-1]
     for line, size in last.sites.items():
         sizes = [p.sites.get(line, 0) for p in points]
-        site_leaks = rule.judge(xs, sizes) is not None
+        site_leaks = _steady(rule, xs, sizes, min_per_request) is not None
         sites.append(
             SiteReport(
                 filename=line[0],

@@ -254,6 +254,12 @@ def test_report_of_a_leaking_program_names_its_line_first(leaky_timeline):
     names = [s["name"] for s in chart["series"]]
     assert names[0] == "traced memory"
     assert any(n.endswith("leaky.py:%d" % LEAK_LINE) for n in names)
+    # The run recorded the process's RSS with every sample: it is plotted,
+    # and it is never below what the tracer saw.
+    (rss,) = [s for s in chart["series"] if s["kind"] == "rss"]
+    assert len(rss["points"]) >= 4
+    assert min(v for _, v in rss["points"]) > 0
+    assert not any("RSS: not recorded" in note for note in chart["notes"])
     assert any("floor rose" in note for note in chart["notes"])
     (table,) = sections(data, "suspects")
     first = table["rows"][0]
@@ -350,3 +356,47 @@ def test_page_can_leave_source_lines_out(tmp_path):
         (frame,) = [frame_at(data, i) for i in range(len(data["frames"]))]
         assert frame[3] == expected
         assert frame[2].endswith("f")  # named either way
+
+
+def test_fast_reduction_of_shared_tracebacks_matches_the_site_by_site_one(tmp_path):
+    """Entries read from a file share their tracebacks, and the report then
+    reduces them column-wise: the samples and each group's biggest
+    traceback must be those of the site-by-site reduction, through
+    repeated tables, changed ones, empty sites and the tracer's own."""
+    import random
+
+    from pyleakhunt.export import html_report
+    from pyleakhunt.fileformat import iter_timeline
+    from pyleakhunt.growth import TRACER_FILES
+
+    rng = random.Random(7)
+    tracer = sorted(TRACER_FILES)[0]
+    files = ["/app/a.py", "/app/b.py", "/usr/lib/python3/json/x.py", tracer]
+    tracebacks = [
+        tuple((rng.choice(files), rng.randint(1, 4)) for _ in range(rng.randint(1, 3)))
+        for _ in range(60)
+    ]
+    tracebacks = list(dict.fromkeys(tracebacks))
+    path = str(tmp_path / "t.plh")
+    with TimelineWriter(path) as writer:
+        for i in range(30):
+            if i in (10, 20):  # new call sites: the tables change
+                tracebacks.append((("/app/new%d.py" % i, 1),))
+            sites = [
+                RawSite(0, tb, len(tb), rng.randint(0 if i == 15 else 1, 9), size)
+                for tb in tracebacks
+                for size in [rng.choice([0, 8, 64, 64, 4096])]
+            ]
+            writer.append(raw(sites, 100.0 + i))
+    for key_type in ("userline", "lineno", "traceback"):
+        fast = html_report._Reducer(key_type)
+        keys: Dict[Any, int] = {}
+        groups: Dict[Any, int] = {}
+        biggest: List[Any] = []
+        for entry in iter_timeline(path):
+            got = fast.reduce(entry)
+            want = html_report._reduce(entry, key_type, keys, groups, biggest)
+            assert (got.timestamp, got.figures) == (want.timestamp, want.figures)
+        fast.finish()
+        assert fast.groups == groups
+        assert fast.biggest == biggest

@@ -640,3 +640,25 @@ def test_function_fixtures_give_no_false_alarm_and_capsys_still_works(run):
     assert outcomes.get("failed", 0) == 0, result.stdout.str()[-3000:]
     assert outcomes["passed"] == 10
     assert "not checked" not in result.stdout.str()
+
+
+def test_the_failure_shows_the_users_line_first_and_the_library_beneath(run):
+    result = run(
+        """
+    import json
+
+    import pytest
+
+    KEPT = []
+
+    @pytest.mark.no_leak
+    def test_keeps_parsed_bodies():
+        KEPT.append(json.loads('{"order": [1, 2, 3], "id": "%d"}' % len(KEPT)))
+    """
+    )
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    header = re.search(r"^(\S+):(\d+): \S+ \S+ per round", out, re.MULTILINE)
+    assert header.group(1).endswith("test_subject.py"), out
+    assert header.group(2) == "9"
+    assert re.search(r"via json/decoder\.py:\d+", out)

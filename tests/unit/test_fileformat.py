@@ -368,6 +368,30 @@ def test_timeline_append_then_read_and_iterate(tmp_path) -> None:
     assert ff.read_any(path) == snaps
 
 
+def test_timeline_entries_share_repeated_tables_and_decode_changed_ones() -> None:
+    first = make_aggregated(timestamp=1.0)
+    same = make_aggregated(timestamp=2.0)  # same sites, other figures
+    same.sites = [site._replace(count=site.count + 1) for site in same.sites]
+    moved = make_aggregated(timestamp=3.0)  # same frames, another order
+    moved.sites = list(reversed(moved.sites))
+    renamed = make_aggregated(timestamp=4.0)  # a new file name
+    renamed.sites = [
+        site._replace(frames=(("/new.py", 1),) + site.frames) for site in renamed.sites
+    ]
+    snaps = [first, same, moved, renamed, same]
+    data = timeline_bytes(snaps)
+    for read in (ff.read_timeline, lambda src: list(ff.iter_timeline(src))):
+        entries = read(io.BytesIO(data))
+        assert entries == snaps
+        tbs = [[site.frames for site in entry.sites] for entry in entries]
+        # a repeated table: the very same traceback objects
+        assert all(map(lambda a, b: a is b, tbs[0], tbs[1]))
+        # the same frames in another table: equal values, decoded anew
+        assert tbs[2] == list(reversed(tbs[0]))
+        assert tbs[2][-1] is not tbs[0][0]
+        assert tbs[4][0] is not tbs[1][0] and tbs[4] == tbs[1]
+
+
 def test_empty_timeline_has_no_entries(tmp_path) -> None:
     path = tmp_path / "t.plht"
     ff.TimelineWriter(path).close()

@@ -1,6 +1,7 @@
 """LeakWatcher on real programs: what it must catch and what it must not."""
 
 import itertools
+import os
 import threading
 import time
 
@@ -171,6 +172,26 @@ def test_the_timeline_file_gives_the_same_suspects(tmp_path, steady_clock):
     assert [(s.filename, s.lineno) for s in from_file][:1] == [
         (__file__, line_of(fill_unbounded_cache, 1))
     ]
+
+
+@pytest.mark.skipif(
+    not os.path.exists("/proc/self/statm"), reason="RSS is read from /proc (Linux)"
+)
+def test_every_timeline_entry_carries_the_process_rss(tmp_path, steady_clock):
+    path = tmp_path / "timeline.plh"
+    watcher = LeakWatcher(interval=60, path=path)
+    held = []
+    for _ in range(3):
+        held.append(bytearray(4 << 20))  # 4 MiB more resident each round
+        held[-1][::4096] = b"x" * len(held[-1][::4096])  # touch every page
+        watcher.sample()
+    watcher.stop(final_sample=False)
+    entries = read_timeline(path)
+    rss = [entry.attrs["rss_bytes"] for entry in entries]
+    assert len(rss) == 3 and all(isinstance(v, int) for v in rss)
+    traced = sum(site.size for site in entries[-1].sites)
+    assert rss[-1] > traced >= 8 << 20
+    assert rss[-1] - rss[0] >= 7 << 20
 
 
 def test_bad_arguments_are_refused():
