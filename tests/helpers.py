@@ -20,7 +20,8 @@ import sys
 import textwrap
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, TypeVar
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar
 
 import pytest
 
@@ -97,6 +98,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def fresh_web_state(leaked: List[Any]) -> Iterator[None]:
+    """A web test starts and ends with no endpoint recorded, *leaked* (what
+    its app keeps) empty, and no report listener left open."""
+    from pyleakhunt.web import attribution, page
+
+    attribution.reset()
+    leaked.clear()
+    try:
+        yield
+    finally:
+        for listener in list(page._listeners):  # a test that failed midway
+            listener.close()
+        attribution.reset()
+        leaked.clear()
 
 
 # --------------------------------------------------------------------------

@@ -5,11 +5,11 @@ import json
 import urllib.request
 
 import pytest
+from helpers import fresh_web_state
 
 from pyleakhunt import attribution
 from pyleakhunt.asgi import LeakHuntMiddleware
 from pyleakhunt.attribution import TAG_VAR
-from pyleakhunt.web import page as web_page
 
 LEAKED = []
 TOKEN = "asgi-token-0123456789abcdef"
@@ -17,13 +17,8 @@ TOKEN = "asgi-token-0123456789abcdef"
 
 @pytest.fixture(autouse=True)
 def fresh_attribution():
-    attribution.reset()
-    LEAKED.clear()
-    yield
-    for listener in list(web_page._listeners):  # a test that failed midway
-        listener.close()
-    attribution.reset()
-    LEAKED.clear()
+    with fresh_web_state(LEAKED):
+        yield
 
 
 async def app(scope, receive, send):

@@ -7,10 +7,10 @@ import time
 import urllib.request
 
 import pytest
+from helpers import fresh_web_state
 
 from pyleakhunt import attribution
 from pyleakhunt.attribution import TAG_VAR
-from pyleakhunt.web import page as web_page
 
 # Skipped only when Flask is not installed at all: an installed Flask that
 # fails to import (a Python version it does not support yet) is an error,
@@ -32,13 +32,8 @@ LEAKED = []
 
 @pytest.fixture(autouse=True)
 def fresh_attribution():
-    attribution.reset()
-    LEAKED.clear()
-    yield
-    for listener in list(web_page._listeners):  # a test that failed midway
-        listener.close()
-    attribution.reset()
-    LEAKED.clear()
+    with fresh_web_state(LEAKED):
+        yield
 
 
 def make_app(**options):

@@ -15,12 +15,11 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.util import FileWrapper, setup_testing_defaults
 
 import pytest
-from helpers import free_port
+from helpers import free_port, fresh_web_state
 
 from pyleakhunt import attribution
 from pyleakhunt.attribution import TAG_VAR
 from pyleakhunt.fileformat import read_snapshot
-from pyleakhunt.web import page as web_page
 from pyleakhunt.wsgi import (
     LeakHuntMiddleware,
     LoopbackPage,
@@ -35,13 +34,8 @@ TOKEN = "s3cret-token-0123456789abcdef"
 
 @pytest.fixture(autouse=True)
 def fresh_attribution():
-    attribution.reset()
-    LEAKED.clear()
-    yield
-    for listener in list(web_page._listeners):  # a test that failed midway
-        listener.close()
-    attribution.reset()
-    LEAKED.clear()
+    with fresh_web_state(LEAKED):
+        yield
 
 
 def leaky_app(environ, start_response):
