@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -112,7 +113,8 @@ def test_the_findings_show_the_services_line_first_with_the_library_beneath():
     lines = out.getvalue().splitlines()
     start = lines.index(next(line for line in lines if line.startswith("3. ")))
     assert lines[start + 1].strip().endswith("pyleakhunt/demo.py:66")
-    assert lines[start + 3].strip() == "via json/decoder.py:353"
+    # The decoder's line differs between versions (353 on 3.10-3.12).
+    assert re.fullmatch(r"via json/decoder\.py:\d+", lines[start + 3].strip())
     assert "decoder.py" not in "".join(lines[start + 4 :])
     verdict = next(line for line in lines if line.startswith("Verdict"))
     assert verdict.endswith("pyleakhunt/demo.py:66:")
