@@ -45,7 +45,16 @@ def instructions(config: str, iterations: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "callgrind.out")
         # A fixed hash seed: the same dict and set layouts in both runs.
-        env = dict(os.environ, PYTHONPATH=REPO, PYTHONHASHSEED="0")
+        # No bytecode caches written: otherwise the first run of a pair
+        # compiles and writes the .pyc files the second one only reads,
+        # and that one-off cost (some 100 million instructions in a fresh
+        # tree) lands in one run of the pair.
+        env = dict(
+            os.environ,
+            PYTHONPATH=REPO,
+            PYTHONHASHSEED="0",
+            PYTHONDONTWRITEBYTECODE="1",
+        )
         command = [
             "valgrind",
             "--tool=callgrind",
