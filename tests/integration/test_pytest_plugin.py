@@ -139,6 +139,7 @@ def test_a_clean_test_is_measured_once_after_the_warm_up(run):
     result = run(
         """
     import itertools
+    import sys
 
     CALLS = itertools.count()
 
@@ -148,8 +149,10 @@ def test_a_clean_test_is_measured_once_after_the_warm_up(run):
 
     def test_count():
         # pytest's run, one more warm-up call, then one measured round: no
-        # site grew in it, so none can grow in every round.
-        assert next(CALLS) == 3
+        # site grew in it, so none can grow in every round.  On 3.14 and
+        # later one site may still settle in the first measured round (more
+        # free lists to refill), and the check stops after the second.
+        assert next(CALLS) in ((3,) if sys.version_info < (3, 14) else (3, 4))
     """,
         "--leakhunt",
         "-p",
@@ -481,6 +484,9 @@ SMALL_LEAK_LINES = {
 
 def leak_headers(out):
     """How many failures name each line of SMALL_LEAKS as a leaking site."""
+    # The short summary repeats each message in full where pytest sees a CI
+    # environment (CI=true): count the failures section only.
+    out = out.split("short test summary info")[0]
     return {
         name: len(re.findall(r"test_subject\.py:%d: \d+ B per round" % line, out))
         for name, line in SMALL_LEAK_LINES.items()
