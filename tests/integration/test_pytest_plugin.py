@@ -339,16 +339,22 @@ def test_clean_tests_never_fail_50_times_over(run):
     result = run(CLEAN_TESTS, "--leakhunt", "-W", "always::UserWarning")
     out = result.stdout.str()
     failed = re.findall(r"FAILED test_subject\.py::(\w+)\[", out)
-    # KNOWN FALSE ALARM, 3.10 only: the bounded lru_cache of lists is
-    # reported in 1 or 2 of its 50 runs inside this 350-test session (alone,
-    # never): its site gains 2 fresh blocks a round as it evicts lists made
-    # before tracing, and the process's block count happens to rise as much.
-    # Every other clean body must pass 50 times in 50, on every version.
-    tolerated = (
-        {"test_lru_cache_reaching_maxsize"} if sys.version_info < (3, 11) else set()
-    )
+    # KNOWN FALSE ALARMS of the bounded lru_cache of lists, whose site gains
+    # 2 fresh blocks a round as it evicts lists made before tracing; the
+    # check tells that from a leak by the process's count of pymalloc blocks
+    # (sys.getallocatedblocks), which did not grow:
+    # - on 3.10, in 1 or 2 of its 50 runs inside this 350-test session
+    #   (alone, never), the count happens to rise as much;
+    # - without pymalloc (PYTHONMALLOC=malloc, as under ASan) there is no
+    #   count at all, and every run of it is reported.
+    # Every other clean body must pass 50 times in 50, everywhere.
+    no_pymalloc = sys.getallocatedblocks() == 0
+    tolerated = set()
+    if no_pymalloc or sys.version_info < (3, 11):
+        tolerated = {"test_lru_cache_reaching_maxsize"}
     assert set(failed) <= tolerated, out[-3000:]
-    assert len(failed) <= 2, out[-3000:]
+    if not no_pymalloc:
+        assert len(failed) <= 2, out[-3000:]
     outcomes = result.parseoutcomes()
     assert outcomes["passed"] + len(failed) == 7 * 50
 
