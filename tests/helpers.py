@@ -447,3 +447,10 @@ def fresh_function(body, name="f", params=""):
     source = f"def {name}({params}):\n" + textwrap.indent(textwrap.dedent(body), "    ")
     exec(compile(source, f"<fresh {name} {id(namespace)}>", "exec"), namespace)
     return namespace[name]
+
+
+def browser_env() -> dict:
+    """The environment for chromedriver and Chromium: ours without
+    LD_PRELOAD (the ASan run preloads its runtime into every child, and
+    chromedriver aborts under it)."""
+    return {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}

@@ -31,7 +31,7 @@ import sys
 import textwrap
 
 import pytest
-from helpers import free_port, wait_for
+from helpers import browser_env, free_port, wait_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOKEN = "access-test-token-0123456789abcdef"
@@ -526,7 +526,9 @@ def test_the_page_draws_in_chromium_under_its_own_http_policy(tmp_path):
                 environ["PATH_INFO"] = path
                 b"".join(app(environ, lambda *args: None))
             attribution.current().sample()
-        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        driver = webdriver.Chrome(
+            service=Service(CHROMEDRIVER, env=browser_env()), options=options
+        )
         driver.set_page_load_timeout(60)
         driver.get(app.report_url)
         WebDriverWait(driver, 30).until(

@@ -15,7 +15,7 @@ import zlib
 from typing import Any, List
 
 import pytest
-from helpers import recorded_timeline, report_of
+from helpers import browser_env, recorded_timeline, report_of
 from test_html_report import (
     CLEAN_SCRIPT,
     HOSTILE,
@@ -57,7 +57,9 @@ def browser():
     ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = webdriver.Chrome(
+        service=Service(CHROMEDRIVER, env=browser_env()), options=options
+    )
     driver.set_page_load_timeout(60)
     yield driver
     driver.quit()
