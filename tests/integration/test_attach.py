@@ -1191,6 +1191,8 @@ def _private_tmp_problem() -> Optional[str]:
     """Why a target with a /tmp of its own cannot be made here, or None."""
     if str(REPO).startswith("/tmp/") or attach.__file__.startswith("/tmp/"):
         return "pyleakhunt is under /tmp, which a private /tmp would hide"
+    if sys.executable.startswith("/tmp/") or sys.prefix.startswith("/tmp/"):
+        return "this Python is under /tmp, which a private /tmp would hide"
     if shutil.which("unshare") is None:
         return "no unshare(1) to make a mount namespace"
     probe = subprocess.run(
