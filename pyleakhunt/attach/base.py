@@ -99,6 +99,9 @@ class Environment:
     proc: ProcFS = field(default_factory=ProcFS)
     #: The PATH where gdb is looked for (None: this process's PATH).
     path: Optional[str] = None
+    #: The gdb to use, a path or a name on *path* (``PYLEAKHUNT_GDB``; by
+    #: default ``gdb``): a newer gdb than the system's, for one.
+    gdb: str = field(default_factory=lambda: os.environ.get("PYLEAKHUNT_GDB") or "gdb")
     monotonic: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     wall_clock: Callable[[], float] = time.time
@@ -113,8 +116,19 @@ class Environment:
         return Clock(seconds, self.monotonic, self.sleep, step)
 
     def which_gdb(self) -> Optional[str]:
-        """The gdb executable, or None."""
-        return shutil.which("gdb", path=self.path)
+        """The gdb executable, or None if there is none.
+
+        Raises AttachError (exit 6) when ``PYLEAKHUNT_GDB`` names something
+        that cannot be run: the user asked for that gdb, so another one
+        would be a surprise.
+        """
+        found = shutil.which(self.gdb, path=self.path)
+        if found is None and self.gdb != "gdb":
+            raise AttachError(
+                "PYLEAKHUNT_GDB=%s is not an executable file" % self.gdb,
+                EXIT_NO_GDB,
+            )
+        return found
 
 
 # --------------------------------------------------------------------------

@@ -39,7 +39,13 @@ from .checks import (
     remote_debug_disabled,
     syscall_name,
 )
-from .methods import choose_method, run_gdb, run_remote_exec, verify_running
+from .methods import (
+    check_gdb_can_call,
+    choose_method,
+    run_gdb,
+    run_remote_exec,
+    verify_running,
+)
 from .output import Progress, note, warn
 from .session import (
     SCRIPT_NAME,
@@ -99,6 +105,9 @@ def _queue_with_gdb(
     target: Target, program: str, clock: Clock, env: Environment, verbose: bool
 ) -> None:
     """Queue *program* in *target* with gdb (`run_gdb`); AttachError if not."""
+    gdb = env.which_gdb()
+    assert gdb is not None
+    check_gdb_can_call(gdb)
     report = run_gdb(target, program.encode("utf-8"), clock, env, verbose)
     warning = verify_running(target.pid, env.proc)
     if warning:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from typing import (
@@ -163,6 +165,90 @@ def _stop_gdb(process: subprocess.Popen[bytes]) -> Tuple[bytes, bytes, bool]:
         except subprocess.TimeoutExpired:
             continue
     return b"", b"", False
+
+
+#: What gdb prints when it cannot write a thread's registers back.  After
+#: a function call in the target, gdb restores the thread's registers; if
+#: that fails, the thread resumes with registers gdb made up (a system call
+#: returns ERESTARTNOHAND to Python, for one) and the target fails.  gdb 13
+#: does this on CPUs with AMX, whose XSAVE area is larger than it knows.
+REGISTER_WRITE_FAILURE = "Couldn't write"
+#: Seconds the probe of gdb (`gdb_call_problem`) may take.
+GDB_PROBE_SECONDS = 5.0
+#: The probes made by this process, by gdb path.
+_gdb_probes: Dict[str, Optional[str]] = {}
+
+
+def gdb_call_problem(gdb: str, timeout: float = GDB_PROBE_SECONDS) -> Optional[str]:
+    """Why *gdb* would break a process it calls a function in, or None.
+
+    Tried once per gdb and process, on a throwaway Python of ours, never on
+    a target: attaching the way the gdb path does (a call, then a restore
+    of the registers) is the only test that is sure to match what would
+    happen to the target.  None also when the probe cannot tell (no
+    answer in time, ptrace refused): the attach's own checks then speak.
+    """
+    if gdb not in _gdb_probes:
+        _gdb_probes[gdb] = _probe_gdb(gdb, timeout)
+    return _gdb_probes[gdb]
+
+
+def _probe_gdb(gdb: str, timeout: float) -> Optional[str]:
+    env = _gdb_environment()
+    child = subprocess.Popen(
+        [sys.executable, "-S", "-c", "import time; print(flush=True); time.sleep(60)"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        # Attached before its C library is loaded, gdb would not find
+        # getpid(): wait for the child's first line.
+        assert child.stdout is not None
+        if not select.select([child.stdout], [], [], timeout)[0]:
+            return None
+        command = [gdb, "-nx", "-nw", "-q", "-batch", "-iex", "set auto-load off"]
+        command += ["-iex", "set debuginfod enabled off"]
+        # Only the C library's symbols: loading libpython's takes seconds.
+        command += ["-iex", "set auto-solib-add off", "-p", str(child.pid)]
+        command += ["-ex", "sharedlibrary libc", "-ex", "call (int)getpid()"]
+        try:
+            probe = subprocess.run(
+                command,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+                env=env,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        output = (probe.stdout + probe.stderr).decode("utf-8", "replace")
+    finally:
+        child.kill()
+        child.wait()
+    for line in output.splitlines():
+        if REGISTER_WRITE_FAILURE in line:
+            return (
+                "%s cannot restore a thread's registers on this machine (%s), "
+                "so attaching would break the target; gdb 13 and older do this "
+                "on CPUs with AMX: name a newer gdb in PYLEAKHUNT_GDB%s"
+                % (gdb, line.strip(), _remote_exec_hint())
+            )
+    return None
+
+
+def _remote_exec_hint() -> str:
+    if sys.version_info >= REMOTE_EXEC_VERSION:
+        return ", or let a Python 3.14+ target use sys.remote_exec"
+    return ", or attach to Python 3.14+ targets with sys.remote_exec"
+
+
+def check_gdb_can_call(gdb: str) -> None:
+    """Raise AttachError (exit 6) if *gdb* would break the target."""
+    problem = gdb_call_problem(gdb)
+    if problem is not None:
+        raise AttachError(problem, EXIT_NO_GDB)
 
 
 def gdb_script(params: Dict[str, Any]) -> str:

@@ -45,6 +45,7 @@ from pyleakhunt.attach import (
     Request,
 )
 from pyleakhunt.attach import bootstrap as _attach_bootstrap
+from pyleakhunt.attach import methods
 from pyleakhunt.snapshot import Snapshot
 
 REPO = Path(__file__).resolve().parents[2]
@@ -199,7 +200,17 @@ time.sleep(float(sys.argv[2]))
 """
 
 PTRACE_PROBLEM = _ptrace_problem()
-GDB_PROBLEM = "gdb is not installed" if shutil.which("gdb") is None else None
+
+
+def _gdb_problem() -> Optional[str]:
+    """Why the gdb path cannot work here, or None (tried, not assumed)."""
+    gdb = shutil.which(os.environ.get("PYLEAKHUNT_GDB") or "gdb")
+    if gdb is None:
+        return "gdb is not installed"
+    return methods.gdb_call_problem(gdb)
+
+
+GDB_PROBLEM = _gdb_problem()
 #: Attaching with gdb (the method on 3.10 to 3.13, and --method gdb).
 needs_ptrace = pytest.mark.skipif(
     (GDB_PROBLEM or PTRACE_PROBLEM) is not None,
@@ -663,7 +674,7 @@ def test_gdb_missing_is_refused(spawn, capsys, tmp_path):
     empty.mkdir()
     # --method gdb: on 3.14+ the default, sys.remote_exec, needs no gdb.
     argv = [target.pid, "--method", "gdb"]
-    code, _, err = run(argv, capsys, Environment(path=str(empty)))
+    code, _, err = run(argv, capsys, Environment(path=str(empty), gdb="gdb"))
     assert code == EXIT_NO_GDB
     assert_one_error_line(err, "gdb is not installed", "apt-get install gdb")
     assert target.tracer() == 0 and target.alive()
@@ -676,7 +687,7 @@ def test_gdb_missing_from_path_on_the_command_line(spawn):
         capture_output=True,
         text=True,
         cwd=REPO,
-        env={**os.environ, "PATH": "/nonexistent"},
+        env={**os.environ, "PATH": "/nonexistent", "PYLEAKHUNT_GDB": ""},
         timeout=30,
     )
     assert process.returncode == EXIT_NO_GDB
@@ -1463,3 +1474,40 @@ def test_hundred_cycles_on_a_busy_server(spawn, tmp_path, capsys):
     assert maps_after < maps_before + 30, (maps_before, maps_after)
     prefix = "pyleakhunt-attach-%d-" % target.pid
     assert not any(name.startswith(prefix) for name in os.listdir("/tmp"))
+
+
+#: A gdb that fails as gdb 13 does on a CPU with AMX, and logs its argv.
+BROKEN_GDB = """#!/bin/sh
+echo "$@" >> "$0.log"
+echo "Couldn't write extended state status: Bad address." >&2
+exit 1
+"""
+
+
+@pytest.mark.skipif(PTRACE_PROBLEM is not None, reason=str(PTRACE_PROBLEM))
+def test_a_gdb_that_cannot_restore_registers_never_touches_the_target(
+    spawn, tmp_path, capsys, monkeypatch
+):
+    # gdb 13 on a CPU with AMX cannot write the registers back after a
+    # call, and the target then fails (a sleep raises OSError 514): the
+    # attach must find that out on a process of its own, and refuse.
+    gdb = tmp_path / "old-gdb"
+    gdb.write_text(BROKEN_GDB)
+    gdb.chmod(0o755)
+    monkeypatch.setenv("PYLEAKHUNT_GDB", str(gdb))
+    target = spawn(SLEEPER)
+    code, _, err = run([target.pid, "--method", "gdb"], capsys)
+    assert code == EXIT_NO_GDB
+    assert_one_error_line(err, "cannot restore a thread's registers", "PYLEAKHUNT_GDB")
+    calls = (tmp_path / "old-gdb.log").read_text().splitlines()
+    assert len(calls) == 1 and "-p %d " % target.pid not in calls[0] + " "
+    assert target.alive() and target.stderr.read_text() == ""
+    assert _sessions(target.pid) == []
+
+
+def test_a_pyleakhunt_gdb_that_is_not_there_is_refused(spawn, capsys, monkeypatch):
+    monkeypatch.setenv("PYLEAKHUNT_GDB", "/nonexistent/gdb")
+    target = spawn(SLEEPER)
+    code, _, err = run([target.pid, "--method", "gdb"], capsys)
+    assert code == EXIT_NO_GDB
+    assert_one_error_line(err, "PYLEAKHUNT_GDB=/nonexistent/gdb", "not an executable")
