@@ -43,9 +43,9 @@ from pyleakhunt.attach import (
     Environment,
     ProcFS,
     Request,
+    methods,
 )
 from pyleakhunt.attach import bootstrap as _attach_bootstrap
-from pyleakhunt.attach import methods
 from pyleakhunt.snapshot import Snapshot
 
 REPO = Path(__file__).resolve().parents[2]
