@@ -63,6 +63,29 @@ def _tuples(size: int) -> Callable[[int], List[Any]]:
 _Kind = Tuple[Callable[[int], List[Any]], int, int]
 
 
+def _ints(count: int) -> List[Any]:
+    """*count* new ints, freeing none (3.14+ keeps ints in a free list).
+
+    Not ``range(big, big + count)``, whose end is an int of its own, freed
+    with the range into the free list just emptied; nor ``map()`` over two
+    iterables, which frees a 2-tuple (3.12+ inlines the comprehension).
+    """
+    big = 1 << 20
+    return [big + i for i in range(count)]
+
+
+#: How many ints to take after everything else: reading the count of
+#: blocks (`_take`) makes ints and frees them into their free list, and a
+#: few may be left there, in untraced blocks; the next int the code under
+#: test made would be one of them, and an int kept per call went unseen.
+#: A handful at most: the reads and their differences, ``before`` and
+#: ``made`` (see `_take_until_dry`); this many leave a margin.
+_INT_SLACK = 16
+
+#: Whether ints have a free list (3.14+).
+_TAKE_INTS_LAST = sys.version_info >= (3, 14)
+
+
 def _kinds() -> List[_Kind]:
     """What to make to empty each free list, in the order to make it."""
     kinds: List[_Kind] = [
@@ -76,20 +99,22 @@ def _kinds() -> List[_Kind]:
     if sys.version_info >= (3, 14):
         bound = _Bound()
         held: List[Any] = []
-        big = 1 << 20
         kinds += [
-            (lambda n: list(range(big, big + n)), 100, 100),
+            (_ints, 100, 100),
             (lambda n: list(map(getattr, repeat(bound, n), repeat("method"))), 20, 20),
             (lambda n: list(map(getattr, repeat(held, n), repeat("append"))), 16, 16),
         ]
     if sys.version_info >= (3, 15):
-        kinds.append((lambda n: list(map(complex, range(n))), 100, 100))
+        # Not complex(int): it makes a float and frees it, into the float
+        # free list just emptied; each call then took that float, in an
+        # untraced block, and a float kept per call went unseen.  Adding
+        # two complexes makes the sum only.
+        zero = 0j
+        kinds.append((lambda n: [zero + zero for _ in range(n)], 100, 100))
     # Making the tuples frees a few lists and tuples (zip's argument
-    # tuples), and reading the count of blocks frees ints: take those
-    # again, without freeing any.
-    if sys.version_info >= (3, 14):
-        kinds.append((lambda n: list(range(big, big + n)), 4, 4))
-    # Making tuples frees 1-tuples too (argument tuples): those last.
+    # tuples): take those again, without freeing any; 1-tuples last
+    # (making tuples frees argument tuples).  Ints freed by reading the
+    # count of blocks are taken after all of these (`_take`).
     kinds += [
         (lambda n: [[] for _ in range(n)], 64, 16),
         (
@@ -112,6 +137,27 @@ _KINDS = _kinds()
 _FRESH = 16
 
 
+def _take_until_dry(
+    make: Callable[[int], List[Any]], capacity: int, chunk: int, into: List[Any]
+) -> None:
+    """Take objects of one kind in chunks, until a chunk is freshly made.
+
+    The counts read here, their difference, and ``made`` past 256 are ints
+    made and freed; in a function of its own, so that the last of them
+    are freed when it returns, before `_take` takes the ints again.
+    """
+    blocks = sys.getallocatedblocks
+    # (min() would free its argument tuple into a free list.)
+    fresh = _FRESH if _FRESH < chunk else chunk
+    made = 0
+    while made < capacity:
+        before = blocks()
+        into.append(make(chunk))
+        made += chunk
+        if blocks() - before >= fresh:
+            break
+
+
 def _take(everything: bool, into: List[Any]) -> None:
     """Take the free lists' objects, in chunks, and add them to *into*.
 
@@ -125,20 +171,13 @@ def _take(everything: bool, into: List[Any]) -> None:
     arguments, no ``untraced`` wrapper (which would free its argument
     tuple and keyword dict), and lists that are added to, never replaced.
     """
-    blocks = sys.getallocatedblocks
     for make, capacity, chunk in _KINDS:
         if everything:
             into.append(make(capacity))
-            continue
-        # (min() would free its argument tuple into a free list.)
-        fresh = _FRESH if _FRESH < chunk else chunk
-        made = 0
-        while made < capacity:
-            before = blocks()
-            into.append(make(chunk))
-            made += chunk
-            if blocks() - before >= fresh:
-                break
+        else:
+            _take_until_dry(make, capacity, chunk, into)
+    if _TAKE_INTS_LAST:
+        into.append(_ints(_INT_SLACK))
 
 
 class FreeLists:
