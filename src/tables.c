@@ -582,14 +582,21 @@ nursery_slot(lh_block_table *t, uintptr_t ptr)
 }
 
 /* `ptr` is being recorded: it leaves the absent memo.  The slot is read
-   first so that the common case (another address there) writes nothing. */
+   first so that the common case (another address there) writes nothing.
+   Only the reference tracer (3.13+) reads the memo: before 3.13 this
+   costs nothing on every allocation. */
 static inline void
 absent_forget(lh_block_table *t, uintptr_t ptr)
 {
+#if PY_VERSION_HEX >= 0x030D0000
     _Atomic uintptr_t *slot = &t->absent[lh_blocks_absent_slot(ptr)];
     if (atomic_load_explicit(slot, memory_order_relaxed) == ptr) {
         atomic_store_explicit(slot, 0, memory_order_relaxed);
     }
+#else
+    (void)t;
+    (void)ptr;
+#endif
 }
 
 /* Take `ptr`'s record out of the nursery into *out, if it is there. */
