@@ -677,29 +677,40 @@ site_of_reuse(lh_origin origin, int gil)
     return current_site(LH_PYTHON_DOMAIN, origin);
 }
 
+/* Give the recorded block `b` of an object just reused the current site;
+   lock held.  `b` stays valid: finding a site never changes the block
+   table. */
+static void
+move_to_current_site(lh_block *b, lh_origin origin, int gil)
+{
+    lh_site *site = site_of_reuse(origin, gil);
+    if (site == NULL || site->id == b->site_id) {
+        return;
+    }
+    size_t size = lh_blocks_size_of(&S.blocks, b);
+    account_remove(b->site_id, size);
+    b->site_id = site->id;
+    account_add(site, size);
+}
+
 /* An object created in a block that this thread did not just record:
    reused from a free list, or recorded earlier.  Out of line, so that
    the tracer's every other call (CPython makes one per object created and
    one per object destroyed: some 120 an iteration of W1) saves no
-   registers for it. */
+   registers for it.  One lookup finds the record and changes it. */
 static __attribute__((noinline)) void
 on_reuse(uintptr_t block)
 {
     if (skip_free((void *)block)) {
         return;
     }
+    /* The tag is read before the lock: reading it may allocate. */
     lh_origin origin = origin_of(lh_frames_tstate());
     int gil = on_main_gil(origin.tstate);
     lh_lock_acquire(&S.lock, gil);
-    uint32_t site_id;
-    size_t size;
-    if (is_tracing() && lh_blocks_get(&S.blocks, block, &site_id, &size)) {
-        lh_site *site = site_of_reuse(origin, gil);
-        if (site != NULL && site->id != site_id) {
-            account_remove(site_id, size);
-            lh_blocks_set_site(&S.blocks, block, site->id);
-            account_add(site, size);
-        }
+    lh_block *b = is_tracing() ? lh_blocks_lookup(&S.blocks, block) : NULL;
+    if (b != NULL) {
+        move_to_current_site(b, origin, gil);
     }
     lh_lock_release(&S.lock, gil);
 }
@@ -725,7 +736,12 @@ on_new_reference(PyObject *op, PyRefTracerEvent event, void *data)
             lh_last_block = 0;
             return 0;
         }
-        on_reuse(block);
+        /* Most reused objects in a steady loop were never recorded (they
+           were on the free lists before tracing started): the absent memo
+           answers for them without the lock. */
+        if (!lh_blocks_known_absent(&S.blocks, block)) {
+            on_reuse(block);
+        }
     }
     else if ((int)event == 2 /* PyRefTracer_TRACKER_REMOVED */) {
         /* 3.15, with op == NULL: noted, and handled on the next API call

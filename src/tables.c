@@ -581,6 +581,24 @@ nursery_slot(lh_block_table *t, uintptr_t ptr)
     return &t->nursery[i];
 }
 
+/* `ptr` is being recorded: it leaves the absent memo.  The slot is read
+   first so that the common case (another address there) writes nothing.
+   Only the reference tracer (3.13+) reads the memo: before 3.13 this
+   costs nothing on every allocation. */
+static inline void
+absent_forget(lh_block_table *t, uintptr_t ptr)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    _Atomic uintptr_t *slot = &t->absent[lh_blocks_absent_slot(ptr)];
+    if (atomic_load_explicit(slot, memory_order_relaxed) == ptr) {
+        atomic_store_explicit(slot, 0, memory_order_relaxed);
+    }
+#else
+    (void)t;
+    (void)ptr;
+#endif
+}
+
 /* Take `ptr`'s record out of the nursery into *out, if it is there. */
 static int
 nursery_take(lh_block_table *t, uintptr_t ptr, lh_block *out)
@@ -655,6 +673,7 @@ lh_blocks_put(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
     if (lh_blocks_put_young(t, ptr, site_id, size)) {
         return 0;
     }
+    absent_forget(t, ptr);
     if (size >= LH_BIG_SIZE) {
         return put_big(t, ptr, site_id, size, dropped, ndropped);
     }
@@ -681,6 +700,7 @@ lh_blocks_put_young(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
     if (e->ptr != 0 || size >= LH_BIG_SIZE) {
         return 0;
     }
+    absent_forget(t, ptr);
     *e = (lh_block){ptr, site_id, (uint32_t)size};
     t->nursery_used++;
     return 1;
@@ -718,38 +738,32 @@ lh_blocks_count(const lh_block_table *t)
     return t->used + t->nursery_used;
 }
 
-/* The live record of `ptr`: the nursery's, which is the newest. */
-static lh_block *
-blocks_lookup(lh_block_table *t, uintptr_t ptr)
+/* The nursery's record comes first: it is the newest. */
+lh_block *
+lh_blocks_lookup(lh_block_table *t, uintptr_t ptr)
 {
     lh_block *e = nursery_slot(t, ptr);
     if (e->ptr == ptr && ptr != 0) {
         return e;
     }
-    return blocks_find(t, ptr);
+    lh_block *cur = blocks_find(t, ptr);
+    if (cur == NULL) {
+        atomic_store_explicit(&t->absent[lh_blocks_absent_slot(ptr)], ptr,
+                              memory_order_relaxed);
+    }
+    return cur;
 }
 
 int
 lh_blocks_get(lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
               size_t *size)
 {
-    const lh_block *cur = blocks_lookup(t, ptr);
+    const lh_block *cur = lh_blocks_lookup(t, ptr);
     if (cur == NULL) {
         return 0;
     }
     *site_id = cur->site_id;
     *size = lh_blocks_size_of(t, cur);
-    return 1;
-}
-
-int
-lh_blocks_set_site(lh_block_table *t, uintptr_t ptr, uint32_t site_id)
-{
-    lh_block *cur = blocks_lookup(t, ptr);
-    if (cur == NULL) {
-        return 0;
-    }
-    cur->site_id = site_id;
     return 1;
 }
 

@@ -20,6 +20,7 @@
 #ifndef PYLEAKHUNT_TABLES_H
 #define PYLEAKHUNT_TABLES_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -172,6 +173,17 @@ typedef struct lh_big_size {
    table when a newer block needs their nursery slot. */
 #define LH_NURSERY_LOG2 11
 
+/* The absent memo: addresses a lookup found in neither table, one per
+   slot (direct-mapped, by the same address hash as the nursery).  The
+   reference tracer looks up every object reused from a free list, and in
+   a steady loop the same few objects, on the free lists since before
+   tracing started and so never recorded, come back every iteration: a
+   second lookup of such an address costs one compare, and no lock.
+   Recording a block clears its address's slot, so an address in the memo
+   is never in the table.  512 bytes: small enough that clearing a slot
+   on every allocation stays in the L1 cache. */
+#define LH_ABSENT_LOG2 6
+
 typedef struct lh_block_table {
     lh_block *slots;
     size_t capacity;  /* a power of two, or 0 */
@@ -180,7 +192,32 @@ typedef struct lh_block_table {
     lh_big_size *big;
     lh_block nursery[1u << LH_NURSERY_LOG2]; /* never blocks of LH_BIG_SIZE */
     size_t nursery_used;
+    /* Written under the lock, read without it by lh_blocks_known_absent
+       (relaxed atomics: one aligned word, no ordering needed). */
+    _Atomic uintptr_t absent[1u << LH_ABSENT_LOG2];
 } lh_block_table;
+
+/* The slot of `ptr` in the absent memo: the top bits of the Fibonacci
+   hash the nursery uses, so that one multiplication serves both. */
+static inline size_t
+lh_blocks_absent_slot(uintptr_t ptr)
+{
+    return (size_t)(((uint64_t)ptr * 0x9E3779B97F4A7C15u)
+                    >> (64 - LH_ABSENT_LOG2));
+}
+
+/* Whether `ptr` is certainly not recorded (in the absent memo).  Safe
+   without the lock for an address the caller's live object occupies:
+   nobody can record that address while the object lives, so a slot that
+   holds it cannot be cleared meanwhile, and a slot being changed for
+   another address reads as "not known". */
+static inline int
+lh_blocks_known_absent(lh_block_table *t, uintptr_t ptr)
+{
+    return atomic_load_explicit(&t->absent[lh_blocks_absent_slot(ptr)],
+                                memory_order_relaxed)
+           == ptr;
+}
 
 /* A record the table let go of while inserting another block: a stale
    record of a block freed behind the tracer's back whose address came
@@ -217,11 +254,12 @@ int lh_blocks_replace(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
 /* Remove `ptr`.  Returns 1 and its site and size when it was present. */
 int lh_blocks_pop(lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
                   size_t *size);
+/* The live record of `ptr`, or NULL (then `ptr` goes in the absent
+   memo).  The pointer is valid until the table next changes. */
+lh_block *lh_blocks_lookup(lh_block_table *t, uintptr_t ptr);
 /* Look `ptr` up without removing it. */
 int lh_blocks_get(lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
                   size_t *size);
-/* Change the site of a present block; returns 0 when absent. */
-int lh_blocks_set_site(lh_block_table *t, uintptr_t ptr, uint32_t site_id);
 size_t lh_blocks_size_of(const lh_block_table *t, const lh_block *b);
 /* Every record: slot i for i < lh_blocks_nslots(), in use when ptr != 0. */
 size_t lh_blocks_nslots(const lh_block_table *t);

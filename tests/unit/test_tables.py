@@ -3,6 +3,8 @@
 import ctypes
 import sys
 
+import pytest
+
 import pyleakhunt
 from pyleakhunt import _core
 
@@ -140,6 +142,31 @@ def test_a_reused_address_replaces_a_record_already_in_the_main_table():
         api.untrack(0, base + 16 * i)
     assert tracked_sizes(line) == []
     assert pyleakhunt.get_stats()["lost_blocks"] == 0
+
+
+@pytest.mark.skipif(
+    sys.version_info < (3, 13), reason="no reference tracer before 3.13"
+)
+def test_an_address_found_absent_then_recorded_is_moved_when_reused():
+    # A lookup that misses remembers the address (the absent memo), so that
+    # the reference tracer skips objects never recorded without the lock.
+    # Recording the address must make it forget: otherwise an object reused
+    # from a free list in that block keeps the record's older site.
+    api = capi()
+    base = 1.25
+    before = base * 3.0  # made before start(): never recorded
+    address = id(before)
+    pyleakhunt.start(1)
+    assert pyleakhunt.get_object_traceback(before) is None  # the miss
+    assert api.track(0, address, sys.getsizeof(before)) == 0
+    del before  # a float goes to its free list, its block still live
+    after = base * 5.0
+    line = sys._getframe().f_lineno - 1
+    if id(after) != address:
+        pytest.skip("the float free list did not hand the same block back")
+    traceback = pyleakhunt.get_object_traceback(after)
+    assert traceback is not None and traceback[0].lineno == line, traceback
+    api.untrack(0, address)
 
 
 def test_a_null_address_is_refused_and_leaves_the_tables_intact():
