@@ -332,7 +332,7 @@ def suspect_rows(
     """
     rows = []
     for rank, suspect in enumerate(suspects, 1):
-        frames = tuple((f.filename, f.lineno) for f in reversed(suspect.traceback))
+        frames = suspect.traceback.raw_frames
         frame = None
         if user_frame is not None:
             frame = user_frame(frames)

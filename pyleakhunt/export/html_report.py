@@ -349,7 +349,7 @@ def _snapshot(entry: Entry) -> RawSnapshot:
 
 
 def _site_name(traceback: Traceback, user: Any) -> str:
-    frames = tuple((f.filename, f.lineno) for f in reversed(traceback))
+    frames = traceback.raw_frames
     filename, lineno = user(frames) if frames else ("?", 0)
     return "%s:%d" % (filename, lineno)
 
