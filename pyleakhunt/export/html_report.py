@@ -20,6 +20,7 @@ import itertools
 import operator
 import sys
 import time
+from array import array
 from typing import (
     Any,
     Callable,
@@ -137,7 +138,14 @@ def _site_columns(
     """The traceback table, the index of each site's traceback in it (None:
     the table lists the sites' own), the counts and the sizes of *entry*."""
     if isinstance(entry, RawColumns):
-        return entry.tracebacks, entry.traceback_index, entry.counts, entry.sizes
+        # Lists: their items are read several times (picked, summed,
+        # compared), and an array makes an int object at every read.
+        return (
+            entry.tracebacks,
+            entry.traceback_index,
+            _as_list(entry.counts),
+            _as_list(entry.sizes),
+        )
     sites = entry.sites
     return (
         list(map(_TRACEBACK, sites)),
@@ -145,6 +153,10 @@ def _site_columns(
         list(map(_COUNT, sites)),
         list(map(_SIZE, sites)),
     )
+
+
+def _as_list(values: Sequence[int]) -> Sequence[int]:
+    return values.tolist() if isinstance(values, array) else values
 
 
 class _Plan:
@@ -316,6 +328,8 @@ class _Reducer:
         """Each group's sizes at the entries *order* names, indexed by
         group number: one C-level transposition of the columns."""
         columns = [self.read[i].column for i in order]
+        if len(set(map(len, columns))) == 1:
+            return list(zip(*columns))
         return list(itertools.zip_longest(*columns, fillvalue=0))
 
     def present(self, read: _Read) -> Dict[int, int]:
