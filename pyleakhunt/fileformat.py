@@ -802,8 +802,9 @@ def _decompress(data: memoryview, raw_len: int, where: str) -> bytes:
 
 #: What one entry's tables decoded to, for the next entry of the same
 #: timeline: section id -> (decoded section content, decoded table,
-#: (flags, decoded length) and bytes of the section as stored).
-_Memo = Dict[int, Tuple[bytes, Any, Tuple[int, int], bytes]]
+#: (flags, decoded length) and bytes of the section as stored); and a
+#: column's name -> (its bytes, (its length, its bound), its values).
+_Memo = Dict[Any, Tuple[Any, ...]]
 
 
 #: A section of an entry: its decoded content, where it is (for errors),
@@ -878,6 +879,31 @@ def _remembered(memo: Optional[_Memo], sid: int, content: bytes) -> Any:
     if held is None or held[0] != content:
         return None
     return held[1]
+
+
+def _repeated_column(
+    cur: _Cursor,
+    memo: Optional[_Memo],
+    n: int,
+    typecode: str,
+    what: str,
+    bound: Optional[int] = None,
+) -> array:
+    """`_Cursor.column`, but a column byte for byte the same as in the
+    previous entry (as many, with the same *bound*) is not decoded nor checked
+    again: its values are the previous ones.  The sites' traceback numbers
+    and depths rarely change from one entry to the next."""
+    start = cur.pos
+    held = memo.get(what) if memo is not None else None
+    if held is not None and held[1] == (n, bound):
+        stored = held[0]
+        if bytes(cur.data[start : start + len(stored)]) == stored:
+            cur.pos += len(stored)
+            return held[2]  # type: ignore[no-any-return]
+    values = cur.column(n, typecode, what, bound)
+    if memo is not None:
+        memo[what] = (bytes(cur.data[start : cur.pos]), (n, bound), values)
+    return values
 
 
 def _decode_columns(
@@ -969,12 +995,12 @@ def _decode_columns(
         starts = itertools.accumulate(depths, initial=0)
         tracebacks = [tuple(map(get, flat[a : a + d])) for a, d in zip(starts, depths)]
     if memo is not None:
-        memo.clear()
         for sid, table in (
             (SECTION_STRINGS, strings),
             (SECTION_FRAMES, frames),
             (SECTION_TRACEBACKS, tracebacks),
         ):
+            memo.pop(sid, None)
             if sid in sections:
                 content, _where, header, stored = sections[sid]
                 memo[sid] = (content, table, header, bytes(stored))
@@ -988,8 +1014,8 @@ def _decode_columns(
     if cur is not None:
         n = cur.count("site", MAX_SITES)
         domains = cur.signed_column(n, "site domains")
-        tbs = cur.column(n, _U32, "site tracebacks", len(tracebacks))
-        nframes = cur.column(n, _U64, "site total_nframe")
+        tbs = _repeated_column(cur, memo, n, _U32, "site tracebacks", len(tracebacks))
+        nframes = _repeated_column(cur, memo, n, _U64, "site total_nframe")
         counts = cur.column(n, _U64, "site counts")
         sizes = cur.column(n, _U64, "site sizes")
         peaks = cur.column(n, _U64, "site peaks")
