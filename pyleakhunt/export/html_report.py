@@ -124,9 +124,6 @@ def _accuracy(estimated: bool, lost_blocks: int) -> List[str]:
 _TRACEBACK = operator.itemgetter(1)
 _COUNT = operator.itemgetter(3)
 _SIZE = operator.itemgetter(4)
-#: Entries that share nothing: the cache of tracebacks by identity is
-#: emptied beyond this many.
-_BY_ID_MAX = 1 << 20
 
 #: A timeline entry as the report reads it.
 Entry = Union[RawSnapshot, RawColumns]
@@ -278,10 +275,6 @@ class _Reducer:
         self.key_type = key_type
         self.keys: Dict[RawFrames, int] = {}
         self.groups: Dict[RawFrames, int] = {}
-        #: id(traceback) -> (traceback, number): entries read from one file
-        #: share their traceback objects, found here without hashing their
-        #: frames (the traceback is held, so its id is not reused).
-        self._by_id: Dict[int, Tuple[RawFrames, int]] = {}
         self.plan: Optional[_Plan] = None
         #: The entries in the order read.
         self.read: List[_Read] = []
@@ -302,19 +295,12 @@ class _Reducer:
         return sum(sizes)
 
     def _numbers(self, tracebacks: Iterable[RawFrames]) -> List[int]:
-        by_id = self._by_id
-        if len(by_id) > _BY_ID_MAX:
-            by_id.clear()
+        known = self.keys.get
         numbers = []
         for frames in tracebacks:
-            held = by_id.get(id(frames))
-            if held is not None and held[0] is frames:
-                number = held[1]
-            else:
-                number = self.keys.get(frames)  # type: ignore[assignment]
-                if number is None:
-                    number = self.keys[frames] = self._group_number(frames)
-                by_id[id(frames)] = (frames, number)
+            number = known(frames)
+            if number is None:
+                number = self.keys[frames] = self._group_number(frames)
             numbers.append(number)
         return numbers
 
