@@ -153,6 +153,8 @@ def _site_columns(
 
 
 def _as_list(values: Sequence[int]) -> Sequence[int]:
+    """*values* as a list when they are an array (which makes an int object
+    at every read)."""
     return values.tolist() if isinstance(values, array) else values
 
 
