@@ -185,6 +185,45 @@ def test_flame_graph_puts_the_outermost_call_at_the_top():
     assert frame_at(data, child[0])[:2] == inner
 
 
+def test_flame_tree_numbers_frames_and_orders_children_as_met():
+    """Frames are numbered in the order the records meet them (outermost
+    call first), children are the largest first and equal ones in the
+    order met; frames given as lists are read the same."""
+    main, a, b, c = ("/m.py", 1), ("/a.py", 2), ("/b.py", 3), ("/c.py", 4)
+    records = [
+        ((a, main), 300, 3),
+        ([list(b), list(main)], 100, 1),  # as lists (from JSON, say)
+        ((c, b, main), 200, 2),
+        ((c,), 100, 1),
+        ((b,), 400, 4),
+    ]
+    page = html.Page("t")
+    page.flame_graph("f", records, coverage=1.0)
+    data = page.data()
+    names = [frame_at(data, i)[:2] for i in range(len(data["frames"]))]
+    assert names == [b, main, a, c]  # records are taken the largest first
+
+    def shape(node):
+        label = "root" if node[0] < 0 else names[node[0]][0]
+        return [label, node[1], node[2], [shape(child) for child in node[3]]]
+
+    assert shape(data["sections"][0]["tree"]) == [
+        "root",
+        1100,
+        11,
+        [
+            [
+                "/m.py",
+                600,
+                6,
+                [["/a.py", 300, 3, []], ["/b.py", 300, 3, [["/c.py", 200, 2, []]]]],
+            ],
+            ["/b.py", 400, 4, []],
+            ["/c.py", 100, 1, []],
+        ],
+    ]
+
+
 def test_long_series_keep_their_peaks_and_floors():
     points = [(float(i), 100.0 if i % 10 == 0 else 500.0 + i) for i in range(20_000)]
     kept = html.reduce_points(points, 1000)
