@@ -34,13 +34,15 @@ from typing import (
     Dict,
     Iterator,
     List,
+    Literal,
     NoReturn,
     Optional,
     Tuple,
     Union,
+    overload,
 )
 
-from ._raw import RawFrames, RawSite, RawSnapshot
+from ._raw import RawColumns, RawFrames, RawSite, RawSnapshot
 
 __all__ = [
     "FORMAT_VERSION",
@@ -798,12 +800,29 @@ def _decompress(data: memoryview, raw_len: int, where: str) -> bytes:
     return out
 
 
+#: What one entry's tables decoded to, for the next entry of the same
+#: timeline: section id -> (decoded section content, decoded table,
+#: (flags, decoded length) and bytes of the section as stored); and a
+#: column's name -> (its bytes, (its length, its bound), its values).
+_Memo = Dict[Any, Tuple[Any, ...]]
+
+
+#: A section of an entry: its decoded content, where it is (for errors),
+#: its (flags, decoded length) and its bytes as stored.
+_Section = Tuple[bytes, str, Tuple[int, int], memoryview]
+
+
 def _split_sections(
-    payload: bytes, base: int, entry_where: str
-) -> Dict[int, Tuple[bytes, str]]:
-    """Split an entry payload into {section id: (decoded content, where)}."""
+    payload: bytes, base: int, entry_where: str, memo: Optional[_Memo] = None
+) -> Dict[int, _Section]:
+    """Split an entry payload into {section id: (decoded content, where,
+    (flags, decoded length), bytes as stored)}.
+
+    A table section stored byte for byte as in the previous entry (*memo*)
+    is not decompressed again: its content is the previous one.
+    """
     view = memoryview(payload)
-    sections: Dict[int, Tuple[bytes, str]] = {}
+    sections: Dict[int, _Section] = {}
     pos = 0
     hsize = _SECTION_HEADER.size
     while pos < len(view):
@@ -831,7 +850,15 @@ def _split_sections(
             raise FileFormatError(f"{where}: duplicate section")
         if flags & ~_SECTION_ZLIB:
             raise FileFormatError(f"{where}: unknown section flags {flags:#04x}")
-        if flags & _SECTION_ZLIB:
+        held = memo.get(sid) if memo is not None else None
+        if (
+            held is not None
+            and held[2] == (flags, raw_len)
+            and len(held[3]) == stored
+            and held[3] == bytes(data)
+        ):
+            content = held[0]  # the same stored bytes decode the same
+        elif flags & _SECTION_ZLIB:
             content = _decompress(data, raw_len, where)
         else:
             if raw_len != stored:
@@ -840,13 +867,8 @@ def _split_sections(
                     f"!= stored length {stored}"
                 )
             content = bytes(data)
-        sections[sid] = (content, where)
+        sections[sid] = (content, where, (flags, raw_len), data)
     return sections
-
-
-#: What one entry's tables decoded to, for the next entry of the same
-#: timeline: section id -> (decoded section content, decoded table).
-_Memo = Dict[int, Tuple[bytes, Any]]
 
 
 def _remembered(memo: Optional[_Memo], sid: int, content: bytes) -> Any:
@@ -859,20 +881,46 @@ def _remembered(memo: Optional[_Memo], sid: int, content: bytes) -> Any:
     return held[1]
 
 
-def _decode_payload(
+def _repeated_column(
+    cur: _Cursor,
+    memo: Optional[_Memo],
+    n: int,
+    typecode: str,
+    what: str,
+    bound: Optional[int] = None,
+) -> array:
+    """`_Cursor.column`, but a column byte for byte the same as in the
+    previous entry (as many, with the same *bound*) is not decoded nor checked
+    again: its values are the previous ones.  The sites' traceback numbers
+    and depths rarely change from one entry to the next."""
+    start = cur.pos
+    held = memo.get(what) if memo is not None else None
+    if held is not None and held[1] == (n, bound):
+        stored = held[0]
+        if bytes(cur.data[start : start + len(stored)]) == stored:
+            cur.pos += len(stored)
+            return held[2]  # type: ignore[no-any-return]
+    values = cur.column(n, typecode, what, bound)
+    if memo is not None:
+        memo[what] = (bytes(cur.data[start : cur.pos]), (n, bound), values)
+    return values
+
+
+def _decode_columns(
     payload: bytes, base: int, entry_where: str, memo: Optional[_Memo] = None
-) -> RawSnapshot:
-    """Decode one entry.  With *memo* (one per timeline being read), a
-    string, frame or traceback table byte for byte the same as the
-    previous entry's is not decoded again: the previous entry's objects are
-    shared.  The entries of a timeline mostly repeat their tables, and
-    rebuilding every traceback of every entry was most of the reading."""
-    sections = _split_sections(payload, base, entry_where)
+) -> RawColumns:
+    """Decode one entry, its sites as columns.  With *memo* (one per
+    timeline being read), a string, frame or traceback table byte for byte
+    the same as the previous entry's is neither decompressed nor decoded
+    again: the previous entry's objects are shared.  The entries of a
+    timeline mostly repeat their tables, and rebuilding every traceback of
+    every entry was most of the reading."""
+    sections = _split_sections(payload, base, entry_where, memo)
 
     def cursor(sid: int) -> Optional[_Cursor]:
         if sid not in sections:
             return None
-        content, where = sections[sid]
+        content, where = sections[sid][:2]
         return _Cursor(content, f"{where} (decoded content)")
 
     cur = cursor(SECTION_META)
@@ -947,33 +995,32 @@ def _decode_payload(
         starts = itertools.accumulate(depths, initial=0)
         tracebacks = [tuple(map(get, flat[a : a + d])) for a, d in zip(starts, depths)]
     if memo is not None:
-        memo.clear()
         for sid, table in (
             (SECTION_STRINGS, strings),
             (SECTION_FRAMES, frames),
             (SECTION_TRACEBACKS, tracebacks),
         ):
+            memo.pop(sid, None)
             if sid in sections:
-                memo[sid] = (sections[sid][0], table)
+                content, _where, header, stored = sections[sid]
+                memo[sid] = (content, table, header, bytes(stored))
 
-    sites: List[RawSite] = []
+    empty = array(_U64)
+    domains: List[int] = []
+    tbs = array(_U32)
+    nframes = counts = sizes = peaks = empty
+    tags: List[int] = []
     cur = cursor(SECTION_SITES)
     if cur is not None:
         n = cur.count("site", MAX_SITES)
         domains = cur.signed_column(n, "site domains")
-        tbs = cur.column(n, _U32, "site tracebacks", len(tracebacks))
-        nframes = cur.column(n, _U64, "site total_nframe")
+        tbs = _repeated_column(cur, memo, n, _U32, "site tracebacks", len(tracebacks))
+        nframes = _repeated_column(cur, memo, n, _U64, "site total_nframe")
         counts = cur.column(n, _U64, "site counts")
         sizes = cur.column(n, _U64, "site sizes")
         peaks = cur.column(n, _U64, "site peaks")
         tags = cur.signed_column(n, "site tags")
         cur.done()
-        total_nframes = [nf - 1 if nf else None for nf in nframes]
-        site_frames = map(tracebacks.__getitem__, tbs)
-        rows = zip(domains, site_frames, total_nframes, counts, sizes, peaks, tags)
-        # tuple.__new__(RawSite, row) builds each named tuple in C, without
-        # the Python-level RawSite(...): a timeline has millions of sites.
-        sites = list(map(tuple.__new__, itertools.repeat(RawSite), rows))
 
     tag_names: Dict[int, str] = {}
     cur = cursor(SECTION_TAGS)
@@ -1008,18 +1055,25 @@ def _decode_payload(
     if cur is not None:
         if not full:
             cur.fail("BLOCKS section in an aggregated snapshot")
-        block_sites = cur.column(n_blocks, _U32, "block sites", len(sites))
+        block_sites = cur.column(n_blocks, _U32, "block sites", len(tbs))
         block_sizes = cur.column(n_blocks, _U64, "block sizes")
         cur.done()
     elif full:
         raise FileFormatError(f"{entry_where}: full snapshot without BLOCKS section")
 
-    return RawSnapshot(
+    return RawColumns(
         traceback_limit=tb_limit,
-        sites=sites,
+        tracebacks=tracebacks,
+        traceback_index=tbs,
+        domains=domains,
+        total_nframes=nframes,
+        counts=counts,
+        sizes=sizes,
+        peaks=peaks,
+        tags=tags,
         block_sites=block_sites,
         block_sizes=block_sizes,
-        tags=tag_names,
+        tag_names=tag_names,
         sample_bytes=sample_bytes,
         lost_blocks=lost_blocks,
         pid=pid,
@@ -1031,12 +1085,19 @@ def _decode_payload(
 def _read_one(
     src: _Source, index: int, memo: Optional[_Memo] = None
 ) -> Optional[RawSnapshot]:
+    columns = _read_columns(src, index, memo)
+    return None if columns is None else columns.to_snapshot()
+
+
+def _read_columns(
+    src: _Source, index: int, memo: Optional[_Memo] = None
+) -> Optional[RawColumns]:
     entry = _read_entry(src, index)
     if entry is None:
         return None
     payload, base = entry
     where = f"entry {index} at offset {base - _ENTRY_HEADER.size}"
-    return _decode_payload(payload, base, where, memo)
+    return _decode_columns(payload, base, where, memo)
 
 
 def _with_source(src: Source, func: Callable[[_Source, int], Any]) -> Any:
@@ -1166,10 +1227,25 @@ def file_kind(path: Union[str, os.PathLike[str]]) -> str:
     return "unknown"
 
 
+@overload
 def iter_timeline(
-    src: Source, *, allow_truncated_tail: bool = False
-) -> Iterator[RawSnapshot]:
+    src: Source, *, allow_truncated_tail: bool = False, columns: Literal[False] = ...
+) -> Iterator[RawSnapshot]: ...
+
+
+@overload
+def iter_timeline(
+    src: Source, *, allow_truncated_tail: bool = False, columns: Literal[True]
+) -> Iterator[RawColumns]: ...
+
+
+def iter_timeline(
+    src: Source, *, allow_truncated_tail: bool = False, columns: bool = False
+) -> Iterator[Union[RawSnapshot, RawColumns]]:
     """Yield the entries of a timeline file one by one (streaming).
+
+    With *columns*, each entry is a `RawColumns` (its sites as columns,
+    cheaper to read: see `RawColumns.to_snapshot`), else a `RawSnapshot`.
 
     Only one entry is in memory at a time.  If the data ends inside an entry
     (a watcher killed mid-append), FileFormatError is raised after the
@@ -1191,14 +1267,14 @@ def iter_timeline(
         memo: _Memo = {}
         while True:
             try:
-                snap = _read_one(source, index, memo)
+                snap: Any = _read_columns(source, index, memo)
             except _TruncatedError:
                 if allow_truncated_tail:
                     return
                 raise
             if snap is None:
                 return
-            yield snap
+            yield snap if columns else snap.to_snapshot()
             index += 1
     finally:
         if owned:

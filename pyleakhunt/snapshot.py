@@ -146,6 +146,12 @@ class Traceback(Sequence):
         """Depth of the stack before it was cut to the traceback limit."""
         return self._total_nframe
 
+    @property
+    def raw_frames(self) -> RawFrames:
+        """The frames as the tracer reports them (and the constructor takes
+        them): ``(filename, lineno)`` tuples, the most recent call first."""
+        return self._frames[::-1]
+
     def __len__(self) -> int:
         return len(self._frames)
 

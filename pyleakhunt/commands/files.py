@@ -98,11 +98,14 @@ class TimelineReader:
     """The entries of a timeline file, streamed one at a time.
 
     A last entry cut short (the process was killed while writing it) is
-    skipped with a warning on stderr, and `truncated_tail` is set.
+    skipped with a warning on stderr, and `truncated_tail` is set.  With
+    *columns*, the entries are `pyleakhunt._raw.RawColumns` (see
+    `pyleakhunt.fileformat.iter_timeline`).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, columns: bool = False) -> None:
         self.path = path
+        self.columns = columns
         self.entries = 0
         self.truncated_tail = False
 
@@ -111,7 +114,10 @@ class TimelineReader:
             progress = Progress(self.path, os.fstat(f.fileno()).st_size)
             end = HEADER_SIZE  # just after the last complete entry
             try:
-                for raw in iter_timeline(f, allow_truncated_tail=True):
+                entries = iter_timeline(
+                    f, allow_truncated_tail=True, columns=self.columns
+                )
+                for raw in entries:
                     end = f.tell()
                     self.entries += 1
                     progress.entries(self.entries, end)

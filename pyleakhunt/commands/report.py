@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         with reading(args.path):
             kind = file_kind(args.path)
         if kind == "timeline":
-            reader = TimelineReader(args.path)
+            reader = TimelineReader(args.path, columns=True)
             with reading(args.path):
                 page = html_report.timeline_page(
                     args.path,

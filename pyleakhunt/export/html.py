@@ -67,6 +67,7 @@ import hashlib
 import html as _html
 import json
 import linecache
+import operator
 import os
 import sysconfig
 from dataclasses import dataclass, field
@@ -331,7 +332,7 @@ def suspect_rows(
     """
     rows = []
     for rank, suspect in enumerate(suspects, 1):
-        frames = tuple((f.filename, f.lineno) for f in reversed(suspect.traceback))
+        frames = suspect.traceback.raw_frames
         frame = None
         if user_frame is not None:
             frame = user_frame(frames)
@@ -477,16 +478,24 @@ def _flame_tree(cut: _FlameCut, frames: _Frames) -> List[Any]:
     The root's frame is -1; the "other" node's frame is -2.  Children are
     sorted by bytes, the largest first.
     """
+    # While it is built, a node's children are a dict keyed by the frame
+    # itself: the frame table (`_Frames.add`) is asked only when a node is
+    # made, which is also the first time a frame is met, so frames are
+    # numbered in the order of the records all the same.
     root: List[Any] = [-1, 0, 0, {}]
+    add = frames.add
     for stack, size, count in cut.records:
+        try:
+            hash(stack)
+        except TypeError:  # frames given as lists
+            stack = tuple((filename, lineno) for filename, lineno in stack)
         node = root
         node[1] += size
         node[2] += count
-        for filename, lineno in reversed(stack):  # the outermost call first
-            index = frames.add(filename, lineno)
-            child = node[3].get(index)
+        for frame in reversed(stack):  # the outermost call first
+            child = node[3].get(frame)
             if child is None:
-                child = node[3][index] = [index, 0, 0, {}]
+                child = node[3][frame] = [add(frame[0], frame[1]), 0, 0, {}]
             child[1] += size
             child[2] += count
             node = child
@@ -494,12 +503,20 @@ def _flame_tree(cut: _FlameCut, frames: _Frames) -> List[Any]:
         root[1] += cut.other_bytes
         root[2] += cut.other_count
         root[3][-2] = [-2, cut.other_bytes, cut.other_count, {}]
+    # Each node's children become a list, the largest first (a stable
+    # sort: equal ones stay in the order they were met).
+    pending = [root]
+    while pending:
+        node = pending.pop()
+        children = list(node[3].values())
+        if len(children) > 1:
+            children.sort(key=_BYTES, reverse=True)
+        node[3] = children
+        pending += children
+    return root
 
-    def freeze(node: List[Any]) -> List[Any]:
-        children = sorted(node[3].values(), key=lambda c: c[1], reverse=True)
-        return [node[0], node[1], node[2], [freeze(c) for c in children]]
 
-    return freeze(root)
+_BYTES = operator.itemgetter(1)
 
 
 # --------------------------------------------------------------------------

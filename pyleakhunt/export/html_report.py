@@ -16,13 +16,25 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import itertools
 import operator
 import sys
 import time
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from array import array
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
-from .._raw import RawFrames, RawSnapshot
-from ..growth import DEFAULT_RULE, TRACER_FILES, GrowthRule, Sample, find_suspects
+from .._raw import RawColumns, RawFrames, RawSnapshot
+from ..growth import DEFAULT_RULE, TRACER_FILES, GrowthRule, suspects_of_series
 from ..report import format_duration, format_time, no_suspect_reason, plural
 from ..snapshot import Snapshot, Traceback, raw_group_key
 from ..units import format_size
@@ -109,221 +121,252 @@ def _accuracy(estimated: bool, lost_blocks: int) -> List[str]:
 
 
 #: A site's traceback, count and size.
-_FIGURES = operator.itemgetter(1, 3, 4)
-_SIZE = operator.itemgetter(4)
-#: The key, in `_reduce`'s traceback cache, of its cache by identity.
-_BY_ID: Any = ("by id",)
-_BY_ID_MAX = 1 << 20
-
-
-def _reduce(
-    raw: RawSnapshot,
-    key_type: str,
-    keys: Dict[RawFrames, int],
-    groups: Dict[RawFrames, int],
-    biggest: List[Tuple[int, RawFrames]],
-) -> Sample:
-    """*raw* grouped by *key_type*, as `pyleakhunt.growth.reduce_snapshot`
-    groups it (empty sites and the tracer's own memory left out), each
-    group named by a small integer.
-
-    The caches are kept from one entry to the next, because a timeline
-    repeats its tracebacks: *keys* maps a traceback to its group's number
-    (-1 for the tracer's own memory), *groups* a group key (raw frames) to
-    its number, and *biggest* gets each group's biggest traceback.  With
-    integers as keys, the growth rule's two million lookups (200 samples of
-    10,000 sites) cost less than reading the file; Traceback keys cost
-    several times more.
-    """
-    figures: Dict[int, Tuple[int, int]] = {}
-    known = keys.get
-    # The entries read from one file share their traceback objects (see
-    # `pyleakhunt.fileformat`): *by_id* finds a traceback's group by its
-    # identity, without hashing its frames.  It holds the traceback, so the
-    # id cannot be reused while it is there.
-    by_id = keys.setdefault(_BY_ID, {})  # type: ignore[call-overload]
-    if len(by_id) > _BY_ID_MAX:  # entries that share nothing
-        by_id.clear()
-    seen = by_id.get
-    for frames, count, size in map(_FIGURES, raw.sites):
-        if count == 0:
-            continue
-        held_id = seen(id(frames))
-        if held_id is not None and held_id[0] is frames:
-            key = held_id[1]
-        else:
-            key = known(frames)
-            if key is None:
-                key = keys[frames] = _group_number(frames, key_type, groups, biggest)
-            by_id[id(frames)] = (frames, key)
-        if key < 0:
-            continue
-        held = figures.get(key)
-        figures[key] = (
-            (size, count) if held is None else (held[0] + size, held[1] + count)
-        )
-        if size > biggest[key][0]:
-            biggest[key] = (size, frames)
-    return Sample(raw.timestamp, figures, bool(raw.sample_bytes))  # type: ignore[arg-type]
-
-
-def _group_number(
-    frames: RawFrames,
-    key_type: str,
-    groups: Dict[RawFrames, int],
-    biggest: List[Tuple[int, RawFrames]],
-) -> int:
-    if any(f[0] in TRACER_FILES for f in frames):
-        return -1
-    number = groups.setdefault(raw_group_key(key_type, frames), len(groups))
-    if number == len(biggest):
-        biggest.append((-1, ()))
-    return number
-
-
 _TRACEBACK = operator.itemgetter(1)
 _COUNT = operator.itemgetter(3)
+_SIZE = operator.itemgetter(4)
+
+#: A timeline entry as the report reads it.
+Entry = Union[RawSnapshot, RawColumns]
+
+
+def _site_columns(
+    entry: Entry,
+) -> Tuple[Sequence[RawFrames], Optional[Sequence[int]], Sequence[int], Sequence[int]]:
+    """The traceback table, the index of each site's traceback in it (None:
+    the table lists the sites' own), the counts and the sizes of *entry*."""
+    if isinstance(entry, RawColumns):
+        # Lists: their items are read several times (picked, summed,
+        # compared), and an array makes an int object at every read.
+        return (
+            entry.tracebacks,
+            entry.traceback_index,
+            _as_list(entry.counts),
+            _as_list(entry.sizes),
+        )
+    sites = entry.sites
+    return (
+        list(map(_TRACEBACK, sites)),
+        None,
+        list(map(_COUNT, sites)),
+        list(map(_SIZE, sites)),
+    )
+
+
+def _as_list(values: Sequence[int]) -> Sequence[int]:
+    """*values* as a list when they are an array (which makes an int object
+    at every read)."""
+    return values.tolist() if isinstance(values, array) else values
 
 
 class _Plan:
-    """How to reduce entries whose sites have the same tracebacks, in the
-    same order, as the entry the plan was made for: which sites count
-    (*valid*: not the tracer's own memory), the group of each, and a
-    running maximum of each valid site's size (for `biggest`)."""
+    """How the sites of an entry fall into groups, for every entry with
+    the same sites in the same order (the entries read from one file share
+    their traceback table while it does not change).
 
-    def __init__(self, tracebacks: List[RawFrames], numbers: List[int]) -> None:
-        self.tracebacks = tracebacks
-        valid = [i for i, n in enumerate(numbers) if n >= 0]
-        self.take = operator.itemgetter(*valid) if len(valid) > 1 else None
-        self.valid = valid
-        self.numbers = [numbers[i] for i in valid]
-        firsts: Dict[int, int] = {}
-        for j, number in enumerate(self.numbers):
-            firsts.setdefault(number, j)
-        #: Positions (among the valid sites) of each group's first site,
-        #: and the others, added one by one.
-        self.first = list(firsts.values())
-        self.first_numbers = list(firsts)
-        self.take_first = (
-            operator.itemgetter(*self.first) if len(self.first) > 1 else None
-        )
-        self.extra = [
-            j for j in range(len(self.numbers)) if firsts[self.numbers[j]] != j
-        ]
-        #: Sites whose group has several here: `_Reducer.reduce` compares
-        #: them entry by entry, for `biggest` to settle ties as `_reduce`
-        #: does (the first site to reach the maximum); a group of one site
-        #: has one traceback, so only its running maximum is kept.
-        self.shared = {self.numbers[j] for j in self.extra}
-        self.multi = [(j, n) for j, n in enumerate(self.numbers) if n in self.shared]
-        self.maxima: Optional[List[int]] = None
+    A group is named by a small integer, its number.  An entry becomes one
+    column of group sizes, indexed by number, with one C-level call
+    (`column`); only the sites of groups that have several here are added
+    in Python.
+    """
 
-    def fold(self, biggest: List[Tuple[int, RawFrames]]) -> None:
-        """Move the running maxima into *biggest* (call when the plan ends)."""
-        if self.maxima is None:
-            return
-        for j, size in enumerate(self.maxima):
-            number = self.numbers[j]
-            if size > biggest[number][0] and number not in self.shared:
-                biggest[number] = (size, self.tracebacks[self.valid[j]])
-        self.maxima = None
+    def __init__(
+        self,
+        table: Sequence[RawFrames],
+        index: Optional[Sequence[int]],
+        numbers: List[int],
+    ) -> None:
+        self.table = table
+        self.index = index
+        #: Each site's group number; -1 for the tracer's own memory.
+        self.numbers = numbers
+        #: group number -> its first site, in the order of the sites.
+        self.firsts: Dict[int, int] = {}
+        #: (site, group number) of each site that is not its group's first.
+        self.extra: List[Tuple[int, int]] = []
+        for site, number in enumerate(numbers):
+            if number >= 0 and self.firsts.setdefault(number, site) != site:
+                self.extra.append((site, number))
+        width = max(self.firsts, default=-1) + 1
+        # A group this entry lacks takes the value after the last site: 0.
+        picks = [self.firsts.get(number, len(numbers)) for number in range(width)]
+        self.gaps = len(self.firsts) < width
+        self._pick = operator.itemgetter(*picks) if width > 1 else None
+        self._picks = picks
+        self._members: Optional[Dict[int, List[int]]] = None
+
+    def matches(
+        self, table: Sequence[RawFrames], index: Optional[Sequence[int]]
+    ) -> bool:
+        """Do the sites of (*table*, *index*) have this plan's tracebacks,
+        in this order?"""
+        if (index is None) != (self.index is None):
+            return False
+        # Identical objects compare at C speed; equal ones are as good.
+        if table is not self.table and table != self.table:
+            return False
+        return index is None or index is self.index or index == self.index
+
+    def column(self, values: Sequence[int]) -> Sequence[int]:
+        """Per-site *values* summed by group: a sequence indexed by group
+        number (0 for the groups that have no site here)."""
+        if self.gaps:
+            values = list(values)
+            values.append(0)
+        if self._pick is not None:
+            column: Sequence[int] = self._pick(values)
+        else:
+            column = [values[i] for i in self._picks]
+        if self.extra:
+            column = list(column)
+            for site, number in self.extra:
+                column[number] += values[site]
+        return column
+
+    def sites_of(self, number: int) -> List[int]:
+        """The sites of group *number* here, in order (none if it has none)."""
+        if self._members is None:
+            self._members = {}
+            for site, group in self.extra:
+                self._members.setdefault(group, [self.firsts[group]]).append(site)
+        members = self._members.get(number)
+        if members is not None:
+            return members
+        first = self.firsts.get(number)
+        return [] if first is None else [first]
+
+    def frames_of(self, site: int) -> RawFrames:
+        return self.table[site if self.index is None else self.index[site]]
+
+
+class _Read:
+    """What the report keeps of one entry: its sizes by group, and its
+    sites' sizes and counts (for each suspect's biggest traceback)."""
+
+    __slots__ = ("timestamp", "plan", "sizes", "counts", "empty", "column")
+
+    def __init__(
+        self,
+        timestamp: float,
+        plan: _Plan,
+        sizes: Sequence[int],
+        counts: Sequence[int],
+        empty: bool,
+        column: Sequence[int],
+    ) -> None:
+        self.timestamp = timestamp
+        self.plan = plan
+        self.sizes = sizes
+        self.counts = counts
+        #: Some site has no block left: such sites are left out.
+        self.empty = empty
+        self.column = column
 
 
 class _Reducer:
-    """Reduces the entries of a timeline one by one (see `_reduce`).
+    """Reduces the entries of a timeline one by one to group sizes, as
+    `pyleakhunt.growth.reduce_snapshot` groups a snapshot (sites with no
+    block and the tracer's own memory left out); each group is named by a
+    small integer.
 
-    Consecutive entries read from one file usually list the very same
-    traceback objects in the same order (`pyleakhunt.fileformat` shares
-    them): then one `_Plan` reduces each entry with C-level operations on
-    its columns instead of a Python loop over its sites.  Any other entry
-    (a site with no block left, or different tracebacks) goes through
-    `_reduce`.
+    *keys* maps a traceback to its group's number (-1 for the tracer's own
+    memory) and *groups* a group key (raw frames) to its number: kept from
+    one entry to the next, because a timeline repeats its tracebacks.
     """
 
     def __init__(self, key_type: str) -> None:
         self.key_type = key_type
         self.keys: Dict[RawFrames, int] = {}
         self.groups: Dict[RawFrames, int] = {}
-        self.biggest: List[Tuple[int, RawFrames]] = []
         self.plan: Optional[_Plan] = None
+        #: The entries in the order read.
+        self.read: List[_Read] = []
 
-    def reduce(self, raw: RawSnapshot) -> Sample:
-        sites = raw.sites
-        tracebacks = list(map(_TRACEBACK, sites))
-        counts = list(map(_COUNT, sites))
+    def add(self, entry: Entry) -> int:
+        """Reduce *entry*; return the bytes of all its sites."""
+        table, index, counts, sizes = _site_columns(entry)
         plan = self.plan
-        if plan is not None and not (
-            len(tracebacks) == len(plan.tracebacks)
-            and all(map(operator.is_, tracebacks, plan.tracebacks))
-        ):
-            plan.fold(self.biggest)
-            plan = self.plan = None
-        if 0 in counts or len(sites) < 2:
-            if plan is not None:
-                plan.fold(self.biggest)
-            return _reduce(raw, self.key_type, self.keys, self.groups, self.biggest)
-        if plan is None:
-            numbers = [self._number(frames) for frames in tracebacks]
-            plan = self.plan = _Plan(tracebacks, numbers)
-        if plan.take is None or plan.take_first is None:
-            plan.fold(self.biggest)
-            self.plan = None
-            return _reduce(raw, self.key_type, self.keys, self.groups, self.biggest)
-        sizes = plan.take(list(map(_SIZE, sites)))
-        counts = plan.take(counts)
-        figures = dict(
-            zip(
-                plan.first_numbers,
-                zip(plan.take_first(sizes), plan.take_first(counts)),
-            )
-        )
-        for j in plan.extra:
-            number = plan.numbers[j]
-            held = figures[number]
-            figures[number] = (held[0] + sizes[j], held[1] + counts[j])
-        biggest = self.biggest
-        for j, number in plan.multi:
-            if sizes[j] > biggest[number][0]:
-                biggest[number] = (sizes[j], plan.tracebacks[plan.valid[j]])
-        plan.maxima = (
-            list(sizes) if plan.maxima is None else list(map(max, plan.maxima, sizes))
-        )
-        return Sample(raw.timestamp, figures, bool(raw.sample_bytes))  # type: ignore[arg-type]
+        if plan is None or not plan.matches(table, index):
+            frames = table if index is None else map(table.__getitem__, index)
+            plan = self.plan = _Plan(table, index, self._numbers(frames))
+        empty = 0 in counts
+        kept = sizes
+        if empty:
+            kept = [size if count else 0 for size, count in zip(sizes, counts)]
+        column = plan.column(kept)
+        self.read.append(_Read(entry.timestamp, plan, sizes, counts, empty, column))
+        return sum(sizes)
 
-    def _number(self, frames: RawFrames) -> int:
-        number = self.keys.get(frames)
-        if number is None:
-            number = self.keys[frames] = _group_number(
-                frames, self.key_type, self.groups, self.biggest
-            )
-        return number
+    def _numbers(self, tracebacks: Iterable[RawFrames]) -> List[int]:
+        known = self.keys.get
+        numbers = []
+        for frames in tracebacks:
+            number = known(frames)
+            if number is None:
+                number = self.keys[frames] = self._group_number(frames)
+            numbers.append(number)
+        return numbers
 
-    def finish(self) -> None:
-        """Complete `biggest` (call once, after the last entry)."""
-        if self.plan is not None:
-            self.plan.fold(self.biggest)
-            self.plan = None
+    def _group_number(self, frames: RawFrames) -> int:
+        if any(f[0] in TRACER_FILES for f in frames):
+            return -1
+        key = raw_group_key(self.key_type, frames)
+        return self.groups.setdefault(key, len(self.groups))
+
+    def series(self, order: Sequence[int]) -> List[Tuple[int, ...]]:
+        """Each group's sizes at the entries *order* names, indexed by
+        group number: one C-level transposition of the columns."""
+        columns = [self.read[i].column for i in order]
+        if len(set(map(len, columns))) == 1:
+            return list(zip(*columns))
+        return list(itertools.zip_longest(*columns, fillvalue=0))
+
+    def present(self, read: _Read) -> Dict[int, int]:
+        """The groups *read* has blocks of, in the order of their first
+        site, with their block counts."""
+        plan = read.plan
+        if not read.empty:
+            counts = plan.column(read.counts)
+            return {number: counts[number] for number in plan.firsts}
+        held: Dict[int, int] = {}
+        for number, count in zip(plan.numbers, read.counts):
+            if number >= 0 and count:
+                held[number] = held.get(number, 0) + count
+        return held
+
+    def biggest(self, number: int) -> RawFrames:
+        """The traceback of group *number*'s biggest site: the first, in
+        the order read, to reach the largest size any of its sites had."""
+        best, frames = -1, ()
+        for read in self.read:
+            for site in read.plan.sites_of(number):
+                if read.empty and not read.counts[site]:
+                    continue
+                if read.sizes[site] > best:
+                    best, frames = read.sizes[site], read.plan.frames_of(site)
+        return frames
 
 
-def _traced_total(raw: RawSnapshot) -> int:
-    return sum(map(_SIZE, raw.sites))
+def _snapshot(entry: Entry) -> RawSnapshot:
+    return entry.to_snapshot() if isinstance(entry, RawColumns) else entry
 
 
 def _site_name(traceback: Traceback, user: Any) -> str:
-    frames = tuple((f.filename, f.lineno) for f in reversed(traceback))
+    frames = traceback.raw_frames
     filename, lineno = user(frames) if frames else ("?", 0)
     return "%s:%d" % (filename, lineno)
 
 
 def timeline_page(
     path: str,
-    entries: Iterable[RawSnapshot],
+    entries: Iterable[Entry],
     key_type: str = "userline",
     rule: GrowthRule = DEFAULT_RULE,
     progress: Optional[Progress] = None,
     truncated_tail: Optional[Callable[[], bool]] = None,
 ) -> Page:
-    """The report of a timeline whose entries *entries* yields in order.
+    """The report of a timeline whose entries *entries* yields in order
+    (`RawSnapshot` objects, or `RawColumns`: cheaper to read, see
+    `pyleakhunt.fileformat.iter_timeline`).
 
     Suspects are grouped by *key_type* (``userline``, as ``pyleakhunt
     suspects`` groups them by default, or ``lineno``...).
@@ -349,7 +392,7 @@ def timeline_page(
 
 def _timeline_page(
     path: str,
-    entries: Iterable[RawSnapshot],
+    entries: Iterable[Entry],
     key_type: str,
     rule: GrowthRule,
     progress: Optional[Progress],
@@ -358,20 +401,20 @@ def _timeline_page(
 ) -> Page:
     from ..userframe import user_raw_frame
 
-    samples: List[Sample] = []
     traced: List[tuple] = []
     rss: List[tuple] = []
-    first: Optional[RawSnapshot] = None
-    last: Optional[RawSnapshot] = None
+    first: Optional[Entry] = None
+    last: Optional[Entry] = None
     pid = lost_blocks = 0
+    estimated = False
     for count, raw in enumerate(entries, 1):
         if progress is not None and progress.reading:
             progress.update(
                 "pyleakhunt: report: reading %s: %s"
                 % (path, plural(count, "entry", "entries"))
             )
-        samples.append(reducer.reduce(raw))
-        traced.append((raw.timestamp, _traced_total(raw)))
+        traced.append((raw.timestamp, reducer.add(raw)))
+        estimated = estimated or bool(raw.sample_bytes)
         value = raw.attrs.get(RSS_ATTR) if isinstance(raw.attrs, dict) else None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             rss.append((raw.timestamp, value))
@@ -380,38 +423,47 @@ def _timeline_page(
         last = raw
         pid = raw.pid or pid
         lost_blocks = max(lost_blocks, raw.lost_blocks)
-    reducer.finish()
-    groups, biggest = reducer.groups, reducer.biggest
     if progress is not None:
         progress.update("pyleakhunt: report: finding suspects")
-    order = sorted(range(len(samples)), key=lambda i: samples[i].timestamp)
-    samples = [samples[i] for i in order]
+    read = reducer.read
+    order = sorted(range(len(read)), key=lambda i: read[i].timestamp)
+    timestamps = [read[i].timestamp for i in order]
     traced = sorted(traced)
     rss.sort()
+    # Each group's size at each sample, by group number.
+    sizes = reducer.series(order)
+    # The groups of the last sample, in the order of their first site (the
+    # order `find_suspects` would meet them), with their block counts.
+    present = reducer.present(read[order[-1]]) if read else {}
     # The rule sees group numbers as keys; its suspects then get the
     # Traceback keys every other output shows.
-    group_keys = list(groups)  # in the order of their numbers
-    found = find_suspects(samples, {}, rule)
+    group_keys = list(reducer.groups)  # in the order of their numbers
+    found = suspects_of_series(
+        timestamps,
+        ((number, sizes[number], present[number]) for number in set(present)),
+        {},
+        rule,
+        estimated,
+    )
     numbers = [suspect.key for suspect in found]
     suspects = [
         dataclasses.replace(
             suspect,
             key=Traceback(group_keys[number]),
-            traceback=Traceback(biggest[number][1]),
+            traceback=Traceback(reducer.biggest(number)),
         )
         for suspect, number in zip(found, numbers)
     ]
-    start = samples[0].timestamp if samples else 0.0
-    duration = samples[-1].timestamp - start if samples else 0.0
-    estimated = any(s.estimated for s in samples)
+    start = timestamps[0] if timestamps else 0.0
+    duration = timestamps[-1] - start if timestamps else 0.0
 
     subtitle = ["Timeline %s" % path]
-    if samples:
+    if timestamps:
         subtitle.append(
             "pid %d, %s over %s from %s%s"
             % (
                 pid,
-                plural(len(samples), "sample"),
+                plural(len(timestamps), "sample"),
                 format_duration(duration),
                 format_time(start),
                 " (estimated)" if estimated else "",
@@ -425,8 +477,7 @@ def _timeline_page(
         return [(t - start, v) for t, v in points]
 
     def sizes_of(rank: int) -> List[float]:
-        number = numbers[rank]
-        return [s.figures.get(number, (0, 0))[0] for s in samples]  # type: ignore[call-overload]
+        return list(sizes[numbers[rank]])
 
     series = [Series("traced memory", relative(traced), kind="total", floor=True)]
     chart_notes = []
@@ -437,7 +488,7 @@ def _timeline_page(
             "RSS: not recorded in this timeline (written by a pyleakhunt "
             "that did not record it)."
         )
-    times = [s.timestamp - start for s in samples]
+    times = [t - start for t in timestamps]
     for rank, suspect in enumerate(suspects[:CHART_SUSPECTS]):
         series.append(
             Series(
@@ -450,16 +501,16 @@ def _timeline_page(
     page.chart("Memory over time", series, x_kind="time", notes=chart_notes)
 
     shown = suspects[:TABLE_SUSPECTS]
-    watched = len(samples[-1].figures) if samples else 0
-    if len(samples) < rule.min_samples:
-        empty = no_suspect_reason(len(samples), rule.min_samples).capitalize() + "."
+    watched = len(present)
+    if len(timestamps) < rule.min_samples:
+        empty = no_suspect_reason(len(timestamps), rule.min_samples).capitalize() + "."
     else:
         empty = (
             "No suspect: none of the %s traced at the end kept growing over "
             "%s (%s)."
             % (
                 plural(watched, "call site"),
-                plural(len(samples), "sample"),
+                plural(len(timestamps), "sample"),
                 format_duration(duration),
             )
         )
@@ -486,6 +537,7 @@ def _timeline_page(
         notes=suspect_notes,
     )
     if last is not None and first is not None:
+        first, last = _snapshot(first), _snapshot(last)
         page.flame_graph(
             "Live memory at the last sample (%s)" % format_time(last.timestamp),
             records_of(Snapshot._from_raw(last)),

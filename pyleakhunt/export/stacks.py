@@ -113,7 +113,7 @@ def growth(old: Snapshot, new: Snapshot) -> StackProfile:
     for diff in new.diff(old, key_type="traceback"):
         if diff.size_diff <= 0:
             continue
-        frames = tuple((f.filename, f.lineno) for f in reversed(diff.traceback))
+        frames = diff.traceback.raw_frames
         samples.append(StackSample(frames, diff.size_diff, max(diff.count_diff, 0)))
     sample_bytes = max(old.sample_bytes, new.sample_bytes)
     comments = [

@@ -185,6 +185,45 @@ def test_flame_graph_puts_the_outermost_call_at_the_top():
     assert frame_at(data, child[0])[:2] == inner
 
 
+def test_flame_tree_numbers_frames_and_orders_children_as_met():
+    """Frames are numbered in the order the records meet them (outermost
+    call first), children are the largest first and equal ones in the
+    order met; frames given as lists are read the same."""
+    main, a, b, c = ("/m.py", 1), ("/a.py", 2), ("/b.py", 3), ("/c.py", 4)
+    records = [
+        ((a, main), 300, 3),
+        ([list(b), list(main)], 100, 1),  # as lists (from JSON, say)
+        ((c, b, main), 200, 2),
+        ((c,), 100, 1),
+        ((b,), 400, 4),
+    ]
+    page = html.Page("t")
+    page.flame_graph("f", records, coverage=1.0)
+    data = page.data()
+    names = [frame_at(data, i)[:2] for i in range(len(data["frames"]))]
+    assert names == [b, main, a, c]  # records are taken the largest first
+
+    def shape(node):
+        label = "root" if node[0] < 0 else names[node[0]][0]
+        return [label, node[1], node[2], [shape(child) for child in node[3]]]
+
+    assert shape(data["sections"][0]["tree"]) == [
+        "root",
+        1100,
+        11,
+        [
+            [
+                "/m.py",
+                600,
+                6,
+                [["/a.py", 300, 3, []], ["/b.py", 300, 3, [["/c.py", 200, 2, []]]]],
+            ],
+            ["/b.py", 400, 4, []],
+            ["/c.py", 100, 1, []],
+        ],
+    ]
+
+
 def test_long_series_keep_their_peaks_and_floors():
     points = [(float(i), 100.0 if i % 10 == 0 else 500.0 + i) for i in range(20_000)]
     kept = html.reduce_points(points, 1000)
@@ -358,45 +397,109 @@ def test_page_can_leave_source_lines_out(tmp_path):
         assert frame[2].endswith("f")  # named either way
 
 
-def test_fast_reduction_of_shared_tracebacks_matches_the_site_by_site_one(tmp_path):
-    """Entries read from a file share their tracebacks, and the report then
-    reduces them column-wise: the samples and each group's biggest
-    traceback must be those of the site-by-site reduction, through
-    repeated tables, changed ones, empty sites and the tracer's own."""
+def _reference_suspects(entries: List[RawSnapshot], key_type: str, rule: Any):
+    """The suspects of *entries* reduced site by site, the plain way: sites
+    with no block and the tracer's own left out, each group's traceback the
+    first site (in the order read) to reach the group's largest size."""
+    from pyleakhunt.growth import TRACER_FILES, Sample, find_suspects
+    from pyleakhunt.snapshot import Traceback, raw_group_key
+
+    samples = []
+    biggest: Dict[Any, Tuple[int, Any]] = {}
+    for entry in entries:
+        figures: Dict[Any, Tuple[int, int]] = {}
+        for site in entry.sites:
+            if site.count == 0 or any(f[0] in TRACER_FILES for f in site.frames):
+                continue
+            key = raw_group_key(key_type, site.frames)
+            size, count = figures.get(key, (0, 0))
+            figures[key] = (size + site.size, count + site.count)
+            if site.size > biggest.get(key, (-1, None))[0]:
+                biggest[key] = (site.size, site.frames)
+        samples.append(Sample(entry.timestamp, figures, bool(entry.sample_bytes)))
+    samples.sort(key=lambda sample: sample.timestamp)
+    found = find_suspects(samples, {}, rule)
+    sizes = {
+        s.key: [sample.figures.get(s.key, (0, 0))[0] for sample in samples]
+        for s in found
+    }
+    return [(s, Traceback(biggest[s.key][1]), sizes[s.key]) for s in found]
+
+
+def test_report_reduces_a_timeline_as_the_site_by_site_rule_does(tmp_path):
+    """The report reduces entries column by column, one plan per run of
+    entries with the same sites: its suspects (ranking, figures, biggest
+    traceback, sparkline) must be those of the plain site-by-site
+    reduction, through repeated tables, changed ones, sites with no block,
+    the tracer's own sites, groups of several sites and entries out of
+    time order; read as RawColumns or as RawSnapshots alike."""
     import random
 
     from pyleakhunt.export import html_report
     from pyleakhunt.fileformat import iter_timeline
-    from pyleakhunt.growth import TRACER_FILES
+    from pyleakhunt.growth import TRACER_FILES, GrowthRule
 
     rng = random.Random(7)
     tracer = sorted(TRACER_FILES)[0]
     files = ["/app/a.py", "/app/b.py", "/usr/lib/python3/json/x.py", tracer]
     tracebacks = [
-        tuple((rng.choice(files), rng.randint(1, 4)) for _ in range(rng.randint(1, 3)))
-        for _ in range(60)
+        tuple((rng.choice(files), rng.randint(1, 6)) for _ in range(rng.randint(1, 3)))
+        for _ in range(80)
     ]
-    tracebacks = list(dict.fromkeys(tracebacks))
+    # Two sites of one line (a group but for key "traceback") always of one
+    # size: the group's traceback is the first site's.
+    twins = [(("/app/c.py", 9), ("/app/a.py", 1)), (("/app/c.py", 9), ("/app/b.py", 2))]
+    tracebacks = list(dict.fromkeys(tracebacks + twins))
+    leaking = {tb: rng.randint(1, 10**6) for tb in tracebacks if rng.random() < 0.4}
+    times = [100.0 + i for i in range(30)]
+    times[5], times[6] = times[6], times[5]  # written out of order
     path = str(tmp_path / "t.plh")
     with TimelineWriter(path) as writer:
         for i in range(30):
             if i in (10, 20):  # new call sites: the tables change
                 tracebacks.append((("/app/new%d.py" % i, 1),))
-            sites = [
-                RawSite(0, tb, len(tb), rng.randint(0 if i == 15 else 1, 9), size)
-                for tb in tracebacks
-                for size in [rng.choice([0, 8, 64, 64, 4096])]
-            ]
-            writer.append(raw(sites, 100.0 + i))
+                leaking[tracebacks[-1]] = 777_777 + i
+            sites = []
+            for tb in tracebacks:
+                size = rng.choice([0, 8, 64, 64, 4096])
+                if tb in leaking:
+                    size += leaking[tb] * i + rng.randint(0, 99)
+                if tb in twins:
+                    size = 5000 * i + 10
+                count = rng.randint(0 if i in (15, 29) else 1, 9)
+                sites.append(RawSite(0, tb, len(tb), count, size))
+            writer.append(raw(sites, times[i]))
+    rule = GrowthRule(min_growth_bytes=1, min_consistency=0.1)
+    entries = list(iter_timeline(path))
     for key_type in ("userline", "lineno", "traceback"):
-        fast = html_report._Reducer(key_type)
-        keys: Dict[Any, int] = {}
-        groups: Dict[Any, int] = {}
-        biggest: List[Any] = []
-        for entry in iter_timeline(path):
-            got = fast.reduce(entry)
-            want = html_report._reduce(entry, key_type, keys, groups, biggest)
-            assert (got.timestamp, got.figures) == (want.timestamp, want.figures)
-        fast.finish()
-        assert fast.groups == groups
-        assert fast.biggest == biggest
+        want = _reference_suspects(entries, key_type, rule)
+        assert len(want) > 10
+        rows = [
+            (
+                s.growth_bytes,
+                s.size,
+                s.count,
+                html._number(s.consistency),
+                tuple((f.filename, f.lineno) for f in traceback),
+                sizes,
+            )
+            for s, traceback, sizes in want
+        ]
+        pages = [
+            html_report.timeline_page(path, source, key_type, rule)
+            for source in (entries, iter_timeline(path, columns=True))
+        ]
+        assert pages[0].data() == pages[1].data()
+        (table,) = sections(pages[0].data(), "suspects")
+        got = [
+            (
+                row["growth"],
+                row["size"],
+                row["count"],
+                row["steadiness"],
+                tuple(frame_at(pages[0].data(), i)[:2] for i in row["traceback"]),
+                row["spark"],
+            )
+            for row in table["rows"]
+        ]
+        assert got == rows[: html_report.TABLE_SUSPECTS]

@@ -392,6 +392,28 @@ def test_timeline_entries_share_repeated_tables_and_decode_changed_ones() -> Non
         assert tbs[4][0] is not tbs[1][0] and tbs[4] == tbs[1]
 
 
+def test_timeline_entries_read_as_columns_are_the_same_snapshots() -> None:
+    first = make_aggregated(timestamp=1.0)
+    same = make_aggregated(timestamp=2.0)  # same sites, other figures
+    same.sites = [site._replace(count=site.count + 1) for site in same.sites]
+    moved = make_aggregated(timestamp=3.0)  # same frames, another order
+    moved.sites = list(reversed(moved.sites))
+    fewer = make_aggregated(timestamp=4.0)  # a prefix of the sites
+    fewer.sites = fewer.sites[:-1]
+    snaps = [first, same, moved, same, fewer, first]
+    entries = list(ff.iter_timeline(io.BytesIO(timeline_bytes(snaps)), columns=True))
+    assert [entry.to_snapshot() for entry in entries] == snaps
+    for entry, snap in zip(entries, snaps):
+        assert len(entry.traceback_index) == len(entry.sizes) == len(snap.sites)
+        assert list(entry.sizes) == [site.size for site in snap.sites]
+    # A column stored as in the previous entry is the previous one's values;
+    # a changed one is decoded anew.
+    assert entries[1].traceback_index is entries[0].traceback_index
+    assert entries[1].tracebacks is entries[0].tracebacks
+    assert list(entries[2].traceback_index) != list(entries[0].traceback_index)
+    assert entries[4].traceback_index is not entries[3].traceback_index
+
+
 def test_empty_timeline_has_no_entries(tmp_path) -> None:
     path = tmp_path / "t.plht"
     ff.TimelineWriter(path).close()

@@ -9,6 +9,7 @@ from pyleakhunt.growth import (
     analyse_series,
     find_suspects,
     suspects_in,
+    suspects_of_series,
 )
 from pyleakhunt.snapshot import Traceback
 
@@ -67,6 +68,29 @@ def test_suspects_are_ranked_by_rate_times_consistency():
         for i in range(8)
     ]
     assert [s.key for s in find_suspects(samples, {})] == [fast, slow]
+
+
+def test_absent_sites_count_as_zero_and_only_the_last_samples_are_judged():
+    late = Traceback((("app.py", 20),))
+    gone = Traceback((("app.py", 30),))
+    samples = [
+        Sample(float(i), {KEY: (i * 5000, i + 1), gone: (i * 9000, 1)})
+        for i in range(6)
+    ]
+    samples[3].figures[late] = (4000, 1)  # absent before and after sample 3
+    samples[-1].figures.pop(gone)  # grows, but is gone at the end
+    samples[-1].figures[late] = (9000, 7)
+    found = find_suspects(samples, {KEY: Traceback((("lib.py", 1), ("app.py", 10)))})
+    # late (0 0 0 4000 0 9000) grew in 2 intervals of 5: too unsteady.
+    assert [s.key for s in found] == [KEY]
+    assert found[0].traceback == Traceback((("lib.py", 1), ("app.py", 10)))
+    assert (found[0].size, found[0].count) == (25_000, 6)
+    by_series = suspects_of_series(
+        [s.timestamp for s in samples],
+        [(KEY, [i * 5000 for i in range(6)], 6), (late, [0, 0, 0, 4000, 0, 9000], 7)],
+        {KEY: Traceback((("lib.py", 1), ("app.py", 10)))},
+    )
+    assert by_series == found
 
 
 def test_suspect_json_has_the_documented_fields():

@@ -9,7 +9,7 @@ import logging.handlers
 import pytest
 
 import pyleakhunt
-from pyleakhunt import Filter, Snapshot
+from pyleakhunt import Filter, Snapshot, Traceback
 from pyleakhunt._raw import RawSite, RawSnapshot
 from pyleakhunt.userframe import is_user_file, library_path
 
@@ -258,3 +258,13 @@ def test_userline_groups_sites_by_their_most_recent_user_frame():
     ]
     with pytest.raises(ValueError, match="cumulative"):
         snapshot.statistics("userline", cumulative=True)
+
+
+def test_a_traceback_gives_back_the_frames_it_was_made_of():
+    frames = (("lib.py", 3), ("app.py", 10), ("main.py", 1))  # most recent first
+    traceback = Traceback(frames)
+    assert traceback.raw_frames == frames
+    assert traceback.raw_frames == tuple(
+        (f.filename, f.lineno) for f in reversed(traceback)
+    )
+    assert Traceback(()).raw_frames == ()
