@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Union
 
 import pyleakhunt
 
-from . import lease
+from . import lease, sampler
 from .fileformat import TimelineWriter
 from .growth import (
     DEFAULT_RULE,
@@ -79,8 +79,8 @@ class LeakWatcher:
         self._samples: List[Sample] = []
         self._tracebacks: Dict[Traceback, Traceback] = {}
         self._lock = threading.Lock()
-        self._stop_event = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        #: Set from start to stop, even after an error ended the sampling.
+        self._registration: Optional[sampler.Registration] = None
         self._lease: Optional[Lease] = None
         self._writer = TimelineWriter(path) if path is not None else None
         self.error: Optional[BaseException] = None
@@ -134,33 +134,30 @@ class LeakWatcher:
     # -- the background thread ---------------------------------------------
 
     def start(self) -> LeakWatcher:
-        """Sample every *interval* seconds on a daemon thread."""
-        if self._thread is not None:
+        """Sample every *interval* seconds on a daemon thread, the first at
+        once (the process's one sampling thread, `pyleakhunt.sampler`)."""
+        if self._registration is not None:
             raise RuntimeError("this LeakWatcher is already running")
         self._ensure_tracing()
-        self._stop_event.clear()
-        self._thread = threading.Thread(
-            target=self._run, name="pyleakhunt-watcher", daemon=True
+        self._registration = sampler.register(
+            "watcher", self._sample_in_background, self.interval, delay=0
         )
-        self._thread.start()
         return self
 
-    def _run(self) -> None:
-        while True:
-            try:
-                self.sample()
-            except Exception as exc:  # never let the watcher hurt the program
-                self.error = exc
-                return
-            if self._stop_event.wait(self.interval):
-                return
+    def _sample_in_background(self) -> bool:
+        """One timed sample; False (no more) once one has failed."""
+        try:
+            self.sample()
+        except Exception as exc:  # never let the watcher hurt the program
+            self.error = exc
+            return False
+        return True
 
     def stop(self, final_sample: bool = True) -> None:
-        """Stop the thread (taking one last sample) and close the timeline."""
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            self._stop_event.set()
-            thread.join()
+        """Stop sampling (taking one last sample) and close the timeline."""
+        registration, self._registration = self._registration, None
+        if registration is not None:
+            registration.cancel()  # waits for a sample being taken
             if final_sample and self.error is None and pyleakhunt.is_tracing():
                 self.sample()
         if self._writer is not None:

@@ -19,7 +19,8 @@ share the tag of ``<other>``, so a client that invents paths cannot grow
 it.  Tag numbers are never reused within a process, even across `reset()`,
 so memory tagged before a reset is never credited to a new endpoint.
 
-**Sampling.**  Every ``interval`` seconds a background thread takes an
+**Sampling.**  Every ``interval`` seconds the process's sampling thread
+(`pyleakhunt.sampler`, shared with the watcher) takes an
 aggregated snapshot (its cost follows the number of call sites, not of
 live blocks) and reduces it, per tag, to the endpoint's retained bytes and
 its biggest call sites (``file:line`` of the most recent frame).  Each
@@ -68,7 +69,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import pyleakhunt
 
-from .. import _core, growth, lease
+from .. import _core, growth, lease, sampler
 from .._raw import RawFrame, RawFrames, RawSnapshot
 from ..growth import DEFAULT_RULE, TRACER_FILES, GrowthRule
 from ..lease import Lease
@@ -420,8 +421,7 @@ class Attribution:
         # requests); _lock guards the series while a report reads them.
         self._sample_lock = threading.Lock()
         self._lock = threading.Lock()
-        self._stop_event = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._registration: Optional[sampler.Registration] = None
         self._lease: Optional[Lease] = None
         self._running = False
         #: Set in a forked child: the sampler thread did not survive.
@@ -442,33 +442,30 @@ class Attribution:
                 owner="attribution",
             )
         self._running = True
-        self._start_sampler()
+        if self._registration is None:
+            self._start_sampler()
         return self
 
     def _start_sampler(self) -> None:
+        """Sample every interval on the process's sampling thread."""
         self._sampler_lost = False
-        self._stop_event = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name="pyleakhunt-attribution", daemon=True
+        self._registration = sampler.register(
+            "attribution", self._sample_in_background, self.options.interval
         )
-        self._thread.start()
 
-    def _run(self) -> None:
-        TAG_VAR.set(0)  # whatever started us, our own memory is untagged
-        stop = self._stop_event
-        while not stop.wait(self.options.interval):
-            try:
-                self.sample()
-            except Exception as exc:  # a bug here must not stop sampling
-                self._error = f"{type(exc).__name__}: {exc}"
+    def _sample_in_background(self) -> None:
+        TAG_VAR.set(0)  # whatever ran before us, our own memory is untagged
+        try:
+            self.sample()
+        except Exception as exc:  # a bug here must not stop sampling
+            self._error = f"{type(exc).__name__}: {exc}"
 
     def stop(self) -> None:
         """Stop the sampler and release the lease on the tracer."""
         self._running = False
-        thread, self._thread = self._thread, None
-        self._stop_event.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
+        registration, self._registration = self._registration, None
+        if registration is not None:
+            registration.cancel()  # waits for a sample being taken
         if self._lease is not None:
             self._lease.release()
             self._lease = None
@@ -478,7 +475,7 @@ class Attribution:
         self.registry.after_fork()
         self._sample_lock = threading.Lock()
         self._lock = threading.Lock()
-        self._thread = None
+        self._registration = None  # the fork dropped it (pyleakhunt.sampler)
         self._sampler_lost = self._running
 
     # -- the hot path -------------------------------------------------------

@@ -44,6 +44,7 @@ LAYERS: Dict[str, int] = {
     "pyleakhunt": 1,  # __init__: the tracemalloc API
     "pyleakhunt._freelist": 1,
     "pyleakhunt.lease": 1,
+    "pyleakhunt.sampler": 1,
     "pyleakhunt.snapshot": 2,
     "pyleakhunt.fileformat": 2,
     "pyleakhunt.userframe": 2,

@@ -1,0 +1,232 @@
+"""One background thread per process for everything that samples on a timer.
+
+The watcher (`pyleakhunt.watcher.LeakWatcher`) and the web attribution
+(`pyleakhunt.web.attribution.Attribution`) both take a snapshot every few
+seconds.  Rather than a thread each, they register a callback here::
+
+    registration = pyleakhunt.sampler.register("watcher", sample, 1.0)
+    ...
+    registration.cancel()
+
+The rules, decided here and nowhere else:
+
+- **One daemon thread** runs every callback, each at its own *interval*:
+  it sleeps until the nearest one is due.  A callback is next due
+  *interval* seconds after its call returns (so a slow snapshot never
+  makes calls pile up), and callbacks run one at a time: a slow one
+  delays the others, never overlaps them.
+- **The thread starts with the first registration and stops when the last
+  one is cancelled**; `Registration.cancel` returns once the thread has
+  left (unless called from a callback, see below).
+- **Errors stay with their client.**  A callback that raises is called
+  again at its next interval, and the others are not disturbed; a client
+  keeps its own errors (the watcher in ``.error``, the attribution in its
+  report).  A callback that returns False is cancelled.
+- **`cancel` waits for a running call** of its callback, so that after it
+  the client can close what the callback writes to.  Called from a
+  callback (its own or another's), it cannot wait for the thread it runs
+  on: it only takes the callback off, and the thread leaves when that
+  call returns if nothing else is registered.
+- **A forked child has no thread and no registrations**: the parent's
+  thread did not survive the fork, and a client decides for itself
+  whether it samples in the child by registering again (the attribution
+  on its first request, production tracing with a new watcher; a
+  parent's LeakWatcher stays quiet in a child, as its own thread did).
+
+The thread is named for its clients (``pyleakhunt-watcher``,
+``pyleakhunt-attribution``, or ``pyleakhunt-watcher+attribution`` while it
+serves both), so that a thread listing shows who is sampling.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import sys
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+__all__ = ["Registration", "register", "registrations"]
+
+
+class Registration:
+    """One client's callback and interval; `cancel` it when done (extra
+    calls, and calls in a forked child, do nothing)."""
+
+    __slots__ = ("name", "callback", "interval", "_due", "_running_on")
+
+    def __init__(
+        self, name: str, callback: Callable[[], Any], interval: float, due: float
+    ) -> None:
+        self.name = name
+        self.callback = callback
+        self.interval = interval
+        #: time.monotonic() at which the callback is next due.
+        self._due = due
+        #: The thread running the callback now, if one is.
+        self._running_on: Optional[threading.Thread] = None
+
+    @property
+    def active(self) -> bool:
+        """Whether the callback is still registered."""
+        with _State.condition:
+            return self in _State.registrations
+
+    def cancel(self) -> None:
+        """Call the callback no more (see the module's rules)."""
+        _cancel(self)
+
+    def __repr__(self) -> str:
+        return f"<Registration {self.name!r} every {self.interval}s>"
+
+
+class _State:
+    """The registrations and the thread that serves them."""
+
+    #: Guards everything below.  The thread holds it only between calls,
+    #: never while a callback runs: a callback may register or cancel.
+    condition = threading.Condition(threading.Lock())
+    registrations: List[Registration] = []
+    #: The serving thread; None when there is none, or when the one still
+    #: running has been told to leave (it checks this before each call).
+    thread: Optional[threading.Thread] = None
+
+
+def register(
+    name: str,
+    callback: Callable[[], Any],
+    interval: float,
+    *,
+    delay: Optional[float] = None,
+) -> Registration:
+    """Call *callback* every *interval* seconds on the sampling thread.
+
+    The first call comes after *delay* seconds (default: *interval*; 0 for
+    at once).  *name* says who the client is, in the thread's name.
+    """
+    if not interval > 0:
+        raise ValueError(f"interval must be > 0, not {interval!r}")
+    first = interval if delay is None else delay
+    with _State.condition:
+        registration = Registration(name, callback, interval, time.monotonic() + first)
+        _State.registrations.append(registration)
+        if _State.thread is None:
+            _State.thread = _new_thread()
+            _State.thread.start()
+        else:
+            _State.thread.name = _thread_name()
+        _State.condition.notify_all()  # it may be due before the others
+    return registration
+
+
+def registrations() -> List[Registration]:
+    """The registrations of this process, oldest first (a copy)."""
+    with _State.condition:
+        return list(_State.registrations)
+
+
+def _thread_name() -> str:
+    names: Dict[str, None] = dict.fromkeys(r.name for r in _State.registrations)
+    return "pyleakhunt-" + "+".join(names)
+
+
+def _new_thread() -> threading.Thread:
+    options: Dict[str, Any] = {}
+    if sys.version_info >= (3, 14):
+        # Python 3.14 can have a thread inherit its starter's context
+        # (-X thread_inherit_context): the starter may be serving a request,
+        # and the callbacks' own memory must carry no endpoint's tag.
+        options["context"] = contextvars.Context()
+    return threading.Thread(target=_serve, name=_thread_name(), daemon=True, **options)
+
+
+def _cancel(registration: Registration) -> None:
+    me = threading.current_thread()
+    with _State.condition:
+        # Let a running call finish first, unless it runs on this very
+        # thread (waiting for ourselves would never end) or on a parent's
+        # thread that a fork left behind (it will never finish).
+        while (
+            registration._running_on not in (None, me)
+            and registration._running_on.is_alive()
+        ):
+            _State.condition.wait()
+        leaving = _remove(registration)
+    if leaving is not None and leaving is not me:
+        # Outside the lock: the thread takes it once more on its way out.
+        leaving.join()
+
+
+def _remove(registration: Registration) -> Optional[threading.Thread]:
+    """Take *registration* off; return the thread if it must now leave.
+
+    Called with the condition held.
+    """
+    if registration not in _State.registrations:
+        return None  # cancelled already, or registered before a fork
+    _State.registrations.remove(registration)
+    thread = _State.thread
+    if thread is None:
+        return None
+    if _State.registrations:
+        thread.name = _thread_name()
+        return None
+    _State.thread = None
+    _State.condition.notify_all()
+    return thread
+
+
+def _serve() -> None:
+    me = threading.current_thread()
+    condition = _State.condition
+    try:
+        with condition:
+            while _State.thread is me:
+                registration = min(_State.registrations, key=lambda r: r._due)
+                wait = registration._due - time.monotonic()
+                if wait > 0:
+                    # Woken early by a registration, a cancel or a stop.
+                    condition.wait(wait)
+                    continue
+                registration._running_on = me
+                condition.release()
+                try:
+                    keep = _call(registration)
+                finally:
+                    condition.acquire()
+                    registration._running_on = None
+                    condition.notify_all()  # a cancel may wait for this call
+                registration._due = time.monotonic() + registration.interval
+                if not keep:
+                    _remove(registration)
+    finally:
+        # Normally already so; but if a callback raised SystemExit, say,
+        # the next registration must start a new thread.
+        with condition:
+            if _State.thread is me:
+                _State.thread = None
+
+
+def _call(registration: Registration) -> bool:
+    """Run one callback; whether it stays registered."""
+    try:
+        return registration.callback() is not False
+    except Exception:  # the client's own error: the others go on
+        return True
+
+
+def _after_fork_in_child() -> None:
+    # The thread did not survive the fork, and another thread of the parent
+    # may have held the lock.  Handlers run in the order they were
+    # registered, and a module can only call register() from its own fork
+    # handler after importing this one, whose handler is then already in
+    # place: production's, which starts a new watcher in the child, runs
+    # after this one.
+    _State.condition = threading.Condition(threading.Lock())
+    _State.registrations = []
+    _State.thread = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,176 @@
+"""The one sampling thread of the process (pyleakhunt.sampler).
+
+Every test waits for events (a callback ran, a thread left), never for a
+fixed time; the only timings asserted are upper bounds far above what the
+code needs (a stop is prompt: well under the client's interval).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, Iterator, List
+
+import pytest
+from helpers import wait_for
+
+from pyleakhunt import sampler
+
+LONG = 3600.0  # an interval that never comes round during a test
+
+
+def threads_named(name: str) -> List[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == name]
+
+
+class Calls:
+    """A callback that counts its calls and remembers their threads."""
+
+    def __init__(self, then: Callable[[], object] = lambda: None) -> None:
+        self.threads: List[threading.Thread] = []
+        self.then = then
+
+    def __call__(self) -> object:
+        self.threads.append(threading.current_thread())
+        return self.then()
+
+    @property
+    def count(self) -> int:
+        return len(self.threads)
+
+
+@pytest.fixture
+def registered() -> Iterator[List[sampler.Registration]]:
+    """Registrations to cancel after the test, whatever happened."""
+    made: List[sampler.Registration] = []
+    assert sampler.registrations() == [], "a test left a registration behind"
+    yield made
+    for registration in made:
+        registration.cancel()
+    assert sampler.registrations() == []
+
+
+def test_two_clients_at_different_intervals_share_one_thread(registered):
+    fast, slow = Calls(), Calls()
+    registered.append(sampler.register("test-fast", fast, 0.01))
+    registered.append(sampler.register("test-slow", slow, 0.05))
+    wait_for(lambda: slow.count >= 3, "three calls of the slow client")
+    assert fast.count > slow.count
+    # One thread, named for both clients, ran every call.
+    assert len(threads_named("pyleakhunt-test-fast+test-slow")) == 1
+    assert len({*fast.threads, *slow.threads}) == 1
+
+
+def test_the_last_cancel_stops_the_thread(registered):
+    first, second = Calls(), Calls()
+    a = sampler.register("test-a", first, 0.01)
+    b = sampler.register("test-b", second, LONG)
+    wait_for(lambda: first.count >= 1, "a call")
+    thread = first.threads[0]
+    a.cancel()
+    # One client left: the thread stays, renamed for it.
+    assert thread.is_alive() and thread.name == "pyleakhunt-test-b"
+    b.cancel()
+    # cancel() returns once the thread has left.
+    assert not thread.is_alive()
+    assert not threads_named("pyleakhunt-test-b")
+    assert sampler._State.thread is None
+
+
+def test_a_stop_is_prompt_however_long_the_interval(registered):
+    calls = Calls()
+    registration = sampler.register("test-long", calls, LONG)
+    started = time.monotonic()
+    registration.cancel()
+    assert time.monotonic() - started < 5.0  # not LONG
+    assert calls.count == 0 and not threads_named("pyleakhunt-test-long")
+
+
+def test_a_raising_callback_does_not_stop_the_others(registered):
+    def fail() -> None:
+        raise RuntimeError("a bug in a client")
+
+    failing, healthy = Calls(fail), Calls()
+    registered.append(sampler.register("test-failing", failing, 0.01))
+    registered.append(sampler.register("test-healthy", healthy, 0.01))
+    wait_for(lambda: failing.count >= 3 and healthy.count >= 3, "calls of both")
+    # The thread survived every error, and the failing client is still
+    # called at its interval: what to do with its errors is its own choice.
+    assert len({*failing.threads, *healthy.threads}) == 1
+    assert failing.threads[0].is_alive()
+
+
+def test_a_callback_that_returns_false_is_called_no_more(registered):
+    done = Calls(lambda: False)
+    registration = sampler.register("test-done", done, 0.01, delay=0)
+    wait_for(lambda: not registration.active, "the client to be dropped")
+    wait_for(lambda: sampler._State.thread is None, "the thread to leave")
+    assert done.count == 1
+
+
+def test_a_new_client_due_sooner_wakes_the_thread(registered):
+    registered.append(sampler.register("test-long", Calls(), LONG))
+    soon = Calls()
+    registered.append(sampler.register("test-soon", soon, LONG, delay=0))
+    wait_for(lambda: soon.count == 1, "the new client's first call")
+
+
+def test_a_callback_can_cancel_its_own_registration(registered):
+    # The last client stops itself: the thread cannot join itself, so it
+    # must leave on its own once the call returns (no deadlock, no wait).
+    holder: List[sampler.Registration] = []
+    ready, returned = threading.Event(), threading.Event()
+
+    def stop_myself() -> None:
+        ready.wait(10)  # until the test holds the registration
+        holder[0].cancel()
+        returned.set()
+
+    calls = Calls(stop_myself)
+    holder.append(sampler.register("test-self", calls, 0.01, delay=0))
+    ready.set()
+    assert returned.wait(10), "cancel() from a callback did not return"
+    thread = calls.threads[0]
+    thread.join(10)
+    assert not thread.is_alive() and calls.count == 1
+
+
+def test_a_callback_can_cancel_another_client(registered):
+    victim = Calls()
+    other = sampler.register("test-victim", victim, LONG)
+
+    def cancel_other() -> None:
+        other.cancel()
+
+    killer = Calls(cancel_other)
+    registered.append(sampler.register("test-killer", killer, 0.01))
+    wait_for(lambda: killer.count >= 2, "calls after the cancel")
+    assert not other.active and victim.count == 0
+
+
+def test_cancel_waits_for_a_call_in_progress(registered):
+    entered, release = threading.Event(), threading.Event()
+    finished: List[bool] = []
+
+    def slow() -> None:
+        entered.set()
+        release.wait(10)
+        finished.append(True)
+
+    # Another client keeps the thread: cancel() has no thread to join, and
+    # must wait for the call itself.
+    registered.append(sampler.register("test-other", Calls(), LONG))
+    registration = sampler.register("test-slow", slow, LONG, delay=0)
+    assert entered.wait(10)
+    canceller = threading.Thread(target=registration.cancel)
+    canceller.start()
+    canceller.join(0.2)
+    assert canceller.is_alive(), "cancel() returned while the call ran"
+    release.set()
+    canceller.join(10)
+    assert not canceller.is_alive() and finished == [True]
+
+
+def test_the_interval_must_be_positive():
+    with pytest.raises(ValueError):
+        sampler.register("test-bad", Calls(), 0)
