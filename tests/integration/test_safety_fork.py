@@ -224,3 +224,85 @@ def test_fork_while_c_code_allocates_without_the_gil_does_not_deadlock_the_child
         timeout=120,
     )
     assert_clean(proc)
+
+
+@pytest.mark.skipif(not HAS_FORK, reason="needs os.fork")
+def test_the_sampling_thread_restarts_in_a_forked_child_for_who_asks():
+    # The watcher and the attribution share one sampling thread.  A child
+    # gets no thread and no registrations: the attribution registers again
+    # on its first request, a parent's watcher stays quiet (as its own
+    # thread did), and a registration caught mid-call by the fork can still
+    # be cancelled there, without waiting for a thread that is gone.
+    proc = run_python(
+        child(
+            """
+            import traceback
+            from pyleakhunt import sampler
+            from pyleakhunt.watcher import LeakWatcher
+            from pyleakhunt.web import attribution
+
+            def sampler_threads():
+                return [t.name for t in threading.enumerate()
+                        if t.name.startswith("pyleakhunt-")]
+
+            watcher = LeakWatcher(interval=0.02).start()
+            hunt = attribution.shared(interval=0.02)
+            wait_until(lambda: hunt.report(refresh=None).samples >= 2
+                       and len(watcher.samples) >= 2, "both clients to sample")
+            assert sampler_threads() == ["pyleakhunt-watcher+attribution"], (
+                sampler_threads())
+
+            entered, release = threading.Event(), threading.Event()
+            def busy():
+                entered.set()
+                release.wait(30)
+            caught = sampler.register("test-busy", busy, 3600, delay=0)
+            assert entered.wait(30)
+
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    assert sampler_threads() == [], sampler_threads()
+                    assert sampler.registrations() == []
+                    caught.cancel()  # its call ran on the parent's thread
+                    quiet = len(watcher.samples)
+                    before = hunt.report(refresh=None).samples
+                    hunt.enter("GET /child")  # the first request restarts it
+                    assert sampler_threads() == ["pyleakhunt-attribution"], (
+                        sampler_threads())
+                    wait_until(lambda: hunt.report(refresh=None).samples
+                               >= before + 2, "the child's attribution samples")
+                    assert len(watcher.samples) == quiet
+                    try:
+                        watcher.start()
+                    except RuntimeError:
+                        pass  # still "running": stop() is the way out
+                    else:
+                        raise AssertionError("the watcher started again")
+                    watcher.stop()  # one last sample, no thread to wait for
+                    assert len(watcher.samples) == quiet + 1
+                    attribution.reset()
+                    assert sampler_threads() == [], sampler_threads()
+                    print("CHILD OK", flush=True)
+                    os._exit(0)
+                except BaseException:
+                    traceback.print_exc()
+                    sys.stderr.flush()
+                    os._exit(1)
+            code = wait_child(pid, 30)
+            assert code == 0, code
+            # The parent's thread goes on serving everyone.
+            release.set()
+            caught.cancel()
+            count = len(watcher.samples)
+            wait_until(lambda: len(watcher.samples) >= count + 2, "the parent")
+            watcher.stop()
+            assert sampler_threads() == ["pyleakhunt-attribution"]
+            attribution.reset()
+            assert sampler_threads() == [], sampler_threads()
+            print("OK")
+            """
+        ),
+        args=("-W", "ignore::DeprecationWarning"),
+    )
+    assert_clean(proc, stdout_has=("CHILD OK", "OK"))
