@@ -258,6 +258,23 @@ def wait_child(pid, timeout):
     os.kill(pid, 9)
     os.waitpid(pid, 0)
     return "timeout"
+
+def exit_code_of_forked(check, timeout=30):
+    # Fork; the child runs check() and exits 0, or prints why it failed.
+    pid = os.fork()
+    if pid:
+        return wait_child(pid, timeout)
+    code = 1
+    try:
+        check()
+        code = 0
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 """
 
 

@@ -236,7 +236,6 @@ def test_the_sampling_thread_restarts_in_a_forked_child_for_who_asks():
     proc = run_python(
         child(
             """
-            import traceback
             from pyleakhunt import sampler
             from pyleakhunt.watcher import LeakWatcher
             from pyleakhunt.web import attribution
@@ -259,38 +258,31 @@ def test_the_sampling_thread_restarts_in_a_forked_child_for_who_asks():
             caught = sampler.register("test-busy", busy, 3600, delay=0)
             assert entered.wait(30)
 
-            pid = os.fork()
-            if pid == 0:
+            def in_child():
+                assert sampler_threads() == [], sampler_threads()
+                assert sampler.registrations() == []
+                caught.cancel()  # its call ran on the parent's thread
+                quiet = len(watcher.samples)
+                before = hunt.report(refresh=None).samples
+                hunt.enter("GET /child")  # the first request restarts it
+                assert sampler_threads() == ["pyleakhunt-attribution"], (
+                    sampler_threads())
+                wait_until(lambda: hunt.report(refresh=None).samples
+                           >= before + 2, "the child's attribution samples")
+                assert len(watcher.samples) == quiet
                 try:
-                    assert sampler_threads() == [], sampler_threads()
-                    assert sampler.registrations() == []
-                    caught.cancel()  # its call ran on the parent's thread
-                    quiet = len(watcher.samples)
-                    before = hunt.report(refresh=None).samples
-                    hunt.enter("GET /child")  # the first request restarts it
-                    assert sampler_threads() == ["pyleakhunt-attribution"], (
-                        sampler_threads())
-                    wait_until(lambda: hunt.report(refresh=None).samples
-                               >= before + 2, "the child's attribution samples")
-                    assert len(watcher.samples) == quiet
-                    try:
-                        watcher.start()
-                    except RuntimeError:
-                        pass  # still "running": stop() is the way out
-                    else:
-                        raise AssertionError("the watcher started again")
-                    watcher.stop()  # one last sample, no thread to wait for
-                    assert len(watcher.samples) == quiet + 1
-                    attribution.reset()
-                    assert sampler_threads() == [], sampler_threads()
-                    print("CHILD OK", flush=True)
-                    os._exit(0)
-                except BaseException:
-                    traceback.print_exc()
-                    sys.stderr.flush()
-                    os._exit(1)
-            code = wait_child(pid, 30)
-            assert code == 0, code
+                    watcher.start()
+                except RuntimeError:
+                    pass  # still "running": stop() is the way out
+                else:
+                    raise AssertionError("the watcher started again")
+                watcher.stop()  # one last sample, no thread to wait for
+                assert len(watcher.samples) == quiet + 1
+                attribution.reset()
+                assert sampler_threads() == [], sampler_threads()
+                print("CHILD OK")
+
+            assert exit_code_of_forked(in_child) == 0
             # The parent's thread goes on serving everyone.
             release.set()
             caught.cancel()
