@@ -79,7 +79,8 @@ class LeakWatcher:
         self._samples: List[Sample] = []
         self._tracebacks: Dict[Traceback, Traceback] = {}
         self._lock = threading.Lock()
-        #: Set from start to stop, even after an error ended the sampling.
+        #: From start to stop, even after an error ended the sampling.
+        self._running = False
         self._registration: Optional[sampler.Registration] = None
         self._lease: Optional[Lease] = None
         self._writer = TimelineWriter(path) if path is not None else None
@@ -134,18 +135,24 @@ class LeakWatcher:
     # -- the background thread ---------------------------------------------
 
     def start(self) -> LeakWatcher:
-        """Sample every *interval* seconds on a daemon thread, the first at
-        once (the process's one sampling thread, `pyleakhunt.sampler`)."""
-        if self._registration is not None:
+        """Take a first sample now, then one every *interval* seconds on a
+        daemon thread (the process's one sampling thread, `pyleakhunt.sampler`).
+
+        The first is taken here so that a watcher stopped at once still has
+        it, as it had when the watcher's own thread began with it.
+        """
+        if self._running:
             raise RuntimeError("this LeakWatcher is already running")
         self._ensure_tracing()
-        self._registration = sampler.register(
-            "watcher", self._sample_in_background, self.interval, delay=0
-        )
+        self._running = True
+        if self._sample_or_give_up():  # else stopped by its error
+            self._registration = sampler.register(
+                "watcher", self._sample_or_give_up, self.interval
+            )
         return self
 
-    def _sample_in_background(self) -> bool:
-        """One timed sample; False (no more) once one has failed."""
+    def _sample_or_give_up(self) -> bool:
+        """One sample; False, keeping the error, if it failed (no more then)."""
         try:
             self.sample()
         except Exception as exc:  # never let the watcher hurt the program
@@ -158,6 +165,8 @@ class LeakWatcher:
         registration, self._registration = self._registration, None
         if registration is not None:
             registration.cancel()  # waits for a sample being taken
+        if self._running:
+            self._running = False
             if final_sample and self.error is None and pyleakhunt.is_tracing():
                 self.sample()
         if self._writer is not None:
