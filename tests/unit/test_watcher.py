@@ -134,6 +134,13 @@ def test_the_background_thread_samples_and_stops_the_tracer_it_started():
     assert watcher.suspects()[0].lineno == line_of(grow_global_list, 1)
 
 
+def test_a_watcher_stopped_at_once_still_has_its_first_sample():
+    watcher = LeakWatcher(interval=3600).start()
+    assert len(watcher.samples) == 1  # taken by start(), not later
+    watcher.stop()
+    assert len(watcher.samples) == 2 and watcher.error is None
+
+
 def test_the_watcher_leaves_a_running_tracer_running():
     pyleakhunt.start(3)
     watcher = LeakWatcher(interval=60)
