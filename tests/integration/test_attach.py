@@ -146,8 +146,14 @@ LEAKER = """
     while True:
         for i in range(100):
             remember(i)
+        print("batch", flush=True)  # a test waits for batches, not for time
         time.sleep(0.01)
 """
+
+
+def _batches(target: Target) -> int:
+    """How many batches of 100 leaks LEAKER *target* has made so far."""
+    return target.output().count("batch\n")
 
 
 def _line_of(source: str, marker: str) -> int:
@@ -983,7 +989,10 @@ def test_two_snapshots_name_the_leaking_line(spawn, tmp_path, capsys, method):
     code, out, err = run([target.pid, "--snapshot", first, "--method", method], capsys)
     assert code == EXIT_OK, err
     assert "wrote an aggregated snapshot to %s" % first in out
-    time.sleep(0.5)
+    # The second snapshot comes after 50 more batches (about 2.8 MB leaked at
+    # the marked line, and 0.5 s on an idle machine), however long they take.
+    batches = _batches(target)
+    assert wait_until(lambda: _batches(target) >= batches + 50, timeout=15)
     code, out, err = run(
         [target.pid, "--snapshot", second, "--full", "--method", method], capsys
     )
@@ -1110,6 +1119,7 @@ GIL_HOG = """
     def hog():
         print("ready", flush=True)
         libc.sleep(int(sys.argv[1]))
+        print("GIL released", flush=True)
 
     threading.Thread(target=hog, daemon=True).start()
     while True:
@@ -1139,7 +1149,7 @@ def test_gil_held_in_c_times_out_and_leaves_nothing_behind(spawn, capsys, method
     # When the GIL comes back, the queued request finds itself withdrawn,
     # does nothing, and (remote_exec) deletes its own file.
     assert wait_until(lambda: _sessions(target.pid) == [], timeout=15)
-    time.sleep(max(0.0, 7.5 - (time.monotonic() - started)))
+    assert wait_until(lambda: "GIL released" in target.output(), timeout=15)
     assert _attach(target.pid, "status", method=method)["tracing"] is False
     assert target.stderr.read_text() == ""
 
