@@ -40,6 +40,8 @@ from ..errors import (
     FileError,
     PyleakhuntError,
     UsageError,
+    error,
+    warn,
 )
 from ..report import exit_codes_text
 
@@ -90,18 +92,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> Any:  # type: ignore[override]
         raise UsageError("%s (see '%s --help')" % (message, self.prog))
-
-
-def error(message: str) -> None:
-    """Print *message* as the command's one-line error on stderr."""
-    sys.stderr.write("pyleakhunt: error: %s\n" % message)
-    sys.stderr.flush()
-
-
-def warn(message: str) -> None:
-    """Print *message* as a one-line warning on stderr."""
-    sys.stderr.write("pyleakhunt: warning: %s\n" % message)
-    sys.stderr.flush()
 
 
 def epilog(*json_shapes: str, before: str = "") -> str:
