@@ -126,7 +126,14 @@ def describe(request: Request, result: Dict[str, Any]) -> List[str]:
         )
         lines.append("then: pyleakhunt suspects %s" % result.get("path"))
     elif request.command == "detach":
-        if result.get("was_tracing"):
+        if result.get("tracing"):
+            # attach gave back its lease; the program still uses the tracer.
+            users = ", ".join(result.get("kept_by") or []) or "its own start()"
+            lines.append(
+                "%s detached; it goes on tracing for the program (%s), "
+                "%d frames per traceback" % (where, users, result.get("nframe", 0))
+            )
+        elif result.get("was_tracing"):
             lines.append("%s stopped tracing; its allocators are restored" % where)
         else:
             lines.append("%s was not tracing; nothing to stop" % where)

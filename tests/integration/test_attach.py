@@ -918,9 +918,7 @@ def test_bootstrap_start_on_a_sampled_tracer_shares_its_rate(tmp_path, no_tracer
     assert not result["ok"] and "sample_bytes=4096" in result["message"]
 
 
-def test_bootstrap_watch_that_ends_leaves_tracing_started_after_it(
-    tmp_path, no_tracer
-):
+def test_bootstrap_watch_that_ends_leaves_tracing_started_after_it(tmp_path, no_tracer):
     import pyleakhunt
 
     done = tmp_path / "done.json"
@@ -1196,6 +1194,30 @@ def test_sampling_is_passed_through(spawn, capsys):
     assert code == EXIT_OK, err
     assert _attach(target.pid, "status")["sample_bytes"] == 4096
     _attach(target.pid, "detach")
+
+
+SELF_TRACER = """
+    import sys, time
+    sys.path.insert(0, sys.argv[1])  # this pyleakhunt, not an installed one
+    import pyleakhunt
+    pyleakhunt.start(3)
+    print("ready", flush=True)
+    while True:
+        time.sleep(0.05)
+"""
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_detach_leaves_the_targets_own_tracing_running(spawn, capsys, method):
+    target = spawn(SELF_TRACER, str(REPO))
+    code, out, err = run([target.pid, "--nframe", "8", "--method", method], capsys)
+    assert code == EXIT_OK and "was already tracing" in out, err
+    assert _attach(target.pid, "status", method=method)["nframe"] == 8
+    code, out, err = run([target.pid, "--detach", "--method", method], capsys)
+    assert code == EXIT_OK and "goes on tracing for the program" in out, err
+    status = _attach(target.pid, "status", method=method)
+    assert status["tracing"] and status["nframe"] == 3
+    assert target.stderr.read_text() == ""
 
 
 @needs_ptrace
