@@ -128,10 +128,11 @@ def describe(request: Request, result: Dict[str, Any]) -> List[str]:
     elif request.command == "detach":
         if result.get("tracing"):
             # attach gave back its lease; the program still uses the tracer.
-            users = ", ".join(result.get("kept_by") or []) or "its own start()"
+            owners = ", ".join(result.get("kept_by") or [])
+            why = "held by " + owners if owners else "started by the program itself"
             lines.append(
-                "%s detached; it goes on tracing for the program (%s), "
-                "%d frames per traceback" % (where, users, result.get("nframe", 0))
+                "%s detached; tracing goes on (%s), %d frames per traceback"
+                % (where, why, result.get("nframe", 0))
             )
         elif result.get("was_tracing"):
             lines.append("%s stopped tracing; its allocators are restored" % where)
