@@ -38,7 +38,8 @@ import sys
 import time
 
 #: The attribute of the pyleakhunt module where attach keeps its state
-#: between commands (the watchers it started, whether it started tracing).
+#: between commands (its lease on the tracer, the watches it started,
+#: whether it started tracing).
 STATE_ATTRIBUTE = "_attach_state"
 
 
