@@ -352,9 +352,13 @@ def _watch(pyleakhunt, request):
         _preload(pyleakhunt)
         sample_bytes = request.get("sample_bytes")
     held = _acquire(pyleakhunt, request, "attach --watch", sample_bytes)
-    watcher = LeakWatcher(
-        interval=request["interval"], nframe=request["nframe"], path=request["path"]
-    )
+    try:
+        watcher = LeakWatcher(
+            interval=request["interval"], nframe=request["nframe"], path=request["path"]
+        )
+    except BaseException:
+        held.release()  # no watch to give it back later
+        raise
     watch = {"watcher": watcher, "timer": None, "lease": held}
 
     def finish():

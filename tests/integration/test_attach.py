@@ -957,6 +957,16 @@ def test_bootstrap_watch_started_while_off_stops_tracing_at_its_end(
     assert not pyleakhunt.is_tracing()
 
 
+def test_bootstrap_watch_that_cannot_start_leaves_tracing_off(tmp_path, no_tracer):
+    import pyleakhunt
+    from pyleakhunt import lease
+
+    timeline = tmp_path / "no such directory" / "t.plh"
+    _run_program(_request(tmp_path, "watch", path=str(timeline)))
+    assert not _result(tmp_path)["ok"]
+    assert not pyleakhunt.is_tracing() and lease.held() == []
+
+
 def test_bootstrap_without_leases_in_the_target_stops_only_what_it_started(
     tmp_path, no_tracer, monkeypatch
 ):
