@@ -7,7 +7,7 @@ Usage::
     pyleakhunt attach PID --watch S [--duration T] [-o FILE] [--wait]
                                                           record a timeline
     pyleakhunt attach PID --status                        what the target does
-    pyleakhunt attach PID --detach                        stop tracing
+    pyleakhunt attach PID --detach                        stop attach's tracing
 
 (also ``python -m pyleakhunt.attach ...``).  Every file is written by the
 target itself, so FILE must be writable by the target's user; it is a path

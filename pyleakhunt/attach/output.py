@@ -104,7 +104,15 @@ def describe(request: Request, result: Dict[str, Any]) -> List[str]:
         )
         lines.append("then: pyleakhunt suspects %s" % result.get("path"))
     elif request.command == "detach":
-        if result.get("was_tracing"):
+        if result.get("tracing"):
+            # attach gave back its lease; the program still uses the tracer.
+            owners = ", ".join(result.get("kept_by") or [])
+            why = "held by " + owners if owners else "started by the program itself"
+            lines.append(
+                "%s detached; tracing goes on (%s), %d frames per traceback"
+                % (where, why, result.get("nframe", 0))
+            )
+        elif result.get("was_tracing"):
             lines.append("%s stopped tracing; its allocators are restored" % where)
         else:
             lines.append("%s was not tracing; nothing to stop" % where)

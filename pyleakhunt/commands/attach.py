@@ -86,7 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     action.add_argument(
         "--detach",
         action="store_true",
-        help="stop tracing in the target and restore its allocators",
+        help="stop the tracing attach started (the program's own goes on)",
     )
     action.add_argument(
         "--status", action="store_true", help="show whether the target traces"
