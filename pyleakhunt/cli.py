@@ -110,68 +110,70 @@ short by a closed pipe (``pyleakhunt top f | head``) is not an error.
 
 from __future__ import annotations
 
+import importlib
 import sys
+from typing import Any, Dict, Tuple
 
-from .commands import (
-    EXIT_CODES,
-    EXIT_FAILED,
-    EXIT_FILE,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_USAGE,
-    FileError,
-    PyleakhuntError,
-    UsageError,
-    build_parser,
-    main,
+from .commands import main
+
+#: Names this module had before the subcommands moved to
+#: `pyleakhunt.commands`, kept for code that imports them from here: each
+#: is imported on first use, so that ``pyleakhunt report`` does not pay
+#: for importing ``census`` and ``attach``.
+_MOVED: Dict[str, Tuple[str, str]] = {
+    "CLIError": ("pyleakhunt.errors", "PyleakhuntError"),
+    "EXIT_FAILURE": ("pyleakhunt.errors", "EXIT_FAILED"),
+    "EXIT_BAD_FILE": ("pyleakhunt.errors", "EXIT_FILE"),
+    "build_parser": ("pyleakhunt.commands", "build_parser"),
+    "JSON_DIFF": ("pyleakhunt.commands.diff", "JSON_DIFF"),
+    "JSON_RUN": ("pyleakhunt.commands.run", "JSON_RUN"),
+    "JSON_SUSPECTS": ("pyleakhunt.commands.suspects", "JSON_SUSPECTS"),
+    "JSON_TOP": ("pyleakhunt.commands.top", "JSON_TOP"),
+    "Target": ("pyleakhunt.commands.run", "Target"),
+    "timeline_path": ("pyleakhunt.commands.run", "timeline_path"),
+    "DEFAULT_KEY": ("pyleakhunt.commands.options", "DEFAULT_KEY"),
+    "KEY_CHOICES": ("pyleakhunt.commands.options", "KEY_CHOICES"),
+    "file_kind": ("pyleakhunt.fileformat", "file_kind"),
+}
+_MOVED.update(
+    (name, ("pyleakhunt.errors", name))
+    for name in (
+        "EXIT_CODES",
+        "EXIT_FAILED",
+        "EXIT_FILE",
+        "EXIT_INTERRUPTED",
+        "EXIT_OK",
+        "EXIT_USAGE",
+        "FileError",
+        "PyleakhuntError",
+        "UsageError",
+    )
 )
-from .commands.diff import JSON_DIFF
-from .commands.files import (
-    PROGRESS_MIN_BYTES,
-    TimelineReader,
-    analyse_timeline,
-    load_snapshot,
-    timeline_paths,
+_MOVED.update(
+    (name, ("pyleakhunt.commands.files", name))
+    for name in (
+        "PROGRESS_MIN_BYTES",
+        "TimelineReader",
+        "analyse_timeline",
+        "load_snapshot",
+        "timeline_paths",
+    )
 )
-from .commands.options import DEFAULT_KEY, KEY_CHOICES
-from .commands.run import JSON_RUN, Target, timeline_path
-from .commands.suspects import JSON_SUSPECTS
-from .commands.top import JSON_TOP
-from .fileformat import file_kind
 
-#: The names this module had before the subcommands moved to
-#: `pyleakhunt.commands`, kept for code that imports them from here.
-CLIError = PyleakhuntError
-EXIT_FAILURE = EXIT_FAILED
-EXIT_BAD_FILE = EXIT_FILE
+__all__ = sorted(["main", *_MOVED])
 
-__all__ = [
-    "CLIError",
-    "DEFAULT_KEY",
-    "EXIT_BAD_FILE",
-    "EXIT_CODES",
-    "EXIT_FAILURE",
-    "EXIT_INTERRUPTED",
-    "EXIT_OK",
-    "EXIT_USAGE",
-    "FileError",
-    "JSON_DIFF",
-    "JSON_RUN",
-    "JSON_SUSPECTS",
-    "JSON_TOP",
-    "KEY_CHOICES",
-    "PROGRESS_MIN_BYTES",
-    "Target",
-    "TimelineReader",
-    "UsageError",
-    "analyse_timeline",
-    "build_parser",
-    "file_kind",
-    "load_snapshot",
-    "main",
-    "timeline_path",
-    "timeline_paths",
-]
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attribute = _MOVED[name]
+    except KeyError:
+        raise AttributeError(
+            "module %r has no attribute %r" % (__name__, name)
+        ) from None
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value
+    return value
+
 
 if __name__ == "__main__":
     sys.exit(main())

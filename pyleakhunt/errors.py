@@ -6,10 +6,12 @@ at the bottom of the package, rather than in `pyleakhunt.commands`, because
 the census and attach raise them from library code that the commands sit
 on: the census's and attach's errors subclass `PyleakhuntError` without
 importing upwards.  `pyleakhunt.commands` prints them and re-exports them.
+The one-line printers (`error`, `warn`) are here for the same reason.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Dict, Optional
 
 EXIT_OK = 0
@@ -97,3 +99,15 @@ class FileError(PyleakhuntError):
     written; or run's script, module or command is not found (exit code 3)."""
 
     code = EXIT_FILE
+
+
+def error(message: str) -> None:
+    """Print *message* as the command's one-line error on stderr."""
+    sys.stderr.write("pyleakhunt: error: %s\n" % message)
+    sys.stderr.flush()
+
+
+def warn(message: str) -> None:
+    """Print *message* as a one-line warning on stderr; the command goes on."""
+    sys.stderr.write("pyleakhunt: warning: %s\n" % message)
+    sys.stderr.flush()

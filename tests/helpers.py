@@ -32,6 +32,31 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UNKNOWN = (("<unknown>", 0),)
 HAS_FORK = hasattr(os, "fork")
 
+
+def _sanitizer_without_fork_locks() -> bool:
+    """True under an AddressSanitizer runtime that does not wrap fork().
+
+    Such a runtime (GCC 12's libasan, for one) leaves its allocator's locks
+    as they were at fork(): a child forked while another thread was inside
+    malloc() can hang in its first malloc(), whatever the program does.
+    Newer runtimes take those locks around fork(), as glibc's malloc does.
+    """
+    process = ctypes.CDLL(None)
+    if not hasattr(process, "__asan_init"):
+        return False
+    libc = ctypes.CDLL("libc.so.6")
+    address = ctypes.cast(process.fork, ctypes.c_void_p).value
+    return address == ctypes.cast(libc.fork, ctypes.c_void_p).value
+
+
+#: Why a fork while other threads allocate cannot be tested here, or None.
+FORK_WITH_THREADS_PROBLEM = (
+    "this AddressSanitizer runtime does not lock its allocator around fork(),"
+    " so a child forked while another thread allocates can hang in malloc()"
+    if HAS_FORK and _sanitizer_without_fork_locks()
+    else None
+)
+
 T = TypeVar("T")
 
 

@@ -7,7 +7,7 @@ Usage::
     pyleakhunt attach PID --watch S [--duration T] [-o FILE] [--wait]
                                                           record a timeline
     pyleakhunt attach PID --status                        what the target does
-    pyleakhunt attach PID --detach                        stop tracing
+    pyleakhunt attach PID --detach                        stop attach's tracing
 
 (also ``python -m pyleakhunt.attach ...``).  Every file is written by the
 target itself, so FILE must be writable by the target's user; it is a path
@@ -66,12 +66,15 @@ The package, one room per concern::
     bootstrap.py   the code that runs in the target (its source is sent)
     command.py     one command from start to end (`attach`)
     output.py      what is printed: notes, progress, the result's lines
-    cli.py         the command line's names (`main`, `register`...); the
-                   command line itself is ``pyleakhunt.commands.attach``
+
+The command line is ``pyleakhunt.commands.attach``; its names (`main`,
+`register`...) are also reachable here, imported on first use.
 
 Reading ``/proc`` and ELF files, and telling which CPython a process runs,
 is ``pyleakhunt.process``, shared with the census.
 """
+
+from typing import Any
 
 from ..process.elf import EM_AARCH64 as ELF_AARCH64
 from ..process.elf import EM_X86_64 as ELF_X86_64
@@ -117,15 +120,6 @@ from .checks import (
     remote_debug_disabled,
     syscall_name,
     writable_by,
-)
-from .cli import (
-    SUMMARY,
-    add_arguments,
-    build_parser,
-    main,
-    register,
-    request_from_args,
-    run_command,
 )
 from .command import attach
 from .methods import (
@@ -220,3 +214,26 @@ __all__ = [
     "withdrawn_scripts",
     "writable_by",
 ]
+
+#: The command line's names, kept reachable from here for code that used
+#: them so (``pyleakhunt.attach.main``...): imported on first use, so that
+#: the package itself never loads the command line.
+_COMMAND_LINE = (
+    "SUMMARY",
+    "add_arguments",
+    "build_parser",
+    "main",
+    "register",
+    "request_from_args",
+    "run_command",
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _COMMAND_LINE:
+        raise AttributeError("module %r has no attribute %r" % (__name__, name))
+    from ..commands import attach as command_line
+
+    value = getattr(command_line, name)
+    globals()[name] = value
+    return value

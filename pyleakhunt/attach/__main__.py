@@ -2,6 +2,6 @@
 
 import sys
 
-from .cli import main
+from ..commands.attach import main
 
 sys.exit(main())

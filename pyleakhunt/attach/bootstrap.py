@@ -38,7 +38,8 @@ import sys
 import time
 
 #: The attribute of the pyleakhunt module where attach keeps its state
-#: between commands (the watchers it started, whether it started tracing).
+#: between commands (its lease on the tracer, the watches it started,
+#: whether it started tracing).
 STATE_ATTRIBUTE = "_attach_state"
 
 
@@ -199,18 +200,85 @@ def _state(pyleakhunt):
     return state
 
 
-def _start_tracing(pyleakhunt, request):
-    """Start tracing with the request's frames and sampling."""
-    if request.get("sample_bytes") is None:
-        pyleakhunt.start(request["nframe"])
-        return
+# The tracer is held through leases (`pyleakhunt.lease`), like every other
+# user of it in the target: attach's start holds one (owner "attach"), each
+# watch another.  So a detach or the end of a watch stops the tracer only if
+# a lease started it and no other user (the program's own `start`, its
+# production tracing, another watch) still needs it.
+
+
+def _leases(pyleakhunt):
+    """The target's `pyleakhunt.lease`, or None if its pyleakhunt predates it."""
     try:
-        pyleakhunt.start(request["nframe"], sample_bytes=request["sample_bytes"])
+        return __import__(pyleakhunt.__name__ + ".lease", fromlist=["acquire"])
+    except ImportError:
+        return None
+
+
+def _acquire(pyleakhunt, request, owner, sample_bytes):
+    """A lease on the tracer with the request's frames and *sample_bytes*."""
+    leases = _leases(pyleakhunt)
+    try:
+        if leases is None:
+            return _DirectLease(pyleakhunt, request["nframe"], sample_bytes)
+        return leases.acquire(request["nframe"], sample_bytes=sample_bytes, owner=owner)
     except (NotImplementedError, TypeError, ValueError) as exc:
+        if sample_bytes is None:
+            raise
+        if pyleakhunt.is_tracing():
+            problem = "the target already traces at another sampling rate"
+        else:
+            problem = "the target's pyleakhunt cannot sample"
         raise Failed(
-            "the target's pyleakhunt cannot sample (--sample %s): %s"
-            % (request["sample_bytes"], _describe(exc))
+            "%s (--sample %s): %s" % (problem, sample_bytes, _describe(exc))
         ) from None
+
+
+class _DirectLease:
+    """A lease for a target whose own pyleakhunt predates `pyleakhunt.lease`.
+
+    The same rules for attach's holders alone (its start and its watches):
+    the deepest frames win, and the last release stops the tracer if one of
+    them started it, or else puts its traceback limit back.  Such a
+    pyleakhunt has no other leases to see.
+    """
+
+    def __init__(self, pyleakhunt, nframe, sample_bytes):
+        self.pyleakhunt = pyleakhunt
+        state = _state(pyleakhunt)
+        table = state.setdefault("direct", {"holders": []})
+        if not pyleakhunt.is_tracing():
+            if sample_bytes is None:
+                pyleakhunt.start(nframe)
+            else:
+                pyleakhunt.start(nframe, sample_bytes=sample_bytes)
+            table.update(holders=[], started=True)
+        else:
+            limit = pyleakhunt.get_traceback_limit()
+            if not table["holders"]:
+                table.update(started=False, base=limit)
+            if nframe > limit:
+                pyleakhunt.start(nframe)
+        with state["lock"]:
+            table["holders"].append(self)
+
+    def release(self):
+        pyleakhunt = self.pyleakhunt
+        state = _state(pyleakhunt)
+        table = state["direct"]
+        with state["lock"]:
+            if self not in table["holders"]:
+                return  # released already, or the tracer restarted since
+            table["holders"].remove(self)
+            if table["holders"] or not pyleakhunt.is_tracing():
+                return
+        if table["started"]:
+            pyleakhunt.stop()
+            return
+        try:
+            pyleakhunt.start(table["base"])
+        except Exception:  # noqa: S110 (a sampled tracer keeps the deeper limit)
+            pass
 
 
 def _preload(pyleakhunt):
@@ -225,7 +293,7 @@ def _preload(pyleakhunt):
         _get_munmap()
     except BaseException:  # noqa: B036, S110 (no ctypes: pages stay mapped)
         pass
-    for name in ("fileformat", "watcher", "growth", "snapshot"):
+    for name in ("lease", "fileformat", "watcher", "growth", "snapshot"):
         try:
             __import__(pyleakhunt.__name__ + "." + name)
         except ImportError:
@@ -236,9 +304,15 @@ def _start(pyleakhunt, request):
     was_tracing = pyleakhunt.is_tracing()
     if not was_tracing:
         _preload(pyleakhunt)
-    _start_tracing(pyleakhunt, request)
+    state = _state(pyleakhunt)
+    # A second start replaces attach's lease: the new one is taken first, so
+    # the tracer does not stop in between.
+    held = _acquire(pyleakhunt, request, "attach", request.get("sample_bytes"))
+    previous, state["lease"] = state.get("lease"), held
+    if previous is not None:
+        previous.release()
     if not was_tracing:
-        _state(pyleakhunt)["started_tracing"] = True
+        state["started_tracing"] = True
     return {"was_tracing": was_tracing}
 
 
@@ -271,14 +345,21 @@ def _watch(pyleakhunt, request):
     from pyleakhunt.watcher import LeakWatcher
 
     state = _state(pyleakhunt)
-    started_tracing = not pyleakhunt.is_tracing()
-    if started_tracing:
+    # --nframe and --sample are the settings of a tracer the watch starts; a
+    # running tracer keeps its rate (and gets deeper if asked).
+    sample_bytes = None
+    if not pyleakhunt.is_tracing():
         _preload(pyleakhunt)
-        _start_tracing(pyleakhunt, request)
-    watcher = LeakWatcher(
-        interval=request["interval"], nframe=request["nframe"], path=request["path"]
-    )
-    watch = {"watcher": watcher, "timer": None, "started_tracing": started_tracing}
+        sample_bytes = request.get("sample_bytes")
+    held = _acquire(pyleakhunt, request, "attach --watch", sample_bytes)
+    try:
+        watcher = LeakWatcher(
+            interval=request["interval"], nframe=request["nframe"], path=request["path"]
+        )
+    except BaseException:
+        held.release()  # no watch to give it back later
+        raise
+    watch = {"watcher": watcher, "timer": None, "lease": held}
 
     def finish():
         try:
@@ -307,7 +388,7 @@ def _watch(pyleakhunt, request):
 
 
 def _stop_watch(pyleakhunt, watch):
-    """Stop one watch; stop tracing too if it started it and nothing else uses it."""
+    """Stop one watch and give back its lease."""
     state = _state(pyleakhunt)
     with state["lock"]:
         if watch not in state["watches"]:
@@ -318,9 +399,8 @@ def _stop_watch(pyleakhunt, watch):
     try:
         watch["watcher"].stop()
     finally:
-        in_use = state["started_tracing"] or state["watches"]
-        if watch["started_tracing"] and not in_use and pyleakhunt.is_tracing():
-            pyleakhunt.stop()
+        if watch.get("lease") is not None:
+            watch["lease"].release()
 
 
 def _detach(pyleakhunt):
@@ -329,18 +409,27 @@ def _detach(pyleakhunt):
     for watch in watches:
         _stop_watch(pyleakhunt, watch)
     was_tracing = pyleakhunt.is_tracing()
-    if was_tracing:
-        pyleakhunt.stop()
+    held = state.pop("lease", None)
     started_by_attach = state["started_tracing"]
+    if held is not None:
+        held.release()
+    elif started_by_attach and was_tracing:
+        pyleakhunt.stop()  # started by an attach from before leases
     state["started_tracing"] = False
-    # Forget the compiled bootstrap too: the target is left as it was found
-    # (its module object lives until this call returns).
-    sys.modules.pop(__name__, None)
-    return {
+    result = {
         "was_tracing": was_tracing,
         "started_by_attach": started_by_attach,
         "watches_stopped": len(watches),
     }
+    if pyleakhunt.is_tracing():
+        # Who keeps it: the leases left, or the program's own start().
+        leases = _leases(pyleakhunt)
+        held_by = leases.held() if leases is not None else []
+        result["kept_by"] = [other.owner for other in held_by]
+    # Forget the compiled bootstrap too: the target is left as it was found
+    # (its module object lives until this call returns).
+    sys.modules.pop(__name__, None)
+    return result
 
 
 def _status(pyleakhunt):

@@ -13,6 +13,7 @@ from typing import (
     Optional,
 )
 
+from ..errors import warn
 from ..process.elf import EM_X86_64
 from ..process.proc import ProcFS
 from .base import (
@@ -46,7 +47,7 @@ from .methods import (
     run_remote_exec,
     verify_running,
 )
-from .output import Progress, note, warn
+from .output import Progress, note
 from .session import (
     SCRIPT_NAME,
     Session,

@@ -13,6 +13,7 @@ from typing import (
     Optional,
 )
 
+from ..progress import StatusLine
 from ..units import format_size
 from .base import Request
 
@@ -20,12 +21,6 @@ from .base import Request
 def note(message: str) -> None:
     """Print *message* on stderr, as what the command is doing (--verbose)."""
     sys.stderr.write("pyleakhunt: %s\n" % message)
-    sys.stderr.flush()
-
-
-def warn(message: str) -> None:
-    """Print *message* on stderr as a warning; the command goes on."""
-    sys.stderr.write("pyleakhunt: warning: %s\n" % message)
     sys.stderr.flush()
 
 
@@ -45,33 +40,16 @@ class Progress:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.text = text
-        self.stream = stream if stream is not None else sys.stderr
-        self.delay = delay
-        self.monotonic = monotonic
-        self.started = monotonic()
-        self.shown = 0.0
-        try:
-            self.enabled = self.stream.isatty()
-        except (AttributeError, ValueError):
-            self.enabled = False
+        self.line = StatusLine(stream, delay, every=0.25, clock=monotonic)
 
     def update(self) -> None:
         """Redraw the line, at most 4 times a second, once `delay` is over."""
-        now = self.monotonic()
-        if not self.enabled or now - self.started < self.delay:
-            return
-        if self.shown and now - self.shown < 0.25:
-            return
-        self.shown = now
-        self.stream.write("\rpyleakhunt: %s\x1b[K" % self.text())
-        self.stream.flush()
+        if self.line.enabled:
+            self.line.update("pyleakhunt: " + self.text())
 
     def close(self) -> None:
         """Erase the line, if one was shown."""
-        if self.shown:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-            self.shown = 0.0
+        self.line.finish()
 
 
 # --------------------------------------------------------------------------
@@ -126,7 +104,15 @@ def describe(request: Request, result: Dict[str, Any]) -> List[str]:
         )
         lines.append("then: pyleakhunt suspects %s" % result.get("path"))
     elif request.command == "detach":
-        if result.get("was_tracing"):
+        if result.get("tracing"):
+            # attach gave back its lease; the program still uses the tracer.
+            owners = ", ".join(result.get("kept_by") or [])
+            why = "held by " + owners if owners else "started by the program itself"
+            lines.append(
+                "%s detached; tracing goes on (%s), %d frames per traceback"
+                % (where, why, result.get("nframe", 0))
+            )
+        elif result.get("was_tracing"):
             lines.append("%s stopped tracing; its allocators are restored" % where)
         else:
             lines.append("%s was not tracing; nothing to stop" % where)

@@ -7,7 +7,9 @@ long; it is erased when the census ends.  When stderr is not a terminal
 (a pipe, a file, a test), nothing is written.
 
 The steps say what they start with :func:`phase`; it does nothing unless
-a :class:`Progress` is active (the command line makes one).
+a :class:`Progress` is active (the command line makes one).  A phase can
+be one long call into C, so a thread of its own keeps the elapsed time
+moving; the line itself is `pyleakhunt.progress.StatusLine`.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ import threading
 import time
 from typing import Callable, Optional, TextIO
 
+from ..progress import StatusLine, is_terminal
+
 #: Seconds before the status line appears.
 DELAY = 2.0
 #: Seconds between updates of the elapsed time.
 INTERVAL = 0.5
-
-_ERASE = "\r\x1b[K"
 
 _active: Optional[Progress] = None
 
@@ -52,11 +54,9 @@ class Progress:
         self.delay = delay
         self.interval = interval
         self.clock = clock
-        self.enabled = _is_terminal(stream)
+        self.enabled = is_terminal(stream)
         self._phase = ""
-        self._started = 0.0
-        self._shown = False
-        self._broken = False
+        self._line: Optional[StatusLine] = None
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -64,7 +64,7 @@ class Progress:
     def __enter__(self) -> Progress:
         global _active
         if self.enabled:
-            self._started = self.clock()
+            self._line = StatusLine(self.stream, self.delay, 0.0, self.clock, True)
             _active = self
             self._thread = threading.Thread(
                 target=self._tick, name="census-progress", daemon=True
@@ -81,8 +81,8 @@ class Progress:
         if self._thread is not None:
             self._thread.join()
         with self._lock:
-            if self._shown:
-                self._write(_ERASE)
+            if self._line is not None:
+                self._line.finish()
 
     def set_phase(self, text: str) -> None:
         """Starts phase *text*; shows it at once if past the delay."""
@@ -96,24 +96,9 @@ class Progress:
                 self._show()
 
     def _show(self) -> None:
-        elapsed = self.clock() - self._started
-        if not self._phase or elapsed < self.delay:
+        if self._line is None or not self._phase:
             return
-        self._write(f"{_ERASE}pyleakhunt: census: {self._phase}... {elapsed:.0f} s")
-        self._shown = True
-
-    def _write(self, text: str) -> None:
-        if self._broken:
-            return
-        try:
-            self.stream.write(text)
-            self.stream.flush()
-        except (OSError, ValueError):
-            self._broken = True  # the terminal went away: stay quiet
-
-
-def _is_terminal(stream: TextIO) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False
+        elapsed = self.clock() - self._line.started
+        self._line.update(
+            f"pyleakhunt: census: {self._phase}... {elapsed:.0f} s", force=True
+        )

@@ -40,6 +40,8 @@ from ..errors import (
     FileError,
     PyleakhuntError,
     UsageError,
+    error,
+    warn,
 )
 from ..report import exit_codes_text
 
@@ -62,6 +64,7 @@ __all__ = [
     "PyleakhuntError",
     "UsageError",
     "build_parser",
+    "commands_named",
     "epilog",
     "error",
     "main",
@@ -89,18 +92,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> Any:  # type: ignore[override]
         raise UsageError("%s (see '%s --help')" % (message, self.prog))
-
-
-def error(message: str) -> None:
-    """Print *message* as the command's one-line error on stderr."""
-    sys.stderr.write("pyleakhunt: error: %s\n" % message)
-    sys.stderr.flush()
-
-
-def warn(message: str) -> None:
-    """Print *message* as a one-line warning on stderr."""
-    sys.stderr.write("pyleakhunt: warning: %s\n" % message)
-    sys.stderr.flush()
 
 
 def epilog(*json_shapes: str, before: str = "") -> str:
@@ -198,12 +189,26 @@ def report_errors(call: Callable[[], int]) -> int:
         return EXIT_INTERRUPTED
 
 
+def commands_named(argv: Sequence[str]) -> Sequence[str]:
+    """The subcommands whose parsers *argv* needs: the one it names, or all
+    of them (for ``--help``, ``--version`` and errors that list them).
+
+    Each subcommand's module is imported to build its parser, and some
+    import much (census, attach); a command line that names one needs no
+    other.  The top-level parser has no option that takes a value, so the
+    first argument that is not an option is the subcommand.
+    """
+    first = next((arg for arg in argv if not arg.startswith("-")), None)
+    return (first,) if first in COMMANDS else COMMANDS
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the ``pyleakhunt`` command with *argv*; return its exit code."""
 
     def parse_and_run() -> int:
+        args_list = sys.argv[1:] if argv is None else argv
         try:
-            args = build_parser().parse_args(argv)
+            args = build_parser(commands_named(args_list)).parse_args(args_list)
         except SystemExit as exc:  # --help, --version
             return exc.code if isinstance(exc.code, int) else EXIT_OK
         code: int = args.func(args)

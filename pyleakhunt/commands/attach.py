@@ -13,17 +13,13 @@ import argparse
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import Any, Optional, Sequence
 
+from ..attach.base import DEFAULT_TIMEOUT, AttachError, Environment, Request
+from ..attach.command import attach
+from ..attach.output import describe
 from ..units import parse_size
 from . import EXIT_OK, EXIT_USAGE, Parser, epilog, report_errors
-
-if TYPE_CHECKING:
-    from ..attach.base import Environment, Request
-
-# pyleakhunt.attach is imported inside the functions below, not here: the
-# package re-exports this module's names (through pyleakhunt.attach.cli),
-# so importing it from here at load time would be a cycle.
 
 # --------------------------------------------------------------------------
 # Command line
@@ -74,8 +70,6 @@ SUMMARY = "trace a running Python process: start, snapshot, watch, detach"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``pyleakhunt attach``."""
-    from ..attach.base import DEFAULT_TIMEOUT
-
     parser.add_argument("pid", type=_pid, metavar="PID", help="the process")
     action = parser.add_mutually_exclusive_group()
     action.add_argument(
@@ -92,7 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     action.add_argument(
         "--detach",
         action="store_true",
-        help="stop tracing in the target and restore its allocators",
+        help="stop the tracing attach started (the program's own goes on)",
     )
     action.add_argument(
         "--status", action="store_true", help="show whether the target traces"
@@ -154,7 +148,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def request_from_args(args: argparse.Namespace) -> Request:
     """The `Request` of parsed *args*; AttachError (exit 2) on misuse."""
-    from ..attach.base import AttachError, Request
 
     def misuse(message: str) -> AttachError:
         return AttachError(message + " (see 'pyleakhunt attach --help')", EXIT_USAGE)
@@ -199,9 +192,6 @@ def run_command(args: argparse.Namespace, env: Optional[Environment] = None) -> 
 
     Raises `AttachError` (printed by `pyleakhunt.commands.main`) on failure.
     """
-    from ..attach.command import attach
-    from ..attach.output import describe
-
     request = request_from_args(args)
     result = attach(request, env)
     sys.stdout.write("".join(line + "\n" for line in describe(request, result)))

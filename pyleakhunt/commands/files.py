@@ -7,12 +7,12 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import time
 from typing import Any, Iterator, List
 
 from .. import report
 from ..fileformat import HEADER_SIZE, FileFormatError, file_kind, iter_timeline
 from ..growth import DEFAULT_RULE, GrowthRule, analyse_series
+from ..progress import StatusLine, is_terminal
 from ..report import LoadedSnapshot, TimelineSuspects
 from ..snapshot import Snapshot
 from . import FileError, warn
@@ -26,10 +26,7 @@ TIMELINE_SUFFIXES = (".plh", ".plht")
 
 def stderr_is_tty() -> bool:
     """Is stderr a terminal (where progress lines are shown)?"""
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
+    return is_terminal(sys.stderr)
 
 
 @contextlib.contextmanager
@@ -52,14 +49,12 @@ class Progress:
     def __init__(self, path: str, size: int) -> None:
         self.path = path
         self.size = size
-        self.enabled = size >= PROGRESS_MIN_BYTES and stderr_is_tty()
-        self.shown = False
-        self._last = 0.0
-        self._width = 0  # of the line shown, to blank out what is left of it
+        enabled = size >= PROGRESS_MIN_BYTES and stderr_is_tty()
+        self.line = StatusLine(delay=0.0, enabled=enabled)
 
     def loading(self) -> None:
         """Say once that a big file is being loaded."""
-        if self.enabled:
+        if self.line.enabled:
             sys.stderr.write(
                 "pyleakhunt: loading %s (%.0f MiB)...\n"
                 % (self.path, self.size / (1024 * 1024))
@@ -68,30 +63,20 @@ class Progress:
 
     def entries(self, count: int, offset: int) -> None:
         """Show how many timeline entries are read (at most 5 times a second)."""
-        now = time.monotonic()
-        if not self.enabled or now - self._last < 0.2:
+        if not self.line.enabled:
             return
-        self._last = now
         percent = 100 * offset / self.size if self.size else 100
-        self._show(
+        self.line.update(
             "pyleakhunt: reading %s: %s (%.0f%%)"
             % (self.path, report.plural(count, "entry", "entries"), percent)
         )
 
     def done(self, count: int) -> None:
         """End the progress line, if one was shown."""
-        if self.shown:
-            self._show(
-                "pyleakhunt: reading %s: %s, done"
-                % (self.path, report.plural(count, "entry", "entries")),
-                end="\n",
-            )
-
-    def _show(self, text: str, end: str = "") -> None:
-        self.shown = True
-        sys.stderr.write("\r" + text.ljust(self._width) + end)
-        sys.stderr.flush()
-        self._width = len(text)
+        self.line.finish(
+            "pyleakhunt: reading %s: %s, done"
+            % (self.path, report.plural(count, "entry", "entries"))
+        )
 
 
 class TimelineReader:

@@ -18,7 +18,6 @@ import dataclasses
 import gc
 import itertools
 import operator
-import sys
 import time
 from array import array
 from typing import (
@@ -35,6 +34,7 @@ from typing import (
 
 from .._raw import RawColumns, RawFrames, RawSnapshot
 from ..growth import DEFAULT_RULE, TRACER_FILES, GrowthRule, suspects_of_series
+from ..progress import StatusLine
 from ..report import format_duration, format_time, no_suspect_reason, plural
 from ..snapshot import Snapshot, Traceback, raw_group_key
 from ..units import format_size
@@ -73,37 +73,15 @@ class Progress:
         #: False when the reader of the file shows its own progress: the
         #: entries read are then not counted here too, on the same line.
         self.reading = reading
-        self.stream = stream if stream is not None else sys.stderr
-        self.clock = clock
-        self.started = clock()
-        self.shown = False
-        self._last = 0.0
-        self._width = 0
-        try:
-            self.enabled = bool(self.stream.isatty())
-        except (AttributeError, ValueError):
-            self.enabled = False
+        self.line = StatusLine(stream, self.delay, clock=clock)
 
     def update(self, text: str) -> None:
         """Show *text* (at most 5 times a second, after `delay`)."""
-        now = self.clock()
-        if not self.enabled or now - self.started < self.delay:
-            return
-        if self.shown and now - self._last < 0.2:
-            return
-        self._last = now
-        self._show(text)
+        self.line.update(text)
 
     def done(self, text: str = "done") -> None:
         """End the progress line, if one was shown."""
-        if self.shown:
-            self._show("pyleakhunt: report: " + text, end="\n")
-
-    def _show(self, text: str, end: str = "") -> None:
-        self.shown = True
-        self.stream.write("\r" + text.ljust(self._width) + end)
-        self.stream.flush()
-        self._width = len(text)
+        self.line.finish("pyleakhunt: report: " + text)
 
 
 def _accuracy(estimated: bool, lost_blocks: int) -> List[str]:

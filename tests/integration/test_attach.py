@@ -146,8 +146,14 @@ LEAKER = """
     while True:
         for i in range(100):
             remember(i)
+        print("batch", flush=True)  # a test waits for batches, not for time
         time.sleep(0.01)
 """
+
+
+def _batches(target: Target) -> int:
+    """How many batches of 100 leaks LEAKER *target* has made so far."""
+    return target.output().count("batch\n")
 
 
 def _line_of(source: str, marker: str) -> int:
@@ -840,6 +846,155 @@ def test_bootstrap_detach_stops_a_running_watch(tmp_path):
     assert timeline.stat().st_size > 0
 
 
+@pytest.fixture
+def no_tracer():
+    """Leave the tracer, its leases and attach's state as they were found:
+    off, none, empty (these tests trace in the test's own process)."""
+    import pyleakhunt
+    from pyleakhunt import lease
+
+    assert not pyleakhunt.is_tracing() and not lease.held()
+    yield
+    for held in lease.held():
+        held.release()
+    pyleakhunt.stop()
+    state = getattr(pyleakhunt, _attach_bootstrap.STATE_ATTRIBUTE, None)
+    if state is not None:
+        state["watches"].clear()
+        state.pop("lease", None)
+
+
+def test_bootstrap_start_takes_a_lease_owned_by_attach_and_detach_gives_it_back(
+    tmp_path, no_tracer
+):
+    from pyleakhunt import lease
+
+    _run_program(_request(tmp_path, "start"))
+    assert _result(tmp_path)["ok"]
+    assert [held.owner for held in lease.held()] == ["attach"]
+    _run_program(_request(tmp_path, "start", nframe=3))  # a second start
+    assert [held.owner for held in lease.held()] == ["attach"]
+    _run_program(_request(tmp_path, "detach"))
+    assert _result(tmp_path)["ok"] and lease.held() == []
+
+
+def test_bootstrap_detach_leaves_a_tracer_the_target_started_itself(
+    tmp_path, no_tracer
+):
+    import pyleakhunt
+
+    pyleakhunt.start(7)
+    _run_program(_request(tmp_path, "start", nframe=5))
+    result = _result(tmp_path)
+    assert result["ok"] and result["was_tracing"]
+    assert pyleakhunt.get_traceback_limit() == 7  # never shallower
+    _run_program(_request(tmp_path, "start", nframe=12))
+    assert pyleakhunt.get_traceback_limit() == 12  # deeper while attached
+    _run_program(_request(tmp_path, "detach"))
+    result = _result(tmp_path)
+    assert result["ok"] and result["was_tracing"] and result["tracing"]
+    assert not result["started_by_attach"]
+    assert pyleakhunt.is_tracing() and pyleakhunt.get_traceback_limit() == 7
+
+
+def test_bootstrap_detach_leaves_the_targets_production_tracing(tmp_path, no_tracer):
+    import pyleakhunt
+    from pyleakhunt import lease
+
+    production = lease.acquire(4, owner="production")
+    _run_program(_request(tmp_path, "start", nframe=9))
+    assert pyleakhunt.get_traceback_limit() == 9
+    _run_program(_request(tmp_path, "detach"))
+    result = _result(tmp_path)
+    assert result["ok"] and result["tracing"] and result["kept_by"] == ["production"]
+    assert pyleakhunt.get_traceback_limit() == 4
+    production.release()
+    assert not pyleakhunt.is_tracing()
+
+
+def test_bootstrap_start_on_a_sampled_tracer_shares_its_rate(tmp_path, no_tracer):
+    import pyleakhunt
+
+    pyleakhunt.start(3, sample_bytes=4096)
+    _run_program(_request(tmp_path, "start"))
+    result = _result(tmp_path)
+    assert result["ok"] and result["sample_bytes"] == 4096
+    _run_program(_request(tmp_path, "start", sample_bytes=8192))
+    result = _result(tmp_path)
+    assert not result["ok"] and "sample_bytes=4096" in result["message"]
+
+
+def test_bootstrap_watch_that_ends_leaves_tracing_started_after_it(tmp_path, no_tracer):
+    import pyleakhunt
+
+    done = tmp_path / "done.json"
+    timeline = tmp_path / "t.plh"
+    _run_program(
+        _request(tmp_path, "watch", path=str(timeline), duration=0.5, done=str(done))
+    )
+    assert _result(tmp_path)["ok"] and pyleakhunt.is_tracing()
+    _run_program(_request(tmp_path, "start"))  # attach start while it watches
+    assert _result(tmp_path)["ok"]
+    assert wait_until(done.exists, timeout=30)
+    assert pyleakhunt.is_tracing()  # the start still holds it
+    _run_program(_request(tmp_path, "detach"))
+    assert not pyleakhunt.is_tracing()
+
+
+def test_bootstrap_watch_started_while_off_stops_tracing_at_its_end(
+    tmp_path, no_tracer
+):
+    import pyleakhunt
+
+    done = tmp_path / "done.json"
+    _run_program(
+        _request(
+            tmp_path,
+            "watch",
+            path=str(tmp_path / "t.plh"),
+            duration=0.3,
+            done=str(done),
+            sample_bytes=4096,
+        )
+    )
+    assert _result(tmp_path)["ok"]
+    assert pyleakhunt.get_stats()["sample_bytes"] == 4096
+    assert wait_until(done.exists, timeout=30)
+    assert not pyleakhunt.is_tracing()
+
+
+def test_bootstrap_watch_that_cannot_start_leaves_tracing_off(tmp_path, no_tracer):
+    import pyleakhunt
+    from pyleakhunt import lease
+
+    timeline = tmp_path / "no such directory" / "t.plh"
+    _run_program(_request(tmp_path, "watch", path=str(timeline)))
+    assert not _result(tmp_path)["ok"]
+    assert not pyleakhunt.is_tracing() and lease.held() == []
+
+
+def test_bootstrap_without_leases_in_the_target_stops_only_what_it_started(
+    tmp_path, no_tracer, monkeypatch
+):
+    import pyleakhunt
+
+    # A target whose own pyleakhunt predates pyleakhunt.lease.
+    monkeypatch.setitem(sys.modules, "pyleakhunt.lease", None)
+    monkeypatch.delattr(pyleakhunt, "lease", raising=False)
+    _run_program(_request(tmp_path, "start"))
+    assert _result(tmp_path)["ok"] and pyleakhunt.get_traceback_limit() == 5
+    _run_program(_request(tmp_path, "detach"))
+    result = _result(tmp_path)
+    assert result["ok"] and result["started_by_attach"]
+    assert not pyleakhunt.is_tracing()
+    pyleakhunt.start(2)
+    _run_program(_request(tmp_path, "start"))
+    assert _result(tmp_path)["ok"] and pyleakhunt.get_traceback_limit() == 5
+    _run_program(_request(tmp_path, "detach"))
+    assert _result(tmp_path)["ok"] and pyleakhunt.is_tracing()
+    assert pyleakhunt.get_traceback_limit() == 2
+
+
 def test_bootstrap_does_nothing_once_withdrawn(tmp_path):
     request = _request(tmp_path, "start")
     os.unlink(request["token"])  # the client gave up
@@ -983,7 +1138,10 @@ def test_two_snapshots_name_the_leaking_line(spawn, tmp_path, capsys, method):
     code, out, err = run([target.pid, "--snapshot", first, "--method", method], capsys)
     assert code == EXIT_OK, err
     assert "wrote an aggregated snapshot to %s" % first in out
-    time.sleep(0.5)
+    # The second snapshot comes after 50 more batches (about 2.8 MB leaked at
+    # the marked line, and 0.5 s on an idle machine), however long they take.
+    batches = _batches(target)
+    assert wait_until(lambda: _batches(target) >= batches + 50, timeout=15)
     code, out, err = run(
         [target.pid, "--snapshot", second, "--full", "--method", method], capsys
     )
@@ -1057,6 +1215,31 @@ def test_sampling_is_passed_through(spawn, capsys):
     _attach(target.pid, "detach")
 
 
+SELF_TRACER = """
+    import sys, time
+    sys.path.insert(0, sys.argv[1])  # this pyleakhunt, not an installed one
+    import pyleakhunt
+    pyleakhunt.start(3)
+    print("ready", flush=True)
+    while True:
+        time.sleep(0.05)
+"""
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_detach_leaves_the_targets_own_tracing_running(spawn, capsys, method):
+    target = spawn(SELF_TRACER, str(REPO))
+    code, out, err = run([target.pid, "--nframe", "8", "--method", method], capsys)
+    assert code == EXIT_OK and "was already tracing" in out, err
+    assert _attach(target.pid, "status", method=method)["nframe"] == 8
+    code, out, err = run([target.pid, "--detach", "--method", method], capsys)
+    assert code == EXIT_OK, err
+    assert "detached; tracing goes on (started by the program itself)" in out
+    status = _attach(target.pid, "status", method=method)
+    assert status["tracing"] and status["nframe"] == 3
+    assert target.stderr.read_text() == ""
+
+
 @needs_ptrace
 def test_the_targets_errors_are_surfaced(spawn, capsys):
     target = spawn(
@@ -1065,7 +1248,7 @@ def test_the_targets_errors_are_surfaced(spawn, capsys):
         sys.path.insert(0, sys.argv[1])
         import pyleakhunt
 
-        def start(nframe, sample_bytes=None):
+        def start(nframe, sample_bytes=None, total_nframe=True):
             raise NotImplementedError("sampled tracing is not available yet")
 
         pyleakhunt.start = start
@@ -1110,6 +1293,7 @@ GIL_HOG = """
     def hog():
         print("ready", flush=True)
         libc.sleep(int(sys.argv[1]))
+        print("GIL released", flush=True)
 
     threading.Thread(target=hog, daemon=True).start()
     while True:
@@ -1139,7 +1323,7 @@ def test_gil_held_in_c_times_out_and_leaves_nothing_behind(spawn, capsys, method
     # When the GIL comes back, the queued request finds itself withdrawn,
     # does nothing, and (remote_exec) deletes its own file.
     assert wait_until(lambda: _sessions(target.pid) == [], timeout=15)
-    time.sleep(max(0.0, 7.5 - (time.monotonic() - started)))
+    assert wait_until(lambda: "GIL released" in target.output(), timeout=15)
     assert _attach(target.pid, "status", method=method)["tracing"] is False
     assert target.stderr.read_text() == ""
 

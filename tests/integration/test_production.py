@@ -86,6 +86,33 @@ def timelines(directory) -> List[str]:
     )
 
 
+#: For a traced child script: `wait_for_a_sample()` returns once this
+#: process's timeline, in the current directory, holds a sample taken after
+#: the call (a wait for the watcher, never a guessed time).  Two more
+#: entries than at the call: the next one may have begun before it.  Only
+#: modules already imported are used, so that nothing it leaves behind
+#: shows up as a site of the script.
+WAIT_FOR_A_SAMPLE = """
+import os, time
+from pyleakhunt.fileformat import iter_timeline
+
+
+def _timeline_entries():
+    prefix = "pyleakhunt-%d-" % os.getpid()
+    (name,) = [n for n in os.listdir(".") if n.startswith(prefix)]
+    return sum(1 for _ in iter_timeline(name, allow_truncated_tail=True))
+
+
+def wait_for_a_sample(timeout=30):
+    wanted = _timeline_entries() + 2
+    deadline = time.monotonic() + timeout
+    while _timeline_entries() < wanted:
+        if time.monotonic() > deadline:
+            raise SystemExit("timed out waiting for the watcher's next sample")
+        time.sleep(0.01)
+"""
+
+
 REPORT = """
 import json, sys
 import pyleakhunt
@@ -221,14 +248,14 @@ def test_a_bad_value_warns_once_and_the_program_runs_untraced(python, tmp_path, 
 
 
 def test_each_process_writes_a_timeline_named_with_its_pid(python, tmp_path):
-    code = """
-    import os, time
-    KEEP = [bytearray(1000) for _ in range(3000)]
-    time.sleep(0.3)
-    print(os.getpid())
-    """
+    code = (
+        "\nimport os, time\nKEEP = [bytearray(1000) for _ in range(3000)]\n"
+        + WAIT_FOR_A_SAMPLE
+        + "wait_for_a_sample()  # a periodic one, after KEEP\nprint(os.getpid())\n"
+    )
     value = "sample=8KiB,dir=%s,interval=0.1" % tmp_path
     result = run_python(python, code, value, str(tmp_path))
+    assert result.returncode == 0, result.stderr
     pid = int(result.stdout)
     (path,) = timelines(tmp_path)
     assert os.path.basename(path).startswith("pyleakhunt-%d-" % pid)
@@ -246,17 +273,18 @@ def parent_work():
     return [bytearray(1000) for _ in range(2000)]
 def child_work():
     return [bytearray(1000) for _ in range(2000)]
+%s
 PARENT = parent_work()
 pid = os.fork()
 if pid == 0:
     CHILD = child_work()
-    time.sleep(0.3)
+    wait_for_a_sample()  # the child's own watcher wrote after the fork
     print("child", os.getpid(), flush=True)
     sys.exit(0)
-time.sleep(0.3)
+wait_for_a_sample()  # so did the parent's
 os.waitpid(pid, 0)
 print("parent", os.getpid(), flush=True)
-"""
+""" % (WAIT_FOR_A_SAMPLE,)
 PARENT_WORK_LINE, CHILD_WORK_LINE = 4, 6
 
 
@@ -487,7 +515,9 @@ def test_run_command_usage_errors(tmp_path, capsys, argv, code, message):
 def test_run_sample_traces_a_script_in_process_with_estimates(tmp_path):
     script = tmp_path / "app.py"
     script.write_text(
-        "import time\nKEEP = [bytearray(1000) for _ in range(20000)]\ntime.sleep(0.3)\n"
+        "import time\nKEEP = [bytearray(1000) for _ in range(20000)]\n"
+        + WAIT_FOR_A_SAMPLE
+        + "wait_for_a_sample()  # a periodic one sees KEEP, not only the last\n"
     )
     result = pyleakhunt_cli(
         "run",

@@ -9,10 +9,9 @@ asserts on its exit code and its output (helpers.run_python, assert_clean).
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from helpers import (
+    FORK_WITH_THREADS_PROBLEM,
     HAS_FORK,
     assert_clean,
     child,
@@ -95,6 +94,9 @@ def test_forked_child_keeps_tracing_with_consistent_tables():
 
 
 @pytest.mark.skipif(not HAS_FORK, reason="needs os.fork")
+@pytest.mark.skipif(
+    FORK_WITH_THREADS_PROBLEM is not None, reason=str(FORK_WITH_THREADS_PROBLEM)
+)
 def test_fork_while_other_threads_allocate_does_not_deadlock_the_child():
     proc = run_python(
         child(
@@ -162,10 +164,7 @@ def test_fork_while_other_threads_allocate_does_not_deadlock_the_child():
 
 @pytest.mark.skipif(not HAS_FORK, reason="needs os.fork")
 @pytest.mark.skipif(
-    "libasan" in os.environ.get("LD_PRELOAD", ""),
-    reason="ASan's own allocator is not fork-safe (GCC 12's libasan): a child "
-    "forked while another thread is inside malloc can hang in the sanitizer's "
-    "lock, whatever the tracer does",
+    FORK_WITH_THREADS_PROBLEM is not None, reason=str(FORK_WITH_THREADS_PROBLEM)
 )
 def test_fork_while_c_code_allocates_without_the_gil_does_not_deadlock_the_child(
     capi_probe_dir,
@@ -227,6 +226,9 @@ def test_fork_while_c_code_allocates_without_the_gil_does_not_deadlock_the_child
 
 
 @pytest.mark.skipif(not HAS_FORK, reason="needs os.fork")
+@pytest.mark.skipif(
+    FORK_WITH_THREADS_PROBLEM is not None, reason=str(FORK_WITH_THREADS_PROBLEM)
+)
 def test_the_sampling_thread_restarts_in_a_forked_child_for_who_asks():
     # The watcher and the attribution share one sampling thread.  A child
     # gets no thread and no registrations: the attribution registers again

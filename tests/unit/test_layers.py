@@ -23,7 +23,8 @@ PACKAGE = Path(pyleakhunt.__file__).resolve().parent
 # longest name in the table that is it or its package.
 #
 # 0 base: plain helpers that know nothing of tracing (units and sizes, the
-#   error base class, the raw snapshot records, reading /proc and ELF files).
+#   progress line, the error base class, the raw snapshot records, reading
+#   /proc and ELF files).
 # 1 tracer: the C core, the tracemalloc API of the package's __init__, and
 #   what hands the tracer out (the leases, the free-list switch).
 # 2 snapshot and file format.  userframe is here, not with the analysis
@@ -36,6 +37,7 @@ PACKAGE = Path(pyleakhunt.__file__).resolve().parent
 #   whose report uses the outputs), the commands, the CLI and the demo.
 LAYERS: Dict[str, int] = {
     "pyleakhunt.units": 0,
+    "pyleakhunt.progress": 0,
     "pyleakhunt.errors": 0,
     "pyleakhunt._raw": 0,
     "pyleakhunt._files": 0,
