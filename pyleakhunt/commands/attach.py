@@ -18,51 +18,11 @@ from typing import Any, Optional, Sequence
 from ..attach.base import DEFAULT_TIMEOUT, AttachError, Environment, Request
 from ..attach.command import attach
 from ..attach.output import describe
-from ..units import parse_size
 from . import EXIT_OK, EXIT_USAGE, Parser, epilog, report_errors
+from .options import byte_size, nframe, pid, seconds
 
 # --------------------------------------------------------------------------
 # Command line
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not a number: %r" % text) from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be > 0: %r" % text)
-    return value
-
-
-def _nframe(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not an integer: %r" % text) from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError("must be between 1 and 65535: %r" % text)
-    return value
-
-
-def _size(text: str) -> int:
-    try:
-        value = parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1 byte: %r" % text)
-    return value
-
-
-def _pid(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not a process id: %r" % text) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("not a process id: %r" % text)
-    return value
 
 
 SUMMARY = "trace a running Python process: start, snapshot, watch, detach"
@@ -70,7 +30,7 @@ SUMMARY = "trace a running Python process: start, snapshot, watch, detach"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``pyleakhunt attach``."""
-    parser.add_argument("pid", type=_pid, metavar="PID", help="the process")
+    parser.add_argument("pid", type=pid, metavar="PID", help="the process")
     action = parser.add_mutually_exclusive_group()
     action.add_argument(
         "--snapshot",
@@ -79,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     action.add_argument(
         "--watch",
-        type=_positive_float,
+        type=lambda text: seconds(text, "S", finite=False),
         metavar="S",
         help="record a timeline, a sample every S seconds (see --duration, -o)",
     )
@@ -93,14 +53,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--nframe",
-        type=_nframe,
+        type=nframe,
         default=10,
         metavar="N",
         help="frames kept per traceback when tracing starts (default: 10)",
     )
     parser.add_argument(
         "--sample",
-        type=_size,
+        type=byte_size,
         metavar="BYTES",
         help="sampled tracing: on average one allocation per BYTES (e.g. 512KiB)",
     )
@@ -111,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--duration",
-        type=_positive_float,
+        type=lambda text: seconds(text, "T", finite=False),
         default=60.0,
         metavar="T",
         help="--watch: stop after T seconds (default: 60)",
@@ -129,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=lambda text: seconds(text, "S", finite=False),
         default=DEFAULT_TIMEOUT,
         metavar="S",
         help="give up after S seconds (default: %g)" % DEFAULT_TIMEOUT,

@@ -32,6 +32,7 @@ from ..census.take import open_core, open_process, run_census
 from ..fileformat import file_kind
 from ..report import dumps
 from . import EXIT_OK, UsageError
+from .options import pid
 
 SUMMARY = "count the objects of a core dump or a live process, and find who holds them"
 
@@ -73,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="CORE",
         help="an ELF core file, a census saved with -o, or 'diff A B'",
     )
-    parser.add_argument("--pid", type=int, help="read this live process instead")
+    parser.add_argument("--pid", type=pid, help="read this live process instead")
     parser.add_argument(
         "--python",
         metavar="PATH",

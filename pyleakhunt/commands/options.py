@@ -41,17 +41,34 @@ def limit(text: str) -> int:
     return value
 
 
-def sample_size(text: str) -> Optional[int]:
-    if text.strip().lower() == "exact":
-        return None
+def byte_size(text: str, also: str = "") -> int:
+    """A size of at least one byte (``512KiB``); *also* names what else
+    the option takes, for the error."""
     try:
         value = parse_size(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            "SIZE must be a size such as 512KiB, or exact, not %r" % text
+            "SIZE must be a size such as 512KiB%s, not %r" % (also, text)
         ) from None
     if value < 1:
         raise argparse.ArgumentTypeError("SIZE must be at least 1 byte")
+    return value
+
+
+def sample_size(text: str) -> Optional[int]:
+    if text.strip().lower() == "exact":
+        return None
+    return byte_size(text, ", or exact")
+
+
+def pid(text: str) -> int:
+    """A process id."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError("not a process id: %r" % text)
     return value
 
 
@@ -62,16 +79,22 @@ def dump_signal(text: str) -> Optional[int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def interval(text: str) -> float:
+def seconds(text: str, what: str, finite: bool = True) -> float:
+    """A positive number of seconds (``inf`` too unless *finite*); *what*
+    names it in the error."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError("the interval must be a number") from None
-    if not value > 0 or value == float("inf"):
+        value = 0.0
+    if not value > 0 or (finite and value == float("inf")):  # NaN is not > 0
         raise argparse.ArgumentTypeError(
-            "the interval must be a positive number of seconds, not %s" % text
+            "%s must be a positive number of seconds, not %s" % (what, text)
         )
     return value
+
+
+def interval(text: str) -> float:
+    return seconds(text, "the interval")
 
 
 def add_report_options(parser: argparse.ArgumentParser, cumulative: bool) -> None:

@@ -730,7 +730,7 @@ def test_writable_by_follows_the_mode_bits(tmp_path):
         (["1", "--detach", "--status"], ["not allowed with"]),
         (["nope"], ["not a process id"]),
         (["1", "--nframe", "0"], ["between 1 and 65535"]),
-        (["1", "--sample", "lots"], ["not a size"]),
+        (["1", "--sample", "lots"], ["must be a size such as 512KiB"]),
     ],
 )
 def test_usage_errors(capsys, argv, words):
