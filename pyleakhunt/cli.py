@@ -112,65 +112,72 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any, Dict, Tuple
+from typing import Any, Dict
 
-from .commands import main
-
-#: Names this module had before the subcommands moved to
-#: `pyleakhunt.commands`, kept for code that imports them from here: each
-#: is imported on first use, so that ``pyleakhunt report`` does not pay
-#: for importing ``census`` and ``attach``.
-_MOVED: Dict[str, Tuple[str, str]] = {
-    "CLIError": ("pyleakhunt.errors", "PyleakhuntError"),
-    "EXIT_FAILURE": ("pyleakhunt.errors", "EXIT_FAILED"),
-    "EXIT_BAD_FILE": ("pyleakhunt.errors", "EXIT_FILE"),
-    "build_parser": ("pyleakhunt.commands", "build_parser"),
-    "JSON_DIFF": ("pyleakhunt.commands.diff", "JSON_DIFF"),
-    "JSON_RUN": ("pyleakhunt.commands.run", "JSON_RUN"),
-    "JSON_SUSPECTS": ("pyleakhunt.commands.suspects", "JSON_SUSPECTS"),
-    "JSON_TOP": ("pyleakhunt.commands.top", "JSON_TOP"),
-    "Target": ("pyleakhunt.commands.run", "Target"),
-    "timeline_path": ("pyleakhunt.commands.run", "timeline_path"),
-    "DEFAULT_KEY": ("pyleakhunt.commands.options", "DEFAULT_KEY"),
-    "KEY_CHOICES": ("pyleakhunt.commands.options", "KEY_CHOICES"),
-    "file_kind": ("pyleakhunt.fileformat", "file_kind"),
-}
-_MOVED.update(
-    (name, ("pyleakhunt.errors", name))
-    for name in (
-        "EXIT_CODES",
-        "EXIT_FAILED",
-        "EXIT_FILE",
-        "EXIT_INTERRUPTED",
-        "EXIT_OK",
-        "EXIT_USAGE",
-        "FileError",
-        "PyleakhuntError",
-        "UsageError",
-    )
+from .commands import build_parser, main
+from .errors import (
+    EXIT_CODES,
+    EXIT_FAILED,
+    EXIT_FILE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    FileError,
+    PyleakhuntError,
+    UsageError,
 )
-_MOVED.update(
-    (name, ("pyleakhunt.commands.files", name))
-    for name in (
+
+# Names this module had before the subcommands moved to
+# `pyleakhunt.commands`, kept for code that imports them from here.
+CLIError = PyleakhuntError
+EXIT_FAILURE = EXIT_FAILED
+EXIT_BAD_FILE = EXIT_FILE
+
+#: The moved names that live in a subcommand's module, by module: each is
+#: imported on first use, so that ``pyleakhunt report`` does not pay for
+#: importing ``census`` and ``attach``.
+_LAZY = {
+    "pyleakhunt.commands.diff": ("JSON_DIFF",),
+    "pyleakhunt.commands.run": ("JSON_RUN", "Target", "timeline_path"),
+    "pyleakhunt.commands.suspects": ("JSON_SUSPECTS",),
+    "pyleakhunt.commands.top": ("JSON_TOP",),
+    "pyleakhunt.commands.options": ("DEFAULT_KEY", "KEY_CHOICES"),
+    "pyleakhunt.commands.files": (
         "PROGRESS_MIN_BYTES",
         "TimelineReader",
         "analyse_timeline",
         "load_snapshot",
         "timeline_paths",
-    )
-)
+    ),
+    "pyleakhunt.fileformat": ("file_kind",),
+}
+_MODULE_OF: Dict[str, str] = {
+    name: module for module, names in _LAZY.items() for name in names
+}
 
-__all__ = sorted(["main", *_MOVED])
+__all__ = [
+    "CLIError",
+    "EXIT_BAD_FILE",
+    "EXIT_CODES",
+    "EXIT_FAILED",
+    "EXIT_FAILURE",
+    "EXIT_FILE",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "FileError",
+    "PyleakhuntError",
+    "UsageError",
+    "build_parser",
+    "main",
+]
+__all__ += sorted(_MODULE_OF)
 
 
 def __getattr__(name: str) -> Any:
-    try:
-        module, attribute = _MOVED[name]
-    except KeyError:
-        raise AttributeError(
-            "module %r has no attribute %r" % (__name__, name)
-        ) from None
-    value = getattr(importlib.import_module(module), attribute)
+    if name not in _MODULE_OF:
+        raise AttributeError("module %r has no attribute %r" % (__name__, name))
+    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
     globals()[name] = value
     return value
 
