@@ -25,6 +25,7 @@ import gc
 import linecache
 import os
 import sys
+import time
 from array import array
 from dataclasses import dataclass
 from typing import (
@@ -267,6 +268,19 @@ def _measure(excluded_files: frozenset, excluded_prefixes: Tuple[str, ...]):
 _SMALL_BLOCK = 512
 
 
+def _others_cpu_ns() -> Tuple[int, int]:
+    """Lower and upper bounds on the CPU time, in nanoseconds, that the
+    process's threads other than this one have used so far.
+
+    The process's clock counts every thread; this thread's time is read
+    before and after it, so the two bounds differ by the read itself.
+    """
+    before = time.thread_time_ns()
+    process = time.process_time_ns()
+    after = time.thread_time_ns()
+    return process - after, process - before
+
+
 class _Growth:
     """The measures of a check, kept for the sites still growing.
 
@@ -287,12 +301,25 @@ class _Growth:
         self.measured = 1
         self.followed: Optional[Dict[tuple, array]] = None
         self.process = array("q", bytes(8 * (rounds + 1)))
+        # Bounds on the CPU time of the process's other threads.
+        self.others_low = array("q", bytes(8 * (rounds + 1)))
+        self.others_high = array("q", bytes(8 * (rounds + 1)))
 
-    def add(self, figures: Dict[tuple, List[int]], process_blocks: int) -> bool:
-        """Take a round's measure; False once no site grew in every round."""
+    def add(
+        self,
+        figures: Dict[tuple, List[int]],
+        process_blocks: int,
+        others_cpu: Tuple[int, int],
+    ) -> bool:
+        """Take a round's measure; False once no site grew in every round.
+
+        *process_blocks* is ``sys.getallocatedblocks()`` and *others_cpu*
+        `_others_cpu_ns()`, both read just before *figures*.
+        """
         index = self.measured
         self.measured += 1
         self.process[index] = process_blocks
+        self.others_low[index], self.others_high[index] = others_cpu
         if self.followed is None:
             self.followed = {}
             for frames, (size, count) in figures.items():
@@ -327,10 +354,13 @@ class _Growth:
         fill the free lists and settle the check's own state and the test
         framework's); a real leak of small objects adds them.
 
-        The process's count is trusted only when it was quiet: no round of
-        the window changed it by more than a block either way.  Another
-        thread that makes and frees blocks meanwhile moves it by tens, and
-        could hide a real leak; then every growing site is reported.
+        The process's count is trusted only when it is this thread's:
+        no other thread ran in the window (their CPU time did not move;
+        with the GIL, a thread that freed blocks has run), and no round of
+        the window changed the count by more than a block either way (the
+        call itself freeing older objects moves it by more).  Otherwise
+        every growing site is reported: a false alarm from a bounded cache
+        is better than a leak hidden by another thread's frees.
         """
         n = self.measured
         process = self.process
@@ -339,6 +369,8 @@ class _Growth:
             since >= 2
             and all(process[1:n])
             and all(abs(process[i + 1] - process[i]) <= 1 for i in range(since, n - 1))
+            # Bounds: at most the reads' own few hundred nanoseconds apart.
+            and self.others_low[n - 1] <= self.others_high[since]
         )
         sites = []
         for frames, line in (self.followed or {}).items():
@@ -482,8 +514,10 @@ def check(
                 for _ in range(rounds):
                     measured_call(lists)
                     process_blocks = sys.getallocatedblocks()
+                    others_cpu = _others_cpu_ns()
                     figures = _measure(excluded_files, excluded_prefixes)
-                    if not growth.add(figures, process_blocks) and stop_early:
+                    grew = growth.add(figures, process_blocks, others_cpu)
+                    if not grew and stop_early:
                         break
                     del figures
             finally:

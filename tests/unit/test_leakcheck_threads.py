@@ -13,6 +13,9 @@ the call itself moves the count the same way, every time.
 
 from __future__ import annotations
 
+import _thread
+import threading
+
 from pyleakhunt import leakcheck
 
 LEAKED = []
@@ -30,3 +33,59 @@ def test_a_small_leak_is_found_while_other_small_blocks_are_freed():
     assert report.leaked, report
     lines = [site.traceback[-1].lineno for site in report.sites]
     assert leak_one_and_free_old_objects.__code__.co_firstlineno + 1 in lines
+
+
+class _Freer:
+    """A thread that frees *per_call* old objects each time it is asked.
+
+    The handshake uses raw locks, which allocate nothing, so that the
+    process's count of blocks moves by exactly what the two threads do:
+    one block kept, two freed, a round after round of -1.
+    """
+
+    def __init__(self, per_call: int) -> None:
+        self.per_call = per_call
+        self.old = [object() for _ in range(1000)]
+        self.go = _thread.allocate_lock()
+        self.done = _thread.allocate_lock()
+        self.go.acquire()
+        self.done.acquire()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self.go.acquire()
+            if self.stopping:
+                return
+            del self.old[-self.per_call :]
+            self.done.release()
+
+    def free_some(self) -> None:
+        self.go.release()
+        self.done.acquire()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.go.release()
+        self.thread.join()
+
+
+def test_a_small_leak_is_found_while_another_thread_frees_as_many():
+    freer = _Freer(per_call=2)
+    leaked = []
+
+    def leak_one_while_another_thread_frees_two() -> None:
+        leaked.append(object())
+        freer.free_some()
+
+    try:
+        report = leakcheck.check(
+            leak_one_while_another_thread_frees_two, rounds=5, warmup=2
+        )
+    finally:
+        freer.stop()
+    assert report.leaked, report
+    lines = [site.traceback[-1].lineno for site in report.sites]
+    assert leak_one_while_another_thread_frees_two.__code__.co_firstlineno + 1 in lines
