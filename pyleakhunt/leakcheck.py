@@ -186,7 +186,7 @@ def _deltas(values: Sequence[int]) -> str:
 
 def clear_known_caches() -> None:
     """Empty the caches the interpreter and the stdlib fill lazily."""
-    sys._clear_type_cache()
+    _clear_interpreter_caches()
     for module_name, clear in _CACHE_CLEARERS:
         module = sys.modules.get(module_name)
         if module is not None:
@@ -198,6 +198,12 @@ def clear_known_caches() -> None:
         registry = getattr(module, "__warningregistry__", None)
         if isinstance(registry, dict):
             registry.clear()
+
+
+# 3.13 renamed it, and deprecated the old name (a warning on 3.14+).
+_clear_interpreter_caches: Callable[[], None] = (
+    getattr(sys, "_clear_internal_caches", None) or sys._clear_type_cache
+)
 
 
 def _clear_typing(module: Any) -> None:
