@@ -75,6 +75,7 @@ core = Extension(
     "pyleakhunt._core",
     sources=[
         "src/frames.c",
+        "src/userframe.c",
         "src/tables.c",
         "src/lock.c",
         "src/sampling.c",
@@ -84,6 +85,7 @@ core = Extension(
     ],
     depends=[
         "src/frames.h",
+        "src/userframe.h",
         "src/tables.h",
         "src/hooks.h",
         "src/extension_track.h",

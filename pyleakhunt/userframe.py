@@ -33,7 +33,10 @@ from the oldest call to the most recent, as `pyleakhunt.Traceback` and
 - `library_path(filename)`: ``json/decoder.py`` for a library file;
 - `via_text(frame)`: ``"via json/decoder.py:353"``;
 - `user_frame_json(traceback)`: ``{"user_frame": [file, line], "via":
-  [file, line] | None}``, the fields the JSON outputs add.
+  [file, line] | None}``, the fields the JSON outputs add;
+- `tracer_rule()`: the same rule for the tracer, which can record the
+  user's frame below the frames it was asked for (``set_user_frames``:
+  the web integrations record one frame, often a library's).
 """
 
 from __future__ import annotations
@@ -188,6 +191,14 @@ def user_frame_json(traceback: Sequence[Any]) -> Dict[str, Any]:
         "user_frame": None if frame is None else [frame.filename, frame.lineno],
         "via": None if via is None else [via.filename, via.lineno],
     }
+
+
+def tracer_rule() -> Tuple[Tuple[str, ...], str, str]:
+    """The rule as the tracer applies it while allocating
+    (``_core.set_user_frames``): the library roots, pyleakhunt's own
+    directory and the demo's file."""
+    stdlib, packages = _library_roots()
+    return packages + stdlib, _OWN_DIR, _DEMO_FILE
 
 
 def _reset_cache() -> None:

@@ -238,6 +238,29 @@ lh_frames_capture(PyThreadState *tstate, lh_frame *buf, int max,
 }
 
 int
+lh_frames_find(PyThreadState *tstate, int skip, lh_frame *out,
+               int (*is_user)(void *ctx, PyObject *code), void *ctx)
+{
+    _PyInterpreterFrame *f = first_started_frame(top_frame(tstate));
+    for (; f != NULL; f = f->previous) {
+        if (!is_shown(f)) {
+            continue;
+        }
+        if (skip > 0) {
+            skip--;
+            continue;
+        }
+        PyObject *code = (PyObject *)frame_code(f);
+        if (is_user(ctx, code)) {
+            out->code = code;
+            out->lasti = frame_lasti(f);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int
 lh_frame_lineno(const lh_frame *frame)
 {
     PyCodeObject *code = (PyCodeObject *)frame->code;
@@ -267,6 +290,24 @@ lh_frames_capture(PyThreadState *tstate, lh_frame *buf, int max,
     }
     *total = (uint16_t)depth;
     return n;
+}
+
+int
+lh_frames_find(PyThreadState *tstate, int skip, lh_frame *out,
+               int (*is_user)(void *ctx, PyObject *code), void *ctx)
+{
+    for (PyFrameObject *f = tstate->frame; f != NULL; f = f->f_back) {
+        if (skip > 0) {
+            skip--;
+            continue;
+        }
+        if (is_user(ctx, (PyObject *)f->f_code)) {
+            out->code = (PyObject *)f->f_code;
+            out->lasti = f->f_lasti;
+            return 1;
+        }
+    }
+    return 0;
 }
 
 int

@@ -160,6 +160,47 @@ origin_of(PyThreadState *tstate)
     return origin;
 }
 
+/* Whether `code` is the user's (userframe.h); for lh_frames_find. */
+static int
+is_user_code(void *Py_UNUSED(ctx), PyObject *code)
+{
+    return lh_user_code(&S.user, code);
+}
+
+/* Whether the user's frame is looked for: the rule is on, and this thread
+   holds the main interpreter's GIL, under which the rule is set (so never
+   changed while it is read). */
+static inline int
+user_rule_applies(PyThreadState *tstate)
+{
+    return S.user.enabled && tstate->interp == S.main_interp;
+}
+
+/* The user's frame below the `n` frames captured in `frames`, stored at
+   frames[n], when the rule applies and none of those is the user's (the
+   scratch key has room for it).  Returns the number of frames now. */
+static int
+add_user_frame(PyThreadState *tstate, lh_frame *frames, int n)
+{
+    if (n < S.nframe || !user_rule_applies(tstate)) {
+        return n; /* or the whole stack is there already */
+    }
+    for (int i = 0; i < n; i++) {
+        if (is_user_code(NULL, frames[i].code)) {
+            return n;
+        }
+    }
+    return n + lh_frames_find(tstate, n, &frames[n], is_user_code, NULL);
+}
+
+/* Whether the one-frame fast paths may take an allocation whose most
+   recent frame is `top`: not when the user's frame must be added. */
+static inline int
+one_frame_will_do(PyThreadState *tstate, int n, const lh_frame *top)
+{
+    return n == 0 || !user_rule_applies(tstate) || is_user_code(NULL, top->code);
+}
+
 /* The site of an allocation made now, in `domain`, from `origin`. */
 static lh_site *
 current_site(unsigned int domain, lh_origin origin)
@@ -171,6 +212,7 @@ current_site(unsigned int domain, lh_origin origin)
     if (tstate != NULL) {
         n = lh_frames_capture(tstate, key->frames, S.nframe,
                               S.total_nframe ? &total : NULL);
+        n = add_user_frame(tstate, key->frames, n);
     }
     key->where = lh_key_where(domain, origin.tag);
     key->depth = lh_key_depth(n, total);
@@ -431,6 +473,9 @@ common_alloc(int domain, uintptr_t ptr, size_t size)
     int n = mode == LH_COMMON_DEPTH
                 ? lh_frames_capture(tstate, &top, 1, &total)
                 : lh_frames_capture(tstate, &top, 1, NULL);
+    if (!one_frame_will_do(tstate, n, &top)) {
+        return 0;
+    }
     uint64_t where = lh_key_where(LH_PYTHON_DOMAIN, origin_of(tstate).tag);
     uint64_t depth = lh_key_depth(n, total);
     int done = 0;
@@ -667,7 +712,9 @@ site_of_reuse(lh_origin origin, int gil)
         int n = mode == LH_COMMON_DEPTH
                     ? lh_frames_capture(origin.tstate, &top, 1, &total)
                     : lh_frames_capture(origin.tstate, &top, 1, NULL);
-        lh_site *site = lh_sites_cached_one(
+        lh_site *site = !one_frame_will_do(origin.tstate, n, &top)
+                            ? NULL
+                            : lh_sites_cached_one(
             &S.sites, lh_key_where(LH_PYTHON_DOMAIN, origin.tag),
             lh_key_depth(n, total), &top);
         if (site != NULL) {
@@ -828,10 +875,12 @@ lh_hooks_installed_on_top(void)
     return 1;
 }
 
+/* The scratch key holds `nframe` frames, and the user's frame below them
+   (add_user_frame). */
 static int
 scratch_resize(int nframe)
 {
-    lh_site_key *key = lh_mem_calloc(1, scratch_keylen(nframe));
+    lh_site_key *key = lh_mem_calloc(1, scratch_keylen(nframe + 1));
     if (key == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -840,7 +889,7 @@ scratch_resize(int nframe)
     lh_site_key *old = S.scratch;
     size_t old_frames = S.scratch_frames;
     S.scratch = key;
-    S.scratch_frames = (size_t)nframe;
+    S.scratch_frames = (size_t)nframe + 1;
     S.nframe = nframe;
     update_common();
     lh_hooks_unlock();
@@ -868,7 +917,7 @@ release_scratch(void)
 int
 lh_hooks_set_nframe(int nframe)
 {
-    if ((size_t)nframe <= S.scratch_frames && S.scratch != NULL) {
+    if ((size_t)nframe + 1 <= S.scratch_frames && S.scratch != NULL) {
         lh_hooks_lock();
         S.nframe = nframe;
         update_common();

@@ -640,6 +640,34 @@ core_set_tag_var(PyObject *Py_UNUSED(module), PyObject *var)
     Py_RETURN_NONE;
 }
 
+/* set_user_frames(roots, own_dir, demo_file): when the frames recorded
+   for an allocation are all library code, also record the user's frame
+   below them (userframe.h); roots=None turns it off. */
+static PyObject *
+core_set_user_frames(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *roots, *own_dir = NULL, *demo_file = NULL;
+    if (!PyArg_ParseTuple(args, "O|UU:set_user_frames", &roots, &own_dir,
+                          &demo_file)) {
+        return NULL;
+    }
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+        /* The hooks read the rule under the main interpreter's GIL. */
+        PyErr_SetString(PyExc_RuntimeError,
+                        "set_user_frames() works in the main interpreter only");
+        return NULL;
+    }
+    if (roots != Py_None && (own_dir == NULL || demo_file == NULL)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "set_user_frames() needs own_dir and demo_file");
+        return NULL;
+    }
+    if (lh_user_rule_set(&S.user, roots, own_dir, demo_file) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* _ext_track_info(): whether extensions' PyTraceMalloc_Track calls are
    redirected here (extension_track.c). */
 static PyObject *
@@ -701,6 +729,8 @@ static PyMethodDef core_methods[] = {
      "The named tuple type of site records."},
     {"set_tag_var", core_set_tag_var, METH_O,
      "Tag allocations with the int value of a ContextVar (None: stop)."},
+    {"set_user_frames", core_set_user_frames, METH_VARARGS,
+     "Also record the user's frame below library frames (None: stop)."},
     {"_ext_track_info", core_ext_track_info, METH_NOARGS,
      "Whether extensions' PyTraceMalloc_Track calls are received."},
     {"_ext_track_slots", core_ext_track_slots, METH_NOARGS,

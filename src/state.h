@@ -23,6 +23,7 @@
 #include "lock.h"
 #include "sampling.h"
 #include "tables.h"
+#include "userframe.h"
 
 /* Index of each hooked domain in the arrays below. */
 enum { LH_RAW = 0, LH_MEM = 1, LH_OBJ = 2, LH_NDOMAINS = 3 };
@@ -76,6 +77,9 @@ typedef struct {
     /* A contextvars.ContextVar whose value (an int) tags allocations, or
        NULL.  Set and read with the GIL held. */
     PyObject *tag_var;
+    /* When enabled, a traceback whose frames are all library code also
+       records the user's frame below them (userframe.h).  GIL held. */
+    lh_user_rule user;
 #if PY_VERSION_HEX >= 0x030D0000
     /* The reference tracer that held the slot when ours took it, to which
        ours forwards every event (hooks.c); set with the GIL held. */
@@ -84,7 +88,8 @@ typedef struct {
     /* Set when 3.15 tells ours it was replaced (TRACKER_REMOVED). */
     atomic_int ref_displaced;
 #endif
-    /* Scratch key for capturing the current traceback. */
+    /* Scratch key for capturing the current traceback, with room for
+       `scratch_frames` frames: nframe, and the user's frame. */
     lh_site_key *scratch;
     size_t scratch_frames;
 

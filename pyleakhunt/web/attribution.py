@@ -69,7 +69,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import pyleakhunt
 
-from .. import _core, growth, lease, sampler
+from .. import _core, growth, lease, sampler, userframe
 from .._raw import RawFrame, RawFrames, RawSnapshot
 from ..growth import DEFAULT_RULE, TRACER_FILES, GrowthRule
 from ..lease import Lease
@@ -297,10 +297,18 @@ class SiteReport:
     #: Frames of the biggest site at this line, most recent call first.
     traceback: RawFrames
 
+    @property
+    def via(self) -> Optional[RawFrame]:
+        """The library frame that allocated, when it is not this line."""
+        top = self.traceback[0] if self.traceback else None
+        return None if top is None or top == (self.filename, self.lineno) else top
+
     def to_json(self) -> Dict[str, Any]:
+        via = self.via
         return {
             "filename": self.filename,
             "lineno": self.lineno,
+            "via": None if via is None else [via[0], via[1]],
             "size": self.size,
             "count": self.count,
             "bytes_per_request": _rounded(self.bytes_per_request),
@@ -400,6 +408,27 @@ def _rounded(value: Optional[float]) -> Optional[float]:
 # The per-process state
 
 
+class _UserFrames:
+    """The tracer's user-frame rule, on while any attribution runs."""
+
+    lock = threading.Lock()
+    users = 0
+
+    @classmethod
+    def need(cls) -> None:
+        with cls.lock:
+            if cls.users == 0:
+                _core.set_user_frames(*userframe.tracer_rule())
+            cls.users += 1
+
+    @classmethod
+    def release(cls) -> None:
+        with cls.lock:
+            cls.users -= 1
+            if cls.users == 0:
+                _core.set_user_frames(None)
+
+
 class Attribution:
     """The registry, the sampler and the series of one process.
 
@@ -433,6 +462,9 @@ class Attribution:
         """Register the tag variable, start tracing, start the sampler."""
         _core.set_tag_var(TAG_VAR)
         if self._lease is None:
+            # One frame is recorded; when it is a library's, the tracer
+            # adds the user's line below it, the one reports show first.
+            _UserFrames.need()
             # Reports name lines, never the depth below them: not counting
             # it saves a walk of the server's whole stack per allocation.
             self._lease = lease.acquire(
@@ -469,6 +501,7 @@ class Attribution:
         if self._lease is not None:
             self._lease.release()
             self._lease = None
+            _UserFrames.release()
 
     def after_fork(self) -> None:
         """In a forked child: new locks; the sampler restarts on next use."""
@@ -633,9 +666,14 @@ def _reduce(
             continue
         if tag not in requests or not site.count:
             continue
-        line = site.frames[0] if site.frames else _UNKNOWN_FRAME
-        if line[0] in OWN_FILES:
+        if not site.frames:
+            line = _UNKNOWN_FRAME
+        elif site.frames[0][0] in OWN_FILES:
             continue
+        else:
+            # The user's line, where the tracer recorded it below a
+            # library's (Attribution.start): the line a person must change.
+            line = userframe.user_raw_frame(site.frames)
         totals[tag] = totals.get(tag, 0) + site.size
         by_line = sites.setdefault(tag, {})
         by_line[line] = by_line.get(line, 0) + site.size

@@ -44,6 +44,7 @@ from typing import (
 from .._raw import RawSnapshot
 from ..fileformat import write_snapshot
 from ..units import format_size
+from ..userframe import library_path
 from . import attribution
 from .attribution import AttributionReport, EndpointReport
 
@@ -725,10 +726,16 @@ def _verdict_line(e: EndpointReport, estimated: bool) -> str:
     )
     growing = [site for site in e.sites if site.leaking]
     if growing:
-        line += "; grows at %s" % ", ".join(
-            f"{site.filename}:{site.lineno}" for site in growing[:3]
-        )
+        line += "; grows at %s" % ", ".join(_site_text(site) for site in growing[:3])
     return line
+
+
+def _site_text(site: attribution.SiteReport) -> str:
+    """``app.py:12`` or ``app.py:12 (via json/decoder.py:353)``."""
+    text = f"{site.filename}:{site.lineno}"
+    if site.via is not None:
+        text += " (via %s:%d)" % (library_path(site.via[0]), site.via[1])
+    return text
 
 
 def _endpoint_records(

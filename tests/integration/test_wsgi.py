@@ -138,6 +138,33 @@ def test_requests_are_counted_under_their_folded_endpoint():
     assert found["GET /leak/<id>"].retained_bytes >= 5000
 
 
+def json_app(environ, start_response):
+    """Keeps each request's parsed body: allocated in json/decoder.py."""
+    LEAKED.append(json.loads(environ["wsgi.input"].read()))
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+
+def test_a_leak_made_inside_a_library_is_reported_at_the_apps_line():
+    app = LeakHuntMiddleware(json_app, interval=3600)
+    body = json.dumps(["x" * 100 + str(i) for i in range(20)]).encode()
+    for _ in range(50):
+        environ = {}
+        setup_testing_defaults(environ)
+        environ.update(REQUEST_METHOD="POST", PATH_INFO="/orders")
+        environ["wsgi.input"] = io.BytesIO(body)
+        app(environ, lambda status, headers, exc_info=None: None)
+    hunt = attribution.current()
+    hunt.sample()
+    sites = endpoints(hunt)["POST /orders"].sites
+    line = json_app.__code__.co_firstlineno + 2
+    top = max(sites, key=lambda site: site.size)
+    assert (top.filename, top.lineno) == (__file__, line), sites
+    assert top.via is not None and top.via[0].endswith("json/decoder.py")
+    assert top.to_json()["via"] == list(top.via)
+    assert not any(s.filename.endswith("json/decoder.py") for s in sites), sites
+
+
 def test_a_key_function_names_endpoints():
     app = LeakHuntMiddleware(leaky_app, interval=3600, key=lambda e: "leaks")
     call(app, "/leak/1")

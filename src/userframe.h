@@ -1,0 +1,51 @@
+/* userframe.h - which code is the user's, for the tracer.
+ *
+ * A leak is nearly always caused by a line of the program being debugged,
+ * even when the allocation happens inside the standard library or an
+ * installed package.  With few frames recorded (the web integrations
+ * record one), that line may not be among them.  When the rule below is
+ * set and none of the captured frames is the user's, the tracer also
+ * records the first frame below them that is (hooks.c, current_site), so
+ * that reports can show the user's line first.
+ *
+ * The rule is pyleakhunt/userframe.py's, given its roots by Python; see
+ * lh_user_file() for where the two differ.
+ */
+#ifndef PYLEAKHUNT_USERFRAME_H
+#define PYLEAKHUNT_USERFRAME_H
+
+#include <Python.h>
+#include <stdint.h>
+
+struct lh_user_entry;
+
+typedef struct {
+    /* All of it set and read with the main interpreter's GIL held. */
+    int enabled;
+    /* Code objects classified so far (userframe.c). */
+    struct lh_user_entry *cache;
+    /* The standard library's and installed packages' roots, and
+       pyleakhunt's own directory and demo, as UTF-8. */
+    char **roots;
+    Py_ssize_t nroots;
+    char *own_dir;
+    char *demo_file;
+} lh_user_rule;
+
+/* Set the rule from Python: `roots` a tuple of str, `own_dir` and
+   `demo_file` str; or turn it off with roots == Py_None.  The main
+   interpreter's GIL held, not from an allocator hook.  Returns -1 with an
+   exception set. */
+int lh_user_rule_set(lh_user_rule *rule, PyObject *roots, PyObject *own_dir,
+                     PyObject *demo_file);
+
+/* Whether `code` (a code object) is the user's; `rule` must be enabled.
+   The main interpreter's GIL held.  May allocate (reading a non-ASCII
+   file name): call it from a hook only with the hook's re-entrancy guard
+   set. */
+int lh_user_code(lh_user_rule *rule, PyObject *code);
+
+/* The classification itself, on a file name in UTF-8. */
+int lh_user_file(const lh_user_rule *rule, const char *name);
+
+#endif /* PYLEAKHUNT_USERFRAME_H */
