@@ -238,11 +238,11 @@ lh_frames_capture(PyThreadState *tstate, lh_frame *buf, int max,
 }
 
 int
-lh_frames_find(PyThreadState *tstate, int skip, lh_frame *out,
+lh_frames_find(PyThreadState *tstate, int skip, int limit, lh_frame *out,
                int (*is_user)(void *ctx, PyObject *code), void *ctx)
 {
     _PyInterpreterFrame *f = first_started_frame(top_frame(tstate));
-    for (; f != NULL; f = f->previous) {
+    for (; f != NULL && limit > 0; f = f->previous) {
         if (!is_shown(f)) {
             continue;
         }
@@ -250,10 +250,13 @@ lh_frames_find(PyThreadState *tstate, int skip, lh_frame *out,
             skip--;
             continue;
         }
+        limit--;
         PyObject *code = (PyObject *)frame_code(f);
         if (is_user(ctx, code)) {
-            out->code = code;
-            out->lasti = frame_lasti(f);
+            if (out != NULL) {
+                out->code = code;
+                out->lasti = frame_lasti(f);
+            }
             return 1;
         }
     }
@@ -293,17 +296,21 @@ lh_frames_capture(PyThreadState *tstate, lh_frame *buf, int max,
 }
 
 int
-lh_frames_find(PyThreadState *tstate, int skip, lh_frame *out,
+lh_frames_find(PyThreadState *tstate, int skip, int limit, lh_frame *out,
                int (*is_user)(void *ctx, PyObject *code), void *ctx)
 {
-    for (PyFrameObject *f = tstate->frame; f != NULL; f = f->f_back) {
+    for (PyFrameObject *f = tstate->frame; f != NULL && limit > 0;
+         f = f->f_back) {
         if (skip > 0) {
             skip--;
             continue;
         }
+        limit--;
         if (is_user(ctx, (PyObject *)f->f_code)) {
-            out->code = (PyObject *)f->f_code;
-            out->lasti = f->f_lasti;
+            if (out != NULL) {
+                out->code = (PyObject *)f->f_code;
+                out->lasti = f->f_lasti;
+            }
             return 1;
         }
     }

@@ -37,11 +37,12 @@ PyThreadState *lh_frames_tstate(void);
 int lh_frames_capture(PyThreadState *tstate, lh_frame *buf, int max,
                       uint16_t *total);
 
-/* Store in *out the first frame of `tstate`'s stack, below the `skip`
-   most recent ones, whose code `is_user(ctx, code)` accepts; returns 1,
-   or 0 when there is none.  Frames are counted as lh_frames_capture
-   counts them.  `tstate` must be the caller's, with the GIL held. */
-int lh_frames_find(PyThreadState *tstate, int skip, lh_frame *out,
+/* Store in *out the first frame of `tstate`'s stack, among the `limit`
+   below the `skip` most recent ones, whose code `is_user(ctx, code)`
+   accepts (out may be NULL); returns 1, or 0 when there is none.  Frames
+   are counted as lh_frames_capture counts them.  `tstate` must be the
+   caller's, with the GIL held. */
+int lh_frames_find(PyThreadState *tstate, int skip, int limit, lh_frame *out,
                    int (*is_user)(void *ctx, PyObject *code), void *ctx);
 
 /* Line number of a captured frame; 0 when unknown.  Needs the GIL. */

@@ -160,45 +160,91 @@ origin_of(PyThreadState *tstate)
     return origin;
 }
 
-/* Whether `code` is the user's (userframe.h); for lh_frames_find. */
+/* ---- the user's frame (userframe.h) ------------------------------------ */
+
+/* With the user-frame rule on (the web integrations record one frame),
+   a tagged allocation (made while a request is served) whose recorded
+   frames are all library code also records the first user frame below
+   them, so that reports name the user's line (kept.append(
+   json.loads(body)) allocates in json/decoder.py).
+
+   Searching the stack for that frame on every allocation would double the
+   tracer's cost in a web framework, where most allocations are the
+   framework's own, made far from any user frame.  So only the sites that
+   hold many live blocks are searched from: a leak makes its site hold
+   more and more, while the framework's short-lived allocations do not.
+   Once a site of library frames holds LH_USER_ARM_COUNT blocks, its next
+   allocations are recorded with the user's frame, in sites of their own,
+   which the reports key by the user's line and whose growth they follow
+   from then on. */
+#define LH_USER_ARM_COUNT 64
+
+/* How many frames below the recorded ones are searched: enough for a
+   library called by the user's code (json.loads: 3, logging: 6), and a
+   bound for a deep recursion. */
+#define LH_USER_SEARCH 64
+
+/* A site whose searches found no user's frame this many times in a row is
+   searched from no more: its allocations come from library code only (a
+   server's own loop), and each search would walk the whole stack. */
+#define LH_USER_MISSES 32
+
+/* Whether allocations at a site of many blocks search for the user's
+   frame: yes when its frames are all library code. */
+enum lh_site_class { LH_SITE_NO_SEARCH = 1, LH_SITE_SEARCH = 2 };
+
 static int
 is_user_code(void *Py_UNUSED(ctx), PyObject *code)
 {
     return lh_user_code(&S.user, code);
 }
 
-/* Whether the user's frame is looked for: the rule is on, and this thread
-   holds the main interpreter's GIL, under which the rule is set (so never
-   changed while it is read). */
-static inline int
-user_rule_applies(PyThreadState *tstate)
+/* Classify a site's frames, once; lock held.  The rule is read under the
+   main interpreter's GIL, under which it is set (never changed while it
+   is read). */
+static __attribute__((noinline)) int
+site_all_library(lh_site *site, PyThreadState *tstate)
 {
-    return S.user.enabled && tstate->interp == S.main_interp;
-}
-
-/* The user's frame below the `n` frames captured in `frames`, stored at
-   frames[n], when the rule applies and none of those is the user's (the
-   scratch key has room for it).  Returns the number of frames now. */
-static int
-add_user_frame(PyThreadState *tstate, lh_frame *frames, int n)
-{
-    if (n < S.nframe || !user_rule_applies(tstate)) {
-        return n; /* or the whole stack is there already */
+    if (tstate == NULL || tstate->interp != S.main_interp) {
+        return 0;
     }
-    for (int i = 0; i < n; i++) {
-        if (is_user_code(NULL, frames[i].code)) {
-            return n;
+    if (site->user_class == 0) {
+        int n = lh_key_nframe(&site->key);
+        int library = n > 0 && n <= S.nframe;
+        for (int i = 0; library && i < n; i++) {
+            library = !is_user_code(NULL, site->key.frames[i].code);
         }
+        site->user_class = library ? LH_SITE_SEARCH : LH_SITE_NO_SEARCH;
     }
-    return n + lh_frames_find(tstate, n, &frames[n], is_user_code, NULL);
+    return site->user_class == LH_SITE_SEARCH;
 }
 
-/* Whether the one-frame fast paths may take an allocation whose most
-   recent frame is `top`: not when the user's frame must be added. */
+/* Whether an allocation at `site` looks for the user's frame below: only
+   tagged ones (made while a request is served), whose reports want it. */
 static inline int
-one_frame_will_do(PyThreadState *tstate, int n, const lh_frame *top)
+site_wants_user_frame(lh_site *site, PyThreadState *tstate)
 {
-    return n == 0 || !user_rule_applies(tstate) || is_user_code(NULL, top->code);
+    return S.user.enabled && site->count >= LH_USER_ARM_COUNT
+           && lh_key_tag(&site->key) != 0 && site_all_library(site, tstate);
+}
+
+/* The site of the allocation whose `n` frames `key` holds and which
+   `site_wants_user_frame` sent here: with the user's frame added to the
+   key (the scratch key has room for it), when one is found. */
+static lh_site *
+site_with_user_frame(PyThreadState *tstate, lh_site_key *key, int n,
+                     uint16_t total, lh_site *site)
+{
+    if (!lh_frames_find(tstate, n, LH_USER_SEARCH, &key->frames[n],
+                        is_user_code, NULL)) {
+        if (++site->user_misses == LH_USER_MISSES) {
+            site->user_class = LH_SITE_NO_SEARCH; /* see LH_USER_MISSES */
+        }
+        return site;
+    }
+    site->user_misses = 0;
+    key->depth = lh_key_depth(n + 1, total);
+    return lh_sites_intern(&S.sites, key, scratch_keylen(n + 1));
 }
 
 /* The site of an allocation made now, in `domain`, from `origin`. */
@@ -212,11 +258,14 @@ current_site(unsigned int domain, lh_origin origin)
     if (tstate != NULL) {
         n = lh_frames_capture(tstate, key->frames, S.nframe,
                               S.total_nframe ? &total : NULL);
-        n = add_user_frame(tstate, key->frames, n);
     }
     key->where = lh_key_where(domain, origin.tag);
     key->depth = lh_key_depth(n, total);
-    return lh_sites_intern(&S.sites, key, scratch_keylen(n));
+    lh_site *site = lh_sites_intern(&S.sites, key, scratch_keylen(n));
+    if (site != NULL && site_wants_user_frame(site, tstate)) {
+        site = site_with_user_frame(tstate, key, n, total, site);
+    }
+    return site;
 }
 
 /* Count a recorded block in the filter that lets frees of unrecorded
@@ -473,9 +522,6 @@ common_alloc(int domain, uintptr_t ptr, size_t size)
     int n = mode == LH_COMMON_DEPTH
                 ? lh_frames_capture(tstate, &top, 1, &total)
                 : lh_frames_capture(tstate, &top, 1, NULL);
-    if (!one_frame_will_do(tstate, n, &top)) {
-        return 0;
-    }
     uint64_t where = lh_key_where(LH_PYTHON_DOMAIN, origin_of(tstate).tag);
     uint64_t depth = lh_key_depth(n, total);
     int done = 0;
@@ -484,7 +530,7 @@ common_alloc(int domain, uintptr_t ptr, size_t size)
        subinterpreter with a GIL of its own. */
     if (S.common == mode && is_tracing()) {
         lh_site *site = lh_sites_cached_one(&S.sites, where, depth, &top);
-        if (site != NULL) {
+        if (site != NULL && !site_wants_user_frame(site, tstate)) {
             S.counters.alloc_events++;
             if (lh_blocks_put_young(&S.blocks, ptr, site->id, size)) {
                 count_in(site, size); /* exact: no weighting */
@@ -712,12 +758,10 @@ site_of_reuse(lh_origin origin, int gil)
         int n = mode == LH_COMMON_DEPTH
                     ? lh_frames_capture(origin.tstate, &top, 1, &total)
                     : lh_frames_capture(origin.tstate, &top, 1, NULL);
-        lh_site *site = !one_frame_will_do(origin.tstate, n, &top)
-                            ? NULL
-                            : lh_sites_cached_one(
+        lh_site *site = lh_sites_cached_one(
             &S.sites, lh_key_where(LH_PYTHON_DOMAIN, origin.tag),
             lh_key_depth(n, total), &top);
-        if (site != NULL) {
+        if (site != NULL && !site_wants_user_frame(site, origin.tstate)) {
             return site;
         }
     }
@@ -876,7 +920,7 @@ lh_hooks_installed_on_top(void)
 }
 
 /* The scratch key holds `nframe` frames, and the user's frame below them
-   (add_user_frame). */
+   (site_with_user_frame). */
 static int
 scratch_resize(int nframe)
 {

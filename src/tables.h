@@ -99,6 +99,11 @@ typedef struct lh_site {
     void *resolved;
     /* Links sites taken out by lh_sites_unlink_empty(). */
     struct lh_site *next_unlinked;
+    /* Whether the frames are all library code, once asked (hooks.c,
+       site_wants_user_frame): 0 not known yet, else an lh_site_class. */
+    uint8_t user_class;
+    /* Searches for the user's frame from here that found none in a row. */
+    uint8_t user_misses;
     /* What every allocation and free reads or writes starts a cache line
        (sites are allocated aligned): with one frame, all of it fits in
        that line, so a site costs one cache miss per event, not two. */

@@ -4,9 +4,10 @@
  * even when the allocation happens inside the standard library or an
  * installed package.  With few frames recorded (the web integrations
  * record one), that line may not be among them.  When the rule below is
- * set and none of the captured frames is the user's, the tracer also
- * records the first frame below them that is (hooks.c, current_site), so
- * that reports can show the user's line first.
+ * set and none of the captured frames of a tagged allocation is the
+ * user's, the tracer also records the first frame below them that is
+ * (hooks.c, "the user's frame", says when), so that reports can show the
+ * user's line first.
  *
  * The rule is pyleakhunt/userframe.py's, given its roots by Python; see
  * lh_user_file() for where the two differ.

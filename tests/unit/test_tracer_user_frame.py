@@ -3,12 +3,16 @@
 The web integrations record one frame.  When that frame is a library's
 (``kept.append(json.loads(body))`` allocates in ``json/decoder.py``), the
 tracer adds the first frame of the user's code below it, so that reports
-can name the line a person must change.  The tracer classifies files in C
-as `pyleakhunt.userframe` does in Python.
+can name the line a person must change.  It does so for tagged
+allocations (made while a request is served), once the library's site
+holds many blocks (64: what a leak soon does), so that the framework's own
+short-lived allocations cost no stack search.  The tracer classifies files
+in C as `pyleakhunt.userframe` does in Python.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import sys
@@ -20,10 +24,23 @@ import pyleakhunt
 from pyleakhunt import _core, demo, userframe
 
 KEPT = []
+TAG = contextvars.ContextVar("pyleakhunt_test_request", default=0)
 
 
 @pytest.fixture
-def user_frames():
+def tagged():
+    """Allocations carry a tag, as a web request's do."""
+    _core.set_tag_var(TAG)
+    token = TAG.set(3)
+    try:
+        yield
+    finally:
+        TAG.reset(token)
+        _core.set_tag_var(None)
+
+
+@pytest.fixture
+def user_frames(tagged):
     """Trace with one frame and the user-frame rule on."""
     was_tracing = pyleakhunt.is_tracing()
     if was_tracing:
@@ -55,10 +72,16 @@ def keep_parsed(body):
     return KEPT[-1]
 
 
+#: More than the blocks a library's site must hold before its allocations
+#: look for the user's frame.
+MANY = 100
+
+
 def test_an_allocation_in_the_standard_library_also_records_the_users_line(
     user_frames,
 ):
-    obj = keep_parsed(BODY)
+    for _ in range(MANY):
+        obj = keep_parsed(BODY)
     frames = traceback_of(obj)
     assert len(frames) == 2, frames
     assert userframe.library_path(frames[0][0]) == "json/decoder.py"
@@ -78,12 +101,30 @@ def caller_line():
     return sys._getframe(1).f_lineno
 
 
-def test_without_the_rule_one_frame_is_the_librarys():
+def test_a_library_site_of_few_blocks_records_one_frame(user_frames):
+    obj = keep_parsed(BODY)
+    frames = traceback_of(obj)
+    assert len(frames) == 1
+    assert userframe.library_path(frames[0][0]) == "json/decoder.py"
+
+
+def test_untagged_allocations_record_one_frame(user_frames):
+    token = TAG.set(0)
+    try:
+        for _ in range(MANY):
+            obj = keep_parsed(BODY)
+    finally:
+        TAG.reset(token)
+    assert len(traceback_of(obj)) == 1
+
+
+def test_without_the_rule_one_frame_is_the_librarys(tagged):
     if pyleakhunt.is_tracing():
         pytest.skip("needs the tracer off")
     pyleakhunt.start(1, total_nframe=False)
     try:
-        obj = keep_parsed(BODY)
+        for _ in range(MANY):
+            obj = keep_parsed(BODY)
         frames = traceback_of(obj)
     finally:
         pyleakhunt.stop()
@@ -118,6 +159,7 @@ def test_the_tracer_classifies_files_as_userframe_does(user_frames, filename):
     namespace = {}
     source = "def make():\n    return bytearray(100)\n"
     exec(compile(source, filename, "exec"), namespace)
+    KEPT.extend(namespace["make"]() for _ in range(MANY))
     obj = namespace["make"]()
     frames = traceback_of(obj)
     assert frames[0] == (filename, 2)
