@@ -230,36 +230,57 @@ cache_slot(PyObject *code)
     return (size_t)(h >> 52) & (LH_USER_CACHE_SIZE - 1);
 }
 
+/* `text` in UTF-8 in `buf` (NUL-terminated), without allocating: this runs
+   in allocator hooks, some of them with the tracer's lock held.  Returns 0
+   when it does not fit. */
 static int
-classify(const lh_user_rule *rule, PyObject *filename)
+utf8_into(PyObject *text, char *buf, size_t cap)
 {
-    if (filename == NULL || !PyUnicode_Check(filename)) {
-        return 0; /* no file: not a line to show first */
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    Py_ssize_t length = PyUnicode_GET_LENGTH(text);
+    size_t n = 0;
+    for (Py_ssize_t i = 0; i < length; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (n + 5 > cap) {
+            return 0;
+        }
+        if (c < 0x80) {
+            buf[n++] = (char)c;
+        }
+        else if (c < 0x800) {
+            buf[n++] = (char)(0xC0 | (c >> 6));
+            buf[n++] = (char)(0x80 | (c & 0x3F));
+        }
+        else if (c < 0x10000) {
+            buf[n++] = (char)(0xE0 | (c >> 12));
+            buf[n++] = (char)(0x80 | ((c >> 6) & 0x3F));
+            buf[n++] = (char)(0x80 | (c & 0x3F));
+        }
+        else {
+            buf[n++] = (char)(0xF0 | (c >> 18));
+            buf[n++] = (char)(0x80 | ((c >> 12) & 0x3F));
+            buf[n++] = (char)(0x80 | ((c >> 6) & 0x3F));
+            buf[n++] = (char)(0x80 | (c & 0x3F));
+        }
     }
-    const char *name = PyUnicode_AsUTF8AndSize(filename, NULL);
-    if (name == NULL) {
-        PyErr_Clear(); /* the caller kept the pending exception */
-        return 1;
-    }
-    return lh_user_file(rule, name);
+    buf[n] = '\0';
+    return 1;
 }
 
 static int
 classify_code(const lh_user_rule *rule, PyObject *code)
 {
-    /* Reading a non-ASCII name as UTF-8 may allocate and fail; a hook can
-       run while an exception is pending, which must survive. */
-#if PY_VERSION_HEX >= 0x030C0000
-    PyObject *pending = PyErr_GetRaisedException();
-    int user = classify(rule, ((PyCodeObject *)code)->co_filename);
-    PyErr_SetRaisedException(pending);
-#else
-    PyObject *type, *value, *traceback;
-    PyErr_Fetch(&type, &value, &traceback);
-    int user = classify(rule, ((PyCodeObject *)code)->co_filename);
-    PyErr_Restore(type, value, traceback);
-#endif
-    return user;
+    PyObject *filename = ((PyCodeObject *)code)->co_filename;
+    if (filename == NULL || !PyUnicode_Check(filename)) {
+        return 0; /* no file: not a line to show first */
+    }
+    if (PyUnicode_IS_ASCII(filename)) {
+        return lh_user_file(rule, (const char *)PyUnicode_DATA(filename));
+    }
+    char name[4096];
+    /* A name longer than any path: nobody's library, so the user's. */
+    return !utf8_into(filename, name, sizeof(name)) || lh_user_file(rule, name);
 }
 
 int

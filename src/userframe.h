@@ -41,9 +41,8 @@ int lh_user_rule_set(lh_user_rule *rule, PyObject *roots, PyObject *own_dir,
                      PyObject *demo_file);
 
 /* Whether `code` (a code object) is the user's; `rule` must be enabled.
-   The main interpreter's GIL held.  May allocate (reading a non-ASCII
-   file name): call it from a hook only with the hook's re-entrancy guard
-   set. */
+   The main interpreter's GIL held.  Never allocates nor raises: it runs in
+   allocator hooks, with the tracer's lock held. */
 int lh_user_code(lh_user_rule *rule, PyObject *code);
 
 /* The classification itself, on a file name in UTF-8. */

@@ -147,6 +147,8 @@ FILES = [
     "/home/me/site-packages-notes/app.py",
     "/home/me/lib/python/app.py",
     "/home/me/app.py",
+    "/home/j\u00f3zef/\u30a2\u30d7\u30ea/app.py",
+    "/srv/venv/lib/python3.99/site-packages/pkg/m\u00f6dule\U0001f600.py",
     "<frozen importlib._bootstrap>",
     "<string>",
     os.path.join(os.path.dirname(pyleakhunt.__file__), "cli.py"),
