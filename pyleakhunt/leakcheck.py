@@ -25,6 +25,7 @@ import gc
 import linecache
 import os
 import sys
+import threading
 import time
 from array import array
 from dataclasses import dataclass
@@ -274,17 +275,27 @@ def _measure(excluded_files: frozenset, excluded_prefixes: Tuple[str, ...]):
 _SMALL_BLOCK = 512
 
 
-def _others_cpu_ns() -> Tuple[int, int]:
-    """Lower and upper bounds on the CPU time, in nanoseconds, that the
-    process's threads other than this one have used so far.
+def _other_threads() -> tuple:
+    """The other Python threads of the process and the CPU time each has
+    used, in nanoseconds: equal from one call to the next only if none of
+    them ran in between (none can free a block without running).
 
-    The process's clock counts every thread; this thread's time is read
-    before and after it, so the two bounds differ by the read itself.
+    Each thread's own CPU clock is read, which counts its time exactly, to
+    the nanosecond, even while it runs; the process's clock less this
+    thread's would include the time between the two reads, and a thread
+    that frees a few blocks runs for about as long.
     """
-    before = time.thread_time_ns()
-    process = time.process_time_ns()
-    after = time.thread_time_ns()
-    return process - after, process - before
+    me = threading.get_ident()
+    used = []
+    for ident in sorted(sys._current_frames()):
+        if ident == me:
+            continue
+        try:
+            clock = time.pthread_getcpuclockid(ident)
+            used.append((ident, time.clock_gettime_ns(clock)))
+        except (OSError, AttributeError):  # gone meanwhile; no such clocks
+            return (object(),)  # equal to no other answer: "they may have"
+    return tuple(used)
 
 
 class _Growth:
@@ -307,25 +318,23 @@ class _Growth:
         self.measured = 1
         self.followed: Optional[Dict[tuple, array]] = None
         self.process = array("q", bytes(8 * (rounds + 1)))
-        # Bounds on the CPU time of the process's other threads.
-        self.others_low = array("q", bytes(8 * (rounds + 1)))
-        self.others_high = array("q", bytes(8 * (rounds + 1)))
+        self.threads: List[tuple] = [()] * (rounds + 1)
 
     def add(
         self,
         figures: Dict[tuple, List[int]],
         process_blocks: int,
-        others_cpu: Tuple[int, int],
+        threads: tuple,
     ) -> bool:
         """Take a round's measure; False once no site grew in every round.
 
-        *process_blocks* is ``sys.getallocatedblocks()`` and *others_cpu*
-        `_others_cpu_ns()`, both read just before *figures*.
+        *process_blocks* is ``sys.getallocatedblocks()`` and *threads*
+        `_other_threads()`, both read just before *figures*.
         """
         index = self.measured
         self.measured += 1
         self.process[index] = process_blocks
-        self.others_low[index], self.others_high[index] = others_cpu
+        self.threads[index] = threads
         if self.followed is None:
             self.followed = {}
             for frames, (size, count) in figures.items():
@@ -375,8 +384,7 @@ class _Growth:
             since >= 2
             and all(process[1:n])
             and all(abs(process[i + 1] - process[i]) <= 1 for i in range(since, n - 1))
-            # Bounds: at most the reads' own few hundred nanoseconds apart.
-            and self.others_low[n - 1] <= self.others_high[since]
+            and self.threads[n - 1] == self.threads[since]
         )
         sites = []
         for frames, line in (self.followed or {}).items():
@@ -520,9 +528,9 @@ def check(
                 for _ in range(rounds):
                     measured_call(lists)
                     process_blocks = sys.getallocatedblocks()
-                    others_cpu = _others_cpu_ns()
+                    threads = _other_threads()
                     figures = _measure(excluded_files, excluded_prefixes)
-                    grew = growth.add(figures, process_blocks, others_cpu)
+                    grew = growth.add(figures, process_blocks, threads)
                     if not grew and stop_early:
                         break
                     del figures
