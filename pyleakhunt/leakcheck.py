@@ -432,27 +432,27 @@ class _YoungObjectsOnly:
     that collected tens of thousands of tests it takes tens of
     milliseconds, several times per check.  Objects older than the check
     are frozen for its duration (``gc.freeze``): a leak check is about
-    what the calls make.  Left alone if the program froze objects itself.
+    what the calls make.
 
-    ``gc.get_freeze_count`` walks every frozen object (3.10 to 3.15): a
-    test suite that froze its million collected objects paid milliseconds
-    per check for it.  Once a check has seen the program's frozen objects,
-    later checks take them to be there still, without counting.
+    Objects the program froze itself are thawed by the first check
+    (``gc.unfreeze`` thaws every frozen object; telling the program's
+    apart would need ``gc.get_freeze_count``, which walks them all), and
+    frozen again by each check.  ``packaging``'s suite freezes its
+    collected tests: leaving them alone cost each check a walk of its
+    growing heap, hundreds of milliseconds late in the run.
     """
 
-    #: An earlier check found objects the program froze.
-    program_froze = False
+    #: Checks running (a check within a check's call leaves it alone).
+    depth = 0
 
     def __enter__(self) -> None:
-        cls = _YoungObjectsOnly
-        self.freezing = not cls.program_froze and gc.get_freeze_count() == 0
-        if self.freezing:
+        _YoungObjectsOnly.depth += 1
+        if _YoungObjectsOnly.depth == 1:
             gc.freeze()
-        else:
-            cls.program_froze = True
 
     def __exit__(self, *exc_info: object) -> None:
-        if self.freezing:
+        _YoungObjectsOnly.depth -= 1
+        if _YoungObjectsOnly.depth == 0:
             gc.unfreeze()
 
 
