@@ -14,53 +14,29 @@ consequences for a leak check:
   allocator, counted at its site.
 
 So the leak check keeps the free lists empty while it measures
-(`FreeLists`): it takes their objects and holds them, so that what a call
-creates of these types is freshly allocated, and traced at its own line;
-and what the call freed into them is taken out and really freed before
-measuring.
+(`FreeLists`): a full collection just before each call frees what they
+hold, so that what the call creates of these types is freshly allocated,
+and traced at its own line; and one just after it frees what the call
+left in them before measuring.
 
-This costs a few thousand object creations a round (about a
-millisecond): the objects that fill the free lists are made again each
-round.  Tuples of up to `TUPLE_SIZES` items are covered; a larger tuple,
-or an object of a type missing here, can still come from a free list
-unseen.
+Every free list is emptied so, of every type and size, on every CPython
+from 3.10 to 3.15.  This once took the objects out instead, kind by
+kind, and read the count of blocks to know when each list was dry: in a
+large test run that cost tens of milliseconds a check (the count walks
+every pool of the allocator).
 """
 
 from __future__ import annotations
 
+import gc
 import sys
-from itertools import repeat
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, List, Optional
 
 from . import _core
 
 #: Allocations in this file are the check's own (3.13+'s reference tracer
-#: moves a reused traced block here when the check takes it): left out.
+#: moves a reused traced block here): left out.
 FILE = __file__[:-1] if __file__.endswith(".pyc") else __file__
-
-#: Tuples of 1 to TUPLE_SIZES items are taken from their free lists.
-TUPLE_SIZES = 8
-
-
-class _Bound:
-    def method(self) -> None:
-        """Reading it makes a bound method (3.14+ keeps 20 in a free list)."""
-
-
-def _tuples(size: int) -> Callable[[int], List[Any]]:
-    def make(count: int) -> List[Any]:
-        # zip makes a fresh result tuple when the last one is still held,
-        # in C: the cheapest way to make thousands of tuples.
-        items = repeat(None, count * size)
-        return list(zip(*([items] * size)))
-
-    return make
-
-
-#: A kind of object: how to make *n* of them, how many its free list
-#: holds at most (CPython 3.10 to 3.15), and how many to make at a time
-#: when taking only what the free list holds.
-_Kind = Tuple[Callable[[int], List[Any]], int, int]
 
 
 def _ints(count: int) -> List[Any]:
@@ -74,173 +50,93 @@ def _ints(count: int) -> List[Any]:
     return [big + i for i in range(count)]
 
 
-#: How many ints to take after everything else: reading the count of
-#: blocks (`_take`) makes ints and frees them into their free list, and a
-#: few may be left there, in untraced blocks; the next int the code under
-#: test made would be one of them, and an int kept per call went unseen.
-#: A handful at most: the reads and their differences, ``before`` and
-#: ``made`` (see `_take_until_dry`); this many leave a margin.
+#: How many ints to take after a collection: its result, when above 256,
+#: is an int freed into their free list, in a block traced here or not at
+#: all; the next int the code under test made would be it, and an int
+#: kept per call went unseen.  One at most; this many leave a margin.
 _INT_SLACK = 16
 
 #: Whether ints have a free list (3.14+).
 _TAKE_INTS_LAST = sys.version_info >= (3, 14)
 
 
-def _kinds() -> List[_Kind]:
-    """What to make to empty each free list, in the order to make it."""
-    kinds: List[_Kind] = [
-        (lambda n: [[] for _ in range(n)], 80, 80),
-        (lambda n: [{} for _ in range(n)], 80, 80),
-        # Empty dicts share one key table: these make their own, smallest.
-        (lambda n: [{"k": None} for _ in range(n)], 80, 80),
-        (lambda n: list(map(float, range(n))), 100, 100),
-    ]
-    kinds += [(_tuples(size), 2000, 100) for size in range(1, TUPLE_SIZES + 1)]
-    if sys.version_info >= (3, 14):
-        bound = _Bound()
-        held: List[Any] = []
-        kinds += [
-            (_ints, 100, 100),
-            (lambda n: list(map(getattr, repeat(bound, n), repeat("method"))), 20, 20),
-            (lambda n: list(map(getattr, repeat(held, n), repeat("append"))), 16, 16),
-        ]
-    if sys.version_info >= (3, 15):
-        # Not complex(int): it makes a float and frees it, into the float
-        # free list just emptied; each call then took that float, in an
-        # untraced block, and a float kept per call went unseen.  Adding
-        # two complexes makes the sum only.
-        zero = 0j
-        kinds.append((lambda n: [zero + zero for _ in range(n)], 100, 100))
-    # Making the tuples frees a few lists and tuples (zip's argument
-    # tuples): take those again, without freeing any; 1-tuples last
-    # (making tuples frees argument tuples).  Ints freed by reading the
-    # count of blocks are taken after all of these (`_take`).
-    kinds += [
-        (lambda n: [[] for _ in range(n)], 64, 16),
-        (
-            lambda n: [
-                (None,) * s for s in range(2, TUPLE_SIZES + 1) for _ in range(n)
-            ],
-            64,
-            16,
-        ),
-        (lambda n: [(i,) for i in range(n)], 256, 16),
-    ]
-    return kinds
+def _empty(into: List[Any]) -> None:
+    """Empty the free lists, adding what must be held to *into*.
 
+    A full collection frees every object the free lists hold, on every
+    CPython from 3.10 to 3.15, in one pass over the objects not frozen
+    (few: the leak check freezes the older ones).  Taking the objects out
+    one kind at a time instead reads the count of blocks, which walks
+    every pool of the allocator: milliseconds a round in a large test run.
 
-_KINDS = _kinds()
+    What runs after the free lists are cleared must put nothing back:
 
-#: A chunk that made this many more blocks than objects it took from the
-#: free list ran it dry.  What else a chunk allocates (the list holding
-#: it, a zip object, the count read before it) is a few blocks: below.
-_FRESH = 16
+    - ``gc.callbacks`` would (their info dict, and their own code; a dict
+      kept per call was then missed), so they are not told of this
+      collection, which is the check's, not the program's;
+    - the collection's result, an int, is freed into the int free list
+      (3.14+): taken by making ints.
 
-
-def _take_until_dry(
-    make: Callable[[int], List[Any]], capacity: int, chunk: int, into: List[Any]
-) -> None:
-    """Take objects of one kind in chunks, until a chunk is freshly made.
-
-    The counts read here, their difference, and ``made`` past 256 are ints
-    made and freed; in a function of its own, so that the last of them
-    are freed when it returns, before `_take` takes the ints again.
+    Not paused: the finalizers the collection runs are the code under
+    test's, and are traced.
     """
-    blocks = sys.getallocatedblocks
-    # (min() would free its argument tuple into a free list.)
-    fresh = _FRESH if _FRESH < chunk else chunk
-    made = 0
-    while made < capacity:
-        before = blocks()
-        into.append(make(chunk))
-        made += chunk
-        if blocks() - before >= fresh:
-            break
-
-
-def _take(everything: bool, into: List[Any]) -> None:
-    """Take the free lists' objects, in chunks, and add them to *into*.
-
-    With *everything*, as many of each kind as its free list can hold.
-    Otherwise until a chunk shows fresh allocations (the free list is then
-    empty): the cost follows what the free lists hold.  Without pymalloc
-    (``PYTHONMALLOC=malloc``) the count of blocks does not move, and the
-    free lists are emptied in full.
-
-    Nothing of a kind taken may be freed after it: hence no keyword
-    arguments, no ``untraced`` wrapper (which would free its argument
-    tuple and keyword dict), and lists that are added to, never replaced.
-    """
-    for make, capacity, chunk in _KINDS:
-        if everything:
-            into.append(make(capacity))
-        else:
-            _take_until_dry(make, capacity, chunk, into)
+    callbacks = gc.callbacks
+    if callbacks:
+        # A copy held until the call is over: freed, it would go to the
+        # list free list.
+        saved = callbacks[:]
+        into.append(saved)
+        del callbacks[:]
+        try:
+            gc.collect()
+        finally:
+            callbacks.extend(saved)
+    else:
+        gc.collect()
     if _TAKE_INTS_LAST:
-        into.append(_ints(_INT_SLACK))
+        was_paused = _core.pause_thread(True)
+        try:
+            into.append(_ints(_INT_SLACK))
+        finally:
+            _core.pause_thread(was_paused)
 
 
 class FreeLists:
     """Keeps the free lists empty around the calls of a leak check.
 
-    Made when tracing starts: it takes every object the free lists hold
-    (the *reserve*, untraced) and keeps them empty between calls.  Around
-    each call:
+    Around each call:
 
-    - `before_call` takes what code run since (the test's fixtures) freed
-      into them;
-    - `after_call` takes what the call freed into them, then gives the
-      reserve back, which fills them, so that everything else taken is
-      really freed when dropped next; and takes the reserve again.
+    - `before_call` empties them of what code run since (the test's
+      fixtures, the check's own measure) freed into them;
+    - `after_call` empties them of what the call freed into them.
 
     So the call's new objects are freshly allocated, and what it freed
     does not wait in a free list, counted as alive, when measured.
     """
 
-    __slots__ = ("_reserve", "_held")
+    __slots__ = ("_held",)
 
     def __init__(self) -> None:
-        self._reserve: List[Any] = []
         self._held: List[Any] = []
-        was_paused = _core.pause_thread(True)
-        try:
-            _take(True, self._reserve)
-        finally:
-            _core.pause_thread(was_paused)
 
     def before_call(self) -> None:
         """Empty the free lists again, just before the call."""
-        was_paused = _core.pause_thread(True)
-        try:
-            _take(False, self._held)
-        finally:
-            _core.pause_thread(was_paused)
+        _empty(self._held)
         _CURRENT.lists = self
 
     def again(self) -> None:
         """Empty the free lists again, within the call."""
-        was_paused = _core.pause_thread(True)
-        try:
-            _take(False, self._held)
-        finally:
-            _core.pause_thread(was_paused)
+        _empty(self._held)
 
     def after_call(self) -> None:
         """Free what the call left in the free lists; leave them empty."""
         _CURRENT.lists = None
-        was_paused = _core.pause_thread(True)
-        try:
-            _take(False, self._held)
-            self._reserve.clear()  # fills the free lists...
-            self._held.clear()  # ...so that these are really freed
-            _take(True, self._reserve)
-        finally:
-            _core.pause_thread(was_paused)
+        self._held.clear()  # into the free lists, or freed...
+        _empty(self._held)  # ...and then freed
 
     def close(self) -> None:
-        """Give the reserve back."""
+        """Let go of what is held."""
         _CURRENT.lists = None
-        self._reserve.clear()
         self._held.clear()
 
 

@@ -751,3 +751,129 @@ def test_the_failure_shows_the_users_line_first_and_the_library_beneath(run):
     assert header.group(1).endswith("test_subject.py"), out
     assert header.group(2) == "9"
     assert re.search(r"via json/decoder\.py:\d+", out)
+
+
+COMMON_LEAKS = """
+    import unittest
+
+    import pytest
+
+    KEPT = []
+
+    def keep_dict():
+        KEPT.append({"order": len(KEPT)})
+
+    def keep_empty_list():
+        KEPT.append([])
+
+    def keep_list():
+        KEPT.append([len(KEPT)])
+
+    def keep_tuple():
+        i = len(KEPT)
+        KEPT.append((i, i + 1))
+
+    def keep_str():
+        KEPT.append("order %d" % len(KEPT))
+
+    def keep_float():
+        i = len(KEPT)
+        KEPT.append(i + 0.5)
+
+    def keep_int():
+        i = len(KEPT)
+        KEPT.append(i + (1 << 20))
+
+    def keep_object():
+        KEPT.append(object())
+
+    LEAKS = [
+        keep_dict,
+        keep_empty_list,
+        keep_list,
+        keep_tuple,
+        keep_str,
+        keep_float,
+        keep_int,
+        keep_object,
+    ]
+
+    @pytest.mark.parametrize("leak", LEAKS)
+    @pytest.mark.no_leak
+    def test_marker(leak):
+        leak()
+
+    @pytest.mark.parametrize("leak", LEAKS)
+    def test_fixture(leak, leakhunt):
+        leakhunt.assert_no_leak(leak)
+
+    @pytest.mark.parametrize("leak", LEAKS)
+    def test_plain(leak):
+        leak()
+
+    class Leaks(unittest.TestCase):
+        def test_dict(self):
+            keep_dict()
+
+        def test_empty_list(self):
+            keep_empty_list()
+
+        def test_list(self):
+            keep_list()
+
+        def test_tuple(self):
+            keep_tuple()
+
+        def test_str(self):
+            keep_str()
+
+        def test_float(self):
+            keep_float()
+
+        def test_int(self):
+            keep_int()
+
+        def test_object(self):
+            keep_object()
+"""
+
+#: What a suite may do to the garbage collector that the check must cope
+#: with: nothing; freeze its collected tests (packaging 26.4's conftest
+#: does, for speed); watch collections with a callback, which runs after
+#: the collector empties the free lists, and frees its info dict there.
+GC_SETUPS = {
+    "untouched": None,
+    "frozen": """
+        import gc
+
+        def pytest_collection_finish(session):
+            gc.collect()
+            gc.freeze()
+    """,
+    "callback": """
+        import gc
+
+        SEEN = []
+
+        def watch(phase, info):
+            SEEN[:] = [dict(info), [phase]]
+
+        gc.callbacks.append(watch)
+    """,
+}
+
+
+@pytest.mark.parametrize("gc_setup", GC_SETUPS)
+def test_common_small_leaks_fail_every_way_a_test_is_checked(run, gc_setup):
+    # The check's short cuts for clean tests (one full collection empties
+    # the free lists; the program's frozen objects are thawed and frozen
+    # again with the check's own) must not hide the commonest leaks.
+    result = run(
+        COMMON_LEAKS, "--leakhunt", "-p", "no:randomly", conftest=GC_SETUPS[gc_setup]
+    )
+    result.assert_outcomes(failed=4 * 8)
+    out = result.stdout.str().split("short test summary info")[0]
+    for line_text in re.findall(r"^    (\s*KEPT\.append\(.*\))$", COMMON_LEAKS, re.M):
+        line = line_of(COMMON_LEAKS, line_text)
+        found = re.findall(r"test_subject\.py:%d: \d+ B per round" % line, out)
+        assert len(found) == 4, (line_text, out[-3000:])
