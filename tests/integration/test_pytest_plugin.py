@@ -617,7 +617,13 @@ def test_a_bounded_cache_churned_under_subtests_is_no_leak(run):
     # emptied the free lists).  That site grew by one block every round.
     result = run(BOUNDED_CACHE_CHURNED, "--leakhunt", "-p", "no:randomly")
     out = result.stdout.str()
-    result.assert_outcomes(passed=2, failed=1)
+    if sys.getallocatedblocks() == 0:
+        # Without pymalloc (PYTHONMALLOC=malloc, as under ASan) there is no
+        # count of blocks to tell the cache from a leak: reported, as in
+        # test_clean_tests_never_fail_50_times_over.  The leak still is.
+        result.assert_outcomes(failed=3)
+    else:
+        result.assert_outcomes(passed=2, failed=1)
     leakers = out.split("tests that leak memory")[1]
     assert "test_subtests_and_one_object_kept_per_call" in leakers, out[-3000:]
     assert re.search(r"test_subject\.py:23: \d+ B per round", out), out[-3000:]
