@@ -470,27 +470,64 @@ sweep_one(struct dl_phdr_info *info, size_t size, void *data)
 }
 
 /* Walk the records against the objects loaded now: put back (`restore`)
-   or keep only the ones still ours. */
-static void
+   or leave alone the slots still ours, and keep the records of those only.
+   Returns how many records were dropped. */
+static size_t
 sweep_patches(int restore)
 {
     if (E.npatches == 0) {
-        return;
+        return 0;
     }
     sweep how = {restore, calloc(E.npatches, 1)};
     if (how.alive == NULL) {
         E.failures += E.npatches;
-        return;
+        return E.npatches;
     }
     dl_iterate_phdr(sweep_one, &how);
     size_t kept = 0;
     for (size_t i = 0; i < E.npatches; i++) {
-        if (how.alive[i] && !restore) {
+        if (how.alive[i]) {
             E.patches[kept++] = E.patches[i];
         }
     }
+    size_t dropped = E.npatches - kept;
     E.npatches = kept;
     free(how.alive);
+    return dropped;
+}
+
+/* Forget every object read and every slot found: the next scan reads
+   everything again. */
+static void
+forget_scans(void)
+{
+    E.npatches = 0;
+    E.nscanned = 0;
+}
+
+/* Redirect again the slots that stop() put back.  Reading every loaded
+   object's relocations costs about a millisecond (some 60 objects in a
+   test run), and the pytest plugin starts and stops tracing around every
+   test; the slots themselves are a handful.  Only valid while nothing was
+   unloaded since they were found (the caller checks). */
+static void
+repatch_known(void)
+{
+    for (size_t i = 0; i < E.npatches; i++) {
+        lh_got_patch *p = &E.patches[i];
+        void *hook = targets[p->target].hook;
+        /* Lazy binding may have filled the slot since: that value is the
+           one to put back next time. */
+        void *current = __atomic_load_n(p->slot, __ATOMIC_ACQUIRE);
+        if (current == hook) {
+            continue;
+        }
+        if (write_slot(p->slot, hook, p->readonly) < 0) {
+            E.failures++; /* stop() will find it not ours, and drop it */
+            continue;
+        }
+        p->saved = current;
+    }
 }
 
 /* Scan what is new since the last scan.  After an unload, the addresses
@@ -506,7 +543,7 @@ scan_new_objects(void)
         return;
     }
     if (counts.subs != E.seen_subs) {
-        sweep_patches(0);
+        (void)sweep_patches(0);
         E.nscanned = 0;
     }
     E.seen_adds = counts.adds;
@@ -547,6 +584,18 @@ lh_ext_track_start(void)
     }
     pthread_mutex_lock(&E.mutex);
     E.active = 1;
+    if (E.nscanned != 0) {
+        /* What an earlier start() found, if no object was unloaded since:
+           an unloaded object's slots may now be another's memory. */
+        load_counts counts = {0, 0};
+        dl_iterate_phdr(read_counts, &counts);
+        if (counts.subs == E.seen_subs) {
+            repatch_known();
+        }
+        else {
+            forget_scans();
+        }
+    }
     scan_new_objects();
     pthread_mutex_unlock(&E.mutex);
 }
@@ -572,15 +621,13 @@ lh_ext_track_stop(void)
     }
     pthread_mutex_lock(&E.mutex);
     if (E.active) {
-        sweep_patches(1);
+        /* The records stay, for the next start() (repatch_known).  A slot
+           that was no longer ours means someone else writes these slots:
+           then the next start reads everything again. */
+        if (sweep_patches(1) != 0) {
+            forget_scans();
+        }
         E.active = 0;
-        lh_mem_free(E.patches, E.capacity * sizeof(lh_got_patch));
-        lh_mem_free(E.scanned, E.scanned_capacity * sizeof(uintptr_t));
-        E.patches = NULL;
-        E.scanned = NULL;
-        E.npatches = E.capacity = 0;
-        E.nscanned = E.scanned_capacity = 0;
-        E.seen_adds = E.seen_subs = 0;
     }
     pthread_mutex_unlock(&E.mutex);
 }
@@ -690,7 +737,7 @@ lh_ext_track_info(void)
     }
     pthread_mutex_lock(&E.mutex);
     int active = E.active;
-    size_t npatches = E.npatches;
+    size_t npatches = E.active ? E.npatches : 0; /* redirected now */
     unsigned long long scans = E.scans, failures = E.failures;
     pthread_mutex_unlock(&E.mutex);
     PyObject *hooks = hook_addresses();

@@ -43,8 +43,10 @@ typedef struct {
     lh_got_patch *patches;
     size_t npatches;
     size_t capacity;
-    /* Load addresses of the objects already scanned while active, so that
-       a scan after dlopen() only reads the new ones. */
+    /* Load addresses of the objects already scanned, so that a scan after
+       dlopen() only reads the new ones.  Kept after stop(), with the
+       records of the slots found, for the next start() (unless an object
+       is unloaded meanwhile). */
     uintptr_t *scanned;
     size_t nscanned;
     size_t scanned_capacity;
@@ -64,7 +66,8 @@ void lh_ext_track_init(void);
 void lh_ext_track_start(void);
 
 /* Put every redirected slot back as it was; called by stop() once
-   tracing is off.  GIL held. */
+   tracing is off.  The slots found are remembered: the next start()
+   redirects them again without reading the objects.  GIL held. */
 void lh_ext_track_stop(void);
 
 /* Scan the objects loaded since the last scan, if any: cheap when there

@@ -254,6 +254,81 @@ def test_stop_restores_every_slot(build_ext, mode):
     assert not _core._ext_track_info()["active"]
 
 
+def _scans() -> int:
+    return _core._ext_track_info()["objects_scanned"]
+
+
+@pytest.mark.parametrize("mode", ["lazy", "now"])
+def test_a_restart_redirects_every_slot_without_reading_the_objects_again(
+    build_ext, mode
+):
+    # The pytest plugin starts and stops the tracer around every test:
+    # reading every loaded object's relocations each time cost about a
+    # millisecond a test.
+    ext = _import(build_ext(f"_lh_restart_{mode}", mode))
+    before = _slots()
+    pyleakhunt.start(1)
+    pyleakhunt.stop()
+    scanned = _scans()
+
+    pyleakhunt.start(1)
+    assert _scans() == scanned, "a restart read the objects again"
+    assert all(value == INFO["hooks"][sym] for (_, sym, _), value in _slots().items())
+    assert _core._ext_track_info()["patched_slots"] >= 3
+    block = ext.alloc(DOMAIN, 123_456)
+    stats = _domain_stats(pyleakhunt.take_snapshot(), DOMAIN)
+    assert [(s.size, s.count) for s in stats] == [(123_456, 1)]
+    ext.release(DOMAIN, block)
+    pyleakhunt.stop()
+
+    after = _slots()
+    assert {key: after[key] for key in before} == before
+    assert _core._ext_track_info()["patched_slots"] == 0
+    if mode == "now":
+        for obj, _, slot in before:
+            if obj.endswith(f"_lh_restart_{mode}" + sysconfig.get_config_var("EXT_SUFFIX")):
+                assert _page_permissions(slot).startswith("r-")
+
+
+def test_an_extension_imported_between_stop_and_start_is_redirected(build_ext):
+    pyleakhunt.start(1)
+    pyleakhunt.stop()
+    ext = _import(build_ext("_lh_between"))  # while nothing traces
+    scanned = _scans()
+    pyleakhunt.start(1)
+    assert _scans() > scanned, "the new object was not read"
+    block = ext.alloc(DOMAIN, 54_321)
+    stats = _domain_stats(pyleakhunt.take_snapshot(), DOMAIN)
+    assert [(s.size, s.count) for s in stats] == [(54_321, 1)]
+    ext.release(DOMAIN, block)
+    pyleakhunt.stop()
+    assert not set(INFO["hooks"].values()) & set(_slots().values())
+
+
+def test_an_object_unloaded_between_stop_and_start_makes_start_read_all_again(
+    build_ext,
+):
+    # After an unload, another object may sit where the unloaded one was:
+    # the slots found earlier can no longer be trusted.
+    import ctypes
+
+    ext = _import(build_ext("_lh_unload_kept"))
+    pyleakhunt.start(1)
+    pyleakhunt.stop()
+    library = ctypes.CDLL(str(build_ext("_lh_unloaded")))
+    _ctypes = sys.modules["_ctypes"]
+    _ctypes.dlclose(library._handle)
+    scanned = _scans()
+    pyleakhunt.start(1)
+    assert _scans() - scanned >= 2, "start() did not read every object again"
+    block = ext.alloc(DOMAIN, 99_999)
+    stats = _domain_stats(pyleakhunt.take_snapshot(), DOMAIN)
+    assert [(s.size, s.count) for s in stats] == [(99_999, 1)]
+    ext.release(DOMAIN, block)
+    pyleakhunt.stop()
+    assert not set(INFO["hooks"].values()) & set(_slots().values())
+
+
 def test_stdlib_tracemalloc_receives_the_calls_after_stop(build_ext):
     pyleakhunt.start(1)
     ext = _import(build_ext("_lh_stdlib"))
