@@ -325,14 +325,14 @@ new_patch(void)
 {
     if (E.npatches == E.capacity) {
         size_t capacity = E.capacity ? E.capacity * 2 : 64;
-        lh_got_patch *bigger = lh_mem_alloc(capacity * sizeof(lh_got_patch));
+        /* The C library's, not lh_mem_alloc: these records outlive
+           stop() (repatch_known), and are not the traces whose memory
+           get_tracemalloc_memory() reports. */
+        lh_got_patch *bigger =
+            realloc(E.patches, capacity * sizeof(lh_got_patch));
         if (bigger == NULL) {
             return NULL;
         }
-        if (E.npatches) {
-            memcpy(bigger, E.patches, E.npatches * sizeof(lh_got_patch));
-        }
-        lh_mem_free(E.patches, E.capacity * sizeof(lh_got_patch));
         E.patches = bigger;
         E.capacity = capacity;
     }
@@ -387,14 +387,11 @@ note_scanned(uintptr_t bias)
 {
     if (E.nscanned == E.scanned_capacity) {
         size_t capacity = E.scanned_capacity ? E.scanned_capacity * 2 : 64;
-        uintptr_t *bigger = lh_mem_alloc(capacity * sizeof(uintptr_t));
+        /* The C library's, as for the patch records (new_patch). */
+        uintptr_t *bigger = realloc(E.scanned, capacity * sizeof(uintptr_t));
         if (bigger == NULL) {
             return;  /* it will be read again next time: harmless */
         }
-        if (E.nscanned) {
-            memcpy(bigger, E.scanned, E.nscanned * sizeof(uintptr_t));
-        }
-        lh_mem_free(E.scanned, E.scanned_capacity * sizeof(uintptr_t));
         E.scanned = bigger;
         E.scanned_capacity = capacity;
     }
