@@ -418,6 +418,7 @@ scan_one(struct dl_phdr_info *info, size_t size, void *data)
 typedef struct {
     unsigned long long adds;
     unsigned long long subs;
+    int known; /* the C library reports them (glibc 2.4+) */
 } load_counts;
 
 static int
@@ -428,6 +429,7 @@ read_counts(struct dl_phdr_info *info, size_t size, void *data)
                     + sizeof(info->dlpi_subs)) {
         counts->adds = info->dlpi_adds;
         counts->subs = info->dlpi_subs;
+        counts->known = 1;
     }
     return 1; /* the first object is enough */
 }
@@ -533,7 +535,7 @@ repatch_known(void)
 static void
 scan_new_objects(void)
 {
-    load_counts counts = {0, 0};
+    load_counts counts = {0, 0, 0};
     dl_iterate_phdr(read_counts, &counts);
     if (E.nscanned != 0 && counts.adds == E.seen_adds
         && counts.subs == E.seen_subs) {
@@ -584,9 +586,9 @@ lh_ext_track_start(void)
     if (E.nscanned != 0) {
         /* What an earlier start() found, if no object was unloaded since:
            an unloaded object's slots may now be another's memory. */
-        load_counts counts = {0, 0};
+        load_counts counts = {0, 0, 0};
         dl_iterate_phdr(read_counts, &counts);
-        if (counts.subs == E.seen_subs) {
+        if (counts.known && counts.subs == E.seen_subs) {
             repatch_known();
         }
         else {
