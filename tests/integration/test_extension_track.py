@@ -285,8 +285,10 @@ def test_a_restart_redirects_every_slot_without_reading_the_objects_again(
     assert {key: after[key] for key in before} == before
     assert _core._ext_track_info()["patched_slots"] == 0
     if mode == "now":
+        # Full RELRO: the extension's slots' pages are read-only again.
+        name = f"_lh_restart_{mode}" + sysconfig.get_config_var("EXT_SUFFIX")
         for obj, _, slot in before:
-            if obj.endswith(f"_lh_restart_{mode}" + sysconfig.get_config_var("EXT_SUFFIX")):
+            if obj.endswith(name):
                 assert _page_permissions(slot).startswith("r-")
 
 
