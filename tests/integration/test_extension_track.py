@@ -258,6 +258,14 @@ def _scans() -> int:
     return _core._ext_track_info()["objects_scanned"]
 
 
+def _assert_recorded(ext: ModuleType, size: int) -> None:
+    """A block *ext* reports is in the snapshot, alone in its domain."""
+    block = ext.alloc(DOMAIN, size)
+    stats = _domain_stats(pyleakhunt.take_snapshot(), DOMAIN)
+    ext.release(DOMAIN, block)
+    assert [(s.size, s.count) for s in stats] == [(size, 1)]
+
+
 @pytest.mark.parametrize("mode", ["lazy", "now"])
 def test_a_restart_redirects_every_slot_without_reading_the_objects_again(
     build_ext, mode
@@ -275,10 +283,7 @@ def test_a_restart_redirects_every_slot_without_reading_the_objects_again(
     assert _scans() == scanned, "a restart read the objects again"
     assert all(value == INFO["hooks"][sym] for (_, sym, _), value in _slots().items())
     assert _core._ext_track_info()["patched_slots"] >= 3
-    block = ext.alloc(DOMAIN, 123_456)
-    stats = _domain_stats(pyleakhunt.take_snapshot(), DOMAIN)
-    assert [(s.size, s.count) for s in stats] == [(123_456, 1)]
-    ext.release(DOMAIN, block)
+    _assert_recorded(ext, 123_456)
     pyleakhunt.stop()
 
     after = _slots()
@@ -299,10 +304,7 @@ def test_an_extension_imported_between_stop_and_start_is_redirected(build_ext):
     scanned = _scans()
     pyleakhunt.start(1)
     assert _scans() > scanned, "the new object was not read"
-    block = ext.alloc(DOMAIN, 54_321)
-    stats = _domain_stats(pyleakhunt.take_snapshot(), DOMAIN)
-    assert [(s.size, s.count) for s in stats] == [(54_321, 1)]
-    ext.release(DOMAIN, block)
+    _assert_recorded(ext, 54_321)
     pyleakhunt.stop()
     assert not set(INFO["hooks"].values()) & set(_slots().values())
 
@@ -323,10 +325,7 @@ def test_an_object_unloaded_between_stop_and_start_makes_start_read_all_again(
     scanned = _scans()
     pyleakhunt.start(1)
     assert _scans() - scanned >= 2, "start() did not read every object again"
-    block = ext.alloc(DOMAIN, 99_999)
-    stats = _domain_stats(pyleakhunt.take_snapshot(), DOMAIN)
-    assert [(s.size, s.count) for s in stats] == [(99_999, 1)]
-    ext.release(DOMAIN, block)
+    _assert_recorded(ext, 99_999)
     pyleakhunt.stop()
     assert not set(INFO["hooks"].values()) & set(_slots().values())
 
