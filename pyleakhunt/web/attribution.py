@@ -164,6 +164,8 @@ class Options:
     def __post_init__(self) -> None:
         if not isinstance(self.nframe, int) or not 1 <= self.nframe <= 65535:
             raise ValueError(f"nframe must be an int from 1 to 65535: {self.nframe!r}")
+        if not isinstance(self.collect, bool):
+            raise ValueError(f"collect must be True or False: {self.collect!r}")
         if not self.interval > 0:
             raise ValueError(f"interval must be > 0 seconds: {self.interval!r}")
         if self.max_endpoints < 1:

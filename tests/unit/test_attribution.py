@@ -247,6 +247,20 @@ def keep_a_tuple(i):
     LEAKED.append((i, str(i)))
 
 
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ({"nframe": 0}, "nframe must be an int"),
+        ({"interval": 0}, "interval must be > 0"),
+        ({"max_endpoints": 0}, "max_endpoints must be at least 1"),
+        ({"collect": "yes"}, "collect must be True or False"),
+    ],
+)
+def test_a_bad_option_is_refused_with_its_name(option, message):
+    with pytest.raises(ValueError, match=message):
+        attribution.Options(**option)
+
+
 def test_too_early_to_judge_with_few_samples(hunt):
     run_rounds(hunt, 2, 10, [("GET /leak", leak, lambda i: ())])
     leaking = endpoint(hunt.report(refresh=None), "GET /leak")
