@@ -504,6 +504,16 @@ forget_scans(void)
     E.nscanned = 0;
 }
 
+/* Whether an object was unloaded since the last scan, or the C library
+   cannot say. */
+static int
+unloaded_since_scan(void)
+{
+    load_counts counts = {0, 0, 0};
+    dl_iterate_phdr(read_counts, &counts);
+    return !counts.known || counts.subs != E.seen_subs;
+}
+
 /* Redirect again the slots that stop() put back.  Reading every loaded
    object's relocations costs about a millisecond (some 60 objects in a
    test run), and the pytest plugin starts and stops tracing around every
@@ -586,13 +596,11 @@ lh_ext_track_start(void)
     if (E.nscanned != 0) {
         /* What an earlier start() found, if no object was unloaded since:
            an unloaded object's slots may now be another's memory. */
-        load_counts counts = {0, 0, 0};
-        dl_iterate_phdr(read_counts, &counts);
-        if (counts.known && counts.subs == E.seen_subs) {
-            repatch_known();
+        if (unloaded_since_scan()) {
+            forget_scans();
         }
         else {
-            forget_scans();
+            repatch_known();
         }
     }
     scan_new_objects();
