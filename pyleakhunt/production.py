@@ -524,6 +524,7 @@ def start(settings: Optional[Settings] = None) -> None:
         settings.nframe,
         sample_bytes=settings.sample_bytes or None,
         owner="production",
+        empty_free_lists=True,
     )
     session = _Session(settings, tracer)
     _session = session

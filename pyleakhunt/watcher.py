@@ -92,7 +92,9 @@ class LeakWatcher:
         if self._lease is None or not pyleakhunt.is_tracing():
             if self._lease is not None:
                 self._lease.release()
-            self._lease = lease.acquire(self.nframe, owner="LeakWatcher")
+            self._lease = lease.acquire(
+                self.nframe, owner="LeakWatcher", empty_free_lists=True
+            )
 
     def sample(self) -> Snapshot:
         """Take one aggregated snapshot now and add it to the series.

@@ -326,7 +326,9 @@ def _trace(
     if production.is_started():
         production.stop()  # PYLEAKHUNT was set for us: run takes over
     try:
-        tracer = lease.acquire(args.nframe, sample_bytes=args.sample, owner="run")
+        tracer = lease.acquire(
+            args.nframe, sample_bytes=args.sample, owner="run", empty_free_lists=True
+        )
     except ValueError as exc:  # already tracing at another rate
         raise UsageError(str(exc)) from None
     started = time.monotonic()

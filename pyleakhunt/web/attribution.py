@@ -482,12 +482,8 @@ class Attribution:
                 sample_bytes=self.options.sample_bytes,
                 total_nframe=False,
                 owner="attribution",
+                empty_free_lists=True,
             )
-            # Empty CPython's free lists, once: an object made in a block
-            # that waited there since before tracing began is never traced
-            # (3.13+'s reference tracer moves traced blocks only), so a
-            # request could keep up to thousands of them unseen.
-            gc.collect()
         self._running = True
         if self._registration is None:
             self._start_sampler()

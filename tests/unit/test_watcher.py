@@ -103,6 +103,39 @@ def test_the_five_classic_cases_are_told_apart(steady_clock):
     assert (here, line_of(churn, 1)) not in lines
 
 
+#: One small object kept per call, of each type CPython keeps free lists of.
+SMALL_OBJECTS = {
+    "dict": lambda i: {"id": i},
+    "list": lambda i: [i],
+    "tuple": lambda i: (i, i),
+    "float": lambda i: float(i),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SMALL_OBJECTS))
+def test_small_objects_freed_before_tracing_began_do_not_hide_a_leak(
+    kind, steady_clock
+):
+    # CPython's free lists full of blocks freed while nothing traced: the
+    # objects made in them are never traced, unless the watcher empties
+    # the free lists when it starts the tracer.
+    assert not pyleakhunt.is_tracing()
+    make = SMALL_OBJECTS[kind]
+    for _ in range(3):
+        [make(i) for i in range(3000)]
+    watcher = LeakWatcher(interval=60)  # sampled by hand
+    watcher.sample()
+    try:
+        for round_ in range(10):
+            for i in range(round_ * 200, (round_ + 1) * 200):
+                GLOBAL_LIST.append(make(i))
+            watcher.sample()
+    finally:
+        watcher.stop()
+    top = watcher.suspects()[0]
+    assert (top.filename, top.lineno) == (__file__, make.__code__.co_firstlineno)
+
+
 def test_a_suspect_reports_size_rate_and_traceback(steady_clock):
     watcher = LeakWatcher(interval=60, nframe=5)
     for round_ in range(6):
