@@ -81,6 +81,7 @@ core = Extension(
         "src/sampling.c",
         "src/hooks.c",
         "src/extension_track.c",
+        "src/freelists.c",
         "src/module.c",
     ],
     depends=[
@@ -89,6 +90,7 @@ core = Extension(
         "src/tables.h",
         "src/hooks.h",
         "src/extension_track.h",
+        "src/freelists.h",
         "src/lock.h",
         "src/sampling.h",
         "src/state.h",

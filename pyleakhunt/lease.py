@@ -40,6 +40,8 @@ from typing import List, Optional, Union
 
 import pyleakhunt
 
+from . import _core
+
 __all__ = ["Lease", "acquire", "held"]
 
 
@@ -47,15 +49,28 @@ class Lease:
     """One user's hold on the tracer; `release` it exactly once (extra
     calls do nothing).  Usable as a context manager."""
 
-    __slots__ = ("nframe", "owner", "sample_bytes", "total_nframe", "_held")
+    __slots__ = (
+        "nframe",
+        "owner",
+        "sample_bytes",
+        "total_nframe",
+        "fresh_objects",
+        "_held",
+    )
 
     def __init__(
-        self, owner: str, nframe: int, sample_bytes: Optional[int], total_nframe: bool
+        self,
+        owner: str,
+        nframe: int,
+        sample_bytes: Optional[int],
+        total_nframe: bool,
+        fresh_objects: bool = False,
     ) -> None:
         self.owner = owner
         self.nframe = nframe
         self.sample_bytes = sample_bytes
         self.total_nframe = total_nframe
+        self.fresh_objects = fresh_objects
         self._held = True
 
     @property
@@ -108,6 +123,7 @@ def acquire(
     total_nframe: bool = True,
     owner: str = "",
     empty_free_lists: bool = False,
+    fresh_objects: bool = False,
 ) -> Lease:
     """Take a lease on the tracer, starting it if it is off.
 
@@ -118,11 +134,17 @@ def acquire(
     keep thousands of small dicts, lists, tuples or floats unseen.  The
     leak check leaves it off: it empties them around every call itself.
 
+    With *fresh_objects*, on 3.10 to 3.12 the free lists of dicts, lists,
+    tuples and floats are kept empty while the lease is held, so that each
+    such object is allocated, and traced, at the line that makes it (from
+    3.13 the reference tracer sees their reuse).  It costs an allocation
+    for each of these objects.
+
     Raises ValueError when *sample_bytes* names another rate than the
     running tracer's, and what `pyleakhunt.start` raises for bad settings.
     """
     rate = _sample_rate(sample_bytes)
-    lease = Lease(owner, nframe, rate, bool(total_nframe))
+    lease = Lease(owner, nframe, rate, bool(total_nframe), bool(fresh_objects))
     with _Table.lock:
         started = False
         if not _Table.leases or not pyleakhunt.is_tracing():
@@ -130,6 +152,7 @@ def acquire(
         else:
             _join(lease)
         _Table.leases.append(lease)
+        _keep_free_lists()
     if started and empty_free_lists:
         gc.collect()  # outside the lock: a finalizer may take a lease
     return lease
@@ -175,6 +198,13 @@ def _set(limit: int, rate: int, total: bool) -> None:
         _Table.total = total
 
 
+def _keep_free_lists() -> None:
+    """Keep the free lists empty while a held lease asks (fresh_objects)."""
+    want = pyleakhunt.is_tracing() and any(h.fresh_objects for h in _Table.leases)
+    if want != _core.free_lists_kept_empty():
+        _core.keep_free_lists_empty(want)
+
+
 def _release(lease: Lease) -> None:
     with _Table.lock:
         if not lease._held:
@@ -182,19 +212,27 @@ def _release(lease: Lease) -> None:
         lease._held = False
         if lease in _Table.leases:
             _Table.leases.remove(lease)
-        if not pyleakhunt.is_tracing():
-            return  # stopped by hand meanwhile: nothing to give back
-        if not _Table.leases:
-            if _Table.started:
-                pyleakhunt.stop()
-                return
-        rest = _Table.leases
-        # A lease-started tracer is what the leases left ask; one started by
-        # hand goes back to how it was found.
-        base = _Table.leases == [] or not _Table.started
-        limit = max([_Table.base_limit] * base + [h.nframe for h in rest])
-        total = (base and _Table.base_total) or any(h.total_nframe for h in rest)
-        _set(limit, pyleakhunt.get_stats()["sample_bytes"], total)
+        try:
+            _give_back()
+        finally:
+            _keep_free_lists()
+
+
+def _give_back() -> None:
+    """The tracer as the leases left ask (or stopped, after the last)."""
+    if not pyleakhunt.is_tracing():
+        return  # stopped by hand meanwhile: nothing to give back
+    if not _Table.leases:
+        if _Table.started:
+            pyleakhunt.stop()
+            return
+    rest = _Table.leases
+    # A lease-started tracer is what the leases left ask; one started by
+    # hand goes back to how it was found.
+    base = _Table.leases == [] or not _Table.started
+    limit = max([_Table.base_limit] * base + [h.nframe for h in rest])
+    total = (base and _Table.base_total) or any(h.total_nframe for h in rest)
+    _set(limit, pyleakhunt.get_stats()["sample_bytes"], total)
 
 
 def held() -> List[Lease]:

@@ -93,7 +93,10 @@ class LeakWatcher:
             if self._lease is not None:
                 self._lease.release()
             self._lease = lease.acquire(
-                self.nframe, owner="LeakWatcher", empty_free_lists=True
+                self.nframe,
+                owner="LeakWatcher",
+                empty_free_lists=True,
+                fresh_objects=True,
             )
 
     def sample(self) -> Snapshot:

@@ -15,6 +15,7 @@
 
 #include "extension_track.h"
 #include "frames.h"
+#include "freelists.h"
 #include "hooks.h"
 #include "pyleakhunt.h"
 #include "state.h"
@@ -229,6 +230,7 @@ core_stop(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
         return NULL;
     }
     lh_ext_track_stop();
+    (void)lh_freelists_keep_empty(0); /* nothing to trace objects for */
     Py_RETURN_NONE;
 }
 
@@ -668,6 +670,27 @@ core_set_user_frames(PyObject *Py_UNUSED(module), PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* keep_free_lists_empty(on): keep CPython's free lists of dicts, lists,
+   tuples and floats empty, or let them fill again (freelists.c).  True
+   where this Python needs it (3.10 to 3.12). */
+static PyObject *
+core_keep_free_lists_empty(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(lh_freelists_keep_empty(on));
+}
+
+/* free_lists_kept_empty(): whether they are now. */
+static PyObject *
+core_free_lists_kept_empty(PyObject *Py_UNUSED(module),
+                           PyObject *Py_UNUSED(unused))
+{
+    return PyBool_FromLong(lh_freelists_kept_empty());
+}
+
 /* _ext_track_info(): whether extensions' PyTraceMalloc_Track calls are
    redirected here (extension_track.c). */
 static PyObject *
@@ -731,6 +754,10 @@ static PyMethodDef core_methods[] = {
      "Tag allocations with the int value of a ContextVar (None: stop)."},
     {"set_user_frames", core_set_user_frames, METH_VARARGS,
      "Also record the user's frame below library frames (None: stop)."},
+    {"keep_free_lists_empty", core_keep_free_lists_empty, METH_O,
+     "Keep the free lists of dicts, lists, tuples, floats empty (3.10-3.12)."},
+    {"free_lists_kept_empty", core_free_lists_kept_empty, METH_NOARGS,
+     "Whether the free lists are kept empty now."},
     {"_ext_track_info", core_ext_track_info, METH_NOARGS,
      "Whether extensions' PyTraceMalloc_Track calls are received."},
     {"_ext_track_slots", core_ext_track_slots, METH_NOARGS,

@@ -327,7 +327,11 @@ def _trace(
         production.stop()  # PYLEAKHUNT was set for us: run takes over
     try:
         tracer = lease.acquire(
-            args.nframe, sample_bytes=args.sample, owner="run", empty_free_lists=True
+            args.nframe,
+            sample_bytes=args.sample,
+            owner="run",
+            empty_free_lists=True,
+            fresh_objects=True,
         )
     except ValueError as exc:  # already tracing at another rate
         raise UsageError(str(exc)) from None

@@ -1,0 +1,199 @@
+/*
+ * Keeping CPython 3.10 to 3.12's free lists of dicts, lists, tuples and
+ * floats empty, for the tools that must name the line that made an object.
+ *
+ * CPython makes these objects in the memory of dead ones, taken from its
+ * free lists, without calling the allocator.  Such an object keeps the
+ * line, and the request's tag, of its block's first life.  From 3.13 the
+ * reference tracer (hooks.c) moves the block to its new line; before 3.13
+ * no extension is told of the reuse (tracemalloc is, from inside the
+ * interpreter: _PyTraceMalloc_NewReference).  A small dict kept per call
+ * beside code that throws dicts away was then counted at that other code.
+ *
+ * So while a tool asks for it, no dead object of these types waits in a
+ * free list, and every new one is allocated, at its own line:
+ * - tuples and floats: a free list whose counter says "full" takes no
+ *   more, and with an empty chain gives none.  A full collection resets
+ *   the counters (it empties the lists); the list and dict deallocators
+ *   below set them again.
+ * - lists and dicts keep an array and a count, which no value of the count
+ *   turns off.  Their deallocators are wrapped: after the original one
+ *   has pushed the object, the wrapper frees it.
+ *
+ * The objects are freed exactly as CPython's own clearing of the lists
+ * frees them.  The state is the interpreter's: its layout comes from the
+ * internal headers of the version built against.  Everything here runs
+ * with the GIL held.
+ */
+
+#define Py_BUILD_CORE 1
+#include <Python.h>
+
+#include "freelists.h"
+
+/* 3.11 and 3.12 have the free lists only in a build WITH_FREELISTS (the
+   default); 3.10 always. */
+#if PY_VERSION_HEX < 0x030D0000                                            \
+    && (PY_VERSION_HEX < 0x030B0000 || defined(WITH_FREELISTS))
+
+#include <internal/pycore_interp.h>
+
+/* 3.10 sets the floats' limit in floatobject.c, not in a header. */
+#ifndef PyFloat_MAXFREELIST
+#define PyFloat_MAXFREELIST 100
+#endif
+
+/* 3.10 keeps the empty tuple in slot 0 and tuples of size n in slot n;
+   3.11 and 3.12 keep tuples of size n in slot n - 1. */
+#if PY_VERSION_HEX < 0x030B0000
+#define TUPLE_SLOTS PyTuple_MAXSAVESIZE
+#define FIRST_TUPLE_SLOT 1
+#else
+#define TUPLE_SLOTS PyTuple_NFREELISTS
+#define FIRST_TUPLE_SLOT 0
+#endif
+
+typedef struct {
+    int active;
+    destructor list_dealloc; /* the originals, while ours are installed */
+    destructor dict_dealloc;
+} lh_freelists_state;
+
+static lh_freelists_state F;
+
+static void
+empty_tuples_and_floats(PyInterpreterState *interp)
+{
+    struct _Py_tuple_state *tuples = &interp->tuple;
+    for (int i = FIRST_TUPLE_SLOT; i < TUPLE_SLOTS; i++) {
+        while (tuples->free_list[i] != NULL) {
+            PyTupleObject *op = tuples->free_list[i];
+            tuples->free_list[i] = (PyTupleObject *)op->ob_item[0];
+            PyObject_GC_Del(op);
+        }
+        tuples->numfree[i] = PyTuple_MAXFREELIST;
+    }
+    struct _Py_float_state *floats = &interp->float_state;
+    while (floats->free_list != NULL) {
+        PyFloatObject *op = floats->free_list;
+        floats->free_list = (PyFloatObject *)Py_TYPE(op);
+        PyObject_Free(op);
+    }
+    floats->numfree = PyFloat_MAXFREELIST;
+}
+
+/* The "full" counters again, if a full collection reset them. */
+static inline void
+keep_tuples_and_floats_refused(PyInterpreterState *interp)
+{
+    if (interp->float_state.numfree != PyFloat_MAXFREELIST
+        || interp->tuple.numfree[FIRST_TUPLE_SLOT] != PyTuple_MAXFREELIST) {
+        empty_tuples_and_floats(interp);
+    }
+}
+
+static void
+empty_lists(PyInterpreterState *interp)
+{
+    struct _Py_list_state *lists = &interp->list;
+    while (lists->numfree > 0) {
+        PyObject_GC_Del(lists->free_list[--lists->numfree]);
+    }
+}
+
+static void
+empty_dicts(PyInterpreterState *interp)
+{
+    struct _Py_dict_state *dicts = &interp->dict_state;
+    while (dicts->numfree > 0) {
+        PyObject_GC_Del(dicts->free_list[--dicts->numfree]);
+    }
+    /* Key tables are no objects (nothing traces their reuse, not even
+       tracemalloc), but a new dict's table is counted with the dict. */
+    while (dicts->keys_numfree > 0) {
+        PyObject_Free(dicts->keys_free_list[--dicts->keys_numfree]);
+    }
+}
+
+/* The original deallocator no longer finds itself in the type, so it skips
+   the trashcan that bounds the C stack on deeply nested objects: the
+   wrappers take it instead, untracking first as the trashcan requires. */
+static void
+list_dealloc_fresh(PyObject *op)
+{
+    PyObject_GC_UnTrack(op);
+    Py_TRASHCAN_BEGIN(op, list_dealloc_fresh)
+    F.list_dealloc(op);
+    if (F.active) {
+        PyInterpreterState *interp = PyInterpreterState_Get();
+        empty_lists(interp);
+        keep_tuples_and_floats_refused(interp);
+    }
+    Py_TRASHCAN_END
+}
+
+static void
+dict_dealloc_fresh(PyObject *op)
+{
+    PyObject_GC_UnTrack(op);
+    Py_TRASHCAN_BEGIN(op, dict_dealloc_fresh)
+    F.dict_dealloc(op);
+    if (F.active) {
+        PyInterpreterState *interp = PyInterpreterState_Get();
+        empty_dicts(interp);
+        keep_tuples_and_floats_refused(interp);
+    }
+    Py_TRASHCAN_END
+}
+
+int
+lh_freelists_keep_empty(int on)
+{
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    if (on && !F.active) {
+        /* Installed once and left in place: another wrapper may have been
+           put over ours since, and would call ours after we left. */
+        if (F.list_dealloc == NULL) {
+            F.list_dealloc = PyList_Type.tp_dealloc;
+            F.dict_dealloc = PyDict_Type.tp_dealloc;
+            PyList_Type.tp_dealloc = list_dealloc_fresh;
+            PyDict_Type.tp_dealloc = dict_dealloc_fresh;
+        }
+        F.active = 1;
+        empty_lists(interp);
+        empty_dicts(interp);
+        empty_tuples_and_floats(interp);
+    }
+    else if (!on && F.active) {
+        F.active = 0;
+        /* The lists are empty: counters of empty lists take objects again. */
+        for (int i = FIRST_TUPLE_SLOT; i < TUPLE_SLOTS; i++) {
+            interp->tuple.numfree[i] = 0;
+        }
+        interp->float_state.numfree = 0;
+    }
+    return 1;
+}
+
+int
+lh_freelists_kept_empty(void)
+{
+    return F.active;
+}
+
+#else /* 3.13+: the reference tracer moves reused blocks (hooks.c) */
+
+int
+lh_freelists_keep_empty(int on)
+{
+    (void)on;
+    return 0;
+}
+
+int
+lh_freelists_kept_empty(void)
+{
+    return 0;
+}
+
+#endif

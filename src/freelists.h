@@ -1,0 +1,13 @@
+#ifndef PYLEAKHUNT_FREELISTS_H
+#define PYLEAKHUNT_FREELISTS_H
+
+/* Keep CPython's free lists of dicts, lists, tuples and floats empty (on)
+   or let them fill again (off), so that every such object is allocated at
+   its own line (freelists.c).  Returns 1 where this applies (3.10 to
+   3.12), 0 where it is not needed.  Needs the GIL. */
+int lh_freelists_keep_empty(int on);
+
+/* Whether the free lists are kept empty now. */
+int lh_freelists_kept_empty(void);
+
+#endif

@@ -1,0 +1,88 @@
+"""Keeping CPython's free lists empty (3.10 to 3.12) never hurts the program.
+
+`pyleakhunt.lease.acquire(fresh_objects=True)` (the watcher, ``run``, web
+attribution's ``fresh_objects=True``) wraps the list and dict deallocators
+and marks the tuple and float free lists full (src/freelists.c).  On 3.13+
+it does nothing, and these tests check the same behaviour there.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from helpers import assert_clean, child, run_python
+
+import pyleakhunt
+from pyleakhunt import _core, lease
+
+
+def test_the_free_lists_are_kept_empty_while_a_lease_asks():
+    held = lease.acquire(1, owner="test", fresh_objects=True)
+    try:
+        assert _core.free_lists_kept_empty() == (sys.version_info < (3, 13))
+        other = lease.acquire(1, owner="other")
+        other.release()
+        assert _core.free_lists_kept_empty() == (sys.version_info < (3, 13))
+    finally:
+        held.release()
+    assert not _core.free_lists_kept_empty()
+    assert not pyleakhunt.is_tracing()
+
+
+def test_stop_lets_the_free_lists_fill_again():
+    lease.acquire(1, owner="test", fresh_objects=True)
+    pyleakhunt.stop()  # by hand, under the lease
+    assert not _core.free_lists_kept_empty()
+    for held in lease.held():
+        held.release()
+
+
+def test_deeply_nested_objects_are_freed_without_overflowing_the_stack():
+    # The wrapped deallocators take CPython's trashcan, which the original
+    # ones skip once they no longer find themselves in the type.
+    proc = run_python(
+        child(
+            """
+            from pyleakhunt import lease
+            held = lease.acquire(1, owner="test", fresh_objects=True)
+            for make in (lambda x: [x], lambda x: {"x": x}, lambda x: (x,)):
+                nested = None
+                for _ in range(1_000_000):
+                    nested = make(nested)
+                del nested
+            class Sub(list):
+                pass
+            nested = Sub()
+            for _ in range(200_000):
+                nested = Sub([nested])
+            del nested
+            held.release()
+            print("OK")
+            """
+        ),
+        timeout=120,
+    )
+    assert_clean(proc)
+
+
+def test_a_tuple_made_after_a_full_collection_is_traced_at_its_line():
+    # A full collection resets the tuple and float free lists' counters;
+    # they are set again before the next tuple can be made from a dead one.
+    proc = run_python(
+        child(
+            """
+            import gc
+            from pyleakhunt import lease
+            held = lease.acquire(1, owner="test", fresh_objects=True)
+            gc.collect()
+            dead = [(i, -i) for i in range(50)]
+            del dead
+            kept = (len(sys.argv), -len(sys.argv)); here = sys._getframe().f_lineno
+            line = pyleakhunt.get_object_traceback(kept)[0].lineno
+            assert line == here, (line, here)
+            held.release()
+            print("OK")
+            """
+        ),
+    )
+    assert_clean(proc)
