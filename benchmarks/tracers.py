@@ -228,6 +228,20 @@ class Pyleakhunt(_TracemallocLike):
         return result
 
 
+@register("pyleakhunt-fresh")
+class PyleakhuntFresh(Pyleakhunt):
+    """pyleakhunt as `LeakWatcher` and ``pyleakhunt run`` trace: on 3.10 to
+    3.12 with CPython's free lists kept empty (``fresh_objects``)."""
+
+    def start(self) -> None:
+        super().start()
+        self.module._core.keep_free_lists_empty(True)
+
+    def stop(self) -> None:
+        self.module._core.keep_free_lists_empty(False)
+        super().stop()
+
+
 #: The mean sampling interval of the ``pyleakhunt-sampled-N`` configurations.
 SAMPLE_BYTES = 512 * 1024
 

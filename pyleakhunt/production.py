@@ -419,7 +419,11 @@ class _TimelineWatcher(LeakWatcher):
     half an entry in its copy of the file's buffer."""
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(interval=settings.interval, nframe=settings.nframe)
+        # Free lists as CPython keeps them: production pays for no more
+        # allocations than tracing itself (LeakWatcher, fresh_objects).
+        super().__init__(
+            interval=settings.interval, nframe=settings.nframe, fresh_objects=False
+        )
         self.fork_lock = threading.Lock()
         self.path, self._file = _create_exclusive(timeline_path(settings.directory))
         self._timeline: Optional[TimelineWriter] = TimelineWriter(self._file)

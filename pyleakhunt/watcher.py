@@ -51,6 +51,13 @@ class LeakWatcher:
     that what json, logging or an ORM allocate for a line counts under it
     (`pyleakhunt.userframe`).  The default *nframe* reaches that line
     through a few library frames.
+
+    With *fresh_objects* (the default), on Python 3.10 to 3.12 CPython's
+    free lists of dicts, lists, tuples and floats are kept empty while the
+    watcher traces, so that such an object is counted at the line that made
+    it, not where the dead object whose memory it reuses was made (3.13+
+    sees that reuse itself).  Each of these objects then costs an
+    allocation; production tracing turns it off.
     """
 
     def __init__(
@@ -63,6 +70,7 @@ class LeakWatcher:
         max_sites: int = 500,
         path: Union[str, os.PathLike, None] = None,
         rule: GrowthRule = DEFAULT_RULE,
+        fresh_objects: bool = True,
     ) -> None:
         if key_type not in KEY_TYPES:
             raise ValueError(f"unknown key_type: {key_type!r}")
@@ -76,6 +84,7 @@ class LeakWatcher:
         self.max_samples = max_samples
         self.max_sites = max_sites
         self.rule = rule
+        self.fresh_objects = fresh_objects
         self._samples: List[Sample] = []
         self._tracebacks: Dict[Traceback, Traceback] = {}
         self._lock = threading.Lock()
@@ -96,7 +105,7 @@ class LeakWatcher:
                 self.nframe,
                 owner="LeakWatcher",
                 empty_free_lists=True,
-                fresh_objects=True,
+                fresh_objects=self.fresh_objects,
             )
 
     def sample(self) -> Snapshot:

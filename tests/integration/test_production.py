@@ -20,7 +20,7 @@ from typing import Dict, List, Optional
 import pytest
 
 import pyleakhunt
-from pyleakhunt import cli, production
+from pyleakhunt import _core, cli, production
 from pyleakhunt.fileformat import read_snapshot, read_timeline
 from pyleakhunt.production import Settings, parse_settings
 
@@ -421,6 +421,20 @@ def test_start_and_stop_leave_a_complete_timeline(tmp_path):
     assert not production.is_started() and not pyleakhunt.is_tracing()
     (path,) = timelines(tmp_path)
     assert len(read_timeline(path)) == 2  # when started, and the last one
+
+
+def test_production_tracing_leaves_cpython_free_lists_alone(tmp_path):
+    # Keeping them empty (LeakWatcher's fresh_objects) costs an allocation
+    # per small object: not in production.
+    production.start(
+        Settings(
+            sample_bytes=4096, directory=str(tmp_path), interval=30, dump_signal=None
+        )
+    )
+    try:
+        assert not _core.free_lists_kept_empty()
+    finally:
+        production.stop()
 
 
 def test_start_refuses_a_directory_it_cannot_write():
