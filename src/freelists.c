@@ -55,7 +55,7 @@
 
 typedef struct {
     int active;
-    destructor list_dealloc; /* the originals, while ours are installed */
+    destructor list_dealloc; /* the originals (ours stay, once installed) */
     destructor dict_dealloc;
 } lh_freelists_state;
 
@@ -115,6 +115,17 @@ empty_dicts(PyInterpreterState *interp)
     }
 }
 
+/* What the wrappers do once the original deallocator has run. */
+static inline void
+after_dealloc(void (*empty)(PyInterpreterState *))
+{
+    if (F.active) {
+        PyInterpreterState *interp = PyInterpreterState_Get();
+        empty(interp);
+        keep_tuples_and_floats_refused(interp);
+    }
+}
+
 /* The original deallocator no longer finds itself in the type, so it skips
    the trashcan that bounds the C stack on deeply nested objects: the
    wrappers take it instead, untracking first as the trashcan requires. */
@@ -124,11 +135,7 @@ list_dealloc_fresh(PyObject *op)
     PyObject_GC_UnTrack(op);
     Py_TRASHCAN_BEGIN(op, list_dealloc_fresh)
     F.list_dealloc(op);
-    if (F.active) {
-        PyInterpreterState *interp = PyInterpreterState_Get();
-        empty_lists(interp);
-        keep_tuples_and_floats_refused(interp);
-    }
+    after_dealloc(empty_lists);
     Py_TRASHCAN_END
 }
 
@@ -138,11 +145,7 @@ dict_dealloc_fresh(PyObject *op)
     PyObject_GC_UnTrack(op);
     Py_TRASHCAN_BEGIN(op, dict_dealloc_fresh)
     F.dict_dealloc(op);
-    if (F.active) {
-        PyInterpreterState *interp = PyInterpreterState_Get();
-        empty_dicts(interp);
-        keep_tuples_and_floats_refused(interp);
-    }
+    after_dealloc(empty_dicts);
     Py_TRASHCAN_END
 }
 
