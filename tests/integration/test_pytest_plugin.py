@@ -531,6 +531,37 @@ def test_one_small_dict_list_tuple_float_or_int_a_call_fails_naming_its_line(run
     assert leak_headers(result.stdout.str()) == dict.fromkeys(SMALL_LEAK_LINES, 3)
 
 
+CHURN_AND_KEEP = """
+KEPT = []
+
+
+def churn(i):
+    return len([((j, i), [j], {j: i}, j + 0.5) for j in range(40)])
+
+
+def test_keeps_a_tuple_beside_a_churn():
+    churn(1)
+    KEPT.append((len(KEPT), -len(KEPT)))
+    churn(2)
+"""
+
+
+def test_a_small_object_kept_beside_a_churn_of_its_type_is_named_at_its_line(run):
+    # The kept tuple would be made in the memory of one the churn freed:
+    # before 3.13 only an empty free list (fresh_objects) puts it at its
+    # own line.
+    result = run(CHURN_AND_KEEP, "--leakhunt")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    keep = line_of(CHURN_AND_KEEP, "    KEPT.append((len(KEPT), -len(KEPT)))")
+    assert re.search(r"test_subject\.py:%d: \d+ B per round" % keep, out), out
+    churn = line_of(
+        CHURN_AND_KEEP,
+        "    return len([((j, i), [j], {j: i}, j + 0.5) for j in range(40)])",
+    )
+    assert not re.search(r"test_subject\.py:%d: \d+ B per round" % churn, out), out
+
+
 def test_unittest_testcases_are_checked_with_setup_and_teardown_each_round(run):
     result = run(
         """
