@@ -648,11 +648,18 @@ def test_a_bounded_cache_churned_under_subtests_is_no_leak(run):
     # emptied the free lists).  That site grew by one block every round.
     result = run(BOUNDED_CACHE_CHURNED, "--leakhunt", "-p", "no:randomly")
     out = result.stdout.str()
-    if sys.getallocatedblocks() == 0:
+    if sys.getallocatedblocks() == 0 and sys.version_info >= (3, 13):
         # Without pymalloc (PYTHONMALLOC=malloc, as under ASan) there is no
         # count of blocks to tell the cache from a leak: reported, as in
         # test_clean_tests_never_fail_50_times_over.  The leak still is.
         result.assert_outcomes(failed=3)
+    elif sys.getallocatedblocks() == 0:
+        # The same, but 3.10 to 3.12 keep the free lists empty while the
+        # check measures: the subtests' tuples are then allocated afresh,
+        # and only the function's churn is reported.
+        result.assert_outcomes(passed=1, failed=2)
+        leakers = out.split("tests that leak memory")[1]
+        assert "test_subtests_churning_a_bounded_cache" not in leakers, out[-3000:]
     else:
         result.assert_outcomes(passed=2, failed=1)
     leakers = out.split("tests that leak memory")[1]
