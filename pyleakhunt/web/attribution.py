@@ -556,12 +556,15 @@ class Attribution:
         Returns False when no sample could be taken (tracing is off); the
         reason is kept for the report.  Never raises.
         """
+        if max_age and time.monotonic() - self._last_sample < max_age:
+            return True
+        if self.options.collect:
+            # Outside the lock: a finalizer it runs may ask for a report.
+            gc.collect()
         with self._sample_lock:
             if max_age and time.monotonic() - self._last_sample < max_age:
                 return True
             try:
-                if self.options.collect:
-                    gc.collect()
                 requests = self.registry.requests()
                 snapshot = pyleakhunt.take_snapshot(traces=False)
             except Exception as exc:  # tracer stopped or hooks removed

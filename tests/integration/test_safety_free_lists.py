@@ -3,7 +3,9 @@
 `pyleakhunt.lease.acquire(fresh_objects=True)` (the watcher, ``run``, web
 attribution's ``fresh_objects=True``) wraps the list and dict deallocators
 and marks the tuple and float free lists full (src/freelists.c).  On 3.13+
-it does nothing, and these tests check the same behaviour there.
+it does nothing, and these tests check the same behaviour there.  Web
+attribution's ``collect=True``, which empties them with a full collection
+before each sample, is checked here too.
 """
 
 from __future__ import annotations
@@ -123,3 +125,31 @@ def test_cpython_tests_of_these_types_pass_with_the_free_lists_kept_empty():
         timeout=600,
     )
     assert_clean(proc, stdout_has=("ALL PASSED",), stderr_empty=False)
+
+
+def test_a_finalizer_asking_for_a_report_during_collect_does_not_deadlock():
+    # collect=True runs a full collection for each sample; a finalizer it
+    # runs may itself ask for a fresh report (a sample).
+    proc = run_python(
+        child(
+            """
+            import gc
+            from pyleakhunt.web import attribution
+
+            hunt = attribution.shared(interval=3600, collect=True)
+
+            class AsksForAReport:
+                def __del__(self):
+                    hunt.report(refresh=0)
+
+            cycle = AsksForAReport()
+            cycle.me = cycle
+            del cycle
+            hunt.sample()
+            attribution.reset()
+            print("OK")
+            """
+        ),
+        timeout=60,
+    )
+    assert_clean(proc)
