@@ -55,8 +55,12 @@
 
 typedef struct {
     int active;
-    destructor list_dealloc; /* the originals (ours stay, once installed) */
+    /* The deallocators ours call, and whether ours are in the types (or
+       under another extension's wrapper, which then keeps them there). */
+    destructor list_dealloc;
     destructor dict_dealloc;
+    int list_wrapped;
+    int dict_wrapped;
 } lh_freelists_state;
 
 static lh_freelists_state F;
@@ -149,19 +153,38 @@ dict_dealloc_fresh(PyObject *op)
     Py_TRASHCAN_END
 }
 
+static void
+wrap(PyTypeObject *type, destructor ours, destructor *original, int *wrapped)
+{
+    if (!*wrapped) {
+        *original = type->tp_dealloc;
+        type->tp_dealloc = ours;
+        *wrapped = 1;
+    }
+}
+
+/* Give the type its deallocator back, so that a list or dict freed while
+   no tool asks pays nothing for ours.  Unless another extension wrapped
+   ours meanwhile: its wrapper calls ours, which then stays (and, inactive,
+   only calls the original). */
+static void
+unwrap(PyTypeObject *type, destructor ours, destructor original, int *wrapped)
+{
+    if (*wrapped && type->tp_dealloc == ours) {
+        type->tp_dealloc = original;
+        *wrapped = 0;
+    }
+}
+
 int
 lh_freelists_keep_empty(int on)
 {
     PyInterpreterState *interp = PyInterpreterState_Get();
     if (on && !F.active) {
-        /* Installed once and left in place: another wrapper may have been
-           put over ours since, and would call ours after we left. */
-        if (F.list_dealloc == NULL) {
-            F.list_dealloc = PyList_Type.tp_dealloc;
-            F.dict_dealloc = PyDict_Type.tp_dealloc;
-            PyList_Type.tp_dealloc = list_dealloc_fresh;
-            PyDict_Type.tp_dealloc = dict_dealloc_fresh;
-        }
+        wrap(&PyList_Type, list_dealloc_fresh, &F.list_dealloc,
+             &F.list_wrapped);
+        wrap(&PyDict_Type, dict_dealloc_fresh, &F.dict_dealloc,
+             &F.dict_wrapped);
         F.active = 1;
         empty_lists(interp);
         empty_dicts(interp);
@@ -169,6 +192,10 @@ lh_freelists_keep_empty(int on)
     }
     else if (!on && F.active) {
         F.active = 0;
+        unwrap(&PyList_Type, list_dealloc_fresh, F.list_dealloc,
+               &F.list_wrapped);
+        unwrap(&PyDict_Type, dict_dealloc_fresh, F.dict_dealloc,
+               &F.dict_wrapped);
         /* The lists are empty: counters of empty lists take objects again. */
         for (int i = FIRST_TUPLE_SLOT; i < TUPLE_SLOTS; i++) {
             interp->tuple.numfree[i] = 0;

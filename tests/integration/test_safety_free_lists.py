@@ -10,6 +10,7 @@ before each sample, is checked here too.
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import sys
 
@@ -31,6 +32,27 @@ def test_the_free_lists_are_kept_empty_while_a_lease_asks():
         held.release()
     assert not _core.free_lists_kept_empty()
     assert not pyleakhunt.is_tracing()
+
+
+def tp_dealloc(type_name):
+    """The deallocator in a static type of the interpreter, as an address."""
+    # PyTypeObject: refcount, type, size, tp_name, tp_basicsize,
+    # tp_itemsize, then tp_dealloc.
+    base = ctypes.addressof(ctypes.c_char.in_dll(ctypes.pythonapi, type_name))
+    return ctypes.c_void_p.from_address(base + 6 * ctypes.sizeof(ctypes.c_void_p)).value
+
+
+def test_cpython_deallocators_are_given_back_when_no_lease_asks():
+    # A list or dict freed after the lease pays nothing for it.
+    before = tp_dealloc("PyList_Type"), tp_dealloc("PyDict_Type")
+    held = lease.acquire(1, owner="test", fresh_objects=True)
+    try:
+        during = tp_dealloc("PyList_Type"), tp_dealloc("PyDict_Type")
+        if sys.version_info < (3, 13):
+            assert during[0] != before[0] and during[1] != before[1]
+    finally:
+        held.release()
+    assert (tp_dealloc("PyList_Type"), tp_dealloc("PyDict_Type")) == before
 
 
 def test_stop_lets_the_free_lists_fill_again():
