@@ -326,12 +326,10 @@ def _trace(
     if production.is_started():
         production.stop()  # PYLEAKHUNT was set for us: run takes over
     try:
+        # The watcher, started below and stopped after the program, keeps
+        # the free lists empty (fresh_objects) for the whole run.
         tracer = lease.acquire(
-            args.nframe,
-            sample_bytes=args.sample,
-            owner="run",
-            empty_free_lists=True,
-            fresh_objects=True,
+            args.nframe, sample_bytes=args.sample, owner="run", empty_free_lists=True
         )
     except ValueError as exc:  # already tracing at another rate
         raise UsageError(str(exc)) from None
