@@ -14,8 +14,9 @@
  * free list, and every new one is allocated, at its own line:
  * - tuples and floats: a free list whose counter says "full" takes no
  *   more, and with an empty chain gives none.  A full collection resets
- *   the counters (it empties the lists); the list and dict deallocators
- *   below set them again.
+ *   the counters (it empties the lists), and the next tuple or float
+ *   freed would then wait there: their deallocators are wrapped too, and
+ *   every wrapper below sets the counters again.
  * - lists and dicts keep an array and a count, which no value of the count
  *   turns off.  Their deallocators are wrapped: after the original one
  *   has pushed the object, the wrapper frees it.
@@ -53,17 +54,36 @@
 #define FIRST_TUPLE_SLOT 0
 #endif
 
+/* A deallocator of CPython's that ours wraps while a tool asks. */
+typedef struct {
+    PyTypeObject *type;
+    destructor ours;
+    destructor original; /* what ours calls */
+    /* Ours is in the type, or under another extension's wrapper, which
+       then keeps it there. */
+    int wrapped;
+} lh_wrapped_dealloc;
+
+enum { LH_LIST, LH_DICT, LH_TUPLE, LH_FLOAT, LH_NWRAPPED };
+
+static void list_dealloc_fresh(PyObject *op);
+static void dict_dealloc_fresh(PyObject *op);
+static void tuple_dealloc_fresh(PyObject *op);
+static void float_dealloc_fresh(PyObject *op);
+
 typedef struct {
     int active;
-    /* The deallocators ours call, and whether ours are in the types (or
-       under another extension's wrapper, which then keeps them there). */
-    destructor list_dealloc;
-    destructor dict_dealloc;
-    int list_wrapped;
-    int dict_wrapped;
+    lh_wrapped_dealloc deallocs[LH_NWRAPPED];
 } lh_freelists_state;
 
-static lh_freelists_state F;
+static lh_freelists_state F = {
+    .deallocs = {
+        [LH_LIST] = {&PyList_Type, list_dealloc_fresh, NULL, 0},
+        [LH_DICT] = {&PyDict_Type, dict_dealloc_fresh, NULL, 0},
+        [LH_TUPLE] = {&PyTuple_Type, tuple_dealloc_fresh, NULL, 0},
+        [LH_FLOAT] = {&PyFloat_Type, float_dealloc_fresh, NULL, 0},
+    },
+};
 
 static void
 empty_tuples_and_floats(PyInterpreterState *interp)
@@ -119,26 +139,34 @@ empty_dicts(PyInterpreterState *interp)
     }
 }
 
-/* What the wrappers do once the original deallocator has run. */
+/* What the wrappers do once the original deallocator has run: free what
+   it pushed (`empty`, if the type's list takes objects), and set the
+   tuple and float counters again if a full collection reset them.  Every
+   wrapper does the latter, so that the first tuple, float, list or dict
+   freed after a collection closes the lists again (floats that a
+   specialized instruction frees bypass their deallocator). */
 static inline void
 after_dealloc(void (*empty)(PyInterpreterState *))
 {
     if (F.active) {
         PyInterpreterState *interp = PyInterpreterState_Get();
-        empty(interp);
+        if (empty != NULL) {
+            empty(interp);
+        }
         keep_tuples_and_floats_refused(interp);
     }
 }
 
-/* The original deallocator no longer finds itself in the type, so it skips
-   the trashcan that bounds the C stack on deeply nested objects: the
-   wrappers take it instead, untracking first as the trashcan requires. */
+/* The original deallocators of lists, dicts and tuples no longer find
+   themselves in the type, so they skip the trashcan that bounds the C
+   stack on deeply nested objects: the wrappers take it instead,
+   untracking first as the trashcan requires. */
 static void
 list_dealloc_fresh(PyObject *op)
 {
     PyObject_GC_UnTrack(op);
     Py_TRASHCAN_BEGIN(op, list_dealloc_fresh)
-    F.list_dealloc(op);
+    F.deallocs[LH_LIST].original(op);
     after_dealloc(empty_lists);
     Py_TRASHCAN_END
 }
@@ -148,31 +176,48 @@ dict_dealloc_fresh(PyObject *op)
 {
     PyObject_GC_UnTrack(op);
     Py_TRASHCAN_BEGIN(op, dict_dealloc_fresh)
-    F.dict_dealloc(op);
+    F.deallocs[LH_DICT].original(op);
     after_dealloc(empty_dicts);
     Py_TRASHCAN_END
 }
 
 static void
-wrap(PyTypeObject *type, destructor ours, destructor *original, int *wrapped)
+tuple_dealloc_fresh(PyObject *op)
 {
-    if (!*wrapped) {
-        *original = type->tp_dealloc;
-        type->tp_dealloc = ours;
-        *wrapped = 1;
+    PyObject_GC_UnTrack(op);
+    Py_TRASHCAN_BEGIN(op, tuple_dealloc_fresh)
+    F.deallocs[LH_TUPLE].original(op);
+    after_dealloc(NULL);
+    Py_TRASHCAN_END
+}
+
+static void
+float_dealloc_fresh(PyObject *op)
+{
+    F.deallocs[LH_FLOAT].original(op);
+    after_dealloc(NULL);
+}
+
+static void
+wrap(lh_wrapped_dealloc *d)
+{
+    if (!d->wrapped) {
+        d->original = d->type->tp_dealloc;
+        d->type->tp_dealloc = d->ours;
+        d->wrapped = 1;
     }
 }
 
-/* Give the type its deallocator back, so that a list or dict freed while
-   no tool asks pays nothing for ours.  Unless another extension wrapped
-   ours meanwhile: its wrapper calls ours, which then stays (and, inactive,
+/* Give the type its deallocator back, so that an object freed while no
+   tool asks pays nothing for ours.  Unless another extension wrapped ours
+   meanwhile: its wrapper calls ours, which then stays (and, inactive,
    only calls the original). */
 static void
-unwrap(PyTypeObject *type, destructor ours, destructor original, int *wrapped)
+unwrap(lh_wrapped_dealloc *d)
 {
-    if (*wrapped && type->tp_dealloc == ours) {
-        type->tp_dealloc = original;
-        *wrapped = 0;
+    if (d->wrapped && d->type->tp_dealloc == d->ours) {
+        d->type->tp_dealloc = d->original;
+        d->wrapped = 0;
     }
 }
 
@@ -181,10 +226,9 @@ lh_freelists_keep_empty(int on)
 {
     PyInterpreterState *interp = PyInterpreterState_Get();
     if (on && !F.active) {
-        wrap(&PyList_Type, list_dealloc_fresh, &F.list_dealloc,
-             &F.list_wrapped);
-        wrap(&PyDict_Type, dict_dealloc_fresh, &F.dict_dealloc,
-             &F.dict_wrapped);
+        for (int i = 0; i < LH_NWRAPPED; i++) {
+            wrap(&F.deallocs[i]);
+        }
         F.active = 1;
         empty_lists(interp);
         empty_dicts(interp);
@@ -192,10 +236,9 @@ lh_freelists_keep_empty(int on)
     }
     else if (!on && F.active) {
         F.active = 0;
-        unwrap(&PyList_Type, list_dealloc_fresh, F.list_dealloc,
-               &F.list_wrapped);
-        unwrap(&PyDict_Type, dict_dealloc_fresh, F.dict_dealloc,
-               &F.dict_wrapped);
+        for (int i = 0; i < LH_NWRAPPED; i++) {
+            unwrap(&F.deallocs[i]);
+        }
         /* The lists are empty: counters of empty lists take objects again. */
         for (int i = FIRST_TUPLE_SLOT; i < TUPLE_SLOTS; i++) {
             interp->tuple.numfree[i] = 0;

@@ -42,17 +42,20 @@ def tp_dealloc(type_name):
     return ctypes.c_void_p.from_address(base + 6 * ctypes.sizeof(ctypes.c_void_p)).value
 
 
+WRAPPED_TYPES = ["PyList_Type", "PyDict_Type", "PyTuple_Type", "PyFloat_Type"]
+
+
 def test_cpython_deallocators_are_given_back_when_no_lease_asks():
-    # A list or dict freed after the lease pays nothing for it.
-    before = tp_dealloc("PyList_Type"), tp_dealloc("PyDict_Type")
+    # An object freed after the lease pays nothing for it.
+    before = [tp_dealloc(name) for name in WRAPPED_TYPES]
     held = lease.acquire(1, owner="test", fresh_objects=True)
     try:
-        during = tp_dealloc("PyList_Type"), tp_dealloc("PyDict_Type")
+        during = [tp_dealloc(name) for name in WRAPPED_TYPES]
         if sys.version_info < (3, 13):
-            assert during[0] != before[0] and during[1] != before[1]
+            assert all(d != b for d, b in zip(during, before))
     finally:
         held.release()
-    assert (tp_dealloc("PyList_Type"), tp_dealloc("PyDict_Type")) == before
+    assert [tp_dealloc(name) for name in WRAPPED_TYPES] == before
 
 
 def test_stop_lets_the_free_lists_fill_again():
@@ -82,6 +85,12 @@ def test_deeply_nested_objects_are_freed_without_overflowing_the_stack():
             for _ in range(200_000):
                 nested = Sub([nested])
             del nested
+            class SubTuple(tuple):
+                pass
+            nested = SubTuple()
+            for _ in range(200_000):
+                nested = SubTuple((nested,))
+            del nested
             held.release()
             print("OK")
             """
@@ -106,6 +115,47 @@ def test_a_tuple_made_after_a_full_collection_is_traced_at_its_line():
             kept = (len(sys.argv), -len(sys.argv)); here = sys._getframe().f_lineno
             line = pyleakhunt.get_object_traceback(kept)[0].lineno
             assert line == here, (line, here)
+            held.release()
+            print("OK")
+            """
+        ),
+    )
+    assert_clean(proc)
+
+
+def test_tuples_and_floats_freed_right_after_a_full_collection_are_not_reused():
+    # No list or dict dies between the collection and the churn: a dead
+    # tuple or float must not wait in its free list for the next one made,
+    # which would keep the dead one's line.
+    proc = run_python(
+        child(
+            """
+            import gc
+            from pyleakhunt import lease
+
+            def churn(a, b):
+                t = (a, b)
+                f = a * 1.5
+                del t, f
+
+            def keep(a, b, out):
+                out.append((a, b)); out.append(a * 2.5); line = sys._getframe().f_lineno
+                return line
+
+            held = lease.acquire(1, owner="test", fresh_objects=True)
+            out = []
+            wrong = []
+            for i in range(20):
+                x, y = i + 0.5, i + 0.25
+                gc.collect()
+                churn(x, y)
+                here = keep(x, y, out)
+                for obj in out[-2:]:
+                    tb = pyleakhunt.get_object_traceback(obj)
+                    line = tb[0].lineno if tb else None
+                    if line != here:
+                        wrong.append((type(obj).__name__, line, here))
+            assert not wrong, wrong
             held.release()
             print("OK")
             """
