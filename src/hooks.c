@@ -150,14 +150,38 @@ current_tag(PyThreadState *tstate)
     return lh_context_int(tstate, S.tag_var, &value) ? (uint32_t)value : 0;
 }
 
+/* The request tag of `tstate`, a recordable() one, or 0. */
+static inline uint32_t
+tag_of(PyThreadState *tstate)
+{
+    return tstate != NULL && S.tag_var != NULL ? current_tag(tstate) : 0;
+}
+
+/* `tstate` if its frames may be recorded, else NULL: the allocation is
+   then counted without frames ("<unknown>").  Sites keep the code objects
+   of their frames until a snapshot or stop() releases them, under the
+   main interpreter's GIL, so a frame is recorded only from an interpreter
+   that outlives the sites: the main one, and the one that started
+   tracing (its exit stops tracing).  A subinterpreter may end first, and
+   code objects kept past its end are freed into a dead interpreter (3.12:
+   its collector's lists; an isolated one: its own allocator, and its own
+   GIL, which does not serialize with ours): the program crashed at the
+   next snapshot.  test_safety_subinterpreters.py. */
+static inline PyThreadState *
+recordable(PyThreadState *tstate)
+{
+    if (tstate == NULL || tstate->interp == S.main_interp
+        || tstate->interp == S.trace_interp) {
+        return tstate;
+    }
+    return NULL;
+}
+
 static inline lh_origin
 origin_of(PyThreadState *tstate)
 {
-    lh_origin origin = {tstate, 0};
-    if (tstate != NULL && S.tag_var != NULL) {
-        origin.tag = current_tag(tstate);
-    }
-    return origin;
+    tstate = recordable(tstate);
+    return (lh_origin){tstate, tag_of(tstate)};
 }
 
 /* ---- the user's frame (userframe.h) ------------------------------------ */
@@ -428,8 +452,9 @@ skip_free(void *ptr)
 static __attribute__((noinline)) void
 after_alloc(int domain, void *ptr, size_t size)
 {
-    lh_origin origin = origin_of(stack_owner(domain));
-    int gil = on_main_gil(origin.tstate);
+    PyThreadState *tstate = stack_owner(domain);
+    lh_origin origin = origin_of(tstate);
+    int gil = on_main_gil(tstate);
     lh_lock_acquire(&S.lock, gil);
     if (is_tracing()) {
         record_block((uintptr_t)ptr, size, origin, 0);
@@ -500,7 +525,10 @@ update_common(void)
     }
 }
 
-/* The caller's thread state, if this event may take the common case. */
+/* The caller's thread state, if this event may take the common case: a
+   thread of the main interpreter that holds its GIL (before 3.12 a
+   subinterpreter's threads hold it too, but their frames are not
+   recorded: recordable()). */
 static inline PyThreadState *
 common_owner(int domain)
 {
@@ -508,7 +536,11 @@ common_owner(int domain)
         return NULL;
     }
     PyThreadState *tstate = lh_frames_tstate();
-    return on_main_gil(tstate) ? tstate : NULL;
+#if PY_VERSION_HEX >= 0x030C0000
+    return on_main_gil(tstate) ? tstate : NULL; /* checks the interpreter */
+#else
+    return tstate != NULL && tstate->interp == S.main_interp ? tstate : NULL;
+#endif
 }
 
 static inline int
@@ -525,7 +557,7 @@ common_alloc(int domain, uintptr_t ptr, size_t size)
     int n = mode == LH_COMMON_DEPTH
                 ? lh_frames_capture(tstate, &top, 1, &total)
                 : lh_frames_capture(tstate, &top, 1, NULL);
-    uint64_t where = lh_key_where(LH_PYTHON_DOMAIN, origin_of(tstate).tag);
+    uint64_t where = lh_key_where(LH_PYTHON_DOMAIN, tag_of(tstate));
     uint64_t depth = lh_key_depth(n, total);
     int done = 0;
     lh_lock_acquire(&S.lock, 1);
@@ -755,7 +787,7 @@ static lh_site *
 site_of_reuse(lh_origin origin, int gil)
 {
     int mode = S.common;
-    if (mode != LH_COMMON_NONE && gil) {
+    if (mode != LH_COMMON_NONE && gil && origin.tstate != NULL) {
         lh_frame top;
         uint16_t total = 0;
         int n = mode == LH_COMMON_DEPTH
@@ -799,8 +831,9 @@ on_reuse(uintptr_t block)
         return;
     }
     /* The tag is read before the lock: reading it may allocate. */
-    lh_origin origin = origin_of(lh_frames_tstate());
-    int gil = on_main_gil(origin.tstate);
+    PyThreadState *tstate = lh_frames_tstate();
+    lh_origin origin = origin_of(tstate);
+    int gil = on_main_gil(tstate);
     lh_lock_acquire(&S.lock, gil);
     lh_block *b = is_tracing() ? lh_blocks_lookup(&S.blocks, block) : NULL;
     if (b != NULL) {
@@ -1002,6 +1035,7 @@ lh_hooks_start(int nframe, size_t sample_bytes, int total_nframe)
     S.sample_bytes = sample_bytes;
     update_common();
     lh_hooks_unlock();
+    S.trace_interp = PyInterpreterState_Get();
     for (int d = 0; d < LH_NDOMAINS; d++) {
         PyMem_GetAllocator(lh_domains[d], &S.underlying[d]);
     }
@@ -1128,8 +1162,9 @@ lh_track(unsigned int domain, uintptr_t ptr, size_t size)
     if (domain == LH_PYTHON_DOMAIN && skip_allocation(size)) {
         return 0;
     }
-    lh_origin origin = origin_of(lh_frames_gil_holder());
-    int gil = on_main_gil(origin.tstate);
+    PyThreadState *tstate = lh_frames_gil_holder();
+    lh_origin origin = origin_of(tstate);
+    int gil = on_main_gil(tstate);
     int result = 0;
     lh_lock_acquire(&S.lock, gil);
     if (!is_tracing()) {

@@ -59,6 +59,10 @@ typedef struct {
     int atfork_registered;
     /* Whose GIL makes a thread the lock's fast side (lock.h). */
     PyInterpreterState *main_interp;
+    /* The interpreter that started tracing.  Only its threads' frames,
+       and the main interpreter's, are recorded (hooks.c, recordable()).
+       Set with the GIL held, before the hooks are installed. */
+    PyInterpreterState *trace_interp;
     /* Read without the lock on the fast path, so atomic. */
     atomic_int tracing;
 

@@ -1,0 +1,211 @@
+"""Subinterpreters running while the tracer traces never hurt the program.
+
+From 3.12 an isolated subinterpreter has a GIL and an object allocator of
+its own (3.14 makes them public: ``concurrent.interpreters``,
+``InterpreterPoolExecutor``).  Before the fix, the tracer kept such an
+interpreter's code objects in its sites and freed them from the main
+interpreter, into the wrong allocator: the program aborted in ``free()``
+at the next snapshot.  Legacy subinterpreters (every version; mod_wsgi's
+kind) share the main interpreter's GIL and allocator, but their objects
+cannot outlive them either (3.12 crashed too).  So the tracer records
+frames only in the main interpreter and in the one that started tracing.
+"""
+
+from __future__ import annotations
+
+import sys
+from textwrap import dedent
+
+import pytest
+from helpers import assert_clean, child, run_python
+
+#: Makes, runs and destroys a subinterpreter of a kind, on each version.
+SUBINTERPRETERS = """
+import gc
+try:
+    import _interpreters as _I  # 3.13+
+except ImportError:
+    import _xxsubinterpreters as _I  # 3.10 to 3.12
+
+def make(kind):
+    if sys.version_info >= (3, 13):
+        return _I.create(kind)
+    if sys.version_info >= (3, 12):
+        return _I.create(isolated=kind == "isolated")
+    return _I.create()  # legacy only
+
+def run(interp, code):
+    failed = _I.run_string(interp, code)
+    assert failed is None, failed
+
+KINDS = ["legacy"] + (["isolated"] if sys.version_info >= (3, 12) else [])
+
+# Allocates, frees, and keeps 100,000 strs of about 60 B in the
+# subinterpreter's __main__.
+CODE = '''
+import json
+data = {i: (i, str(i)) for i in range(5000)}
+text = json.dumps(data)
+del data, text
+kept = ["x" * 10 + str(i) for i in range(100000)]
+'''
+"""
+
+
+@pytest.mark.parametrize("tracer", ["start", "watcher"])
+def test_subinterpreters_run_and_end_while_the_tracer_traces(tracer):
+    # The watcher also keeps the free lists empty (3.10 to 3.12), whose
+    # wrapped deallocators then run in the subinterpreters' threads too.
+    proc = run_python(
+        child(
+            SUBINTERPRETERS
+            + dedent(
+                """
+            import threading
+            from pyleakhunt.watcher import LeakWatcher
+
+            if %r == "start":
+                pyleakhunt.start(5)
+            else:
+                watcher = LeakWatcher(interval=0.05, nframe=5).start()
+            for kind in KINDS:
+                for _ in range(2):
+                    interp = make(kind)
+                    run(interp, CODE)
+                    pyleakhunt.take_snapshot().statistics("traceback")
+                    _I.destroy(interp)
+                    pyleakhunt.take_snapshot().statistics("traceback")
+
+                # Two at once, beside the main thread's own churn.
+                def work():
+                    interp = make(kind)
+                    for _ in range(3):
+                        run(interp, CODE)
+                    _I.destroy(interp)
+                threads = [threading.Thread(target=work) for _ in range(2)]
+                for t in threads:
+                    t.start()
+                junk = []
+                for i in range(100000):
+                    junk.append((i, str(i)))
+                    if len(junk) > 1000:
+                        junk.clear()
+                        pyleakhunt.take_snapshot()
+                for t in threads:
+                    t.join()
+                gc.collect()
+                pyleakhunt.take_snapshot().statistics("lineno")
+            if %r == "start":
+                pyleakhunt.stop()
+            else:
+                watcher.stop()
+            print("OK")
+            """
+                % (tracer, tracer)
+            )
+        ),
+        timeout=180,
+    )
+    assert_clean(proc)
+
+
+@pytest.mark.parametrize("kind", ["legacy", "isolated"])
+def test_memory_a_subinterpreter_keeps_is_counted_without_frames(kind):
+    if kind == "isolated" and sys.version_info < (3, 12):
+        pytest.skip("isolated subinterpreters exist from CPython 3.12")
+    # Its code objects could not be kept past its end: "<unknown>".
+    proc = run_python(
+        child(
+            SUBINTERPRETERS
+            + dedent(
+                """
+            pyleakhunt.start(1)
+            interp = make(%r)
+            before = pyleakhunt.get_traced_memory()[0]
+            run(interp, CODE)
+            grew = pyleakhunt.get_traced_memory()[0] - before
+            assert grew > 5_000_000, grew
+            where = {}
+            for stat in pyleakhunt.take_snapshot().statistics("lineno"):
+                frame = stat.traceback[0]
+                where[frame.filename] = where.get(frame.filename, 0) + stat.size
+            assert where.get("<unknown>", 0) > 5_000_000, where
+            _I.destroy(interp)
+            gc.collect()
+            pyleakhunt.take_snapshot().statistics("lineno")
+            pyleakhunt.stop()
+            print("OK")
+            """
+                % kind
+            )
+        ),
+        timeout=120,
+    )
+    assert_clean(proc)
+
+
+#: Run in a legacy subinterpreter: traces itself, and checks the line.
+TRACED_IN_SUBINTERPRETER = """
+import pyleakhunt
+pyleakhunt.start(1)
+kept = ["x" * 10 + str(i) for i in range(100000)]; line = 4
+here = __import__("sys")._getframe().f_code.co_filename  # <string>, <script>
+where = {}
+for stat in pyleakhunt.take_snapshot().statistics("lineno"):
+    frame = stat.traceback[0]
+    key = (frame.filename, frame.lineno)
+    where[key] = where.get(key, 0) + stat.size
+top = max(where, key=where.get)
+assert top == (here, line) and where[top] > 5_000_000, where
+"""
+
+
+def test_a_legacy_subinterpreter_traces_itself_at_its_lines():
+    # mod_wsgi runs each application in a legacy subinterpreter: tracing
+    # started there records that interpreter's frames, and its end stops it.
+    proc = run_python(
+        child(
+            SUBINTERPRETERS
+            + "TRACED = %r\n" % TRACED_IN_SUBINTERPRETER
+            + dedent(
+                """
+            interp = make("legacy")
+            run(interp, TRACED)
+            _I.destroy(interp)
+            assert not pyleakhunt.is_tracing()
+            gc.collect()
+            pyleakhunt.start(1)
+            pyleakhunt.take_snapshot().statistics("lineno")
+            pyleakhunt.stop()
+            print("OK")
+            """
+            )
+        ),
+        timeout=120,
+    )
+    assert_clean(proc)
+
+
+@pytest.mark.skipif(
+    sys.version_info < (3, 14), reason="InterpreterPoolExecutor is new in 3.14"
+)
+def test_an_interpreter_pool_runs_under_the_watcher():
+    proc = run_python(
+        child(
+            """
+            import json
+            from concurrent.futures import InterpreterPoolExecutor
+            from pyleakhunt.watcher import LeakWatcher
+
+            watcher = LeakWatcher(interval=0.05)
+            watcher.start()
+            with InterpreterPoolExecutor(2) as pool:
+                texts = list(pool.map(json.dumps, [{"i": i} for i in range(2000)]))
+            assert len(texts) == 2000
+            watcher.stop()
+            print("OK")
+            """
+        ),
+        timeout=120,
+    )
+    assert_clean(proc)
