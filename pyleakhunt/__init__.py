@@ -290,8 +290,14 @@ def __getattr__(name: str) -> Any:
 
 def _stop_at_exit() -> None:
     # Release the tables (and the code objects they keep) before the
-    # interpreter tears itself down.
-    if _core.is_tracing() and _core.hooks_on_top():
+    # interpreter tears itself down: the main one, or a subinterpreter
+    # that started tracing.  Another subinterpreter that imported
+    # pyleakhunt leaves the tracing alone (its frames are not recorded).
+    if (
+        _core.is_tracing()
+        and _core.hooks_on_top()
+        and (_core.in_main_interpreter() or _core.started_tracing_here())
+    ):
         _core.stop()
 
 

@@ -56,7 +56,7 @@ from typing import Any, BinaryIO, Dict, Mapping, Optional, Tuple, Union
 
 import pyleakhunt
 
-from . import lease
+from . import _core, lease
 from ._files import write_atomically
 from .fileformat import TimelineWriter
 from .lease import Lease
@@ -570,9 +570,13 @@ def start_from_environment(environ: Optional[Mapping[str, str]] = None) -> bool:
 
     This is what ``pyleakhunt-autostart.pth`` calls at interpreter start.
     It never raises: a value it cannot honour prints one warning on stderr
-    and leaves the process untraced.
+    and leaves the process untraced.  Python runs the hook in every
+    interpreter: a subinterpreter does nothing (the main interpreter's
+    session traces the process).
     """
     global _environment_result
+    if not _core.in_main_interpreter():
+        return False
     if environ is None:
         # Python runs the .pth files of a virtual environment twice (site.py
         # adds its site-packages once in venv(), then again with the

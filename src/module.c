@@ -247,6 +247,22 @@ core_hooks_on_top(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
 }
 
 static PyObject *
+core_in_main_interpreter(PyObject *Py_UNUSED(module),
+                         PyObject *Py_UNUSED(unused))
+{
+    return PyBool_FromLong(PyInterpreterState_Get()
+                           == PyInterpreterState_Main());
+}
+
+static PyObject *
+core_started_tracing_here(PyObject *Py_UNUSED(module),
+                          PyObject *Py_UNUSED(unused))
+{
+    return PyBool_FromLong(atomic_load(&S.tracing)
+                           && S.trace_interp == PyInterpreterState_Get());
+}
+
+static PyObject *
 core_ref_tracer_check(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
 {
     return PyBool_FromLong(lh_ref_tracer_check());
@@ -726,6 +742,11 @@ static PyMethodDef core_methods[] = {
     {"is_tracing", core_is_tracing, METH_NOARGS, "True while tracing."},
     {"hooks_on_top", core_hooks_on_top, METH_NOARGS,
      "True if our hooks are the installed allocators."},
+    {"in_main_interpreter", core_in_main_interpreter, METH_NOARGS,
+     "Whether the caller runs in the main interpreter."},
+    {"started_tracing_here", core_started_tracing_here, METH_NOARGS,
+     "Whether tracing is on and was started from the caller's interpreter "
+     "(only its frames and the main one's are recorded)."},
     {"abandon", core_abandon, METH_NOARGS,
      "Stop recording without touching the allocators."},
     {"ref_tracer_check", core_ref_tracer_check, METH_NOARGS,

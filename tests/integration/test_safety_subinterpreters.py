@@ -209,3 +209,34 @@ def test_an_interpreter_pool_runs_under_the_watcher():
         timeout=120,
     )
     assert_clean(proc)
+
+
+def test_a_subinterpreter_that_imports_pyleakhunt_leaves_the_tracing_on():
+    # Its exit ran the package's atexit stop(), which stopped the main
+    # interpreter's tracing for the rest of the process; and the autostart
+    # hook, which runs in every interpreter, started a second production
+    # session there.
+    proc = run_python(
+        child(
+            SUBINTERPRETERS
+            + dedent(
+                """
+            pyleakhunt.start(1)
+            interp = make("legacy")
+            run(interp, '''if 1:
+                from pyleakhunt import production
+                started = production.start_from_environment(
+                    {"PYLEAKHUNT": "interval=1,signal=none"})
+                assert started is False, started
+            ''')
+            _I.destroy(interp)
+            assert pyleakhunt.is_tracing()
+            pyleakhunt.take_snapshot()
+            pyleakhunt.stop()
+            print("OK")
+            """
+            )
+        ),
+        timeout=120,
+    )
+    assert_clean(proc)
