@@ -787,6 +787,8 @@ static lh_site *
 site_of_reuse(lh_origin origin, int gil)
 {
     int mode = S.common;
+    /* Before 3.12 a subinterpreter's thread holds the main GIL too, but
+       its frames are not recorded (origin.tstate is NULL). */
     if (mode != LH_COMMON_NONE && gil && origin.tstate != NULL) {
         lh_frame top;
         uint16_t total = 0;

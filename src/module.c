@@ -246,12 +246,18 @@ core_hooks_on_top(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
     return PyBool_FromLong(lh_hooks_installed_on_top());
 }
 
+/* Whether the caller runs in the main interpreter.  GIL held. */
+static int
+in_main_interpreter(void)
+{
+    return PyInterpreterState_Get() == PyInterpreterState_Main();
+}
+
 static PyObject *
 core_in_main_interpreter(PyObject *Py_UNUSED(module),
                          PyObject *Py_UNUSED(unused))
 {
-    return PyBool_FromLong(PyInterpreterState_Get()
-                           == PyInterpreterState_Main());
+    return PyBool_FromLong(in_main_interpreter());
 }
 
 static PyObject *
@@ -669,7 +675,7 @@ core_set_user_frames(PyObject *Py_UNUSED(module), PyObject *args)
                           &demo_file)) {
         return NULL;
     }
-    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+    if (!in_main_interpreter()) {
         /* The hooks read the rule under the main interpreter's GIL. */
         PyErr_SetString(PyExc_RuntimeError,
                         "set_user_frames() works in the main interpreter only");
