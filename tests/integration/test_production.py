@@ -230,6 +230,45 @@ def test_without_the_variable_pyleakhunt_is_not_even_imported(python, tmp_path, 
     assert (result.stdout, result.stderr) == ("False\n", "")
 
 
+#: Runs code in a subinterpreter of every kind the version has; prints
+#: whether the main interpreter traces, and the subinterpreters' answers.
+IN_SUBINTERPRETERS = """
+import sys
+try:
+    import _interpreters as _I  # 3.13+
+except ImportError:
+    import _xxsubinterpreters as _I  # 3.10 to 3.12
+kinds = ["legacy"] + (["isolated"] if sys.version_info >= (3, 12) else [])
+answers = []
+for kind in kinds:
+    if sys.version_info >= (3, 13):
+        interp = _I.create(kind)
+    elif sys.version_info >= (3, 12):
+        interp = _I.create(isolated=kind == "isolated")
+    else:
+        interp = _I.create()
+    failed = _I.run_string(interp, "import sys; sys.modules['__main__'].seen = 1")
+    assert failed is None, failed
+    _I.destroy(interp)
+    answers.append(kind)
+import pyleakhunt
+print(pyleakhunt.is_tracing(), answers)
+"""
+
+
+def test_subinterpreters_start_quietly_under_the_variable(python, tmp_path):
+    # Python runs the hook in every interpreter.  An isolated one (3.12+)
+    # cannot load pyleakhunt's extension: importing pyleakhunt there made
+    # site print a traceback for each subinterpreter (an interpreter pool's
+    # every worker).  Only the main interpreter traces the process.
+    value = "sample=exact,interval=0"
+    result = run_python(python, IN_SUBINTERPRETERS, value, str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    kinds = ["legacy"] + (["isolated"] if sys.version_info >= (3, 12) else [])
+    assert result.stdout == "True %r\n" % kinds
+
+
 @pytest.mark.parametrize(
     "value",
     ["sampel=512KiB", "sample=12 parsecs", "signal=SIGKILL", "dir=/proc/no/such"],
