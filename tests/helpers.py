@@ -307,6 +307,41 @@ def child(body):
     return CHILD_PRELUDE + textwrap.dedent(body)
 
 
+#: For a child script: makes, runs and destroys a subinterpreter of a kind,
+#: on each version (make, run, KINDS, and CODE to run there).
+SUBINTERPRETERS = """
+import gc
+import sys
+try:
+    import _interpreters as _I  # 3.13+
+except ImportError:
+    import _xxsubinterpreters as _I  # 3.10 to 3.12
+
+def make(kind):
+    if sys.version_info >= (3, 13):
+        return _I.create(kind)
+    if sys.version_info >= (3, 12):
+        return _I.create(isolated=kind == "isolated")
+    return _I.create()  # legacy only
+
+def run(interp, code):
+    failed = _I.run_string(interp, code)
+    assert failed is None, failed
+
+KINDS = ["legacy"] + (["isolated"] if sys.version_info >= (3, 12) else [])
+
+# Allocates, frees, and keeps 100,000 strs of about 60 B in the
+# subinterpreter's __main__.
+CODE = '''
+import json
+data = {i: (i, str(i)) for i in range(5000)}
+text = json.dumps(data)
+del data, text
+kept = ["x" * 10 + str(i) for i in range(100000)]
+'''
+"""
+
+
 # In-process versions of the same ctypes functions.
 _LIBC_VIEW = ctypes.CDLL(None)
 raw_malloc_nogil = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_size_t)(

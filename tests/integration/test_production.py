@@ -18,6 +18,7 @@ import venv
 from typing import Dict, List, Optional
 
 import pytest
+from helpers import SUBINTERPRETERS
 
 import pyleakhunt
 from pyleakhunt import _core, cli, production
@@ -230,30 +231,19 @@ def test_without_the_variable_pyleakhunt_is_not_even_imported(python, tmp_path, 
     assert (result.stdout, result.stderr) == ("False\n", "")
 
 
-#: Runs code in a subinterpreter of every kind the version has; prints
-#: whether the main interpreter traces, and the subinterpreters' answers.
-IN_SUBINTERPRETERS = """
-import sys
-try:
-    import _interpreters as _I  # 3.13+
-except ImportError:
-    import _xxsubinterpreters as _I  # 3.10 to 3.12
-kinds = ["legacy"] + (["isolated"] if sys.version_info >= (3, 12) else [])
-answers = []
-for kind in kinds:
-    if sys.version_info >= (3, 13):
-        interp = _I.create(kind)
-    elif sys.version_info >= (3, 12):
-        interp = _I.create(isolated=kind == "isolated")
-    else:
-        interp = _I.create()
-    failed = _I.run_string(interp, "import sys; sys.modules['__main__'].seen = 1")
-    assert failed is None, failed
+#: Runs a subinterpreter of every kind the version has; prints whether the
+#: main interpreter traces, and the kinds that ran.
+IN_SUBINTERPRETERS = (
+    SUBINTERPRETERS
+    + """
+for kind in KINDS:
+    interp = make(kind)
+    run(interp, "seen = 1")
     _I.destroy(interp)
-    answers.append(kind)
 import pyleakhunt
-print(pyleakhunt.is_tracing(), answers)
+print(pyleakhunt.is_tracing(), KINDS)
 """
+)
 
 
 def test_subinterpreters_start_quietly_under_the_variable(python, tmp_path):

@@ -17,39 +17,7 @@ import sys
 from textwrap import dedent
 
 import pytest
-from helpers import assert_clean, child, run_python
-
-#: Makes, runs and destroys a subinterpreter of a kind, on each version.
-SUBINTERPRETERS = """
-import gc
-try:
-    import _interpreters as _I  # 3.13+
-except ImportError:
-    import _xxsubinterpreters as _I  # 3.10 to 3.12
-
-def make(kind):
-    if sys.version_info >= (3, 13):
-        return _I.create(kind)
-    if sys.version_info >= (3, 12):
-        return _I.create(isolated=kind == "isolated")
-    return _I.create()  # legacy only
-
-def run(interp, code):
-    failed = _I.run_string(interp, code)
-    assert failed is None, failed
-
-KINDS = ["legacy"] + (["isolated"] if sys.version_info >= (3, 12) else [])
-
-# Allocates, frees, and keeps 100,000 strs of about 60 B in the
-# subinterpreter's __main__.
-CODE = '''
-import json
-data = {i: (i, str(i)) for i in range(5000)}
-text = json.dumps(data)
-del data, text
-kept = ["x" * 10 + str(i) for i in range(100000)]
-'''
-"""
+from helpers import SUBINTERPRETERS, assert_clean, child, run_python
 
 
 @pytest.mark.parametrize("tracer", ["start", "watcher"])

@@ -206,6 +206,11 @@ def test_sites_with_no_live_blocks_release_their_code_objects():
     assert len(kept) == 50
 
 
+def string_size(index):
+    """The size of the string that function `index` of MANY_SITES keeps."""
+    return sys.getsizeof("0" * (10 + index % 90))
+
+
 # Enough distinct allocation lines to overflow the site cache (2048 entries).
 MANY_SITES = "".join(
     "def f%d(keep, n):\n    keep.append(str(n) * %d)\n" % (i, 10 + i % 90)
@@ -237,8 +242,7 @@ def figures_by_line(nframe, **start_options):
         frame = trace.traceback[-1]  # the most recent frame
         if frame.filename != "many_sites.py" or frame.lineno % 2:
             continue
-        index = frame.lineno // 2 - 1
-        if trace.size == sys.getsizeof("0" * (10 + index % 90)):
+        if trace.size == string_size(frame.lineno // 2 - 1):
             size, count = figures.get(frame.lineno, (0, 0))
             figures[frame.lineno] = (size + trace.size, count + 1)
     return figures
@@ -252,15 +256,14 @@ def expected_figures():
             if (n * 3000 + index) % 7:
                 line = 2 * index + 2
                 size, count = figures.get(line, (0, 0))
-                block = sys.getsizeof("0" * (10 + index % 90))
-                figures[line] = (size + block, count + 1)
+                figures[line] = (size + string_size(index), count + 1)
     return figures
 
 
 def test_the_hooks_common_case_path_gives_the_general_paths_figures():
     # One frame takes the hooks' common-case path (site cache hits, free
     # nursery slots), with or without depths; two frames take the general
-    # one for every event.  Same program, same figures for every line.
+    # one for every event.  Each must find every string the program keeps.
     expected = expected_figures()
     assert len(expected) == 3000
     assert figures_by_line(2) == expected
