@@ -3,13 +3,15 @@ does not move.
 
     python -m benchmarks.callgrind_w1 [--configs none,pyleakhunt-1,...]
                                       [--small 2000] [--large 6000]
+                                      [--depth 0]
 
 For each configuration, W1's loop (`benchmarks.workloads.w1`) runs under
 ``valgrind --tool=callgrind`` twice, for *small* and for *large* iterations,
 in a fresh process each; instructions per iteration = the difference of the
 two totals / the difference of the iterations, so that start-up, imports
 and the tracer's start and stop cancel.  Prints one Markdown table row per
-configuration, with the ratio to the untraced loop.  Needs valgrind.
+configuration, with the ratio to the untraced loop.  *depth* runs the
+loop that many extra Python frames deep, as figure 4 does.  Needs valgrind.
 """
 
 from __future__ import annotations
@@ -31,16 +33,18 @@ DEFAULT_CONFIGS = "none,pyleakhunt-1,pyleakhunt-25,tracemalloc-1"
 CHILD = """
 import sys
 from benchmarks import tracers
+from benchmarks.workloads.common import call_at_depth
 from benchmarks.workloads.w1 import w1
 tracer = tracers.make(sys.argv[1])
-w1(100)
+depth = int(sys.argv[3])
+call_at_depth(depth, w1, 100)
 tracer.start()
-w1(int(sys.argv[2]))
+call_at_depth(depth, w1, int(sys.argv[2]))
 tracer.stop()
 """
 
 
-def instructions(config: str, iterations: int) -> int:
+def instructions(config: str, iterations: int, depth: int = 0) -> int:
     """Total instructions (callgrind's Ir) of one child process."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "callgrind.out")
@@ -64,6 +68,7 @@ def instructions(config: str, iterations: int) -> int:
             CHILD,
             config,
             str(iterations),
+            str(depth),
         ]
         proc = subprocess.run(command, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -81,6 +86,7 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--configs", default=DEFAULT_CONFIGS)
     parser.add_argument("--small", type=int, default=2000)
     parser.add_argument("--large", type=int, default=6000)
+    parser.add_argument("--depth", type=int, default=0)
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
@@ -88,11 +94,11 @@ def main(argv: List[str] | None = None) -> int:
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     per_iteration: Dict[str, float] = {}
     for config in configs:
-        small = instructions(config, args.small)
-        large = instructions(config, args.large)
+        small = instructions(config, args.small, args.depth)
+        large = instructions(config, args.large, args.depth)
         per_iteration[config] = (large - small) / (args.large - args.small)
     base = per_iteration.get("none")
-    print("Python %s" % sys.version.split()[0])
+    print("Python %s, %d extra frames deep" % (sys.version.split()[0], args.depth))
     print("| Configuration | Instructions an iteration | vs untraced |")
     print("|:---|---:|---:|")
     for config, count in per_iteration.items():

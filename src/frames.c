@@ -135,10 +135,14 @@ frame_lasti(_PyInterpreterFrame *frame)
     return _PyInterpreterFrame_LASTI(frame);
 }
 
+/* The first frame from `f` down that is shown; *unstarted counts the
+   frames skipped that the interpreter has entered all the same (see
+   entered_frames): those that have not reached their first instruction. */
 static inline _PyInterpreterFrame *
-first_started_frame(_PyInterpreterFrame *f)
+first_started_frame(_PyInterpreterFrame *f, int *unstarted)
 {
     while (f != NULL && _PyFrame_IsIncomplete(f)) {
+        *unstarted += is_shown(f);
         f = f->previous;
     }
     return f;
@@ -199,9 +203,10 @@ frame_lasti(_PyInterpreterFrame *frame)
    Only the frames on top of the stack can be in that state (a frame calls
    nothing before it starts), so only they need this costlier test. */
 static _PyInterpreterFrame *
-first_started_frame(_PyInterpreterFrame *f)
+first_started_frame(_PyInterpreterFrame *f, int *unstarted)
 {
     while (f != NULL && (is_shim(f) || _PyFrame_IsIncomplete(f))) {
+        *unstarted += is_shown(f);
         f = f->previous;
     }
     return f;
@@ -211,13 +216,76 @@ first_started_frame(_PyInterpreterFrame *f)
 
 #if PY_VERSION_HEX >= 0x030B0000
 
+/* The depth of the stack from `f` down, plus `depth`: one load per frame. */
+static unsigned int
+walk_depth(_PyInterpreterFrame *f, unsigned int depth)
+{
+    for (; f != NULL && depth < LH_TOTAL_NFRAME_MAX; f = f->previous) {
+        depth += is_shown(f);
+    }
+    return depth;
+}
+
+#if PY_VERSION_HEX >= 0x030C0000
+/* How many Python frames `tstate` has entered and not yet left.  From 3.12
+   the interpreter counts exactly these for the recursion limit, and
+   nothing else (C calls have a counter of their own): every frame push,
+   of a call, a generator resumed or a frame run from C, takes one from
+   py_recursion_remaining, and every return, yield or unwind gives it back;
+   setrecursionlimit() moves both fields and keeps their difference.  So
+   the depth tracemalloc counts by walking the whole stack is this, less
+   the frames on top that have been entered but not started: a constant
+   cost instead of one dependent load per frame, which in a server 40
+   frames deep was a third of the allocation hook (docs/design.md).
+   tests/unit/test_depth.py checks it against the walk on every allocation
+   of many stack shapes. */
+static inline int
+entered_frames(PyThreadState *tstate)
+{
+    return tstate->py_recursion_limit - tstate->py_recursion_remaining;
+}
+#endif
+
+/* The depth of `tstate`'s stack, whose first `n` shown frames end before
+   `f` and above which `unstarted` entered frames were skipped. */
+static unsigned int
+stack_depth(PyThreadState *tstate, _PyInterpreterFrame *f, int n,
+            int unstarted)
+{
+    if (f == NULL) {
+        return (unsigned int)n; /* the capture reached the bottom */
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    int depth = entered_frames(tstate) - unstarted;
+    if (depth >= n) {
+        return depth < LH_TOTAL_NFRAME_MAX ? (unsigned int)depth
+                                           : LH_TOTAL_NFRAME_MAX;
+    }
+    /* Fewer than the frames just seen: a frame evaluator that does not
+       count (PEP 523) is about.  The walk is always right. */
+#else
+    (void)tstate;
+    (void)unstarted;
+#endif
+    return walk_depth(f, (unsigned int)n);
+}
+
 int
 lh_frames_capture(PyThreadState *tstate, lh_frame *buf, int max,
                   uint16_t *total)
 {
     int n = 0;
-    unsigned int depth = 0;
-    _PyInterpreterFrame *f = first_started_frame(top_frame(tstate));
+    int unstarted = 0;
+    _PyInterpreterFrame *f = first_started_frame(top_frame(tstate),
+                                                 &unstarted);
+    /* The first started frame is shown: taken without testing, since most
+       captures keep one frame. */
+    if (f != NULL && max > 0) {
+        buf[0].code = (PyObject *)frame_code(f);
+        buf[0].lasti = frame_lasti(f);
+        n = 1;
+        f = f->previous;
+    }
     for (; f != NULL && n < max; f = f->previous) {
         if (is_shown(f)) {
             buf[n].code = (PyObject *)frame_code(f);
@@ -225,23 +293,27 @@ lh_frames_capture(PyThreadState *tstate, lh_frame *buf, int max,
             n++;
         }
     }
-    depth = (unsigned int)n;
-    if (total == NULL) {
-        return n;
+    if (total != NULL) {
+        /* The rest of the stack is only counted, for total_nframe. */
+        *total = (uint16_t)stack_depth(tstate, f, n, unstarted);
     }
-    /* The rest of the stack is only counted, for total_nframe. */
-    for (; f != NULL && depth < LH_TOTAL_NFRAME_MAX; f = f->previous) {
-        depth += is_shown(f);
-    }
-    *total = (uint16_t)depth;
     return n;
+}
+
+unsigned int
+lh_frames_walked_depth(PyThreadState *tstate)
+{
+    int unstarted = 0;
+    return walk_depth(first_started_frame(top_frame(tstate), &unstarted), 0);
 }
 
 int
 lh_frames_find(PyThreadState *tstate, int skip, int limit, lh_frame *out,
                int (*is_user)(void *ctx, PyObject *code), void *ctx)
 {
-    _PyInterpreterFrame *f = first_started_frame(top_frame(tstate));
+    int unstarted = 0;
+    _PyInterpreterFrame *f = first_started_frame(top_frame(tstate),
+                                                 &unstarted);
     for (; f != NULL && limit > 0; f = f->previous) {
         if (!is_shown(f)) {
             continue;
@@ -293,6 +365,17 @@ lh_frames_capture(PyThreadState *tstate, lh_frame *buf, int max,
     }
     *total = (uint16_t)depth;
     return n;
+}
+
+unsigned int
+lh_frames_walked_depth(PyThreadState *tstate)
+{
+    unsigned int depth = 0;
+    for (PyFrameObject *f = tstate->frame;
+         f != NULL && depth < LH_TOTAL_NFRAME_MAX; f = f->f_back) {
+        depth++;
+    }
+    return depth;
 }
 
 int

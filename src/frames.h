@@ -37,6 +37,10 @@ PyThreadState *lh_frames_tstate(void);
 int lh_frames_capture(PyThreadState *tstate, lh_frame *buf, int max,
                       uint16_t *total);
 
+/* The depth of `tstate`'s stack counted the slow way, frame by frame,
+   which lh_frames_capture's *total must always equal (tests). */
+unsigned int lh_frames_walked_depth(PyThreadState *tstate);
+
 /* Store in *out the first frame of `tstate`'s stack, among the `limit`
    below the `skip` most recent ones, whose code `is_user(ctx, code)`
    accepts (out may be NULL); returns 1, or 0 when there is none.  Frames

@@ -274,6 +274,16 @@ site_with_user_frame(PyThreadState *tstate, lh_site_key *key, int n,
     return lh_sites_intern(&S.sites, key, scratch_keylen(n + 1));
 }
 
+/* Testing (lh_hooks_check_depth): count `total` against the walk. */
+static __attribute__((noinline)) void
+check_depth(PyThreadState *tstate, uint16_t total)
+{
+    S.depth_check.checked++;
+    if (total != lh_frames_walked_depth(tstate)) {
+        S.depth_check.wrong++;
+    }
+}
+
 /* The site of an allocation made now, in `domain`, from `origin`. */
 static lh_site *
 current_site(unsigned int domain, lh_origin origin)
@@ -285,6 +295,9 @@ current_site(unsigned int domain, lh_origin origin)
     if (tstate != NULL) {
         n = lh_frames_capture(tstate, key->frames, S.nframe,
                               S.total_nframe ? &total : NULL);
+        if (S.depth_check.on && S.total_nframe) {
+            check_depth(tstate, total);
+        }
     }
     key->where = lh_key_where(domain, origin.tag);
     key->depth = lh_key_depth(n, total);
@@ -419,6 +432,18 @@ on_main_gil(PyThreadState *tstate)
 
 /* For callers that are not hooks: the lock, whether or not they hold the
    GIL. */
+void
+lh_hooks_check_depth(int on, uint64_t *checked, uint64_t *wrong)
+{
+    lh_hooks_lock();
+    *checked = S.depth_check.checked;
+    *wrong = S.depth_check.wrong;
+    S.depth_check.on = on;
+    S.depth_check.checked = 0;
+    S.depth_check.wrong = 0;
+    lh_hooks_unlock();
+}
+
 void
 lh_hooks_lock(void)
 {

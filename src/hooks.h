@@ -56,6 +56,10 @@ int lh_hooks_register_atfork(void);
 /* Set up the lock; called once, when the module is first imported. */
 void lh_hooks_init(void);
 
+/* Testing: turn the depth check (state.h) on or off; *checked and *wrong
+   get its counts so far, which restart from 0. */
+void lh_hooks_check_depth(int on, uint64_t *checked, uint64_t *wrong);
+
 /* Take and release the tables' lock from outside the hooks, with or
    without the GIL. */
 void lh_hooks_lock(void);

@@ -621,6 +621,21 @@ core_fail_after(PyObject *Py_UNUSED(module), PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* _check_depth(on) -> (checked, wrong): testing; see lh_hooks_check_depth. */
+static PyObject *
+core_check_depth(PyObject *Py_UNUSED(module), PyObject *flag)
+{
+    int on = PyObject_IsTrue(flag);
+    if (on < 0) {
+        return NULL;
+    }
+    uint64_t checked;
+    uint64_t wrong;
+    lh_hooks_check_depth(on, &checked, &wrong);
+    return Py_BuildValue("(KK)", (unsigned long long)checked,
+                         (unsigned long long)wrong);
+}
+
 /* pause_thread(flag): while true, the calling thread's allocations are
    not recorded (the tracer's own analysis); frees still are. */
 static PyObject *
@@ -789,6 +804,9 @@ static PyMethodDef core_methods[] = {
      "Whether extensions' PyTraceMalloc_Track calls are received."},
     {"_ext_track_slots", core_ext_track_slots, METH_NOARGS,
      "Testing: (object, symbol, slot, value) of each redirectable slot."},
+    {"_check_depth", core_check_depth, METH_O,
+     "Testing: count each captured depth again by walking; returns and "
+     "restarts the counts (checked, wrong)."},
     {"_fail_after", core_fail_after, METH_O,
      "Testing: make the tracer's allocations fail after n (-1: never)."},
     {NULL, NULL, 0, NULL},

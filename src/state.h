@@ -92,6 +92,14 @@ typedef struct {
     /* Set when 3.15 tells ours it was replaced (TRACKER_REMOVED). */
     atomic_int ref_displaced;
 #endif
+    /* Testing: when `on`, every traceback the general path captures has
+       its depth counted again the slow way (frames.h); `wrong` counts
+       those that differ. */
+    struct {
+        int on;
+        uint64_t checked;
+        uint64_t wrong;
+    } depth_check;
     /* Scratch key for capturing the current traceback, with room for
        `scratch_frames` frames: nframe, and the user's frame. */
     lh_site_key *scratch;

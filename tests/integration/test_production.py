@@ -347,12 +347,18 @@ def test_forked_workers_trace_into_their_own_timelines(python, tmp_path):
 
 
 def test_the_dump_signal_writes_a_snapshot_and_the_process_goes_on(python, tmp_path):
+    # The child waits for its input in short selects, not in one read: a
+    # Python signal handler runs between bytecodes, and a signal that came
+    # after "ready" was written but before the read began would wait for
+    # that read to end (no EINTR), which never came: the test hung.
     code = """
-    import sys
+    import select, sys
     def cache():
         return [bytearray(1000) for _ in range(5000)]
     KEEP = cache()
     print("ready", flush=True)
+    while not select.select([sys.stdin], [], [], 0.05)[0]:
+        pass
     sys.stdin.readline()
     print("still running", len(KEEP), flush=True)
     """

@@ -1,5 +1,7 @@
 """Sampled tracing: unbiased estimates, flagged as such."""
 
+import gc
+import itertools
 import os
 import sys
 
@@ -71,25 +73,40 @@ def test_exact_tracing_stays_the_default():
     assert pyleakhunt.get_stats()["sample_bytes"] == 0
 
 
-def test_sites_that_allocated_nothing_are_never_reported():
-    def allocates_nothing(n):
+def test_sites_whose_blocks_were_all_freed_are_never_reported():
+    def frees_all_it_makes(n):
+        # Bytes have no free list, and the ints stay small (immortal): an
+        # int over 256 could wait on 3.14's free list, still a live block
+        # of its line, as tracemalloc counts it too.
         total = 0
-        for i in range(n):
-            total += i & 7
+        for _ in itertools.repeat(None, n):
+            total = (total + len(bytes(40))) & 127
         return total
 
-    pyleakhunt.start(1, sample_bytes=256)
-    allocates_nothing(100_000)
-    kept = retain(2_000)
-    snapshot = pyleakhunt.take_snapshot(traces=False)
-    pyleakhunt.stop()
-    first = allocates_nothing.__code__.co_firstlineno
+    # Run once untraced: at a function's first line CPython may allocate
+    # what the code object keeps (from 3.12, its instrumentation data after
+    # an earlier test set a trace function: sys.settrace and its removal
+    # each make every code object instrument itself again), which is
+    # counted at that line for good.  And no collection runs in between
+    # (what it makes is counted at whatever line runs then).
+    frees_all_it_makes(1)
+    gc.collect()
+    gc.disable()
+    try:
+        pyleakhunt.start(1, sample_bytes=256)
+        frees_all_it_makes(100_000)
+        kept = retain(2_000)
+        snapshot = pyleakhunt.take_snapshot(traces=False)
+        pyleakhunt.stop()
+    finally:
+        gc.enable()
+    first = frees_all_it_makes.__code__.co_firstlineno
     lines = {
         s.traceback[0].lineno
         for s in snapshot.statistics("lineno")
         if s.traceback[0].filename == __file__
     }
-    assert not lines & set(range(first, first + 5))
+    assert not lines & set(range(first, first + 8))
     assert RETAIN_LINE in lines
     assert len(kept) == 2_000
 
