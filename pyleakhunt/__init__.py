@@ -148,11 +148,12 @@ def start(
     tracing is already on, only the limit (and *total_nframe*) changes.
 
     *total_nframe*: whether each traceback also counts the frames beyond
-    *nframe* (``Traceback.total_nframe``), as tracemalloc does.  That walks
-    the whole stack on every allocation, which in a server some 40 frames
-    deep costs more than the rest of the tracing; with ``False``,
-    ``total_nframe`` is None and tracebacks that differ only below the
-    limit are one.
+    *nframe* (``Traceback.total_nframe``), as tracemalloc does.  On 3.10
+    and 3.11 that walks the whole stack on every allocation, which in a
+    server some 40 frames deep costs more than the rest of the tracing;
+    from 3.12 the interpreter's own count is read, at the same cost at any
+    depth.  With ``False``, ``total_nframe`` is None and tracebacks that
+    differ only below the limit are one.
 
     *sample_bytes* (a number of bytes, or text such as ``"512KiB"``) turns
     on sampled tracing: on average one allocation per *sample_bytes* bytes

@@ -433,18 +433,6 @@ on_main_gil(PyThreadState *tstate)
 /* For callers that are not hooks: the lock, whether or not they hold the
    GIL. */
 void
-lh_hooks_check_depth(int on, uint64_t *checked, uint64_t *wrong)
-{
-    lh_hooks_lock();
-    *checked = S.depth_check.checked;
-    *wrong = S.depth_check.wrong;
-    S.depth_check.on = on;
-    S.depth_check.checked = 0;
-    S.depth_check.wrong = 0;
-    lh_hooks_unlock();
-}
-
-void
 lh_hooks_lock(void)
 {
     lh_lock_acquire(&S.lock, on_main_gil(lh_frames_gil_holder()));
@@ -454,6 +442,18 @@ void
 lh_hooks_unlock(void)
 {
     lh_lock_release(&S.lock, on_main_gil(lh_frames_gil_holder()));
+}
+
+void
+lh_hooks_check_depth(int on, uint64_t *checked, uint64_t *wrong)
+{
+    lh_hooks_lock();
+    *checked = S.depth_check.checked;
+    *wrong = S.depth_check.wrong;
+    S.depth_check.on = on;
+    S.depth_check.checked = 0;
+    S.depth_check.wrong = 0;
+    lh_hooks_unlock();
 }
 
 /* In sampled mode, most allocations are not recorded at all; nor are the
