@@ -216,6 +216,13 @@ first_started_frame(_PyInterpreterFrame *f, int *unstarted)
 
 #if PY_VERSION_HEX >= 0x030B0000
 
+static inline void
+take_frame(lh_frame *out, _PyInterpreterFrame *f)
+{
+    out->code = (PyObject *)frame_code(f);
+    out->lasti = frame_lasti(f);
+}
+
 /* The depth of the stack from `f` down, plus `depth`: one load per frame. */
 static unsigned int
 walk_depth(_PyInterpreterFrame *f, unsigned int depth)
@@ -279,18 +286,15 @@ lh_frames_capture(PyThreadState *tstate, lh_frame *buf, int max,
     _PyInterpreterFrame *f = first_started_frame(top_frame(tstate),
                                                  &unstarted);
     /* The first started frame is shown: taken without testing, since most
-       captures keep one frame. */
+       captures keep one frame (callgrind: 200 instructions an iteration of
+       W1 on 3.14). */
     if (f != NULL && max > 0) {
-        buf[0].code = (PyObject *)frame_code(f);
-        buf[0].lasti = frame_lasti(f);
-        n = 1;
+        take_frame(&buf[n++], f);
         f = f->previous;
     }
     for (; f != NULL && n < max; f = f->previous) {
         if (is_shown(f)) {
-            buf[n].code = (PyObject *)frame_code(f);
-            buf[n].lasti = frame_lasti(f);
-            n++;
+            take_frame(&buf[n++], f);
         }
     }
     if (total != NULL) {
@@ -326,8 +330,7 @@ lh_frames_find(PyThreadState *tstate, int skip, int limit, lh_frame *out,
         PyObject *code = (PyObject *)frame_code(f);
         if (is_user(ctx, code)) {
             if (out != NULL) {
-                out->code = code;
-                out->lasti = frame_lasti(f);
+                take_frame(out, f);
             }
             return 1;
         }

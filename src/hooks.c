@@ -274,10 +274,15 @@ site_with_user_frame(PyThreadState *tstate, lh_site_key *key, int n,
     return lh_sites_intern(&S.sites, key, scratch_keylen(n + 1));
 }
 
-/* Testing (lh_hooks_check_depth): count `total` against the walk. */
+/* Testing (lh_hooks_check_depth): count `total` against the walk.  Out
+   of line, and on the general path only: the hooks' common case never
+   pays for it. */
 static __attribute__((noinline)) void
 check_depth(PyThreadState *tstate, uint16_t total)
 {
+    if (!S.total_nframe) {
+        return; /* total is 0: nothing was counted */
+    }
     S.depth_check.checked++;
     if (total != lh_frames_walked_depth(tstate)) {
         S.depth_check.wrong++;
@@ -295,7 +300,7 @@ current_site(unsigned int domain, lh_origin origin)
     if (tstate != NULL) {
         n = lh_frames_capture(tstate, key->frames, S.nframe,
                               S.total_nframe ? &total : NULL);
-        if (S.depth_check.on && S.total_nframe) {
+        if (S.depth_check.on) {
             check_depth(tstate, total);
         }
     }
