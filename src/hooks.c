@@ -23,33 +23,36 @@ lh_tracer_state lh_tracer = {
     .lock = {.spin = ATOMIC_FLAG_INIT, .symmetric = 1},
 };
 
-/* Set while a hook runs on this thread.  pymalloc falls back to
-   PyMem_RawMalloc() for large blocks, so an OBJ hook can re-enter the RAW
-   hook for the same block: the inner call must only forward.  Per-thread
-   state cannot live in lh_tracer; this flag is the one exception.
-   initial-exec avoids a __tls_get_addr call on every allocation. */
-static __thread int lh_in_hook __attribute__((tls_model("initial-exec")));
+/* The hooks' per-thread state.  Per-thread state cannot live in
+   lh_tracer, so it lives here, in one struct: the hooks find it with one
+   address load (initial-exec: no __tls_get_addr call on any allocation).
+   - in_hook: set while a hook runs on this thread.  pymalloc falls back
+     to PyMem_RawMalloc() for large blocks, so an OBJ hook can re-enter
+     the RAW hook for the same block: the inner call must only forward.
+   - paused: set while this thread runs the tracer's own analysis
+     (snapshots, grouping): its allocations are not recorded, so the
+     tracer neither slows its own work down nor shows up in what it
+     reports.  Frees are still seen, so nothing recorded before goes
+     stale.
+   - last_block (3.13+): the last block this thread recorded.  An object
+     created in it has its traceback already, so the reference tracer can
+     skip it cheaply. */
+typedef struct {
+    int in_hook;
+    int paused;
+    uintptr_t last_block;
+} lh_thread_state;
 
-/* Set while this thread runs the tracer's own analysis (snapshots,
-   grouping): its allocations are not recorded, so the tracer neither
-   slows its own work down nor shows up in what it reports.  Frees are
-   still seen, so nothing recorded before goes stale. */
-static __thread int lh_paused __attribute__((tls_model("initial-exec")));
+static __thread lh_thread_state lh_thread
+    __attribute__((tls_model("initial-exec")));
 
 int
 lh_hooks_pause_thread(int paused)
 {
-    int was = lh_paused;
-    lh_paused = paused;
+    int was = lh_thread.paused;
+    lh_thread.paused = paused;
     return was;
 }
-
-#if PY_VERSION_HEX >= 0x030D0000
-/* The last block this thread recorded: an object created in it has its
-   traceback already, so the reference tracer can skip it cheaply. */
-static __thread uintptr_t lh_last_block
-    __attribute__((tls_model("initial-exec")));
-#endif
 
 #define S lh_tracer
 
@@ -57,7 +60,7 @@ static inline void
 note_last_block(uintptr_t ptr)
 {
 #if PY_VERSION_HEX >= 0x030D0000
-    lh_last_block = ptr;
+    lh_thread.last_block = ptr;
 #else
     (void)ptr;
 #endif
@@ -468,7 +471,7 @@ static inline int
 skip_allocation(size_t size)
 {
     return (S.sample_bytes != 0 && !lh_sample_take(size, S.sample_bytes))
-           || lh_paused;
+           || lh_thread.paused;
 }
 
 /* ... and frees of blocks that were certainly not recorded skip the lock. */
@@ -526,21 +529,40 @@ small_and_not_sampled(int domain, size_t size)
    and the general path out of line, an allocation costs about 155
    instructions instead of 200 and a free 85 instead of 95 (callgrind,
    Flask hello world).  Reallocations take it too (40 a request in a
-   waitress server).  When these return 0 they have changed nothing, and
-   the general path does it all. */
+   waitress server), and callocs.  When these return 0 they have changed
+   nothing, and the general path does it all. */
 
-/* The common case's rarer turns (the nursery slot taken, the block no
-   longer in the nursery), kept out of line. */
+/* The common case's rarer turns, kept out of line: the nursery slot is
+   taken (about one allocation in four in W1: the block that held it is
+   moved to the main table), or the block is no longer in the nursery.
+   They go straight to the table's own slow paths, as their callers have
+   tried the nursery already; the common case is exact, so no weighting
+   and no sample filter. */
 static __attribute__((noinline)) void
 record_elsewhere(uintptr_t ptr, size_t size, lh_site *site)
 {
-    record_in_site(ptr, size, site, 0);
+    lh_block_record dropped[LH_MAX_DROPPED];
+    int n;
+    if (lh_blocks_put_old(&S.blocks, ptr, site->id, size, dropped, &n) < 0) {
+        S.counters.lost_blocks++;
+    }
+    else {
+        count_in(site, size);
+    }
+    for (int i = 0; i < n; i++) {
+        count_out(S.sites.by_id[dropped[i].site_id], dropped[i].size);
+    }
 }
 
 static __attribute__((noinline)) int
 forget_elsewhere(uintptr_t ptr, uint32_t *site_id, size_t *size)
 {
-    return forget_block(ptr, site_id, size);
+    S.counters.free_events++;
+    if (!lh_blocks_pop_old(&S.blocks, ptr, site_id, size)) {
+        return 0;
+    }
+    count_out(S.sites.by_id[*site_id], *size);
+    return 1;
 }
 
 /* Called with the lock held whenever the configuration changes. */
@@ -573,11 +595,13 @@ common_owner(int domain)
 #endif
 }
 
+/* Record `ptr` as record_block() does, if the common case applies to
+   the thread `tstate` (common_owner() gave it); returns 0 if it does not
+   (nothing done). */
 static inline int
-common_alloc(int domain, uintptr_t ptr, size_t size)
+common_alloc(PyThreadState *tstate, uintptr_t ptr, size_t size)
 {
-    PyThreadState *tstate = common_owner(domain);
-    if (tstate == NULL || lh_paused) {
+    if (tstate == NULL || lh_thread.paused) {
         return 0;
     }
     int mode = S.common;
@@ -613,13 +637,13 @@ common_alloc(int domain, uintptr_t ptr, size_t size)
     return done;
 }
 
-/* Forget `ptr`, as forget_block() does, if the common case applies;
-   returns 0 if it does not (nothing done). */
+/* Forget `ptr`, as forget_block() does, if the common case applies to
+   `tstate`'s thread; returns 0 if it does not (nothing done). */
 static inline int
-common_forget(int domain, uintptr_t ptr, uint32_t *site_id, size_t *size,
-              int *found)
+common_forget(PyThreadState *tstate, uintptr_t ptr, uint32_t *site_id,
+              size_t *size, int *found)
 {
-    if (common_owner(domain) == NULL) {
+    if (tstate == NULL) {
         return 0;
     }
     lh_lock_acquire(&S.lock, 1);
@@ -644,17 +668,17 @@ static __attribute__((noinline, flatten)) void *
 traced_malloc(int domain, size_t size)
 {
     PyMemAllocatorEx *next = &S.underlying[domain];
-    if (lh_in_hook) {
+    if (lh_thread.in_hook) {
         return next->malloc(next->ctx, size);
     }
-    lh_in_hook = 1;
+    lh_thread.in_hook = 1;
     void *ptr = next->malloc(next->ctx, size);
     if (ptr != NULL && is_tracing()
-        && !common_alloc(domain, (uintptr_t)ptr, size)
+        && !common_alloc(common_owner(domain), (uintptr_t)ptr, size)
         && !skip_allocation(size)) {
         after_alloc(domain, ptr, size);
     }
-    lh_in_hook = 0;
+    lh_thread.in_hook = 0;
     return ptr;
 }
 
@@ -672,16 +696,19 @@ static __attribute__((noinline, flatten)) void *
 traced_calloc(int domain, size_t nelem, size_t elsize)
 {
     PyMemAllocatorEx *next = &S.underlying[domain];
-    if (lh_in_hook) {
+    if (lh_thread.in_hook) {
         return next->calloc(next->ctx, nelem, elsize);
     }
-    lh_in_hook = 1;
+    lh_thread.in_hook = 1;
     void *ptr = next->calloc(next->ctx, nelem, elsize);
     /* calloc checked nelem * elsize for overflow already. */
-    if (ptr != NULL && is_tracing() && !skip_allocation(nelem * elsize)) {
-        after_alloc(domain, ptr, nelem * elsize);
+    size_t size = nelem * elsize;
+    if (ptr != NULL && is_tracing()
+        && !common_alloc(common_owner(domain), (uintptr_t)ptr, size)
+        && !skip_allocation(size)) {
+        after_alloc(domain, ptr, size);
     }
-    lh_in_hook = 0;
+    lh_thread.in_hook = 0;
     return ptr;
 }
 
@@ -700,21 +727,22 @@ static __attribute__((noinline, flatten)) void
 traced_free(int domain, void *ptr)
 {
     PyMemAllocatorEx *next = &S.underlying[domain];
-    if (lh_in_hook || ptr == NULL || !is_tracing()) {
+    if (lh_thread.in_hook || ptr == NULL || !is_tracing()) {
         next->free(next->ctx, ptr);
         return;
     }
-    lh_in_hook = 1;
+    lh_thread.in_hook = 1;
     /* Forget the block before releasing it: once released, another
        thread may get the same address and record it. */
     uint32_t site_id;
     size_t size;
     int found;
-    if (!common_forget(domain, (uintptr_t)ptr, &site_id, &size, &found)) {
+    if (!common_forget(common_owner(domain), (uintptr_t)ptr, &site_id,
+                       &size, &found)) {
         forget_general(domain, (uintptr_t)ptr, &site_id, &size);
     }
     next->free(next->ctx, ptr);
-    lh_in_hook = 0;
+    lh_thread.in_hook = 0;
 }
 
 static inline void
@@ -732,18 +760,20 @@ static inline void *
 hook_realloc(int domain, void *ptr, size_t size)
 {
     PyMemAllocatorEx *next = &S.underlying[domain];
-    if (lh_in_hook || !is_tracing()) {
+    if (lh_thread.in_hook || !is_tracing()) {
         return next->realloc(next->ctx, ptr, size);
     }
-    lh_in_hook = 1;
+    lh_thread.in_hook = 1;
     /* Take the old block out first, as for free; if the realloc fails the
        old block is still valid and is put back: nobody else can have been
        given its address in between. */
     uint32_t old_site = 0;
     size_t old_size = 0;
     int had_old = 0;
+    /* Asked once for both halves: the thread is the same. */
+    PyThreadState *owner = common_owner(domain);
     if (ptr != NULL && !skip_free(ptr)
-        && !common_forget(domain, (uintptr_t)ptr, &old_site, &old_size,
+        && !common_forget(owner, (uintptr_t)ptr, &old_site, &old_size,
                           &had_old)) {
         had_old = forget_general(domain, (uintptr_t)ptr, &old_site,
                                  &old_size);
@@ -759,11 +789,11 @@ hook_realloc(int domain, void *ptr, size_t size)
             lh_lock_release(&S.lock, gil);
         }
     }
-    else if (!common_alloc(domain, (uintptr_t)ptr2, size)
+    else if (!common_alloc(owner, (uintptr_t)ptr2, size)
              && !skip_allocation(size)) {
         after_alloc(domain, ptr2, size);
     }
-    lh_in_hook = 0;
+    lh_thread.in_hook = 0;
     return ptr2;
 }
 
@@ -878,27 +908,22 @@ static int
 on_new_reference(PyObject *op, PyRefTracerEvent event, void *data)
 {
     (void)data;
-    /* Forwarded first, whatever happens below: the other tracer must see
-       every event it would have seen without us. */
-    PyRefTracer prev = S.ref_prev;
-    if (prev != NULL) {
-        prev(op, event, S.ref_prev_data);
-    }
     if (event == PyRefTracer_CREATE) {
-        if (lh_in_hook || !is_tracing()) {
-            return 0;
-        }
+        /* Most objects are created in the block just recorded, so that
+           test comes first: whatever else holds, there is nothing to do
+           for such an object. */
         uintptr_t block = lh_object_block(op);
-        if (block == lh_last_block) {
+        if (block == lh_thread.last_block) {
             /* Consumed: if this block is later reused from a free list,
                the next creation in it must not be mistaken for this one. */
-            lh_last_block = 0;
+            lh_thread.last_block = 0;
             return 0;
         }
         /* Most reused objects in a steady loop were never recorded (they
            were on the free lists before tracing started): the absent memo
            answers for them without the lock. */
-        if (!lh_blocks_known_absent(&S.blocks, block)) {
+        if (!lh_thread.in_hook && is_tracing()
+            && !lh_blocks_known_absent(&S.blocks, block)) {
             on_reuse(block);
         }
     }
@@ -911,19 +936,42 @@ on_new_reference(PyObject *op, PyRefTracerEvent event, void *data)
     return 0;
 }
 
+/* Ours when it found another tracer in the slot: every event is
+   forwarded first, whatever ours does with it, so that the other tracer
+   sees every event it would have seen without us.  A tracer of its own,
+   so that the usual case (no other tracer) pays nothing for the chain on
+   its some 120 calls an iteration of W1. */
+static int
+on_new_reference_chained(PyObject *op, PyRefTracerEvent event, void *data)
+{
+    PyRefTracer prev = S.ref_prev;
+    if (prev != NULL) {
+        prev(op, event, S.ref_prev_data);
+    }
+    return on_new_reference(op, event, data);
+}
+
+static int
+is_ours(PyRefTracer tracer)
+{
+    return tracer == on_new_reference || tracer == on_new_reference_chained;
+}
+
 /* Take the slot, keeping whoever holds it as the next in the chain. */
 static void
 ref_tracer_install(void)
 {
     void *data;
     PyRefTracer current = PyRefTracer_GetTracer(&data);
-    if (current == on_new_reference) {
+    if (is_ours(current)) {
         return;
     }
     /* Set before the slot changes: from then on events arrive in ours. */
     S.ref_prev = current;
     S.ref_prev_data = data;
-    if (PyRefTracer_SetTracer(on_new_reference, NULL) < 0) {
+    PyRefTracer ours = current != NULL ? on_new_reference_chained
+                                       : on_new_reference;
+    if (PyRefTracer_SetTracer(ours, NULL) < 0) {
         /* 3.15: the holder refused to be replaced (it set an error on
            TRACKER_REMOVED); leave it alone, we trace without it. */
         PyErr_Clear();
@@ -944,7 +992,7 @@ ref_tracer_remove(void)
        must not reach the tracer that is getting its slot back. */
     S.ref_prev = NULL;
     S.ref_prev_data = NULL;
-    if (PyRefTracer_GetTracer(&data) == on_new_reference) {
+    if (is_ours(PyRefTracer_GetTracer(&data))) {
         if (PyRefTracer_SetTracer(prev, prev_data) < 0) {
             PyErr_Clear();
         }
@@ -960,7 +1008,7 @@ lh_ref_tracer_check(void)
     }
     void *data;
     int displaced = atomic_exchange(&S.ref_displaced, 0);
-    if (PyRefTracer_GetTracer(&data) != on_new_reference) {
+    if (!is_ours(PyRefTracer_GetTracer(&data))) {
         displaced = 1;
         ref_tracer_install();
     }
