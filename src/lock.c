@@ -1,18 +1,21 @@
 /* lock.c - the slow side of the tables' lock (see lock.h).
  *
  * Why the protocol is safe.  The fast side stores gil_inside = 1, then
- * loads other_inside; the slow side stores other_inside = 1, then loads
- * gil_inside.  On x86 (and in C11) each side's load may pass its own store
- * unless a fence separates them; with one on both sides, at least one of
- * them sees the other's flag.  membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)
- * makes every running thread of the process execute a full fence, so the
- * slow side can pay for both.
+ * loads the slow word; the slow side sets the word's OTHER_INSIDE bit,
+ * then loads gil_inside.  On x86 (and in C11) each side's load may pass
+ * its own store unless a fence separates them; with one on both sides, at
+ * least one of them sees the other's flag.
+ * membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) makes every running thread
+ * of the process execute a full fence, so the slow side can pay for both.
+ * The fast side reads both bits in one load: that is one of the orders
+ * in which two loads could have run, so nothing changes.
  *
- * Switching modes.  Only the holder of the spin lock changes `symmetric`,
- * and it does so before its own fence.  It skips the membarrier only when
- * the lock was symmetric both before and after: then every fast taker
- * fences by itself.  After any change, the membarrier covers fast takers
- * that read either value.
+ * Switching modes.  Only the holder of the spin lock changes the
+ * SYMMETRIC bit, and it does so before its own fence.  It skips the
+ * membarrier only when the lock was symmetric both before and after: then
+ * every fast taker fences by itself (and loads the word again after its
+ * fence).  After any change, the membarrier covers fast takers that read
+ * either value.
  */
 #include "lock.h" /* Python.h first: it sets the feature macros */
 
@@ -31,6 +34,29 @@
    the slow side 0.2% of a CPU. */
 #define LH_SLOW_PER_WINDOW 200
 #define LH_WINDOW_NS 1000000000ull
+
+/* Only the spin lock's holder changes the symmetric bit (or a thread
+   alone: setup, fork), but a slow taker's bit shares the word, hence the
+   atomic read-modify-writes. */
+static void
+set_symmetric(lh_lock *lock, int symmetric)
+{
+    if (symmetric) {
+        atomic_fetch_or_explicit(&lock->slow, LH_LOCK_SYMMETRIC,
+                                 memory_order_relaxed);
+    }
+    else {
+        atomic_fetch_and_explicit(&lock->slow, ~LH_LOCK_SYMMETRIC,
+                                  memory_order_relaxed);
+    }
+}
+
+static int
+is_symmetric(lh_lock *lock)
+{
+    return (atomic_load_explicit(&lock->slow, memory_order_relaxed)
+            & LH_LOCK_SYMMETRIC) != 0;
+}
 
 static long
 membarrier(int cmd)
@@ -54,7 +80,7 @@ probe_membarrier(lh_lock *lock)
              && membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
 #endif
     lock->can_membarrier = usable;
-    atomic_store(&lock->symmetric, !usable);
+    set_symmetric(lock, !usable);
 }
 
 void
@@ -114,13 +140,13 @@ choose_mode(lh_lock *lock)
     uint64_t now = now_ns();
     if (now - lock->window_start_ns > LH_WINDOW_NS) {
         if (lock->window_slow_entries <= LH_SLOW_PER_WINDOW) {
-            atomic_store_explicit(&lock->symmetric, 0, memory_order_relaxed);
+            set_symmetric(lock, 0);
         }
         lock->window_start_ns = now;
         lock->window_slow_entries = 0;
     }
     if (++lock->window_slow_entries > LH_SLOW_PER_WINDOW) {
-        atomic_store_explicit(&lock->symmetric, 1, memory_order_relaxed);
+        set_symmetric(lock, 1);
     }
 }
 
@@ -136,7 +162,7 @@ heavy_fence(lh_lock *lock, int symmetric)
        and give a fast taker that missed our flag time to show its own
        (a store leaves the store buffer within microseconds). */
     lock->can_membarrier = 0;
-    atomic_store(&lock->symmetric, 1);
+    set_symmetric(lock, 1);
     struct timespec pause = {0, 1000000};
     nanosleep(&pause, NULL);
 }
@@ -145,12 +171,11 @@ __attribute__((noinline)) void
 lh_lock_acquire_slow(lh_lock *lock)
 {
     spin(&lock->spin);
-    int was_symmetric = atomic_load_explicit(&lock->symmetric,
-                                             memory_order_relaxed);
+    int was_symmetric = is_symmetric(lock);
     choose_mode(lock);
-    int symmetric = was_symmetric && atomic_load_explicit(
-                                         &lock->symmetric, memory_order_relaxed);
-    atomic_store_explicit(&lock->other_inside, 1, memory_order_relaxed);
+    int symmetric = was_symmetric && is_symmetric(lock);
+    atomic_fetch_or_explicit(&lock->slow, LH_LOCK_OTHER_INSIDE,
+                             memory_order_relaxed);
     heavy_fence(lock, symmetric);
     unsigned int spins = 0;
     while (atomic_load_explicit(&lock->gil_inside, memory_order_acquire)) {
@@ -163,15 +188,23 @@ lh_lock_acquire_slow(lh_lock *lock)
 __attribute__((noinline)) void
 lh_lock_release_slow(lh_lock *lock)
 {
-    atomic_store_explicit(&lock->other_inside, 0, memory_order_release);
+    atomic_fetch_and_explicit(&lock->slow, ~LH_LOCK_OTHER_INSIDE,
+                              memory_order_release);
     atomic_flag_clear_explicit(&lock->spin, memory_order_release);
 }
 
 __attribute__((noinline)) void
-lh_lock_fall_back(lh_lock *lock)
+lh_lock_fast_contended(lh_lock *lock, int slow)
 {
-    /* Step aside first: the slow taker is waiting for gil_inside == 0. */
-    atomic_store_explicit(&lock->gil_inside, 0, memory_order_release);
-    spin(&lock->spin);
-    lock->gil_fell_back = 1;
+    if (slow & LH_LOCK_SYMMETRIC) {
+        /* No membarrier covers this taker: fence, and look again. */
+        atomic_thread_fence(memory_order_seq_cst);
+        slow = atomic_load_explicit(&lock->slow, memory_order_acquire);
+    }
+    if (slow & LH_LOCK_OTHER_INSIDE) {
+        /* Step aside first: the slow taker waits for gil_inside == 0. */
+        atomic_store_explicit(&lock->gil_inside, 0, memory_order_release);
+        spin(&lock->spin);
+        lock->gil_fell_back = 1;
+    }
 }

@@ -30,11 +30,15 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+/* Bits of lh_lock.slow: what the fast side must look at.  One word, so
+   that the fast side's common case (neither) costs one load. */
+#define LH_LOCK_OTHER_INSIDE 1 /* a slow taker holds the spin lock */
+#define LH_LOCK_SYMMETRIC 2    /* the fast side must fence (see lock.c) */
+
 typedef struct {
     atomic_flag spin;       /* serializes the slow side */
     atomic_int gil_inside;  /* the GIL holder is in the critical section */
-    atomic_int other_inside; /* a slow taker holds the spin lock */
-    atomic_int symmetric;   /* the fast side must fence (see lock.c) */
+    atomic_int slow;        /* LH_LOCK_* bits, changed by the slow side */
     /* Written only by the GIL holder: it fell back to the spin lock. */
     int gil_fell_back;
     /* Guarded by the spin lock. */
@@ -54,9 +58,10 @@ void lh_lock_after_fork(lh_lock *lock);
 void lh_lock_acquire_slow(lh_lock *lock);
 void lh_lock_release_slow(lh_lock *lock);
 
-/* Called by the fast side when a slow taker is about; takes the spin
-   lock and remembers it must release it. */
-void lh_lock_fall_back(lh_lock *lock);
+/* Called by the fast side when the slow word is not 0 (`slow`, as it
+   read it): fences if symmetric, then takes the spin lock if a slow taker
+   is about, and remembers it must release it. */
+void lh_lock_fast_contended(lh_lock *lock, int slow);
 
 /* Whether a caller that holds the main interpreter's GIL (`gil`) may take
    the fast side: not in a free-threaded build, where the GIL serializes
@@ -81,15 +86,12 @@ lh_lock_acquire(lh_lock *lock, int gil)
         return;
     }
     atomic_store_explicit(&lock->gil_inside, 1, memory_order_relaxed);
-    if (atomic_load_explicit(&lock->symmetric, memory_order_relaxed)) {
-        atomic_thread_fence(memory_order_seq_cst);
-    }
-    else {
-        /* The slow side's membarrier stands in for a fence here. */
-        atomic_signal_fence(memory_order_seq_cst);
-    }
-    if (atomic_load_explicit(&lock->other_inside, memory_order_acquire)) {
-        lh_lock_fall_back(lock);
+    /* Unless symmetric, the slow side's membarrier stands in for a fence
+       here; lh_lock_fast_contended() fences when it is. */
+    atomic_signal_fence(memory_order_seq_cst);
+    int slow = atomic_load_explicit(&lock->slow, memory_order_acquire);
+    if (slow != 0) {
+        lh_lock_fast_contended(lock, slow);
     }
 }
 
