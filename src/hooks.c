@@ -621,7 +621,8 @@ common_alloc(PyThreadState *tstate, uintptr_t ptr, size_t size)
         lh_site *site = lh_sites_cached_one(&S.sites, where, depth, &top);
         if (site != NULL && !site_wants_user_frame(site, tstate)) {
             S.counters.alloc_events++;
-            if (lh_blocks_put_young(&S.blocks, ptr, site->id, size)) {
+            if (lh_blocks_put_young(&S.blocks, ptr, site->id, size)
+                || lh_blocks_put_evicting(&S.blocks, ptr, site->id, size)) {
                 count_in(site, size); /* exact: no weighting */
             }
             else {
@@ -649,7 +650,8 @@ common_forget(PyThreadState *tstate, uintptr_t ptr, uint32_t *site_id,
     lh_lock_acquire(&S.lock, 1);
     int done = S.common && is_tracing();
     if (done) {
-        *found = lh_blocks_pop_young(&S.blocks, ptr, site_id, size);
+        *found = lh_blocks_pop_young(&S.blocks, ptr, site_id, size)
+                 || lh_blocks_pop_home(&S.blocks, ptr, site_id, size);
         if (*found) {
             S.counters.free_events++;
             count_out(S.sites.by_id[*site_id], *size);

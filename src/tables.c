@@ -404,6 +404,16 @@ blocks_place(lh_block_table *t, lh_block entry)
     blocks_place_from(t, entry, block_home(t, entry.ptr), 0);
 }
 
+/* Speed or memory: a small table (up to 16 MiB) stays under half full,
+   which keeps probes and the shifts on delete short; a big one fills up to
+   85%, which keeps the tracer's memory per block low when the heap holds
+   millions of blocks. */
+static size_t
+blocks_limit(size_t capacity)
+{
+    return capacity < (1u << 20) ? capacity / 2 : capacity / 20 * 17;
+}
+
 static int
 blocks_resize(lh_block_table *t, size_t capacity)
 {
@@ -416,6 +426,7 @@ blocks_resize(lh_block_table *t, size_t capacity)
     t->slots = slots;
     t->capacity = capacity;
     t->shift = 64 - (unsigned int)__builtin_ctzll(capacity);
+    t->limit = blocks_limit(capacity);
     t->used = 0;
     for (size_t i = 0; i < old_capacity; i++) {
         if (old[i].ptr != 0) {
@@ -426,20 +437,16 @@ blocks_resize(lh_block_table *t, size_t capacity)
     return 0;
 }
 
-/* Speed or memory: a small table (up to 16 MiB) stays under half full,
-   which keeps probes and the shifts on delete short; a big one fills up to
-   85%, which keeps the tracer's memory per block low when the heap holds
-   millions of blocks.  If a table cannot grow, it may fill up to 97%
-   before inserts start to fail (and are counted as lost). */
+/* Grow the table if an insert would pass its limit.  If it cannot grow,
+   it may fill up to 97% before inserts start to fail (and are counted as
+   lost). */
 static int
 blocks_make_room(lh_block_table *t)
 {
     if (t->capacity == 0) {
         return blocks_resize(t, 1u << 16);
     }
-    size_t limit = t->capacity < (1u << 20) ? t->capacity / 2
-                                            : t->capacity / 20 * 17;
-    if (t->used + 1 <= limit) {
+    if (t->used + 1 <= t->limit) {
         return 0;
     }
     if (blocks_resize(t, t->capacity * 2) == 0) {
@@ -711,6 +718,54 @@ lh_blocks_put_young(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
     absent_forget(t, ptr);
     *e = (lh_block){ptr, site_id, (uint32_t)size};
     t->nursery_used++;
+    return 1;
+}
+
+int
+lh_blocks_put_evicting(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
+                       size_t size)
+{
+    lh_block *e = nursery_slot(t, ptr);
+    if (e->ptr == ptr || e->ptr == 0 || size >= LH_BIG_SIZE
+        || t->used + 1 > t->limit) {
+        /* A stale record, no block to move (the caller was to try the
+           nursery first), a big block, or the table must grow first. */
+        return 0;
+    }
+    /* An empty home slot also means that the evicted block has no other
+       record in the table: a lookup would stop there. */
+    lh_block *home = &t->slots[block_home(t, e->ptr)];
+    if (home->ptr != 0) {
+        return 0;
+    }
+    *home = *e;
+    t->used++;
+    absent_forget(t, ptr);
+    *e = (lh_block){ptr, site_id, (uint32_t)size};
+    return 1;
+}
+
+int
+lh_blocks_pop_home(lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
+                   size_t *size)
+{
+    if (t->capacity == 0) {
+        return 0;
+    }
+    size_t slot = block_home(t, ptr);
+    lh_block *cur = &t->slots[slot];
+    if (cur->ptr != ptr || cur->size == LH_BIG_SIZE) {
+        return 0;
+    }
+    size_t after = (slot + 1) & (t->capacity - 1);
+    const lh_block *next = &t->slots[after];
+    if (next->ptr != 0 && block_home(t, next->ptr) != after) {
+        return 0; /* displaced: it must be shifted back (main_pop) */
+    }
+    *site_id = cur->site_id;
+    *size = cur->size;
+    cur->ptr = 0;
+    t->used--;
     return 1;
 }
 

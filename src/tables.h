@@ -193,6 +193,7 @@ typedef struct lh_block_table {
     lh_block *slots;
     size_t capacity;  /* a power of two, or 0 */
     size_t used;      /* entries in `slots` */
+    size_t limit;     /* entries above which an insert grows `slots` */
     unsigned int shift;  /* 64 - log2(capacity) */
     lh_big_size *big;
     lh_block nursery[1u << LH_NURSERY_LOG2]; /* never blocks of LH_BIG_SIZE */
@@ -252,6 +253,16 @@ int lh_blocks_put_young(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
    or 0 having done nothing. */
 int lh_blocks_pop_young(lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
                         size_t *size);
+/* The next cases, for a caller whose _young call just returned 0.  Put:
+   the nursery slot holds another block, whose home slot in the main table
+   is free: it moves there (W1 keeps 1,000 results alive: some 9 blocks an
+   iteration take this path).  Pop: the block is in its home slot of the
+   main table, and no block after it needs shifting back.  Each returns 1,
+   or 0 having done nothing. */
+int lh_blocks_put_evicting(lh_block_table *t, uintptr_t ptr,
+                           uint32_t site_id, size_t size);
+int lh_blocks_pop_home(lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
+                       size_t *size);
 /* The rest of lh_blocks_put and lh_blocks_pop, for a caller whose _young
    call just returned 0: the same, without trying the nursery again. */
 int lh_blocks_put_old(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
