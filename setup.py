@@ -36,6 +36,10 @@ def optimisation_args():
     calls cuts the tracer's overhead by about a fifth (docs/design.md).
     PYLEAKHUNT_NO_LTO=1 turns LTO off, for toolchains that lack it."""
     args = ["-O3", "-fvisibility=hidden"]
+    if sys.platform.startswith("linux"):
+        # Calls into libpython through the GOT, without a PLT stub: the
+        # hooks call PyThreadState_GetUnchecked() on nearly every event.
+        args.append("-fno-plt")
     if not os.environ.get("PYLEAKHUNT_NO_LTO"):
         args.append("-flto=auto")
     return args

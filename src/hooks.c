@@ -565,11 +565,13 @@ forget_elsewhere(uintptr_t ptr, uint32_t *site_id, size_t *size)
     return 1;
 }
 
-/* Called with the lock held whenever the configuration changes. */
+/* Called with the lock held whenever the configuration changes, and
+   when tracing starts or stops: the common case is off while not
+   tracing, so that the common paths need not test both. */
 static void
 update_common(void)
 {
-    if (S.nframe != 1 || S.sample_bytes != 0) {
+    if (!is_tracing() || S.nframe != 1 || S.sample_bytes != 0) {
         S.common = LH_COMMON_NONE;
     }
     else {
@@ -577,34 +579,43 @@ update_common(void)
     }
 }
 
-/* The caller's thread state, if this event may take the common case: a
-   thread of the main interpreter that holds its GIL (before 3.12 a
-   subinterpreter's threads hold it too, but their frames are not
-   recorded: recordable()). */
-static inline PyThreadState *
-common_owner(int domain)
+/* Who calls a hook, for the common case: the caller's thread state if
+   the event may take it (a thread of the main interpreter that holds its
+   GIL; before 3.12 a subinterpreter's threads hold it too, but their
+   frames are not recorded: recordable()), else NULL; and the mode it was
+   read in, which the common paths check again under the lock (start()
+   may have run meanwhile in a subinterpreter with a GIL of its own). */
+typedef struct {
+    PyThreadState *tstate;
+    int mode;
+} lh_caller;
+
+static inline lh_caller
+common_caller(int domain)
 {
-    if (!S.common || domain == LH_RAW) {
-        return NULL;
+    int mode = S.common;
+    if (mode == LH_COMMON_NONE || domain == LH_RAW) {
+        return (lh_caller){NULL, LH_COMMON_NONE};
     }
     PyThreadState *tstate = lh_frames_tstate();
 #if PY_VERSION_HEX >= 0x030C0000
-    return on_main_gil(tstate) ? tstate : NULL; /* checks the interpreter */
+    int main = on_main_gil(tstate); /* checks the interpreter */
 #else
-    return tstate != NULL && tstate->interp == S.main_interp ? tstate : NULL;
+    int main = tstate != NULL && tstate->interp == S.main_interp;
 #endif
+    return (lh_caller){main ? tstate : NULL, mode};
 }
 
 /* Record `ptr` as record_block() does, if the common case applies to
-   the thread `tstate` (common_owner() gave it); returns 0 if it does not
-   (nothing done). */
+   `caller`; returns 0 if it does not (nothing done). */
 static inline int
-common_alloc(PyThreadState *tstate, uintptr_t ptr, size_t size)
+common_alloc(lh_caller caller, uintptr_t ptr, size_t size)
 {
+    PyThreadState *tstate = caller.tstate;
     if (tstate == NULL || lh_thread.paused) {
         return 0;
     }
-    int mode = S.common;
+    int mode = caller.mode;
     lh_frame top;
     uint16_t total = 0;
     /* Two calls, so that each is specialized: the depth walk is long. */
@@ -615,9 +626,7 @@ common_alloc(PyThreadState *tstate, uintptr_t ptr, size_t size)
     uint64_t depth = lh_key_depth(n, total);
     int done = 0;
     lh_lock_acquire(&S.lock, 1);
-    /* Checked again under the lock: start() may have run meanwhile in a
-       subinterpreter with a GIL of its own. */
-    if (S.common == mode && is_tracing()) {
+    if (S.common == mode) {
         lh_site *site = lh_sites_cached_one(&S.sites, where, depth, &top);
         if (site != NULL && !site_wants_user_frame(site, tstate)) {
             S.counters.alloc_events++;
@@ -639,16 +648,16 @@ common_alloc(PyThreadState *tstate, uintptr_t ptr, size_t size)
 }
 
 /* Forget `ptr`, as forget_block() does, if the common case applies to
-   `tstate`'s thread; returns 0 if it does not (nothing done). */
+   `caller`; returns 0 if it does not (nothing done). */
 static inline int
-common_forget(PyThreadState *tstate, uintptr_t ptr, uint32_t *site_id,
+common_forget(lh_caller caller, uintptr_t ptr, uint32_t *site_id,
               size_t *size, int *found)
 {
-    if (tstate == NULL) {
+    if (caller.tstate == NULL) {
         return 0;
     }
     lh_lock_acquire(&S.lock, 1);
-    int done = S.common && is_tracing();
+    int done = S.common == caller.mode;
     if (done) {
         *found = lh_blocks_pop_young(&S.blocks, ptr, site_id, size)
                  || lh_blocks_pop_home(&S.blocks, ptr, site_id, size);
@@ -680,7 +689,7 @@ trace_malloc(int domain, size_t size)
     lh_thread.in_hook = 1;
     void *ptr = next->malloc(next->ctx, size);
     if (ptr != NULL && is_tracing()
-        && !common_alloc(common_owner(domain), (uintptr_t)ptr, size)
+        && !common_alloc(common_caller(domain), (uintptr_t)ptr, size)
         && !skip_allocation(size)) {
         after_alloc(domain, ptr, size);
     }
@@ -700,7 +709,7 @@ trace_calloc(int domain, size_t nelem, size_t elsize)
     /* calloc checked nelem * elsize for overflow already. */
     size_t size = nelem * elsize;
     if (ptr != NULL && is_tracing()
-        && !common_alloc(common_owner(domain), (uintptr_t)ptr, size)
+        && !common_alloc(common_caller(domain), (uintptr_t)ptr, size)
         && !skip_allocation(size)) {
         after_alloc(domain, ptr, size);
     }
@@ -722,7 +731,7 @@ trace_free(int domain, void *ptr)
     uint32_t site_id;
     size_t size;
     int found;
-    if (!common_forget(common_owner(domain), (uintptr_t)ptr, &site_id,
+    if (!common_forget(common_caller(domain), (uintptr_t)ptr, &site_id,
                        &size, &found)) {
         forget_general(domain, (uintptr_t)ptr, &site_id, &size);
     }
@@ -745,7 +754,7 @@ trace_realloc(int domain, void *ptr, size_t size)
     size_t old_size = 0;
     int had_old = 0;
     /* Asked once for both halves: the thread is the same. */
-    PyThreadState *owner = common_owner(domain);
+    lh_caller owner = common_caller(domain);
     if (ptr != NULL && !skip_free(ptr)
         && !common_forget(owner, (uintptr_t)ptr, &old_site, &old_size,
                           &had_old)) {
@@ -1152,6 +1161,16 @@ release_scratch(void)
     }
 }
 
+/* Tracing on or off, and the common case with it (update_common). */
+static void
+set_tracing(int on)
+{
+    lh_hooks_lock();
+    atomic_store(&S.tracing, on);
+    update_common();
+    lh_hooks_unlock();
+}
+
 int
 lh_hooks_set_nframe(int nframe)
 {
@@ -1197,7 +1216,7 @@ lh_hooks_start(int nframe, size_t sample_bytes, int total_nframe)
     for (int d = 0; d < LH_NDOMAINS; d++) {
         PyMem_GetAllocator(lh_domains[d], &S.underlying[d]);
     }
-    atomic_store(&S.tracing, 1);
+    set_tracing(1);
     const PyMemAllocatorEx *hooks = sample_bytes != 0 ? lh_hooks_sampled
                                                       : lh_hooks_exact;
     for (int d = 0; d < LH_NDOMAINS; d++) {
@@ -1252,7 +1271,7 @@ lh_hooks_stop(void)
         return -1;
     }
     ref_tracer_remove();
-    atomic_store(&S.tracing, 0);
+    set_tracing(0);
     for (int d = 0; d < LH_NDOMAINS; d++) {
         PyMem_SetAllocator(lh_domains[d], &S.underlying[d]);
     }
@@ -1269,7 +1288,7 @@ lh_hooks_abandon(void)
     /* Our hooks are no longer called, so nothing to uninstall; if some
        tracer still calls them, they forward (S.underlying stays valid). */
     ref_tracer_remove();
-    atomic_store(&S.tracing, 0);
+    set_tracing(0);
     S.hooks_installed = 0;
     release_tables();
     release_scratch();

@@ -616,7 +616,6 @@ nursery_take(lh_block_table *t, uintptr_t ptr, lh_block *out)
     }
     *out = *e;
     e->ptr = 0;
-    t->nursery_used--;
     return 1;
 }
 
@@ -645,7 +644,6 @@ nursery_evict(lh_block_table *t, lh_block *e, lh_block_record *dropped,
         drop(dropped, n, e->ptr, old_site, old_size);
     }
     e->ptr = 0;
-    t->nursery_used--;
     return 0;
 }
 
@@ -697,11 +695,8 @@ lh_blocks_put_old(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
         /* Freed behind our back, and the address came back. */
         drop(dropped, ndropped, ptr, e->site_id, e->size);
     }
-    else {
-        if (e->ptr != 0 && nursery_evict(t, e, dropped, ndropped) < 0) {
-            return -1;
-        }
-        t->nursery_used++;
+    else if (e->ptr != 0 && nursery_evict(t, e, dropped, ndropped) < 0) {
+        return -1;
     }
     *e = (lh_block){ptr, site_id, (uint32_t)size};
     return 0;
@@ -717,7 +712,6 @@ lh_blocks_put_young(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
     }
     absent_forget(t, ptr);
     *e = (lh_block){ptr, site_id, (uint32_t)size};
-    t->nursery_used++;
     return 1;
 }
 
@@ -798,7 +792,13 @@ lh_blocks_slot(const lh_block_table *t, size_t i)
 size_t
 lh_blocks_count(const lh_block_table *t)
 {
-    return t->used + t->nursery_used;
+    /* The nursery is counted here rather than on every allocation and
+       free: this runs once a snapshot or a get_stats(). */
+    size_t young = 0;
+    for (size_t i = 0; i < (1u << LH_NURSERY_LOG2); i++) {
+        young += t->nursery[i].ptr != 0;
+    }
+    return t->used + young;
 }
 
 /* The nursery's record comes first: it is the newest. */

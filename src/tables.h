@@ -197,7 +197,6 @@ typedef struct lh_block_table {
     unsigned int shift;  /* 64 - log2(capacity) */
     lh_big_size *big;
     lh_block nursery[1u << LH_NURSERY_LOG2]; /* never blocks of LH_BIG_SIZE */
-    size_t nursery_used;
     /* Written under the lock, read without it by lh_blocks_known_absent
        (relaxed atomics: one aligned word, no ordering needed). */
     _Atomic uintptr_t absent[1u << LH_ABSENT_LOG2];
