@@ -12,6 +12,9 @@
 
 #include <internal/pycore_context.h>
 #include <internal/pycore_gc.h>
+#if PY_VERSION_HEX >= 0x030C0000
+#include <internal/pycore_runtime.h>
+#endif
 #if PY_VERSION_HEX < 0x030C0000
 #include <internal/pycore_pystate.h>
 #endif
@@ -83,6 +86,25 @@ lh_frames_tstate(void)
     return _PyThreadState_GET();
 #else
     return attached_tstate();
+#endif
+}
+
+int
+lh_frames_gil_is_main(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    /* From 3.12 a subinterpreter may have a GIL of its own; but when the
+       main interpreter is the only one, the GIL held is its.  A new
+       interpreter goes at the head of the runtime's list before any
+       thread runs in it, and leaves it only once no thread does, so a
+       thread that runs in another interpreter never reads the main one
+       there.  (A thread of the main interpreter may read a stale head:
+       either answer is then right for it.) */
+    PyInterpreterState *head = __atomic_load_n(
+        &_PyRuntime.interpreters.head, __ATOMIC_RELAXED);
+    return head == _PyRuntime.interpreters.main;
+#else
+    return 1; /* one GIL, which every interpreter shares */
 #endif
 }
 

@@ -29,6 +29,11 @@ PyThreadState *lh_frames_gil_holder(void);
 /* The calling thread's state, for callers that hold the GIL. */
 PyThreadState *lh_frames_tstate(void);
 
+/* For a caller that holds a GIL: 1 when that is certainly the main
+   interpreter's, without asking for the thread state; 0 when only the
+   thread state can tell. */
+int lh_frames_gil_is_main(void);
+
 /* Store up to `max` frames of `tstate`'s stack, most recent first, in
    `buf`.  *total gets the depth of the whole stack, capped at 65535,
    unless `total` is NULL: counting the frames beyond `max` walks the
