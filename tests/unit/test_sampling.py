@@ -73,6 +73,31 @@ def test_exact_tracing_stays_the_default():
     assert pyleakhunt.get_stats()["sample_bytes"] == 0
 
 
+def test_each_mode_installs_its_own_hooks_and_a_restart_switches_them():
+    # Sampled and exact tracing install different entry points (hooks.c);
+    # both must count as ours, and a restart in the other mode must trace
+    # in that mode, exactly or estimated.
+    from pyleakhunt import _core
+
+    for sample_bytes in (4096, None, 4096):
+        pyleakhunt.start(1, sample_bytes=sample_bytes)
+        assert _core.hooks_on_top()
+        kept = retain(2000)
+        snapshot = pyleakhunt.take_snapshot(traces=False)
+        assert snapshot.is_estimated == (sample_bytes is not None)
+        line = [
+            s
+            for s in snapshot.statistics("lineno")
+            if s.traceback[0].lineno == RETAIN_LINE
+        ]
+        assert line, "the retained line is missing"
+        if sample_bytes is None:
+            assert line[0].count >= 2000
+        pyleakhunt.stop()
+        assert not _core.hooks_on_top()
+        del kept
+
+
 def test_sites_whose_blocks_were_all_freed_are_never_reported():
     def frees_all_it_makes(n):
         # Bytes have no free list, and the ints stay small (immortal): an
