@@ -532,37 +532,20 @@ small_and_not_sampled(int domain, size_t size)
    waitress server), and callocs.  When these return 0 they have changed
    nothing, and the general path does it all. */
 
-/* The common case's rarer turns, kept out of line: the nursery slot is
-   taken (about one allocation in four in W1: the block that held it is
-   moved to the main table), or the block is no longer in the nursery.
-   They go straight to the table's own slow paths, as their callers have
-   tried the nursery already; the common case is exact, so no weighting
-   and no sample filter. */
+/* The common case's rarer turns, kept out of line: what the block
+   table's short paths (the nursery, the main table's home slot) do not
+   cover, such as a stale record or a table that must grow.  The general
+   path does them. */
 static __attribute__((noinline)) void
 record_elsewhere(uintptr_t ptr, size_t size, lh_site *site)
 {
-    lh_block_record dropped[LH_MAX_DROPPED];
-    int n;
-    if (lh_blocks_put_old(&S.blocks, ptr, site->id, size, dropped, &n) < 0) {
-        S.counters.lost_blocks++;
-    }
-    else {
-        count_in(site, size);
-    }
-    for (int i = 0; i < n; i++) {
-        count_out(S.sites.by_id[dropped[i].site_id], dropped[i].size);
-    }
+    record_in_site(ptr, size, site, 0);
 }
 
 static __attribute__((noinline)) int
 forget_elsewhere(uintptr_t ptr, uint32_t *site_id, size_t *size)
 {
-    S.counters.free_events++;
-    if (!lh_blocks_pop_old(&S.blocks, ptr, site_id, size)) {
-        return 0;
-    }
-    count_out(S.sites.by_id[*site_id], *size);
-    return 1;
+    return forget_block(ptr, site_id, size);
 }
 
 /* Called with the lock held whenever the configuration changes, and
@@ -583,8 +566,9 @@ update_common(void)
    the event may take it (a thread of the main interpreter that holds its
    GIL; before 3.12 a subinterpreter's threads hold it too, but their
    frames are not recorded: recordable()), else NULL; and the mode it was
-   read in, which the common paths check again under the lock (start()
-   may have run meanwhile in a subinterpreter with a GIL of its own). */
+   read in, LH_COMMON_NONE with a NULL thread state, which the common
+   paths check again under the lock (start() may have run meanwhile in a
+   subinterpreter with a GIL of its own). */
 typedef struct {
     PyThreadState *tstate;
     int mode;
@@ -603,7 +587,8 @@ common_caller(int domain)
 #else
     int main = tstate != NULL && tstate->interp == S.main_interp;
 #endif
-    return (lh_caller){main ? tstate : NULL, mode};
+    return main ? (lh_caller){tstate, mode}
+                : (lh_caller){NULL, LH_COMMON_NONE};
 }
 
 /* The mode in which a free may take the common case, or LH_COMMON_NONE.
@@ -772,9 +757,8 @@ trace_realloc(int domain, void *ptr, size_t size)
     /* Asked once for both halves: the thread is the same. */
     lh_caller caller = common_caller(domain);
     if (ptr != NULL && !skip_free(ptr)
-        && !common_forget(caller.tstate != NULL ? caller.mode
-                                                : LH_COMMON_NONE,
-                          (uintptr_t)ptr, &old_site, &old_size, &had_old)) {
+        && !common_forget(caller.mode, (uintptr_t)ptr, &old_site,
+                          &old_size, &had_old)) {
         had_old = forget_general(domain, (uintptr_t)ptr, &old_site,
                                  &old_size);
     }

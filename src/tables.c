@@ -674,18 +674,10 @@ int
 lh_blocks_put(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
               size_t size, lh_block_record *dropped, int *ndropped)
 {
+    *ndropped = 0;
     if (lh_blocks_put_young(t, ptr, site_id, size)) {
-        *ndropped = 0;
         return 0;
     }
-    return lh_blocks_put_old(t, ptr, site_id, size, dropped, ndropped);
-}
-
-int
-lh_blocks_put_old(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
-                  size_t size, lh_block_record *dropped, int *ndropped)
-{
-    *ndropped = 0;
     absent_forget(t, ptr);
     if (size >= LH_BIG_SIZE) {
         return put_big(t, ptr, site_id, size, dropped, ndropped);
@@ -850,13 +842,6 @@ lh_blocks_pop(lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
     if (lh_blocks_pop_young(t, ptr, site_id, size)) {
         return 1;
     }
-    return main_pop(t, ptr, site_id, size);
-}
-
-int
-lh_blocks_pop_old(lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
-                  size_t *size)
-{
     return main_pop(t, ptr, site_id, size);
 }
 

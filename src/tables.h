@@ -262,12 +262,6 @@ int lh_blocks_put_evicting(lh_block_table *t, uintptr_t ptr,
                            uint32_t site_id, size_t size);
 int lh_blocks_pop_home(lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
                        size_t *size);
-/* The rest of lh_blocks_put and lh_blocks_pop, for a caller whose _young
-   call just returned 0: the same, without trying the nursery again. */
-int lh_blocks_put_old(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
-                      size_t size, lh_block_record *dropped, int *ndropped);
-int lh_blocks_pop_old(lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
-                      size_t *size);
 /* The same, replacing any record of `ptr` at once: for callers that may
    record an address twice (the C API). */
 int lh_blocks_replace(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
