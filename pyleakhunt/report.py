@@ -605,6 +605,32 @@ def suspects_json(results: Sequence[TimelineSuspects], n: int) -> List[Dict[str,
 # run
 
 
+#: The intervals ``run`` suggests, in seconds, the longest first.
+_ROUND_INTERVALS = (1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
+
+
+def shorter_interval(duration: float, min_samples: int) -> Optional[float]:
+    """A round ``--interval`` that samples a program that ran *duration*
+    seconds at least twice *min_samples* times, or None if even the
+    shortest (10 ms) would not."""
+    for value in _ROUND_INTERVALS:
+        if duration / value >= 2 * min_samples:
+            return value
+    return None
+
+
+def too_few_samples_hint(duration: float, min_samples: int) -> str:
+    """How ``run`` could have taken enough samples of this program."""
+    value = shorter_interval(duration, min_samples)
+    if value is None:
+        return "the program ran %s: run it longer" % format_duration(duration)
+    return "the program ran %s: --interval %g takes about %d samples" % (
+        format_duration(duration),
+        value,
+        int(duration / value),
+    )
+
+
 def run_summary(
     path: str,
     samples: int,
@@ -629,6 +655,8 @@ def run_summary(
         lines.append("pyleakhunt: details: pyleakhunt suspects %s" % path)
     else:
         lines.append("pyleakhunt: " + no_suspect_reason(samples, min_samples))
+        if samples < min_samples:
+            lines.append("pyleakhunt: " + too_few_samples_hint(duration, min_samples))
     return lines
 
 
