@@ -5,7 +5,8 @@ does not move.
                                       [--small 2000] [--large 6000]
                                       [--depth 0] [--layouts 1]
 
-For each configuration, W1's loop (`benchmarks.workloads.w1`) runs under
+For each configuration, the timed W1 figure's child process
+(`benchmarks/runner.py` running `benchmarks.workloads.w1`) runs under
 ``valgrind --tool=callgrind`` twice, for *small* and for *large* iterations,
 in a fresh process each; instructions per iteration = the difference of the
 two totals / the difference of the iterations, so that start-up, imports
@@ -43,19 +44,18 @@ DEFAULT_CONFIGS = "none,pyleakhunt-1,pyleakhunt-25,tracemalloc-1"
 # threshold), so the memory mapped after it moves by this much.
 LAYOUT_STEP = 200_000
 
-# The child: the same tracer interface and loop as the timed W1 figure.
+# The child: the timed W1 figure's own child (benchmarks/runner.py, which
+# runs `benchmarks.workloads.w1.run`), so that both measure the same work.
+# Its collection before tracing starts matters: a full collection empties
+# CPython's free lists, so every object the loop later takes from one was
+# recorded while tracing, and is moved to the line that reuses it (on 3.14,
+# 22 an iteration instead of 10).
 CHILD = """
-import sys
+import json, sys
 _layout = bytearray(int(sys.argv[4]))
-from benchmarks import tracers
-from benchmarks.workloads.common import call_at_depth
-from benchmarks.workloads.w1 import w1
-tracer = tracers.make(sys.argv[1])
-depth = int(sys.argv[3])
-call_at_depth(depth, w1, 100)
-tracer.start()
-call_at_depth(depth, w1, int(sys.argv[2]))
-tracer.stop()
+from benchmarks import runner
+params = {"n": int(sys.argv[2]), "depth": int(sys.argv[3])}
+sys.exit(runner.main(["w1", sys.argv[1], json.dumps(params)]))
 """
 
 
