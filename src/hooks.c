@@ -574,21 +574,25 @@ typedef struct {
     int mode;
 } lh_caller;
 
+/* The common case's mode for an event of `domain`: never for RAW, whose
+   hooks may run without the GIL. */
+static inline int
+common_mode(int domain)
+{
+    return domain == LH_RAW ? LH_COMMON_NONE : S.common;
+}
+
 static inline lh_caller
 common_caller(int domain)
 {
-    int mode = S.common;
-    if (mode == LH_COMMON_NONE || domain == LH_RAW) {
+    int mode = common_mode(domain);
+    PyThreadState *tstate =
+        mode == LH_COMMON_NONE ? NULL : lh_frames_tstate();
+    /* The main interpreter's thread, on every version (recordable()). */
+    if (tstate == NULL || tstate->interp != S.main_interp) {
         return (lh_caller){NULL, LH_COMMON_NONE};
     }
-    PyThreadState *tstate = lh_frames_tstate();
-#if PY_VERSION_HEX >= 0x030C0000
-    int main = on_main_gil(tstate); /* checks the interpreter */
-#else
-    int main = tstate != NULL && tstate->interp == S.main_interp;
-#endif
-    return main ? (lh_caller){tstate, mode}
-                : (lh_caller){NULL, LH_COMMON_NONE};
+    return (lh_caller){tstate, mode};
 }
 
 /* The mode in which a free may take the common case, or LH_COMMON_NONE.
@@ -597,11 +601,8 @@ common_caller(int domain)
 static inline int
 forget_mode(int domain)
 {
-    int mode = S.common;
-    if (mode == LH_COMMON_NONE || domain == LH_RAW) {
-        return LH_COMMON_NONE;
-    }
-    if (lh_frames_gil_is_main()) {
+    int mode = common_mode(domain);
+    if (mode == LH_COMMON_NONE || lh_frames_gil_is_main()) {
         return mode;
     }
     return on_main_gil(lh_frames_tstate()) ? mode : LH_COMMON_NONE;
