@@ -326,6 +326,70 @@ lh_frames_capture(PyThreadState *tstate, lh_frame *buf, int max,
     return n;
 }
 
+/* The depth lh_frames_capture counts for a stack whose top frame `f` is
+   taken, or 0 when only a walk can tell. */
+static unsigned int
+depth_below_top(PyThreadState *tstate, _PyInterpreterFrame *f)
+{
+    if (f->previous == NULL) {
+        return 1;
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    int depth = entered_frames(tstate);
+    if (depth < 1) {
+        return 0; /* see stack_depth */
+    }
+    return depth < LH_TOTAL_NFRAME_MAX ? (unsigned int)depth
+                                       : LH_TOTAL_NFRAME_MAX;
+#else
+    (void)tstate;
+    return 0;
+#endif
+}
+
+lh_position
+lh_frames_position(PyThreadState *tstate, int with_total)
+{
+    _PyInterpreterFrame *f = top_frame(tstate);
+    if (f == NULL) {
+        return (lh_position){NULL, 0, 0};
+    }
+    unsigned int total = with_total ? depth_below_top(tstate, f) : 0;
+    if (with_total && total == 0) {
+        return (lh_position){NULL, 0, 0};
+    }
+#if PY_VERSION_HEX >= 0x030D0000
+    return (lh_position){f, (uintptr_t)f->instr_ptr, total};
+#else
+    return (lh_position){f, (uintptr_t)f->prev_instr, total};
+#endif
+}
+
+int
+lh_frames_capture_top(PyThreadState *tstate, lh_frame *top, uint16_t *total,
+                      lh_position *pos)
+{
+    _PyInterpreterFrame *f = top_frame(tstate);
+    int unstarted = 0;
+    int n = lh_frames_capture(tstate, top, 1, total);
+    *pos = (lh_position){NULL, 0, 0};
+    /* A thread's own top frame that is taken has started: its instruction
+       is past the code's first traceable one, so any frame at the same
+       instruction of that code has started too, whoever owns it.  (A
+       generator's frame counts as started wherever its instruction is:
+       those are left out.)  Only a frame that runs that code can be at
+       that instruction: frames of the interpreter or the C stack run
+       code of their own. */
+    if (f != NULL && f->owner == FRAME_OWNED_BY_THREAD
+        && first_started_frame(f, &unstarted) == f) {
+        lh_position here = lh_frames_position(tstate, total != NULL);
+        if (total == NULL || here.total == *total) {
+            *pos = here;
+        }
+    }
+    return n;
+}
+
 unsigned int
 lh_frames_walked_depth(PyThreadState *tstate)
 {
@@ -389,6 +453,25 @@ lh_frames_capture(PyThreadState *tstate, lh_frame *buf, int max,
         depth++;
     }
     *total = (uint16_t)depth;
+    return n;
+}
+
+lh_position
+lh_frames_position(PyThreadState *tstate, int with_total)
+{
+    PyFrameObject *f = tstate->frame;
+    if (f == NULL || with_total) {
+        return (lh_position){NULL, 0, 0}; /* only a walk counts the depth */
+    }
+    return (lh_position){f->f_code, (uintptr_t)(intptr_t)f->f_lasti, 0};
+}
+
+int
+lh_frames_capture_top(PyThreadState *tstate, lh_frame *top, uint16_t *total,
+                      lh_position *pos)
+{
+    int n = lh_frames_capture(tstate, top, 1, total);
+    *pos = lh_frames_position(tstate, total != NULL);
     return n;
 }
 

@@ -42,6 +42,40 @@ int lh_frames_gil_is_main(void);
 int lh_frames_capture(PyThreadState *tstate, lh_frame *buf, int max,
                       uint16_t *total);
 
+/* Where a thread is: two words that name its top frame's code and the
+   instruction that frame runs, for as long as that code lives, and the
+   depth of its stack if asked for.  Reading it costs a few loads, where a
+   capture checks the frame and turns the instruction into an offset: the
+   site cache keeps the site of the last position (lh_sites_memo), and W1
+   asks for the same position again in most of its allocations (the C
+   code of json.loads allocates many objects under one call instruction).
+   From 3.11 on: the frame and its instruction pointer, which points into
+   the code's own bytecode; before: the code and its offset, since a frame
+   object's memory is reused by frames of other code.  at == NULL: no
+   position. */
+typedef struct {
+    const void *at;
+    uintptr_t instr;
+    uint32_t total; /* the stack's depth, as lh_frames_capture counts it */
+} lh_position;
+
+/* Whether a position can carry the depth of the stack: from 3.12, which
+   counts the frames entered.  Before, only a walk counts it, and a
+   position asked for with the depth is no position. */
+#define LH_POSITION_HAS_TOTAL (PY_VERSION_HEX >= 0x030C0000)
+
+/* The position of `tstate`'s top frame, shown or not, with the depth of
+   the stack if `with_total`.  `tstate` must be the caller's, with the GIL
+   held. */
+lh_position lh_frames_position(PyThreadState *tstate, int with_total);
+
+/* lh_frames_capture(tstate, top, 1, total); and *pos gets
+   lh_frames_position(tstate, total != NULL) if any frame at that position
+   would be the one taken, with that total (the top frame is shown and
+   has started, and its position says so by itself), else no position. */
+int lh_frames_capture_top(PyThreadState *tstate, lh_frame *top,
+                          uint16_t *total, lh_position *pos);
+
 /* The depth of `tstate`'s stack counted the slow way, frame by frame,
    which lh_frames_capture's *total must always equal (tests). */
 unsigned int lh_frames_walked_depth(PyThreadState *tstate);

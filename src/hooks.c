@@ -464,6 +464,21 @@ lh_hooks_check_depth(int on, uint64_t *checked, uint64_t *wrong)
     lh_hooks_unlock();
 }
 
+void
+lh_hooks_check_memo(int on, uint64_t *checked, uint64_t *wrong)
+{
+    lh_hooks_lock();
+    *checked = S.memo_check.checked;
+    *wrong = S.memo_check.wrong;
+    S.memo_check.on = on;
+    S.memo_check.checked = 0;
+    S.memo_check.wrong = 0;
+    /* Neither memo may carry a site from before into the other mode. */
+    memset(&S.sites.memo, 0, sizeof(S.sites.memo));
+    memset(&S.sites.shadow, 0, sizeof(S.sites.shadow));
+    lh_hooks_unlock();
+}
+
 /* In sampled mode, most allocations are not recorded at all; nor are the
    tracer's own.  The countdown runs on in the tracer's own allocations
    too, so that a sample it swallowed restarts the gap as usual. */
@@ -608,6 +623,56 @@ forget_mode(int domain)
     return on_main_gil(lh_frames_tstate()) ? mode : LH_COMMON_NONE;
 }
 
+/* Testing (lh_hooks_check_memo): compare `site`, found the full way for
+   `pos` and `where`, with the site the memo would have given; then
+   remember it as the memo would.  Out of line, and only on the path that
+   missed the memo: the check costs the hooks nothing while it is off. */
+static __attribute__((noinline)) void
+check_memo(lh_position pos, uint64_t where, lh_site *site)
+{
+    lh_site *predicted = lh_memo_get(&S.sites.shadow, pos, where);
+    if (predicted != NULL) {
+        S.memo_check.checked++;
+        S.memo_check.wrong += predicted != site;
+    }
+    lh_memo_put(&S.sites.shadow, pos, where, site);
+}
+
+/* The site of an allocation made now by `tstate` in the common case's
+   `mode`, from the site cache, or NULL; lock held.  The site found last,
+   for the position of `tstate`'s top frame, comes first: most
+   allocations are made where the one before was (lh_position). */
+static inline lh_site *
+common_site(PyThreadState *tstate, int mode, uint64_t where)
+{
+    int with_total = mode == LH_COMMON_DEPTH;
+    lh_frame top;
+    uint16_t total = 0;
+    if (with_total && !LH_POSITION_HAS_TOTAL) {
+        /* No position to remember (3.10, 3.11). */
+        int n = lh_frames_capture(tstate, &top, 1, &total);
+        return lh_sites_cached_one(&S.sites, where, lh_key_depth(n, total),
+                                   &top);
+    }
+    lh_position pos = lh_frames_position(tstate, with_total);
+    lh_site *site = lh_memo_get(&S.sites.memo, pos, where);
+    if (site != NULL) {
+        return site;
+    }
+    /* Two calls, so that each is specialized: the depth walk is long. */
+    int n = with_total ? lh_frames_capture_top(tstate, &top, &total, &pos)
+                       : lh_frames_capture_top(tstate, &top, NULL, &pos);
+    site = lh_sites_cached_one(&S.sites, where, lh_key_depth(n, total),
+                               &top);
+    if (site != NULL && S.memo_check.on) {
+        check_memo(pos, where, site); /* the memo stays empty */
+    }
+    else if (site != NULL) {
+        lh_memo_put(&S.sites.memo, pos, where, site);
+    }
+    return site;
+}
+
 /* Record `ptr` as record_block() does, if the common case applies to
    `caller`; returns 0 if it does not (nothing done). */
 static inline int
@@ -618,18 +683,11 @@ common_alloc(lh_caller caller, uintptr_t ptr, size_t size)
         return 0;
     }
     int mode = caller.mode;
-    lh_frame top;
-    uint16_t total = 0;
-    /* Two calls, so that each is specialized: the depth walk is long. */
-    int n = mode == LH_COMMON_DEPTH
-                ? lh_frames_capture(tstate, &top, 1, &total)
-                : lh_frames_capture(tstate, &top, 1, NULL);
     uint64_t where = lh_key_where(LH_PYTHON_DOMAIN, tag_of(tstate));
-    uint64_t depth = lh_key_depth(n, total);
     int done = 0;
     lh_lock_acquire(&S.lock, 1);
     if (S.common == mode) {
-        lh_site *site = lh_sites_cached_one(&S.sites, where, depth, &top);
+        lh_site *site = common_site(tstate, mode, where);
         if (site != NULL && !site_wants_user_frame(site, tstate)) {
             S.counters.alloc_events++;
             if (lh_blocks_put_young(&S.blocks, ptr, site->id, size)
@@ -926,40 +984,11 @@ static const PyMemAllocatorDomain lh_domains[LH_NDOMAINS] = {
      headers and Debian's 3.14.10 do not), older versions say nothing, so
      lh_ref_tracer_check() looks at the slot on pyleakhunt's API calls and
      takes it back, forwarding to the new owner. */
-/* The current site of an object reused from a free list; lock held.
-   3.14 keeps many more kinds of objects on free lists (ints among them),
-   so in W1 this runs several times an iteration: in the common case (one
-   frame, exact, the GIL holder) the site comes from the site cache, as
-   common_alloc() finds it, rather than from a full key. */
-static lh_site *
-site_of_reuse(lh_origin origin, int gil)
-{
-    int mode = S.common;
-    /* Before 3.12 a subinterpreter's thread holds the main GIL too, but
-       its frames are not recorded (origin.tstate is NULL). */
-    if (mode != LH_COMMON_NONE && gil && origin.tstate != NULL) {
-        lh_frame top;
-        uint16_t total = 0;
-        int n = mode == LH_COMMON_DEPTH
-                    ? lh_frames_capture(origin.tstate, &top, 1, &total)
-                    : lh_frames_capture(origin.tstate, &top, 1, NULL);
-        lh_site *site = lh_sites_cached_one(
-            &S.sites, lh_key_where(LH_PYTHON_DOMAIN, origin.tag),
-            lh_key_depth(n, total), &top);
-        if (site != NULL && !site_wants_user_frame(site, origin.tstate)) {
-            return site;
-        }
-    }
-    return current_site(LH_PYTHON_DOMAIN, origin);
-}
-
-/* Give the recorded block `b` of an object just reused the current site;
-   lock held.  `b` stays valid: finding a site never changes the block
-   table. */
+/* Give the recorded block `b` of an object just reused `site`, the
+   current one (NULL: none could be made); lock held. */
 static void
-move_to_current_site(lh_block *b, lh_origin origin, int gil)
+move_block(lh_block *b, lh_site *site)
 {
-    lh_site *site = site_of_reuse(origin, gil);
     if (site == NULL || site->id == b->site_id) {
         return;
     }
@@ -967,6 +996,68 @@ move_to_current_site(lh_block *b, lh_origin origin, int gil)
     account_remove(b->site_id, size);
     b->site_id = site->id;
     account_add(site, size);
+}
+
+/* current_site() for common_move(), out of line for the same reason as
+   reuse_elsewhere(). */
+static __attribute__((noinline)) lh_site *
+site_elsewhere(lh_origin origin)
+{
+    return current_site(LH_PYTHON_DOMAIN, origin);
+}
+
+/* Move the block of an object reused at `block`, as on_reuse() does, if
+   the common case applies to `caller`; returns 0 if it does not (nothing
+   done).  3.14 keeps many more kinds of objects on free lists (ints among
+   them), so in W1 this runs some 22 times an iteration: the site comes
+   from the site cache, as common_alloc() finds it.  `b` stays valid:
+   finding a site never changes the block table. */
+static inline int
+common_move(lh_caller caller, uintptr_t block)
+{
+    PyThreadState *tstate = caller.tstate;
+    if (tstate == NULL) {
+        return 0;
+    }
+    /* The tag is read before the lock: reading it may allocate. */
+    lh_origin origin = {tstate, tag_of(tstate)};
+    lh_lock_acquire(&S.lock, 1);
+    int done = S.common == caller.mode;
+    if (done) {
+        lh_block *b = lh_blocks_lookup(&S.blocks, block);
+        if (b != NULL) {
+            lh_site *site = common_site(
+                tstate, caller.mode,
+                lh_key_where(LH_PYTHON_DOMAIN, origin.tag));
+            if (site == NULL || site_wants_user_frame(site, tstate)) {
+                site = site_elsewhere(origin);
+            }
+            move_block(b, site);
+        }
+    }
+    lh_lock_release(&S.lock, 1);
+    return done;
+}
+
+/* on_reuse() when the common case does not apply: any thread, sampled
+   mode.  Out of line, so that on_reuse() keeps only what the common case
+   needs in registers. */
+static __attribute__((noinline)) void
+reuse_elsewhere(uintptr_t block)
+{
+    if (skip_free((void *)block)) {
+        return;
+    }
+    /* The tag is read before the lock: reading it may allocate. */
+    PyThreadState *tstate = lh_frames_tstate();
+    lh_origin origin = origin_of(tstate);
+    int gil = on_main_gil(tstate);
+    lh_lock_acquire(&S.lock, gil);
+    lh_block *b = is_tracing() ? lh_blocks_lookup(&S.blocks, block) : NULL;
+    if (b != NULL) {
+        move_block(b, current_site(LH_PYTHON_DOMAIN, origin));
+    }
+    lh_lock_release(&S.lock, gil);
 }
 
 /* An object created in a block that this thread did not just record:
@@ -979,19 +1070,9 @@ move_to_current_site(lh_block *b, lh_origin origin, int gil)
 static __attribute__((noinline, flatten)) void
 on_reuse(uintptr_t block)
 {
-    if (skip_free((void *)block)) {
-        return;
+    if (!common_move(common_caller(LH_OBJ), block)) {
+        reuse_elsewhere(block);
     }
-    /* The tag is read before the lock: reading it may allocate. */
-    PyThreadState *tstate = lh_frames_tstate();
-    lh_origin origin = origin_of(tstate);
-    int gil = on_main_gil(tstate);
-    lh_lock_acquire(&S.lock, gil);
-    lh_block *b = is_tracing() ? lh_blocks_lookup(&S.blocks, block) : NULL;
-    if (b != NULL) {
-        move_to_current_site(b, origin, gil);
-    }
-    lh_lock_release(&S.lock, gil);
 }
 
 static int

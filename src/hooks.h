@@ -59,6 +59,9 @@ void lh_hooks_init(void);
 /* Testing: turn the depth check (state.h) on or off; *checked and *wrong
    get its counts so far, which restart from 0. */
 void lh_hooks_check_depth(int on, uint64_t *checked, uint64_t *wrong);
+/* Testing: turn the site memo's check on or off (state.h, memo_check),
+   after reading and clearing its counts. */
+void lh_hooks_check_memo(int on, uint64_t *checked, uint64_t *wrong);
 
 /* Take and release the tables' lock from outside the hooks, with or
    without the GIL. */

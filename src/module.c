@@ -636,6 +636,21 @@ core_check_depth(PyObject *Py_UNUSED(module), PyObject *flag)
                          (unsigned long long)wrong);
 }
 
+/* _check_memo(on) -> (checked, wrong): testing; see lh_hooks_check_memo. */
+static PyObject *
+core_check_memo(PyObject *Py_UNUSED(module), PyObject *flag)
+{
+    int on = PyObject_IsTrue(flag);
+    if (on < 0) {
+        return NULL;
+    }
+    uint64_t checked;
+    uint64_t wrong;
+    lh_hooks_check_memo(on, &checked, &wrong);
+    return Py_BuildValue("(KK)", (unsigned long long)checked,
+                         (unsigned long long)wrong);
+}
+
 /* pause_thread(flag): while true, the calling thread's allocations are
    not recorded (the tracer's own analysis); frees still are. */
 static PyObject *
@@ -807,6 +822,9 @@ static PyMethodDef core_methods[] = {
     {"_check_depth", core_check_depth, METH_O,
      "Testing: count each captured depth again by walking; returns and "
      "restarts the counts (checked, wrong)."},
+    {"_check_memo", core_check_memo, METH_O,
+     "Testing: check every site the memo would give against the one found "
+     "the full way; returns and restarts the counts (checked, wrong)."},
     {"_fail_after", core_fail_after, METH_O,
      "Testing: make the tracer's allocations fail after n (-1: never)."},
     {NULL, NULL, 0, NULL},

@@ -100,6 +100,15 @@ typedef struct {
         uint64_t checked;
         uint64_t wrong;
     } depth_check;
+    /* Testing: when `on`, the site memo (tables.h) is not used; each site
+       found the full way is compared with the one the memo would have
+       given (the site table's `shadow`), and `wrong` counts those that
+       differ. */
+    struct {
+        int on;
+        uint64_t checked;
+        uint64_t wrong;
+    } memo_check;
     /* Scratch key for capturing the current traceback, with room for
        `scratch_frames` frames: nframe, and the user's frame. */
     lh_site_key *scratch;

@@ -292,6 +292,16 @@ site_release(lh_site *site)
     lh_mem_free(site, LH_SITE_ALLOC(site->keylen));
 }
 
+/* Empty everything that points at sites other than by_id and by_key:
+   sites are about to be unlinked and released. */
+static void
+sites_forget_pointers(lh_site_table *t)
+{
+    memset(t->cache, 0, sizeof(t->cache));
+    memset(&t->memo, 0, sizeof(t->memo));
+    memset(&t->shadow, 0, sizeof(t->shadow));
+}
+
 lh_site *
 lh_sites_unlink_empty(lh_site_table *t)
 {
@@ -307,7 +317,7 @@ lh_sites_unlink_empty(lh_site_table *t)
         list = site;
     }
     if (list != NULL) {
-        memset(t->cache, 0, sizeof(t->cache));
+        sites_forget_pointers(t);
     }
     return list;
 }

@@ -122,8 +122,20 @@ typedef struct lh_site {
 #define LH_SITE_CACHE_LOG2 11
 #define LH_SITE_CACHE_SIZE (1u << LH_SITE_CACHE_LOG2)
 
+/* The site found last for a position (lh_frames_position), by hooks.c's
+   common case.  A site holds its code, so the position it was found for
+   keeps naming that code and instruction for as long as the site is in
+   the table; unlinking sites clears the memo. */
+typedef struct {
+    lh_position pos;
+    uint64_t where;
+    lh_site *site;
+} lh_site_memo;
+
 typedef struct {
     lh_site *by_key;  /* uthash head */
+    lh_site_memo memo;
+    lh_site_memo shadow; /* testing: the memo_check's (state.h) */
     lh_site *cache[LH_SITE_CACHE_SIZE]; /* recently used, by hash */
     lh_site **by_id;  /* id -> site (NULL: a free id), O(1) from a block */
     uint32_t nsites;  /* ids in use are below this */
@@ -137,6 +149,26 @@ uint64_t lh_site_hash(const lh_site_key *key, size_t keylen);
 /* Find or create the site for `key`.  A new site takes strong references
    to the code objects in its frames, so the caller must hold the GIL when
    the key has frames.  Returns NULL when memory is exhausted. */
+/* The site of memo `m` if it was found for `pos` and `where`, else NULL. */
+static inline lh_site *
+lh_memo_get(const lh_site_memo *m, lh_position pos, uint64_t where)
+{
+    return m->pos.instr == pos.instr && m->pos.at == pos.at
+                   && m->pos.total == pos.total && m->where == where
+               ? m->site
+               : NULL;
+}
+
+/* Remember `site` as the one for `pos` (no position: nothing is). */
+static inline void
+lh_memo_put(lh_site_memo *m, lh_position pos, uint64_t where,
+            lh_site *site)
+{
+    if (pos.at != NULL) {
+        *m = (lh_site_memo){pos, where, site};
+    }
+}
+
 lh_site *lh_sites_intern(lh_site_table *t, const lh_site_key *key,
                          size_t keylen);
 /* The site of the key (where, depth, frame), if the cache holds it, else
