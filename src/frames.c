@@ -369,23 +369,39 @@ int
 lh_frames_capture_top(PyThreadState *tstate, lh_frame *top, uint16_t *total,
                       lh_position *pos)
 {
+    /* lh_frames_capture() for one frame, in one pass with the test. */
     _PyInterpreterFrame *f = top_frame(tstate);
     int unstarted = 0;
-    int n = lh_frames_capture(tstate, top, 1, total);
-    *pos = (lh_position){NULL, 0, 0};
+    _PyInterpreterFrame *taken = first_started_frame(f, &unstarted);
+    int n = 0;
+    if (taken != NULL) {
+        take_frame(top, taken);
+        n = 1;
+    }
+    unsigned int depth = 0;
+    if (total != NULL) {
+        depth = stack_depth(tstate, taken ? taken->previous : NULL, n,
+                            unstarted);
+        *total = (uint16_t)depth;
+    }
     /* A thread's own top frame that is taken has started: its instruction
        is past the code's first traceable one, so any frame at the same
        instruction of that code has started too, whoever owns it.  (A
        generator's frame counts as started wherever its instruction is:
        those are left out.)  Only a frame that runs that code can be at
        that instruction: frames of the interpreter or the C stack run
-       code of their own. */
-    if (f != NULL && f->owner == FRAME_OWNED_BY_THREAD
-        && first_started_frame(f, &unstarted) == f) {
-        lh_position here = lh_frames_position(tstate, total != NULL);
-        if (total == NULL || here.total == *total) {
-            *pos = here;
-        }
+       code of their own.  The depth is the one lh_frames_position()
+       reads for that frame, or one it never reads (a walk's, when the
+       count of entered frames is off: see stack_depth). */
+    if (taken == f && f != NULL && f->owner == FRAME_OWNED_BY_THREAD) {
+#if PY_VERSION_HEX >= 0x030D0000
+        *pos = (lh_position){f, (uintptr_t)f->instr_ptr, depth};
+#else
+        *pos = (lh_position){f, (uintptr_t)f->prev_instr, depth};
+#endif
+    }
+    else {
+        *pos = (lh_position){NULL, 0, 0};
     }
     return n;
 }

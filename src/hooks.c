@@ -1032,7 +1032,13 @@ common_move(lh_caller caller, uintptr_t block)
             if (site == NULL || site_wants_user_frame(site, tstate)) {
                 site = site_elsewhere(origin);
             }
-            move_block(b, site);
+            if (site != NULL && site->id != b->site_id) {
+                /* move_block(), exact: no weighting (update_common). */
+                size_t size = lh_blocks_size_of(&S.blocks, b);
+                count_out(S.sites.by_id[b->site_id], size);
+                b->site_id = site->id;
+                count_in(site, size);
+            }
         }
     }
     lh_lock_release(&S.lock, 1);
