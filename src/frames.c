@@ -347,6 +347,17 @@ depth_below_top(PyThreadState *tstate, _PyInterpreterFrame *f)
 #endif
 }
 
+/* The position of frame `f`, with the depth `total`. */
+static inline lh_position
+position_of(_PyInterpreterFrame *f, unsigned int total)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return (lh_position){f, (uintptr_t)f->instr_ptr, total};
+#else
+    return (lh_position){f, (uintptr_t)f->prev_instr, total};
+#endif
+}
+
 lh_position
 lh_frames_position(PyThreadState *tstate, int with_total)
 {
@@ -358,11 +369,7 @@ lh_frames_position(PyThreadState *tstate, int with_total)
     if (with_total && total == 0) {
         return (lh_position){NULL, 0, 0};
     }
-#if PY_VERSION_HEX >= 0x030D0000
-    return (lh_position){f, (uintptr_t)f->instr_ptr, total};
-#else
-    return (lh_position){f, (uintptr_t)f->prev_instr, total};
-#endif
+    return position_of(f, total);
 }
 
 int
@@ -394,11 +401,7 @@ lh_frames_capture_top(PyThreadState *tstate, lh_frame *top, uint16_t *total,
        reads for that frame, or one it never reads (a walk's, when the
        count of entered frames is off: see stack_depth). */
     if (taken == f && f != NULL && f->owner == FRAME_OWNED_BY_THREAD) {
-#if PY_VERSION_HEX >= 0x030D0000
-        *pos = (lh_position){f, (uintptr_t)f->instr_ptr, depth};
-#else
-        *pos = (lh_position){f, (uintptr_t)f->prev_instr, depth};
-#endif
+        *pos = position_of(f, depth);
     }
     else {
         *pos = (lh_position){NULL, 0, 0};

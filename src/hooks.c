@@ -1010,8 +1010,8 @@ site_elsewhere(lh_origin origin)
    the common case applies to `caller`; returns 0 if it does not (nothing
    done).  3.14 keeps many more kinds of objects on free lists (ints among
    them), so in W1 this runs some 22 times an iteration: the site comes
-   from the site cache, as common_alloc() finds it.  `b` stays valid:
-   finding a site never changes the block table. */
+   from common_site(), as an allocation's does.  `b` stays valid: finding
+   a site never changes the block table. */
 static inline int
 common_move(lh_caller caller, uintptr_t block)
 {

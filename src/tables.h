@@ -146,9 +146,7 @@ typedef struct {
 
 /* Hash of a key of `keylen` bytes. */
 uint64_t lh_site_hash(const lh_site_key *key, size_t keylen);
-/* Find or create the site for `key`.  A new site takes strong references
-   to the code objects in its frames, so the caller must hold the GIL when
-   the key has frames.  Returns NULL when memory is exhausted. */
+
 /* The site of memo `m` if it was found for `pos` and `where`, else NULL. */
 static inline lh_site *
 lh_memo_get(const lh_site_memo *m, lh_position pos, uint64_t where)
@@ -169,6 +167,9 @@ lh_memo_put(lh_site_memo *m, lh_position pos, uint64_t where,
     }
 }
 
+/* Find or create the site for `key`.  A new site takes strong references
+   to the code objects in its frames, so the caller must hold the GIL when
+   the key has frames.  Returns NULL when memory is exhausted. */
 lh_site *lh_sites_intern(lh_site_table *t, const lh_site_key *key,
                          size_t keylen);
 /* The site of the key (where, depth, frame), if the cache holds it, else
