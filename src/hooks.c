@@ -452,15 +452,21 @@ lh_hooks_unlock(void)
     lh_lock_release(&S.lock, on_main_gil(lh_frames_gil_holder()));
 }
 
+/* Turn `check` on or off, after reading its counts and restarting them;
+   lock held. */
+static void
+restart_check(lh_check *check, int on, uint64_t *checked, uint64_t *wrong)
+{
+    *checked = check->checked;
+    *wrong = check->wrong;
+    *check = (lh_check){on, 0, 0};
+}
+
 void
 lh_hooks_check_depth(int on, uint64_t *checked, uint64_t *wrong)
 {
     lh_hooks_lock();
-    *checked = S.depth_check.checked;
-    *wrong = S.depth_check.wrong;
-    S.depth_check.on = on;
-    S.depth_check.checked = 0;
-    S.depth_check.wrong = 0;
+    restart_check(&S.depth_check, on, checked, wrong);
     lh_hooks_unlock();
 }
 
@@ -468,11 +474,7 @@ void
 lh_hooks_check_memo(int on, uint64_t *checked, uint64_t *wrong)
 {
     lh_hooks_lock();
-    *checked = S.memo_check.checked;
-    *wrong = S.memo_check.wrong;
-    S.memo_check.on = on;
-    S.memo_check.checked = 0;
-    S.memo_check.wrong = 0;
+    restart_check(&S.memo_check, on, checked, wrong);
     /* Neither memo may carry a site from before into the other mode. */
     memset(&S.sites.memo, 0, sizeof(S.sites.memo));
     memset(&S.sites.shadow, 0, sizeof(S.sites.shadow));

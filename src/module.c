@@ -621,9 +621,11 @@ core_fail_after(PyObject *Py_UNUSED(module), PyObject *arg)
     Py_RETURN_NONE;
 }
 
-/* _check_depth(on) -> (checked, wrong): testing; see lh_hooks_check_depth. */
+/* Turn a testing check on or off (`flag`) with `restart`, and return
+   its counts so far as (checked, wrong). */
 static PyObject *
-core_check_depth(PyObject *Py_UNUSED(module), PyObject *flag)
+restart_check(PyObject *flag,
+              void (*restart)(int on, uint64_t *checked, uint64_t *wrong))
 {
     int on = PyObject_IsTrue(flag);
     if (on < 0) {
@@ -631,24 +633,23 @@ core_check_depth(PyObject *Py_UNUSED(module), PyObject *flag)
     }
     uint64_t checked;
     uint64_t wrong;
-    lh_hooks_check_depth(on, &checked, &wrong);
+    restart(on, &checked, &wrong);
     return Py_BuildValue("(KK)", (unsigned long long)checked,
                          (unsigned long long)wrong);
+}
+
+/* _check_depth(on) -> (checked, wrong): testing; see lh_hooks_check_depth. */
+static PyObject *
+core_check_depth(PyObject *Py_UNUSED(module), PyObject *flag)
+{
+    return restart_check(flag, lh_hooks_check_depth);
 }
 
 /* _check_memo(on) -> (checked, wrong): testing; see lh_hooks_check_memo. */
 static PyObject *
 core_check_memo(PyObject *Py_UNUSED(module), PyObject *flag)
 {
-    int on = PyObject_IsTrue(flag);
-    if (on < 0) {
-        return NULL;
-    }
-    uint64_t checked;
-    uint64_t wrong;
-    lh_hooks_check_memo(on, &checked, &wrong);
-    return Py_BuildValue("(KK)", (unsigned long long)checked,
-                         (unsigned long long)wrong);
+    return restart_check(flag, lh_hooks_check_memo);
 }
 
 /* pause_thread(flag): while true, the calling thread's allocations are

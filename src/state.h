@@ -36,6 +36,14 @@ enum { LH_RAW = 0, LH_MEM = 1, LH_OBJ = 2, LH_NDOMAINS = 3 };
 
 enum lh_common { LH_COMMON_NONE, LH_COMMON_TOP, LH_COMMON_DEPTH };
 
+/* A testing check of the core's: whether it is on, and how many cases
+   it checked and found wrong. */
+typedef struct {
+    int on;
+    uint64_t checked;
+    uint64_t wrong;
+} lh_check;
+
 typedef struct {
     /* Counted under `lock`. */
     uint64_t alloc_events;
@@ -95,20 +103,12 @@ typedef struct {
     /* Testing: when `on`, every traceback the general path captures has
        its depth counted again the slow way (frames.h); `wrong` counts
        those that differ. */
-    struct {
-        int on;
-        uint64_t checked;
-        uint64_t wrong;
-    } depth_check;
+    lh_check depth_check;
     /* Testing: when `on`, the site memo (tables.h) is not used; each site
        found the full way is compared with the one the memo would have
        given (the site table's `shadow`), and `wrong` counts those that
        differ. */
-    struct {
-        int on;
-        uint64_t checked;
-        uint64_t wrong;
-    } memo_check;
+    lh_check memo_check;
     /* Scratch key for capturing the current traceback, with room for
        `scratch_frames` frames: nframe, and the user's frame. */
     lh_site_key *scratch;
