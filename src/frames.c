@@ -299,18 +299,22 @@ stack_depth(PyThreadState *tstate, _PyInterpreterFrame *f, int n,
     return walk_depth(f, (unsigned int)n);
 }
 
-int
-lh_frames_capture(PyThreadState *tstate, lh_frame *buf, int max,
-                  uint16_t *total)
+/* lh_frames_capture(), which also gives the frame it took first in
+   *first (NULL: none). */
+static inline int
+capture(PyThreadState *tstate, lh_frame *buf, int max, uint16_t *total,
+        _PyInterpreterFrame **first)
 {
     int n = 0;
     int unstarted = 0;
     _PyInterpreterFrame *f = first_started_frame(top_frame(tstate),
                                                  &unstarted);
+    *first = NULL;
     /* The first started frame is shown: taken without testing, since most
        captures keep one frame (callgrind: 200 instructions an iteration of
        W1 on 3.14). */
     if (f != NULL && max > 0) {
+        *first = f;
         take_frame(&buf[n++], f);
         f = f->previous;
     }
@@ -324,6 +328,14 @@ lh_frames_capture(PyThreadState *tstate, lh_frame *buf, int max,
         *total = (uint16_t)stack_depth(tstate, f, n, unstarted);
     }
     return n;
+}
+
+int
+lh_frames_capture(PyThreadState *tstate, lh_frame *buf, int max,
+                  uint16_t *total)
+{
+    _PyInterpreterFrame *first;
+    return capture(tstate, buf, max, total, &first);
 }
 
 /* The depth lh_frames_capture counts for a stack whose top frame `f` is
@@ -376,21 +388,9 @@ int
 lh_frames_capture_top(PyThreadState *tstate, lh_frame *top, uint16_t *total,
                       lh_position *pos)
 {
-    /* lh_frames_capture() for one frame, in one pass with the test. */
     _PyInterpreterFrame *f = top_frame(tstate);
-    int unstarted = 0;
-    _PyInterpreterFrame *taken = first_started_frame(f, &unstarted);
-    int n = 0;
-    if (taken != NULL) {
-        take_frame(top, taken);
-        n = 1;
-    }
-    unsigned int depth = 0;
-    if (total != NULL) {
-        depth = stack_depth(tstate, taken ? taken->previous : NULL, n,
-                            unstarted);
-        *total = (uint16_t)depth;
-    }
+    _PyInterpreterFrame *taken;
+    int n = capture(tstate, top, 1, total, &taken);
     /* A thread's own top frame that is taken has started: its instruction
        is past the code's first traceable one, so any frame at the same
        instruction of that code has started too, whoever owns it.  (A
@@ -401,7 +401,7 @@ lh_frames_capture_top(PyThreadState *tstate, lh_frame *top, uint16_t *total,
        reads for that frame, or one it never reads (a walk's, when the
        count of entered frames is off: see stack_depth). */
     if (taken == f && f != NULL && f->owner == FRAME_OWNED_BY_THREAD) {
-        *pos = position_of(f, depth);
+        *pos = position_of(f, total != NULL ? *total : 0);
     }
     else {
         *pos = (lh_position){NULL, 0, 0};

@@ -628,7 +628,7 @@ forget_mode(int domain)
 /* Testing (lh_hooks_check_memo): compare `site`, found the full way for
    `pos` and `where`, with the site the memo would have given; then
    remember it as the memo would.  Out of line, and only on the path that
-   missed the memo: the check costs the hooks nothing while it is off. */
+   missed the memo: while the check is off it costs one test there. */
 static __attribute__((noinline)) void
 check_memo(lh_position pos, uint64_t where, lh_site *site)
 {
