@@ -89,6 +89,7 @@ core = Extension(
         "src/module.c",
     ],
     depends=[
+        "src/compiler.h",
         "src/frames.h",
         "src/userframe.h",
         "src/tables.h",

@@ -38,6 +38,7 @@
 #include <frameobject.h>
 #endif
 
+#include "compiler.h"
 #include "frames.h"
 
 #define LH_TOTAL_NFRAME_MAX UINT16_MAX
@@ -596,26 +597,22 @@ int_value(PyObject *value, unsigned long *result)
     return 1;
 }
 
-int
-lh_context_int(PyThreadState *tstate, PyObject *var, unsigned long *result)
+/* lh_context_int() where the variable's cache does not answer: through
+   PyContextVar_Get(), which may allocate.  Rare, and out of line, so that
+   the hooks that read the tag on every allocation stay short. */
+static LH_COLD int
+context_int_slow(PyThreadState *tstate, PyObject *var, unsigned long *result)
 {
-    /* PyContextVar_Get() caches what it finds in the variable, for one
-       thread and one version of its context.  Where that cache is valid,
-       read it directly: this runs on every allocation. */
-    PyContextVar *cvar = (PyContextVar *)var;
-    PyObject *cached = cvar->var_cached;
-    if (cached != NULL && cvar->var_cached_tsid == tstate->id
-        && cvar->var_cached_tsver == tstate->context_ver) {
-        return int_value(cached, result);
-    }
     /* ContextVar.set() and .reset() empty the cache, then allocate before
        they change the context; caching the old value in between would make
        the variable keep returning it.  So an empty cache is put back
        exactly as it was.  A stale one is never in that state, and is
-       refreshed, so the next reads take the path above. */
+       refreshed, so the next reads take lh_context_int()'s short path. */
     if (tstate->context == NULL) {
         return 0; /* the thread never used a context variable */
     }
+    PyContextVar *cvar = (PyContextVar *)var;
+    PyObject *cached = cvar->var_cached;
     uint64_t tsid = cvar->var_cached_tsid;
     uint64_t tsver = cvar->var_cached_tsver;
     /* Allocations happen while an exception is being handled: keep it. */
@@ -639,4 +636,19 @@ lh_context_int(PyThreadState *tstate, PyObject *var, unsigned long *result)
         cvar->var_cached_tsver = tsver;
     }
     return found;
+}
+
+int
+lh_context_int(PyThreadState *tstate, PyObject *var, unsigned long *result)
+{
+    /* PyContextVar_Get() caches what it finds in the variable, for one
+       thread and one version of its context.  Where that cache is valid,
+       read it directly: this runs on every allocation. */
+    PyContextVar *cvar = (PyContextVar *)var;
+    PyObject *cached = cvar->var_cached;
+    if (cached != NULL && cvar->var_cached_tsid == tstate->id
+        && cvar->var_cached_tsver == tstate->context_ver) {
+        return int_value(cached, result);
+    }
+    return context_int_slow(tstate, var, result);
 }

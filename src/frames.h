@@ -46,8 +46,8 @@ int lh_frames_capture(PyThreadState *tstate, lh_frame *buf, int max,
    instruction that frame runs, for as long as that code lives, and the
    depth of its stack if asked for.  Reading it costs a few loads, where a
    capture checks the frame and turns the instruction into an offset: the
-   site cache keeps the site of the last position (lh_sites_memo), and W1
-   asks for the same position again in most of its allocations (the C
+   site table's memo keeps the sites of recent positions (lh_site_memo),
+   and a loop allocates at the same few positions again and again (the C
    code of json.loads allocates many objects under one call instruction).
    From 3.11 on: the frame and its instruction pointer, which points into
    the code's own bytecode; before: the code and its offset, since a frame
@@ -63,6 +63,18 @@ typedef struct {
    counts the frames entered.  Before, only a walk counts it, and a
    position asked for with the depth is no position. */
 #define LH_POSITION_HAS_TOTAL (PY_VERSION_HEX >= 0x030C0000)
+
+/* A number that tells positions apart, for a table indexed by its low
+   bits: neighbouring instructions of one code give neighbouring numbers. */
+static inline size_t
+lh_position_index(lh_position pos)
+{
+#if PY_VERSION_HEX >= 0x030B0000
+    return (size_t)(pos.instr >> 1); /* a pointer to 2-byte code units */
+#else
+    return (size_t)pos.instr; /* an offset in code units */
+#endif
+}
 
 /* The position of `tstate`'s top frame, shown or not, with the depth of
    the stack if `with_total`.  `tstate` must be the caller's, with the GIL

@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "compiler.h"
 #include "frames.h"
 #include "hooks.h"
 #include "sampling.h"
@@ -229,7 +230,7 @@ is_user_code(void *Py_UNUSED(ctx), PyObject *code)
 /* Classify a site's frames, once; lock held.  The rule is read under the
    main interpreter's GIL, under which it is set (never changed while it
    is read). */
-static __attribute__((noinline)) int
+static LH_COLD int
 site_all_library(lh_site *site, PyThreadState *tstate)
 {
     if (tstate == NULL || tstate->interp != S.main_interp) {
@@ -280,7 +281,7 @@ site_with_user_frame(PyThreadState *tstate, lh_site_key *key, int n,
 /* Testing (lh_hooks_check_depth): count `total` against the walk.  Out
    of line, and on the general path only: the hooks' common case never
    pays for it. */
-static __attribute__((noinline)) void
+static LH_COLD void
 check_depth(PyThreadState *tstate, uint16_t total)
 {
     if (!S.total_nframe) {
@@ -499,9 +500,15 @@ skip_free(void *ptr)
            && !lh_filter_maybe(&S.sample_filter, (uintptr_t)ptr);
 }
 
+/* The general path of an allocation that the common case did not take:
+   any domain, thread and mode.  Out of line together with sampled mode's
+   draw, so that the hooks' common case stays short. */
 static __attribute__((noinline)) void
 after_alloc(int domain, void *ptr, size_t size)
 {
+    if (skip_allocation(size)) {
+        return;
+    }
     PyThreadState *tstate = stack_owner(domain);
     lh_origin origin = origin_of(tstate);
     int gil = on_main_gil(tstate);
@@ -553,13 +560,13 @@ small_and_not_sampled(int domain, size_t size)
    table's short paths (the nursery, the main table's home slot) do not
    cover, such as a stale record or a table that must grow.  The general
    path does them. */
-static __attribute__((noinline)) void
+static LH_COLD void
 record_elsewhere(uintptr_t ptr, size_t size, lh_site *site)
 {
     record_in_site(ptr, size, site, 0);
 }
 
-static __attribute__((noinline)) int
+static LH_COLD int
 forget_elsewhere(uintptr_t ptr, uint32_t *site_id, size_t *size)
 {
     return forget_block(ptr, site_id, size);
@@ -629,7 +636,7 @@ forget_mode(int domain)
    `pos` and `where`, with the site the memo would have given; then
    remember it as the memo would.  Out of line, and only on the path that
    missed the memo: while the check is off it costs one test there. */
-static __attribute__((noinline)) void
+static LH_COLD void
 check_memo(lh_position pos, uint64_t where, lh_site *site)
 {
     lh_site *predicted = lh_memo_get(&S.sites.shadow, pos, where);
@@ -641,9 +648,9 @@ check_memo(lh_position pos, uint64_t where, lh_site *site)
 }
 
 /* The site of an allocation made now by `tstate` in the common case's
-   `mode`, from the site cache, or NULL; lock held.  The site found last,
-   for the position of `tstate`'s top frame, comes first: most
-   allocations are made where the one before was (lh_position). */
+   `mode`, from the site cache, or NULL; lock held.  The memo comes
+   first: most allocations are made at a position (lh_position) where
+   one was made before. */
 static inline lh_site *
 common_site(PyThreadState *tstate, int mode, uint64_t where)
 {
@@ -751,8 +758,7 @@ trace_malloc(int domain, size_t size)
     lh_thread.in_hook = 1;
     void *ptr = next->malloc(next->ctx, size);
     if (ptr != NULL && is_tracing()
-        && !common_alloc(common_caller(domain), (uintptr_t)ptr, size)
-        && !skip_allocation(size)) {
+        && !common_alloc(common_caller(domain), (uintptr_t)ptr, size)) {
         after_alloc(domain, ptr, size);
     }
     lh_thread.in_hook = 0;
@@ -771,8 +777,7 @@ trace_calloc(int domain, size_t nelem, size_t elsize)
     /* calloc checked nelem * elsize for overflow already. */
     size_t size = nelem * elsize;
     if (ptr != NULL && is_tracing()
-        && !common_alloc(common_caller(domain), (uintptr_t)ptr, size)
-        && !skip_allocation(size)) {
+        && !common_alloc(common_caller(domain), (uintptr_t)ptr, size)) {
         after_alloc(domain, ptr, size);
     }
     lh_thread.in_hook = 0;
@@ -801,6 +806,18 @@ trace_free(int domain, void *ptr)
     lh_thread.in_hook = 0;
 }
 
+/* A realloc failed: its old block, taken out first, is still valid. */
+static LH_COLD void
+realloc_failed(int domain, uintptr_t ptr, uint32_t site_id, size_t size)
+{
+    int gil = on_main_gil(stack_owner(domain));
+    lh_lock_acquire(&S.lock, gil);
+    if (is_tracing()) {
+        restore_block(ptr, site_id, size);
+    }
+    lh_lock_release(&S.lock, gil);
+}
+
 static inline __attribute__((always_inline)) void *
 trace_realloc(int domain, void *ptr, size_t size)
 {
@@ -826,16 +843,10 @@ trace_realloc(int domain, void *ptr, size_t size)
     void *ptr2 = next->realloc(next->ctx, ptr, size);
     if (ptr2 == NULL) {
         if (had_old) {
-            int gil = on_main_gil(stack_owner(domain));
-            lh_lock_acquire(&S.lock, gil);
-            if (is_tracing()) {
-                restore_block((uintptr_t)ptr, old_site, old_size);
-            }
-            lh_lock_release(&S.lock, gil);
+            realloc_failed(domain, (uintptr_t)ptr, old_site, old_size);
         }
     }
-    else if (!common_alloc(caller, (uintptr_t)ptr2, size)
-             && !skip_allocation(size)) {
+    else if (!common_alloc(caller, (uintptr_t)ptr2, size)) {
         after_alloc(domain, ptr2, size);
     }
     lh_thread.in_hook = 0;
@@ -1002,7 +1013,7 @@ move_block(lh_block *b, lh_site *site)
 
 /* current_site() for common_move(), out of line for the same reason as
    reuse_elsewhere(). */
-static __attribute__((noinline)) lh_site *
+static LH_COLD lh_site *
 site_elsewhere(lh_origin origin)
 {
     return current_site(LH_PYTHON_DOMAIN, origin);

@@ -29,6 +29,8 @@
 #include <sys/syscall.h>
 #endif
 
+#include "compiler.h"
+
 /* Above this many slow entries in one window, stay symmetric until the
    end of the next quiet window: at ~10 us a membarrier, 200 a second cost
    the slow side 0.2% of a CPU. */
@@ -167,7 +169,7 @@ heavy_fence(lh_lock *lock, int symmetric)
     nanosleep(&pause, NULL);
 }
 
-__attribute__((noinline)) void
+LH_COLD void
 lh_lock_acquire_slow(lh_lock *lock)
 {
     spin(&lock->spin);
@@ -185,7 +187,7 @@ lh_lock_acquire_slow(lh_lock *lock)
     }
 }
 
-__attribute__((noinline)) void
+LH_COLD void
 lh_lock_release_slow(lh_lock *lock)
 {
     atomic_fetch_and_explicit(&lock->slow, ~LH_LOCK_OTHER_INSIDE,
@@ -193,7 +195,7 @@ lh_lock_release_slow(lh_lock *lock)
     atomic_flag_clear_explicit(&lock->spin, memory_order_release);
 }
 
-__attribute__((noinline)) void
+LH_COLD void
 lh_lock_fast_contended(lh_lock *lock, int slow)
 {
     if (slow & LH_LOCK_SYMMETRIC) {

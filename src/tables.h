@@ -122,14 +122,25 @@ typedef struct lh_site {
 #define LH_SITE_CACHE_LOG2 11
 #define LH_SITE_CACHE_SIZE (1u << LH_SITE_CACHE_LOG2)
 
-/* The site found last for a position (lh_frames_position), by hooks.c's
-   common case.  A site holds its code, so the position it was found for
-   keeps naming that code and instruction for as long as the site is in
-   the table; unlinking sites clears the memo. */
+/* The sites found last for positions (lh_frames_position), by hooks.c's
+   common case: one entry per position, in a small direct-mapped table.
+   A site holds its code, so the position it was found for keeps naming
+   that code and instruction for as long as the site is in the table;
+   unlinking sites clears the memo.  A loop allocates at a handful of
+   positions in turn (W1 at some ten an iteration, from the loop's own
+   instructions and the C calls they make), so one entry for the last
+   position only would be asked at a new one most of the time.  Slots are
+   taken by instruction, so the instructions of one loop do not collide. */
+#define LH_MEMO_LOG2 6
+
 typedef struct {
     lh_position pos;
     uint64_t where;
     lh_site *site;
+} lh_memo_entry;
+
+typedef struct {
+    lh_memo_entry entries[1u << LH_MEMO_LOG2];
 } lh_site_memo;
 
 typedef struct {
@@ -147,13 +158,21 @@ typedef struct {
 /* Hash of a key of `keylen` bytes. */
 uint64_t lh_site_hash(const lh_site_key *key, size_t keylen);
 
-/* The site of memo `m` if it was found for `pos` and `where`, else NULL. */
+static inline lh_memo_entry *
+lh_memo_slot(const lh_site_memo *m, lh_position pos)
+{
+    size_t i = lh_position_index(pos) & ((1u << LH_MEMO_LOG2) - 1);
+    return (lh_memo_entry *)&m->entries[i];
+}
+
+/* The site memo `m` holds for `pos` and `where`, else NULL. */
 static inline lh_site *
 lh_memo_get(const lh_site_memo *m, lh_position pos, uint64_t where)
 {
-    return m->pos.instr == pos.instr && m->pos.at == pos.at
-                   && m->pos.total == pos.total && m->where == where
-               ? m->site
+    const lh_memo_entry *e = lh_memo_slot(m, pos);
+    return e->pos.instr == pos.instr && e->pos.at == pos.at
+                   && e->pos.total == pos.total && e->where == where
+               ? e->site
                : NULL;
 }
 
@@ -163,7 +182,7 @@ lh_memo_put(lh_site_memo *m, lh_position pos, uint64_t where,
             lh_site *site)
 {
     if (pos.at != NULL) {
-        *m = (lh_site_memo){pos, where, site};
+        *lh_memo_slot(m, pos) = (lh_memo_entry){pos, where, site};
     }
 }
 

@@ -1,10 +1,11 @@
 """The site memo: the common case's shortcut to an allocation's site.
 
 With one frame and exact counts (tracemalloc's default), the tracer keeps
-the site it found last together with the position it found it for: the
-top frame, its instruction, the depth of the stack and the request tag
-(src/frames.h, lh_position).  The next allocation at the same position
-takes that site without capturing the frame.  The core's memo check turns
+the sites it found for recent positions, each with its position: the top
+frame, its instruction, the depth of the stack and the request tag
+(src/frames.h, lh_position), in a small table indexed by instruction.
+The next allocation at one of those positions takes its site without
+capturing the frame.  The core's memo check turns
 the memo off and compares the site it would have given with the one found
 the full way, on every allocation: any difference fails these tests.
 Each test makes allocations that differ from the one before in one part
@@ -82,6 +83,22 @@ def test_the_memo_tells_depths_apart_at_one_frame_address(memo_check):
             kept.append((recurse_small(small, leaf), recurse_big(big, leaf)))
     checked, wrong = memo_check()
     assert checked > 3000
+    assert wrong == 0
+
+
+def test_the_memo_tells_apart_instructions_that_share_a_slot(memo_check):
+    # The memo keeps one entry per slot, chosen by instruction: a function
+    # with many more allocating instructions than it has slots runs them
+    # in turn, so each finds the entry of another instruction in its slot.
+    source = "def many():\n"
+    source += "".join(f"    x{i} = [{i}]\n" for i in range(300))
+    source += "    return x0\n"
+    namespace = {}
+    exec(compile(source, "<slots>", "exec"), namespace)
+    for _ in range(5):
+        namespace["many"]()
+    checked, wrong = memo_check()
+    assert checked > 1000
     assert wrong == 0
 
 
