@@ -230,7 +230,7 @@ is_user_code(void *Py_UNUSED(ctx), PyObject *code)
 /* Classify a site's frames, once; lock held.  The rule is read under the
    main interpreter's GIL, under which it is set (never changed while it
    is read). */
-static LH_COLD int
+static __attribute__((noinline)) int
 site_all_library(lh_site *site, PyThreadState *tstate)
 {
     if (tstate == NULL || tstate->interp != S.main_interp) {

@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "compiler.h"
 #include "state.h"
 #include "tables.h"
 
@@ -209,7 +208,7 @@ sites_return_id(lh_site_table *t, uint32_t id)
 }
 
 /* A site not in the cache: look it up in uthash, or create it. */
-static LH_COLD lh_site *
+static __attribute__((noinline)) lh_site *
 sites_find_or_add(lh_site_table *t, const lh_site_key *key, size_t keylen,
                   size_t slot)
 {
