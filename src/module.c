@@ -136,11 +136,13 @@ cached_frame_tuple(frame_cache *cache, const lh_frame *frame)
 }
 
 /* The (filename, lineno) frames of `site`, most recent first, cached on
-   the site.  `intern` maps equal tuples to one object, so that traces with
-   the same traceback share it, as tracemalloc's do.  Returns a borrowed
-   reference.  Needs the GIL. */
+   the site.  Traces of one site share its tuple.  Sites with equal frames
+   (another tag, domain or depth) are not made to share one: a dict that
+   interned them cost a fifth of the first snapshot of 100,000 sites, to
+   save a tuple per such site.  Returns a borrowed reference.  Needs the
+   GIL. */
 static PyObject *
-site_frames(lh_site *site, PyObject *intern, frame_cache *cache)
+site_frames(lh_site *site, frame_cache *cache)
 {
     if (site->resolved != NULL) {
         return site->resolved;
@@ -163,16 +165,6 @@ site_frames(lh_site *site, PyObject *intern, frame_cache *cache)
         PyTuple_SET_ITEM(frames, i, frame);
     }
     PyObject_GC_UnTrack(frames);
-    if (intern != NULL) {
-        PyObject *shared = PyDict_SetDefault(intern, frames, frames);
-        if (shared == NULL) {
-            Py_DECREF(frames);
-            return NULL;
-        }
-        Py_INCREF(shared);
-        Py_DECREF(frames);
-        frames = shared;
-    }
     site->resolved = frames;
     return frames;
 }
@@ -356,7 +348,7 @@ core_get_object_traceback(PyObject *Py_UNUSED(module), PyObject *obj)
         Py_RETURN_NONE;
     }
     /* Sites are only freed with the GIL held, which we hold. */
-    PyObject *frames = site_frames(site, NULL, NULL);
+    PyObject *frames = site_frames(site, NULL);
     Py_XINCREF(frames);
     return frames;
 }
@@ -455,9 +447,9 @@ take_raw_copy(raw_copy *copy, int full)
 static PyTypeObject *site_type = NULL;
 
 static PyObject *
-site_record(const site_figures *fig, PyObject *intern, frame_cache *cache)
+site_record(const site_figures *fig, frame_cache *cache)
 {
-    PyObject *frames = site_frames(fig->site, intern, cache);
+    PyObject *frames = site_frames(fig->site, cache);
     if (frames == NULL) {
         return NULL;
     }
@@ -496,15 +488,14 @@ site_record(const site_figures *fig, PyObject *intern, frame_cache *cache)
 static PyObject *
 build_sites(const raw_copy *copy, uint32_t *index)
 {
-    PyObject *intern = PyDict_New();
-    PyObject *list = intern ? PyList_New(0) : NULL;
+    PyObject *list = PyList_New(0);
     frame_cache cache = {NULL, 0, 0};
     for (uint32_t i = 0; list != NULL && i < copy->nsites; i++) {
         index[i] = UINT32_MAX;
         if (copy->sites[i].count == 0) {
             continue;
         }
-        PyObject *record = site_record(&copy->sites[i], intern, &cache);
+        PyObject *record = site_record(&copy->sites[i], &cache);
         index[i] = (uint32_t)PyList_GET_SIZE(list);
         if (record == NULL || PyList_Append(list, record) < 0) {
             Py_XDECREF(record);
@@ -514,7 +505,6 @@ build_sites(const raw_copy *copy, uint32_t *index)
         Py_DECREF(record);
     }
     frame_cache_free(&cache);
-    Py_XDECREF(intern);
     return list;
 }
 
