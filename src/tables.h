@@ -130,7 +130,8 @@ typedef struct lh_site {
    positions in turn (W1 at some ten an iteration, from the loop's own
    instructions and the C calls they make), so one entry for the last
    position only would be asked at a new one most of the time.  Slots are
-   taken by instruction, so the instructions of one loop do not collide. */
+   taken by instruction, so that a loop's instructions, close together in
+   its code, take different ones. */
 #define LH_MEMO_LOG2 6
 
 typedef struct {
@@ -158,18 +159,18 @@ typedef struct {
 /* Hash of a key of `keylen` bytes. */
 uint64_t lh_site_hash(const lh_site_key *key, size_t keylen);
 
-static inline lh_memo_entry *
-lh_memo_slot(const lh_site_memo *m, lh_position pos)
+/* The slot of `pos` in a memo. */
+static inline size_t
+lh_memo_index(lh_position pos)
 {
-    size_t i = lh_position_index(pos) & ((1u << LH_MEMO_LOG2) - 1);
-    return (lh_memo_entry *)&m->entries[i];
+    return lh_position_index(pos) & ((1u << LH_MEMO_LOG2) - 1);
 }
 
 /* The site memo `m` holds for `pos` and `where`, else NULL. */
 static inline lh_site *
 lh_memo_get(const lh_site_memo *m, lh_position pos, uint64_t where)
 {
-    const lh_memo_entry *e = lh_memo_slot(m, pos);
+    const lh_memo_entry *e = &m->entries[lh_memo_index(pos)];
     return e->pos.instr == pos.instr && e->pos.at == pos.at
                    && e->pos.total == pos.total && e->where == where
                ? e->site
@@ -182,7 +183,7 @@ lh_memo_put(lh_site_memo *m, lh_position pos, uint64_t where,
             lh_site *site)
 {
     if (pos.at != NULL) {
-        *lh_memo_slot(m, pos) = (lh_memo_entry){pos, where, site};
+        m->entries[lh_memo_index(pos)] = (lh_memo_entry){pos, where, site};
     }
 }
 
