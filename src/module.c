@@ -588,7 +588,7 @@ core_get_stats(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
     lh_hooks_unlock();
     uint64_t slow = atomic_load(&S.lock.slow_entries);
     return Py_BuildValue(
-        "{sKsKsnsnsKsnsKsnsnsK}", "alloc_events", (unsigned long long)c.alloc_events,
+        "{sKsKsnsnsKsnsKsnsnsKsK}", "alloc_events", (unsigned long long)c.alloc_events,
         "free_events", (unsigned long long)c.free_events,
         "live_blocks", (Py_ssize_t)live,
         "unique_tracebacks", (Py_ssize_t)sites,
@@ -597,7 +597,8 @@ core_get_stats(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
         "lock_slow_entries", (unsigned long long)slow,
         "block_table_capacity", (Py_ssize_t)capacity,
         "sample_bytes", (Py_ssize_t)S.sample_bytes,
-        "sampled_blocks", (unsigned long long)c.sampled_blocks);
+        "sampled_blocks", (unsigned long long)c.sampled_blocks,
+        "reuse_lookups", (unsigned long long)c.reuse_lookups);
 }
 
 static PyObject *

@@ -50,6 +50,9 @@ typedef struct {
     uint64_t free_events;
     uint64_t lost_blocks;    /* blocks the tracer failed to record */
     uint64_t sampled_blocks; /* allocations recorded in sampling mode */
+    /* Objects created in a block other than the one just allocated, that
+       the reference tracer (3.13+) looked up: reused from free lists. */
+    uint64_t reuse_lookups;
 } lh_counters;
 
 typedef struct {

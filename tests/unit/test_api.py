@@ -276,6 +276,26 @@ def test_get_stats_reports_the_tracer_counters(tracing):
     assert len(keep) == 100
 
 
+@pytest.mark.skipif(
+    sys.version_info < (3, 13),
+    reason="before 3.13 there is no reference tracer, so no object is looked up",
+)
+def test_the_tracers_own_work_looks_up_only_objects_from_free_lists(tracing):
+    # Objects the tracer's own analysis creates (a snapshot makes hundreds
+    # of thousands) are new, in blocks it left out: each must not cost a
+    # search of the block table.  Only those reused from free lists (a
+    # few thousand at most) are looked up, to move a recorded block.
+    was_paused = pyleakhunt._core.pause_thread(True)
+    try:
+        before = pyleakhunt.get_stats()["reuse_lookups"]
+        made = [(i, str(i)) for i in range(1000, 51_000)]
+        lookups = pyleakhunt.get_stats()["reuse_lookups"] - before
+    finally:
+        pyleakhunt._core.pause_thread(was_paused)
+    assert len(made) == 50_000
+    assert lookups < 10_000
+
+
 def test_take_snapshot_requires_tracing():
     with pytest.raises(RuntimeError, match="must be tracing"):
         pyleakhunt.take_snapshot()
