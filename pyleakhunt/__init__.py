@@ -211,9 +211,9 @@ def get_stats() -> Dict[str, Any]:
     ``lost_blocks`` the blocks it failed to record, ``tracer_memory`` the
     bytes of its own tables, ``lock_slow_entries`` how often a thread
     without the GIL had to take the tables' lock the slow way (see
-    docs/design.md), ``reuse_lookups`` how many objects created in a block
-    they had not just seen allocated (reused from a free list, 3.13+) they
-    looked up.
+    docs/design.md), and ``reuse_lookups`` how many objects the reference
+    tracer looked up in the tables, because they were not created in the
+    block just allocated (objects reused from free lists, 3.13+).
     """
     stats = _core.get_stats()
     stats["tracing"] = _core.is_tracing()
