@@ -16,6 +16,7 @@ import ctypes
 import http.client
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -1382,16 +1383,37 @@ def test_a_target_that_disabled_remote_debugging_is_refused(
     assert target.stderr.read_text() == ""
 
 
+#: The directory that holds the pyleakhunt package the target imports.
+PACKAGE_ROOT = Path(attach.__file__).resolve().parents[2]
+
+
+def _private_tmp_shell() -> str:
+    """The shell line that gives a target a /tmp of its own, then runs it.
+
+    When pyleakhunt is under /tmp (CI clones the project there), that
+    directory is bound back in at its own path: the target must import
+    the package it is attached with, and everything else in its /tmp
+    stays apart from ours.
+    """
+    mount = "mount -t tmpfs none /tmp"
+    root = str(PACKAGE_ROOT)
+    if root.startswith("/tmp/"):
+        mount = (
+            "mount --bind /tmp /mnt && %s && mkdir -p %s"
+            " && mount --bind /mnt%s %s && umount -l /mnt"
+            % (mount, shlex.quote(root), shlex.quote(root[4:]), shlex.quote(root))
+        )
+    return mount + ' && exec "$0" -c "$1"'
+
+
 def _private_tmp_problem() -> Optional[str]:
     """Why a target with a /tmp of its own cannot be made here, or None."""
-    if str(REPO).startswith("/tmp/") or attach.__file__.startswith("/tmp/"):
-        return "pyleakhunt is under /tmp, which a private /tmp would hide"
     if sys.executable.startswith("/tmp/") or sys.prefix.startswith("/tmp/"):
         return "this Python is under /tmp, which a private /tmp would hide"
     if shutil.which("unshare") is None:
         return "no unshare(1) to make a mount namespace"
     probe = subprocess.run(
-        ["unshare", "-m", "sh", "-c", "mount -t tmpfs none /tmp"],
+        ["unshare", "-m", "sh", "-c", _private_tmp_shell(), "sh", "true"],
         capture_output=True,
         text=True,
     )
@@ -1408,7 +1430,7 @@ def test_a_target_with_its_own_tmp(spawn, capsys, method):
     problem = _private_tmp_problem()
     if problem is not None:
         pytest.skip(problem)
-    shell = 'mount -t tmpfs none /tmp && exec "$0" -c "$1"'
+    shell = _private_tmp_shell()
     source = textwrap.dedent(SLEEPER)
     target = spawn(argv=["unshare", "-m", "sh", "-c", shell, sys.executable, source])
     assert os.stat("/proc/%d/root/tmp" % target.pid).st_ino != os.stat("/tmp").st_ino
@@ -1421,7 +1443,9 @@ def test_a_target_with_its_own_tmp(spawn, capsys, method):
     result = _attach(target.pid)
     assert result["tracing"] and result["method"] == "gdb"
     assert _attach(target.pid, "detach")["was_tracing"]
-    assert os.listdir("/proc/%d/root/tmp" % target.pid) == []  # nothing left
+    # Nothing left, beside the package bound in (_private_tmp_shell).
+    kept = PACKAGE_ROOT.parts[2:3] if PACKAGE_ROOT.parts[1:2] == ("tmp",) else ()
+    assert os.listdir("/proc/%d/root/tmp" % target.pid) == list(kept)
     assert target.stderr.read_text() == ""
 
 
