@@ -1385,6 +1385,7 @@ def test_a_target_that_disabled_remote_debugging_is_refused(
 
 #: The directory that holds the pyleakhunt package the target imports.
 PACKAGE_ROOT = Path(attach.__file__).resolve().parents[2]
+TMP = Path("/tmp")
 
 
 def _private_tmp_shell() -> str:
@@ -1396,12 +1397,12 @@ def _private_tmp_shell() -> str:
     stays apart from ours.
     """
     mount = "mount -t tmpfs none /tmp"
-    root = str(PACKAGE_ROOT)
-    if root.startswith("/tmp/"):
+    if TMP in PACKAGE_ROOT.parents:
+        root = shlex.quote(str(PACKAGE_ROOT))
+        seen_from_mnt = shlex.quote(str("/mnt" / PACKAGE_ROOT.relative_to(TMP)))
         mount = (
-            "mount --bind /tmp /mnt && %s && mkdir -p %s"
-            " && mount --bind /mnt%s %s && umount -l /mnt"
-            % (mount, shlex.quote(root), shlex.quote(root[4:]), shlex.quote(root))
+            f"mount --bind /tmp /mnt && {mount} && mkdir -p {root}"
+            f" && mount --bind {seen_from_mnt} {root} && umount -l /mnt"
         )
     return mount + ' && exec "$0" -c "$1"'
 
@@ -1443,9 +1444,10 @@ def test_a_target_with_its_own_tmp(spawn, capsys, method):
     result = _attach(target.pid)
     assert result["tracing"] and result["method"] == "gdb"
     assert _attach(target.pid, "detach")["was_tracing"]
-    # Nothing left, beside the package bound in (_private_tmp_shell).
-    kept = PACKAGE_ROOT.parts[2:3] if PACKAGE_ROOT.parts[1:2] == ("tmp",) else ()
-    assert os.listdir("/proc/%d/root/tmp" % target.pid) == list(kept)
+    # Nothing left, beside the checkout bound in (_private_tmp_shell).
+    under_tmp = TMP in PACKAGE_ROOT.parents
+    kept = list(PACKAGE_ROOT.relative_to(TMP).parts[:1]) if under_tmp else []
+    assert os.listdir("/proc/%d/root/tmp" % target.pid) == kept
     assert target.stderr.read_text() == ""
 
 
