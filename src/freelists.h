@@ -3,7 +3,8 @@
 
 /* Keep CPython's free lists of dicts, lists, tuples and floats empty (on)
    or let them fill again (off), so that every such object is allocated at
-   its own line (freelists.c).  Returns 1 where this applies (3.10 to
+   its own line; on 3.10 also move the dead frame a code object keeps to
+   the free list of frames (freelists.c).  Returns 1 where this applies (3.10 to
    3.12), 0 where it is not needed.  Needs the GIL. */
 int lh_freelists_keep_empty(int on);
 

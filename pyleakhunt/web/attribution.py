@@ -62,6 +62,7 @@ import contextvars
 import gc
 import itertools
 import os
+import sys
 import threading
 import time
 import warnings
@@ -157,23 +158,30 @@ class Options:
     #: CPython's free lists, whose dead objects otherwise count, a few
     #: bytes a request, against the endpoint that allocated their blocks
     #: (see above), and it frees unreachable cycles.  It costs one full
-    #: collection a sample, tens of milliseconds in a large process: for
-    #: short runs (tests, staging, the demo) more than for production.
-    collect: bool = False
+    #: collection a sample, tens of milliseconds in a large process.
+    #: None (the default) collects while a collection is expected to take
+    #: at most 1% of ``interval`` (`_CollectionBudget`), and not while the
+    #: program has turned the collector off: in tests, staging and small
+    #: services, where a short run's drift can reach the floor; not in a
+    #: large process.
+    collect: Optional[bool] = None
     #: On 3.10 to 3.12, keep CPython's free lists of dicts, lists, tuples
     #: and floats empty, so that each such object is allocated at its own
     #: endpoint and line; without it, one made in the memory of a dead one
     #: is counted where that one was made (3.13+ sees the reuse and moves
-    #: it).  About 9% more CPU per request on 3.11 (a small Flask app).
+    #: it).  On 3.10 the dead frame each code object keeps for its next
+    #: call goes to the free list of frames, which a collection empties.
+    #: About 9% more CPU per request on 3.11 (a small Flask app).
     fresh_objects: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.nframe, int) or not 1 <= self.nframe <= 65535:
             raise ValueError(f"nframe must be an int from 1 to 65535: {self.nframe!r}")
-        for name in ("collect", "fresh_objects"):
-            value = getattr(self, name)
-            if not isinstance(value, bool):
-                raise ValueError(f"{name} must be True or False: {value!r}")
+        if self.collect is not None and not isinstance(self.collect, bool):
+            raise ValueError(f"collect must be True, False or None: {self.collect!r}")
+        fresh = self.fresh_objects
+        if not isinstance(fresh, bool):
+            raise ValueError(f"fresh_objects must be True or False: {fresh!r}")
         if not self.interval > 0:
             raise ValueError(f"interval must be > 0 seconds: {self.interval!r}")
         if self.max_endpoints < 1:
@@ -447,6 +455,46 @@ class _UserFrames:
                 _core.set_user_frames(None)
 
 
+class _CollectionBudget:
+    """Whether `Options.collect`'s automatic collection is cheap enough now.
+
+    A full collection's time grows with the objects the collector tracks.
+    The allocator's count of live blocks (`sys.getallocatedblocks`, which
+    counts untracked objects too, so it overestimates) costs well under a
+    millisecond even for millions of blocks, and is multiplied by the time
+    per block the last collection made here took, or by a cautious guess
+    before the first.  The measures are kept as ints: on 3.10 to 3.12 a
+    float kept here could be made in the block of a dead one from
+    CPython's free list, and be counted at that one's endpoint.
+    """
+
+    #: The share of the sampling interval a collection may take.
+    SHARE = 0.01
+    #: Nanoseconds per live block assumed before a collection was timed:
+    #: twice the slowest measured (3.14: 25 ns a block, 3.10 to 3.13: 6 ns,
+    #: with a million small dicts).
+    GUESS_NS = 50
+
+    def __init__(self) -> None:
+        self.spent_ns = self.GUESS_NS  # the last collection's time ...
+        self.blocks = 1  # ... and the live blocks it had to go through
+
+    def allows(self, interval: float) -> bool:
+        """Whether to collect before a sample taken every *interval* s."""
+        if not gc.isenabled():
+            return False  # the program chose when it collects
+        expected_ns = sys.getallocatedblocks() * self.spent_ns / self.blocks
+        return expected_ns <= self.SHARE * interval * 1e9
+
+    def collect(self) -> None:
+        """Collect, and learn what a collection costs per block."""
+        blocks = max(sys.getallocatedblocks(), 1)
+        started = time.perf_counter_ns()
+        gc.collect()
+        self.spent_ns = time.perf_counter_ns() - started
+        self.blocks = blocks
+
+
 class Attribution:
     """The registry, the sampler and the series of one process.
 
@@ -464,6 +512,7 @@ class Attribution:
         self._samples = 0
         self._last_sample = 0.0
         self._error: Optional[str] = None
+        self._collection = _CollectionBudget()
         # _sample_lock serialises sampling (background thread, report
         # requests); _lock guards the series while a report reads them.
         self._sample_lock = threading.Lock()
@@ -558,9 +607,13 @@ class Attribution:
         """
         if max_age and time.monotonic() - self._last_sample < max_age:
             return True
-        if self.options.collect:
-            # Outside the lock: a finalizer it runs may ask for a report.
-            gc.collect()
+        # Outside the lock: a finalizer the collection runs may ask for a
+        # report.
+        collect = self.options.collect
+        if collect or (
+            collect is None and self._collection.allows(self.options.interval)
+        ):
+            self._collection.collect()
         with self._sample_lock:
             if max_age and time.monotonic() - self._last_sample < max_age:
                 return True

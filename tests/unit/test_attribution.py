@@ -12,6 +12,7 @@ import pytest
 import pyleakhunt
 from pyleakhunt import attribution
 from pyleakhunt.attribution import OTHER, TAG_VAR, EndpointRegistry
+from pyleakhunt.web.attribution import _CollectionBudget
 
 #: Kept alive by the "leaking" endpoints of these tests.
 LEAKED = []
@@ -209,16 +210,23 @@ def run_bursts(hunt):
     return endpoint(hunt.report(refresh=None), "GET /burst")
 
 
-def test_free_listed_temporaries_count_against_the_endpoint_by_default(hunt):
-    # What the option below is for: without it, the dead objects waiting
-    # in the free lists are retained memory of the endpoint.
-    sizes = [size for _, size in run_bursts(hunt).points]
-    assert sizes[-1] > sizes[0] + 1000, sizes
-
-
-def test_collecting_before_each_sample_leaves_no_free_list_drift():
+def test_free_listed_temporaries_count_against_the_endpoint_without_collections():
+    # What collecting is for: without it, the dead objects waiting in the
+    # free lists are retained memory of the endpoint.
     attribution.reset()
-    hunt = attribution.shared(interval=3600, collect=True)
+    hunt = attribution.shared(interval=3600, collect=False)
+    try:
+        sizes = [size for _, size in run_bursts(hunt).points]
+        assert sizes[-1] > sizes[0] + 1000, sizes
+    finally:
+        attribution.reset()
+
+
+@pytest.mark.parametrize("option", [{"collect": True}, {}], ids=["collect", "default"])
+def test_collecting_before_each_sample_leaves_no_free_list_drift(option):
+    # By default too, while a collection is cheap against the interval.
+    attribution.reset()
+    hunt = attribution.shared(interval=3600, **option)
     try:
         bursting = run_bursts(hunt)
         # Flat: what is left is the first request's context-variable
@@ -228,6 +236,32 @@ def test_collecting_before_each_sample_leaves_no_free_list_drift():
         assert not bursting.leaking
     finally:
         attribution.reset()
+
+
+def test_no_automatic_collection_while_the_program_turned_the_collector_off():
+    attribution.reset()
+    hunt = attribution.shared(interval=3600)
+    gc.disable()
+    try:
+        sizes = [size for _, size in run_bursts(hunt).points]
+        assert sizes[-1] > sizes[0] + 1000, sizes
+    finally:
+        gc.enable()
+        attribution.reset()
+
+
+def test_the_automatic_collection_keeps_within_its_share_of_the_interval():
+    budget = _CollectionBudget()
+    blocks = sys.getallocatedblocks()
+    # Before any collection: 50 ns a live block.
+    assert budget.allows(blocks * 50e-9 / budget.SHARE * 1.5)
+    assert not budget.allows(blocks * 50e-9 / budget.SHARE / 1.5)
+    budget.collect()
+    # Then what that collection took, per block.
+    assert blocks // 2 <= budget.blocks <= blocks * 2 and budget.spent_ns > 0
+    took = budget.spent_ns / 1e9 / budget.blocks * sys.getallocatedblocks()
+    assert budget.allows(took / budget.SHARE * 1.5)
+    assert not budget.allows(took / budget.SHARE / 1.5)
 
 
 #: The commonest leaks: one small object kept per request, of the types
@@ -302,6 +336,34 @@ def test_a_small_object_kept_per_request_is_credited_to_its_endpoint_and_line(
         LEAKED.clear()
 
 
+def functions_of_their_own(n):
+    """*n* functions, each with a code object of its own."""
+    source = "".join(f"def f{i}(x):\n    return x + {i}\n" for i in range(n))
+    namespace: dict = {}
+    exec(compile(source, "<functions>", "exec"), namespace)
+    return [namespace[f"f{i}"] for i in range(n)]
+
+
+def test_dead_frames_are_not_retained_by_the_endpoint_that_made_them():
+    # 3.10 keeps a dead frame in its code object for the code's next call,
+    # until the code dies: it stayed retained memory of the endpoint whose
+    # request made it, 50 frames here (Starlette's routing: GET /health).
+    functions = functions_of_their_own(50)
+    attribution.reset()
+    hunt = attribution.shared(interval=3600, fresh_objects=True)
+    try:
+        run_rounds(
+            hunt,
+            4,
+            10,
+            [("GET /calls", lambda i: [f(i) for f in functions], lambda i: (i,))],
+        )
+        calls = endpoint(hunt.report(refresh=None), "GET /calls")
+        assert calls.retained_bytes < 50 * 100, calls
+    finally:
+        attribution.reset()
+
+
 @pytest.mark.skipif(
     sys.version_info < (3, 13),
     reason="before 3.13 a dict, list or tuple made from a free list keeps its "
@@ -337,7 +399,7 @@ def test_objects_freed_before_tracing_began_do_not_hide_a_leak(kind):
         ({"nframe": 0}, "nframe must be an int"),
         ({"interval": 0}, "interval must be > 0"),
         ({"max_endpoints": 0}, "max_endpoints must be at least 1"),
-        ({"collect": "yes"}, "collect must be True or False"),
+        ({"collect": "yes"}, "collect must be True, False or None"),
         ({"fresh_objects": 1}, "fresh_objects must be True or False"),
     ],
 )
