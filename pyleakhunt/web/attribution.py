@@ -463,9 +463,11 @@ class _CollectionBudget:
     counts untracked objects too, so it overestimates) costs well under a
     millisecond even for millions of blocks, and is multiplied by the time
     per block the last collection made here took, or by a cautious guess
-    before the first.  The measures are kept as ints: on 3.10 to 3.12 a
-    float kept here could be made in the block of a dead one from
-    CPython's free list, and be counted at that one's endpoint.
+    before the first.  Without pymalloc (``PYTHONMALLOC=malloc``, as under
+    a sanitizer) that count is 0, and the resident memory stands in for
+    it, a block per `BYTES_PER_BLOCK`.  The measures are kept as ints: on
+    3.10 to 3.12 a float kept here could be made in the block of a dead
+    one from CPython's free list, and be counted at that one's endpoint.
     """
 
     #: The share of the sampling interval a collection may take.
@@ -474,21 +476,36 @@ class _CollectionBudget:
     #: twice the slowest measured (3.14: 25 ns a block, 3.10 to 3.13: 6 ns,
     #: with a million small dicts).
     GUESS_NS = 50
+    #: Resident bytes counted as one block where the allocator counts
+    #: none: a small object's share, so that the count errs high.
+    BYTES_PER_BLOCK = 64
 
     def __init__(self) -> None:
         self.spent_ns = self.GUESS_NS  # the last collection's time ...
         self.blocks = 1  # ... and the live blocks it had to go through
 
+    @classmethod
+    def live_blocks(cls) -> Optional[int]:
+        """The process's live blocks, or None if it cannot tell."""
+        blocks = sys.getallocatedblocks()
+        if blocks > 0:
+            return blocks
+        rss = rss_bytes()
+        return None if rss is None else max(rss // cls.BYTES_PER_BLOCK, 1)
+
     def allows(self, interval: float) -> bool:
         """Whether to collect before a sample taken every *interval* s."""
         if not gc.isenabled():
             return False  # the program chose when it collects
-        expected_ns = sys.getallocatedblocks() * self.spent_ns / self.blocks
+        blocks = self.live_blocks()
+        if blocks is None:
+            return False
+        expected_ns = blocks * self.spent_ns / self.blocks
         return expected_ns <= self.SHARE * interval * 1e9
 
     def collect(self) -> None:
         """Collect, and learn what a collection costs per block."""
-        blocks = max(sys.getallocatedblocks(), 1)
+        blocks = self.live_blocks() or 1
         started = time.perf_counter_ns()
         gc.collect()
         self.spent_ns = time.perf_counter_ns() - started
