@@ -307,7 +307,9 @@ def leak_beside_churn(hunt, kind):
     return endpoint(report, "GET /leak"), endpoint(report, "GET /churn")
 
 
-@pytest.mark.parametrize("collect", [False, True], ids=["default", "collect"])
+@pytest.mark.parametrize(
+    "collect", [None, False, True], ids=["default", "never", "always"]
+)
 @pytest.mark.parametrize("kind", sorted(SMALL_OBJECTS))
 def test_a_small_object_kept_per_request_is_caught_beside_a_churning_endpoint(
     kind, collect
