@@ -1386,6 +1386,8 @@ def test_a_target_that_disabled_remote_debugging_is_refused(
 #: The directory that holds the pyleakhunt package the target imports.
 PACKAGE_ROOT = Path(attach.__file__).resolve().parents[2]
 TMP = Path("/tmp")
+#: CI clones the project under /tmp: a private /tmp must show it again.
+PACKAGE_UNDER_TMP = TMP in PACKAGE_ROOT.parents
 
 
 def _private_tmp_shell() -> str:
@@ -1397,7 +1399,7 @@ def _private_tmp_shell() -> str:
     stays apart from ours.
     """
     mount = "mount -t tmpfs none /tmp"
-    if TMP in PACKAGE_ROOT.parents:
+    if PACKAGE_UNDER_TMP:
         root = shlex.quote(str(PACKAGE_ROOT))
         seen_from_mnt = shlex.quote(str("/mnt" / PACKAGE_ROOT.relative_to(TMP)))
         mount = (
@@ -1445,8 +1447,7 @@ def test_a_target_with_its_own_tmp(spawn, capsys, method):
     assert result["tracing"] and result["method"] == "gdb"
     assert _attach(target.pid, "detach")["was_tracing"]
     # Nothing left, beside the checkout bound in (_private_tmp_shell).
-    under_tmp = TMP in PACKAGE_ROOT.parents
-    kept = list(PACKAGE_ROOT.relative_to(TMP).parts[:1]) if under_tmp else []
+    kept = list(PACKAGE_ROOT.relative_to(TMP).parts[:1]) if PACKAGE_UNDER_TMP else []
     assert os.listdir("/proc/%d/root/tmp" % target.pid) == kept
     assert target.stderr.read_text() == ""
 

@@ -1,5 +1,6 @@
 """Per-request attribution: the registry, the series, the verdicts."""
 
+import contextlib
 import gc
 import os
 import sys
@@ -21,16 +22,27 @@ CACHE = {}
 CACHE_SIZE = 50
 
 
+@contextlib.contextmanager
+def hunting(**options):
+    """The shared attribution with *options*, made afresh and reset after,
+    with what the test endpoints kept.  No background sampling unless an
+    ``interval`` asks: tests sample by hand."""
+    attribution.reset()
+    LEAKED.clear()
+    CACHE.clear()
+    try:
+        yield attribution.shared(**{"interval": 3600, **options})
+    finally:
+        attribution.reset()
+        LEAKED.clear()
+        CACHE.clear()
+
+
 @pytest.fixture
 def hunt():
     """Attribution with no background sampling: tests sample by hand."""
-    attribution.reset()
-    LEAKED.clear()
-    CACHE.clear()
-    yield attribution.shared(interval=3600)
-    attribution.reset()
-    LEAKED.clear()
-    CACHE.clear()
+    with hunting() as shared:
+        yield shared
 
 
 def serve(hunt, endpoint, work, *args):
@@ -184,14 +196,9 @@ def test_a_slow_drift_below_the_threshold_is_not_a_leak(hunt):
 
 
 def test_the_threshold_per_request_can_be_lowered():
-    attribution.reset()
-    hunt = attribution.shared(interval=3600, min_bytes_per_request=1)
-    try:
+    with hunting(min_bytes_per_request=1) as hunt:
         run_rounds(hunt, 8, 250, [("GET /drift", drift, lambda i: (i,))])
         assert endpoint(hunt.report(refresh=None), "GET /drift").leaking
-    finally:
-        attribution.reset()
-        LEAKED.clear()
 
 
 def burst(i):
@@ -213,41 +220,31 @@ def run_bursts(hunt):
 def test_free_listed_temporaries_count_against_the_endpoint_without_collections():
     # What collecting is for: without it, the dead objects waiting in the
     # free lists are retained memory of the endpoint.
-    attribution.reset()
-    hunt = attribution.shared(interval=3600, collect=False)
-    try:
+    with hunting(collect=False) as hunt:
         sizes = [size for _, size in run_bursts(hunt).points]
         assert sizes[-1] > sizes[0] + 1000, sizes
-    finally:
-        attribution.reset()
 
 
 @pytest.mark.parametrize("option", [{"collect": True}, {}], ids=["collect", "default"])
 def test_collecting_before_each_sample_leaves_no_free_list_drift(option):
     # By default too, while a collection is cheap against the interval.
-    attribution.reset()
-    hunt = attribution.shared(interval=3600, **option)
-    try:
+    with hunting(**option) as hunt:
         bursting = run_bursts(hunt)
         # Flat: what is left is the first request's context-variable
         # bookkeeping, allocated once.
         sizes = [size for _, size in bursting.points]
         assert len(set(sizes)) == 1 and sizes[0] < 1000, sizes
         assert not bursting.leaking
-    finally:
-        attribution.reset()
 
 
 def test_no_automatic_collection_while_the_program_turned_the_collector_off():
-    attribution.reset()
-    hunt = attribution.shared(interval=3600)
-    gc.disable()
-    try:
-        sizes = [size for _, size in run_bursts(hunt).points]
-        assert sizes[-1] > sizes[0] + 1000, sizes
-    finally:
-        gc.enable()
-        attribution.reset()
+    with hunting() as hunt:
+        gc.disable()
+        try:
+            sizes = [size for _, size in run_bursts(hunt).points]
+            assert sizes[-1] > sizes[0] + 1000, sizes
+        finally:
+            gc.enable()
 
 
 @pytest.mark.parametrize("allocator", ["pymalloc", "malloc"])
@@ -316,14 +313,9 @@ def test_a_small_object_kept_per_request_is_caught_beside_a_churning_endpoint(
 ):
     # On every version: before 3.13 the kept object may be credited to the
     # other endpoint (below), but the list that keeps it grows here.
-    attribution.reset()
-    hunt = attribution.shared(interval=3600, collect=collect)
-    try:
+    with hunting(collect=collect) as hunt:
         leaking, _ = leak_beside_churn(hunt, kind)
         assert leaking.leaking, leaking
-    finally:
-        attribution.reset()
-        LEAKED.clear()
 
 
 @pytest.mark.parametrize("kind", sorted(SMALL_OBJECTS))
@@ -331,9 +323,7 @@ def test_a_small_object_kept_per_request_is_credited_to_its_endpoint_and_line(
     kind,
 ):
     # 3.13+ by default; 3.10 to 3.12 with fresh_objects.
-    attribution.reset()
-    hunt = attribution.shared(interval=3600, fresh_objects=True)
-    try:
+    with hunting(fresh_objects=True) as hunt:
         leaking, churning = leak_beside_churn(hunt, kind)
         assert leaking.leaking and leaking.bytes_per_request >= 30, leaking
         assert not churning.leaking, churning
@@ -343,9 +333,6 @@ def test_a_small_object_kept_per_request_is_credited_to_its_endpoint_and_line(
             __file__,
             SMALL_OBJECTS[kind].__code__.co_firstlineno,
         )
-    finally:
-        attribution.reset()
-        LEAKED.clear()
 
 
 def functions_of_their_own(n):
@@ -361,9 +348,7 @@ def test_dead_frames_are_not_retained_by_the_endpoint_that_made_them():
     # until the code dies: it stayed retained memory of the endpoint whose
     # request made it, 50 frames here (Starlette's routing: GET /health).
     functions = functions_of_their_own(50)
-    attribution.reset()
-    hunt = attribution.shared(interval=3600, fresh_objects=True)
-    try:
+    with hunting(fresh_objects=True) as hunt:
         run_rounds(
             hunt,
             4,
@@ -372,8 +357,6 @@ def test_dead_frames_are_not_retained_by_the_endpoint_that_made_them():
         )
         calls = endpoint(hunt.report(refresh=None), "GET /calls")
         assert calls.retained_bytes < 50 * 100, calls
-    finally:
-        attribution.reset()
 
 
 @pytest.mark.skipif(
@@ -444,9 +427,7 @@ def test_an_endpoint_that_stopped_leaking_is_not_leaking(hunt):
 
 
 def test_the_series_stays_bounded():
-    attribution.reset()
-    hunt = attribution.shared(interval=3600, max_points=8, max_sites=2)
-    try:
+    with hunting(max_points=8, max_sites=2) as hunt:
         for _ in range(40):
             serve(hunt, "GET /leak", leak, 100)
             serve(hunt, "GET /leak", churn)
@@ -458,24 +439,16 @@ def test_the_series_stays_bounded():
         assert series.points[0].requests == 2
         leaking = endpoint(hunt.report(refresh=None), "GET /leak")
         assert leaking.leaking and len(leaking.sites) <= 2
-    finally:
-        attribution.reset()
-        LEAKED.clear()
 
 
 def test_the_background_thread_samples_every_interval():
-    attribution.reset()
-    hunt = attribution.shared(interval=0.02)
-    try:
+    with hunting(interval=0.02) as hunt:
         serve(hunt, "GET /leak", leak)
         deadline = time.monotonic() + 5
         while hunt.report(refresh=None).samples < 3:
             assert time.monotonic() < deadline, "no background sample"
             time.sleep(0.01)
         assert any(t.name == "pyleakhunt-attribution" for t in threading.enumerate())
-    finally:
-        attribution.reset()
-        LEAKED.clear()
     assert not any(t.name == "pyleakhunt-attribution" for t in threading.enumerate())
 
 
@@ -573,18 +546,13 @@ def test_leaking_endpoints_come_first(hunt):
 
 
 def test_sampled_tracing_marks_figures_as_estimates():
-    attribution.reset()
-    hunt = attribution.shared(interval=3600, sample_bytes=4096)
-    try:
+    with hunting(sample_bytes=4096) as hunt:
         run_rounds(hunt, 4, 50, [("GET /leak", leak, lambda i: (2000,))])
         report = hunt.report(refresh=None)
         assert report.estimated and report.sample_bytes == 4096
         doc = report.to_json()
         assert doc["estimated"] is True
         assert all(e["estimated"] is True for e in doc["endpoints"])
-    finally:
-        attribution.reset()
-        LEAKED.clear()
 
 
 def test_the_snapshot_holds_the_endpoints_memory_under_their_names(hunt):
