@@ -14,6 +14,7 @@ import ctypes
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,11 +22,12 @@ import textwrap
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 
 import pytest
 
 from pyleakhunt import _core
+from pyleakhunt.process.proc import ProcFS
 
 #: The checkout: child processes import pyleakhunt from here.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -95,6 +97,20 @@ def assert_one_error_line(err: str, *words: str) -> None:
     assert lines[0].startswith("pyleakhunt: error: "), err
     for word in words:
         assert word in lines[0], err
+
+
+def python_from_a_copy(directory: str) -> Tuple[str, Dict[str, str]]:
+    """A Python (its path, and what to add to its environment) that runs
+    from a copy, in *directory*, of the file that holds Python's code:
+    libpython when it is shared, else the executable (Debian's).  Removing
+    *directory* then stands for an upgrade under a running process: its
+    /proc/PID/maps say "(deleted)"."""
+    mapped = ProcFS().mapped_files(os.getpid())
+    libpython = next((m.path for m in mapped if "libpython" in m.path), None)
+    if libpython is not None:
+        shutil.copy(libpython, directory)
+        return sys.executable, {"LD_LIBRARY_PATH": directory}
+    return shutil.copy(os.path.realpath(sys.executable), directory), {}
 
 
 def wait_until(

@@ -2,7 +2,8 @@
 
 The target is read, never written: its memory with process_vm_readv, its
 mapped files through ``/proc/PID/root`` (so a process in a container is
-read with its own files).  While the writable memory is copied, every
+read with its own files), or ``/proc/PID/map_files`` for those deleted
+since (ProcFS.image).  While the writable memory is copied, every
 thread is held still with ptrace (``_scan.Pause``: seize and interrupt, see
 src/census/pause.h for why not SIGSTOP); the read-only parts of mapped files
 are read from the files afterwards, since they cannot change.  A process
@@ -21,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-from ..process.proc import ProcFS, Region
+from ..process.proc import ProcFS, Region, mapped_files
 from . import _scan
 from .elf import FileMapping
 from .errors import NotPermittedError, ProcessError
@@ -164,7 +165,10 @@ def process_image(pid: int, stop: bool = True) -> Tuple[MemoryImage, LiveRead, s
     mappings = [
         FileMapping(r.start, r.end, r.offset, r.path) for r in regions if r.file_backed
     ]
-    files = FileCache(root=f"/proc/{pid}/root")
+    files = FileCache(
+        root=f"/proc/{pid}/root",
+        paths={m.path: PROC.image(pid, m) for m in mapped_files(regions)},
+    )
     warnings: List[str] = []
     try:
         interpreter = find_interpreter(mappings, files.elf, warnings)

@@ -224,9 +224,17 @@ class FileCache:
     an mmap (for its bytes), with ``--python`` standing in for the
     interpreter when the recorded path is not usable here."""
 
-    def __init__(self, root: str = "", python: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        root: str = "",
+        python: Optional[str] = None,
+        paths: Optional[Dict[str, str]] = None,
+    ) -> None:
         self.root = root  # /proc/PID/root for a live process
         self.python = python
+        # A live process's files by the names its maps give, where they
+        # are read here (ProcFS.image: also those deleted since mapped).
+        self.paths = paths or {}
         self._elves: Dict[str, Optional[ElfFile]] = {}
         self._maps: Dict[str, Optional[mmap.mmap]] = {}
         self.opened: List[mmap.mmap] = []
@@ -235,6 +243,8 @@ class FileCache:
         """Where to read the file the process had at *path*: ``--python``
         if it has the same name, or if *path* names a Python that is not
         here; else the path itself (under /proc/PID/root for a process)."""
+        if path in self.paths:
+            return self.paths[path]
         local = self.root + path if self.root else path
         if self.python:
             base = os.path.basename(path)

@@ -63,6 +63,17 @@ class Region:
         return self.path.startswith("/")
 
 
+def mapped_files(regions: List[Region]) -> List[MappedFile]:
+    """The files of *regions*, each with its lowest mapping at offset 0."""
+    found: Dict[str, MappedFile] = {}
+    for region in regions:
+        if not region.path.startswith("/"):
+            continue
+        if region.offset == 0 and region.path not in found:
+            found[region.path] = MappedFile(region.path, region.start, region.end)
+    return list(found.values())
+
+
 class ProcFS:
     """Read-only access to ``/proc``, with files that tests may override.
 
@@ -198,23 +209,26 @@ class ProcFS:
 
     def mapped_files(self, pid: int) -> List[MappedFile]:
         """The files mapped in *pid*, each with its lowest mapping at offset 0."""
-        found: Dict[str, MappedFile] = {}
-        for region in self.maps(pid):
-            if not region.path.startswith("/"):
-                continue
-            if region.offset == 0 and region.path not in found:
-                found[region.path] = MappedFile(region.path, region.start, region.end)
-        return list(found.values())
+        return mapped_files(self.maps(pid))
 
     def image(self, pid: int, mapped: MappedFile) -> str:
         """A path from which the file *mapped* in *pid* can be read.
 
-        A file deleted since it was mapped (Python upgraded under a process
-        that has run for days) is still readable through ``map_files``.
+        Through ``map_files`` when the file cannot be opened by its name:
+        deleted since it was mapped (Python upgraded under a process that
+        has run for days), or named from a root that neither we nor the
+        target have (``/proc/PID/maps`` names files from the root of the
+        target's mount namespace, ``/proc/PID/root`` is the target's own
+        root, and a chroot in a namespace of its own has two different
+        ones).
         """
+        by_map = self.path("%d/map_files/%x-%x" % (pid, mapped.start, mapped.end))
         if mapped.deleted:
-            return self.path("%d/map_files/%x-%x" % (pid, mapped.start, mapped.end))
-        return self.target_file(pid, mapped.path)
+            return by_map
+        path = self.target_file(pid, mapped.path)
+        if self.root == "/proc" and not os.path.exists(path) and os.path.exists(by_map):
+            return by_map
+        return path
 
     def exe(self, pid: int) -> str:
         """The path of *pid*'s executable."""

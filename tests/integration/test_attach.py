@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import dataclasses
 import http.client
 import os
 import re
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Union
 
 import pytest
-from helpers import assert_one_error_line, wait_until
+from helpers import assert_one_error_line, python_from_a_copy, wait_until
 
 from pyleakhunt import attach
 from pyleakhunt.attach import (
@@ -451,30 +452,20 @@ def test_inspect_reads_the_version_of_a_static_python(spawn):
 
 
 def test_inspect_reads_a_python_upgraded_under_the_process(tmp_path):
-    # A service running for days outlives its libpython on disk: the maps
+    # A service running for days outlives its Python on disk: the maps
     # then say "(deleted)", and the file is read through map_files.
-    libpython = next(
-        (m.path for m in ProcFS().mapped_files(os.getpid()) if "libpython" in m.path),
-        None,
-    )
-    if libpython is None:
-        pytest.skip("this Python links libpython statically")
-    copy = tmp_path / "lib"
-    copy.mkdir()
-    shutil.copy(libpython, copy)
+    copies = tmp_path / "python"
+    copies.mkdir()
+    python, env = python_from_a_copy(str(copies))
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import time; print('ready', flush=True); time.sleep(60)",
-        ],
-        env={**os.environ, "LD_LIBRARY_PATH": str(copy)},
+        [python, "-c", "import time; print('ready', flush=True); time.sleep(60)"],
+        env={**os.environ, **env},
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert process.stdout.readline().strip() == "ready"
-        shutil.rmtree(copy)
+        shutil.rmtree(copies)
         maps = Path("/proc/%d/maps" % process.pid).read_text()
         assert "(deleted)" in maps
         found = attach.inspect_target(process.pid, ProcFS())
@@ -483,6 +474,22 @@ def test_inspect_reads_a_python_upgraded_under_the_process(tmp_path):
     finally:
         process.kill()
         process.wait()
+
+
+def test_a_mapped_file_named_from_another_root_is_read_through_map_files():
+    # A chroot in a mount namespace of its own (CI's sid chroot, some
+    # containers): /proc/PID/maps names files from the namespace's root,
+    # which is not the process's root, so the name opens nothing from
+    # /proc/PID/root.  Attach said "not a Python process" there.
+    mapped = ProcFS().mapped_files(os.getpid())
+    real = next(m for m in mapped if os.path.basename(m.path).startswith("libc"))
+    by_map = "/proc/%d/map_files/%x-%x" % (os.getpid(), real.start, real.end)
+    if not os.access(by_map, os.R_OK):
+        pytest.skip("map_files cannot be read without CAP_SYS_ADMIN here")
+    elsewhere = dataclasses.replace(real, path="/elsewhere" + real.path)
+    image = ProcFS().image(os.getpid(), elsewhere)
+    assert os.path.exists(image), image
+    assert os.stat(image).st_ino == os.stat(real.path).st_ino
 
 
 def test_not_python_is_refused(spawn, capsys):

@@ -173,8 +173,13 @@ class Victim:
         return stat[stat.rindex(b")") + 2 :].split()[0].decode()
 
 
-def start_victim(directory: str, python: str = sys.executable) -> Victim:
-    """Writes the victim's files into *directory* and starts it."""
+def start_victim(
+    directory: str,
+    python: str = sys.executable,
+    env: Optional[Dict[str, str]] = None,
+) -> Victim:
+    """Writes the victim's files into *directory* and starts it (with
+    *env* added to its environment)."""
     with open(os.path.join(directory, "census_victim.py"), "w") as f:
         f.write(VICTIM_MODULE)
     main = os.path.join(directory, "victim_main.py")
@@ -183,7 +188,7 @@ def start_victim(directory: str, python: str = sys.executable) -> Victim:
     process = subprocess.Popen(
         [python, main],
         cwd=directory,
-        env=clean_env(),
+        env={**clean_env(), **(env or {})},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -4,9 +4,11 @@ still only while its memory is copied, and left as it was."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from census_victims import (
@@ -17,6 +19,7 @@ from census_victims import (
     stop_victim,
     wait_for,
 )
+from helpers import python_from_a_copy
 
 from pyleakhunt.census import ProcessError, census_process
 
@@ -63,6 +66,22 @@ def test_no_stop_reads_a_running_target_without_pausing_it(own_victim):
     assert census.find_type("CensusUser").count == 12345
     assert census.timings["stopped_s"] == 0
     assert any("--no-stop" in w for w in census.warnings)
+
+
+def test_a_python_replaced_on_disk_since_it_started_is_read(tmp_path):
+    # A service outlives its Python: after an upgrade, /proc/PID/maps says
+    # "(deleted)", and the file is read through /proc/PID/map_files.
+    copies = tmp_path / "python"
+    copies.mkdir()
+    python, env = python_from_a_copy(str(copies))
+    victim = start_victim(str(tmp_path), python=python, env=env)
+    try:
+        shutil.rmtree(copies)
+        assert "(deleted)" in Path("/proc/%d/maps" % victim.pid).read_text()
+        census = census_process(victim.pid, holders=0)
+        assert census.find_type("CensusUser").count == 12345
+    finally:
+        stop_victim(victim)
 
 
 def test_the_command_on_a_pid(victim):
