@@ -637,12 +637,36 @@ drop(lh_block_record *dropped, int *n, uintptr_t ptr, uint32_t site_id,
     (*n)++;
 }
 
-/* Move the nursery entry `e` to the main table.  Returns -1 (and leaves
-   it) when the main table has no room. */
-static __attribute__((noinline)) int
-nursery_evict(lh_block_table *t, lh_block *e, lh_block_record *dropped,
-              int *n)
+/* Write the pending record (tables.h) to its home slot, if that is free:
+   nearly always, while the main table is under half full.  A free home
+   slot also means that the table holds no other record of the block (a
+   lookup would stop there).  Returns 1 when nothing is pending any more. */
+static inline int
+pending_place_home(lh_block_table *t)
 {
+    if (t->pending.ptr == 0) {
+        return 1;
+    }
+    lh_block *home = &t->slots[block_home(t, t->pending.ptr)];
+    if (home->ptr != 0) {
+        return 0;
+    }
+    *home = t->pending;
+    t->used++;
+    t->pending.ptr = 0;
+    return 1;
+}
+
+/* Write the pending record to the main table, wherever it goes there; a
+   stale record of the same address is dropped.  Returns -1 (and leaves
+   it pending) when the main table has no room. */
+static __attribute__((noinline)) int
+pending_settle(lh_block_table *t, lh_block_record *dropped, int *n)
+{
+    lh_block *e = &t->pending;
+    if (e->ptr == 0) {
+        return 0;
+    }
     uint32_t old_site;
     size_t old_size;
     int replaced = main_put(t, e->ptr, e->site_id, e->size, &old_site,
@@ -655,6 +679,31 @@ nursery_evict(lh_block_table *t, lh_block *e, lh_block_record *dropped,
     }
     e->ptr = 0;
     return 0;
+}
+
+/* Make the nursery's record `e` the pending one (there is none), and
+   start fetching its home slot for when it is written there. */
+static inline void
+pending_set(lh_block_table *t, const lh_block *e)
+{
+    t->pending = *e;
+    if (t->capacity != 0) {
+        __builtin_prefetch(&t->slots[block_home(t, e->ptr)], 1, 3);
+    }
+}
+
+/* Take `ptr`'s record out of the pending slot, if it is there. */
+static inline int
+pending_take(lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
+             size_t *size)
+{
+    if (t->pending.ptr != ptr || ptr == 0) {
+        return 0;
+    }
+    *site_id = t->pending.site_id;
+    *size = t->pending.size;
+    t->pending.ptr = 0;
+    return 1;
 }
 
 /* A block of 4 GiB or more (rare) goes straight to the main table, which
@@ -688,6 +737,9 @@ lh_blocks_put(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
     if (lh_blocks_put_young(t, ptr, site_id, size)) {
         return 0;
     }
+    if (pending_settle(t, dropped, ndropped) < 0) {
+        return -1;
+    }
     absent_forget(t, ptr);
     if (size >= LH_BIG_SIZE) {
         return put_big(t, ptr, site_id, size, dropped, ndropped);
@@ -697,8 +749,8 @@ lh_blocks_put(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
         /* Freed behind our back, and the address came back. */
         drop(dropped, ndropped, ptr, e->site_id, e->size);
     }
-    else if (e->ptr != 0 && nursery_evict(t, e, dropped, ndropped) < 0) {
-        return -1;
+    else if (e->ptr != 0) {
+        pending_set(t, e);
     }
     *e = (lh_block){ptr, site_id, (uint32_t)size};
     return 0;
@@ -723,19 +775,13 @@ lh_blocks_put_evicting(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
 {
     lh_block *e = nursery_slot(t, ptr);
     if (e->ptr == ptr || e->ptr == 0 || size >= LH_BIG_SIZE
-        || t->used + 1 > t->limit) {
+        || t->used + 2 > t->limit || !pending_place_home(t)) {
         /* A stale record, no block to move (the caller was to try the
-           nursery first), a big block, or the table must grow first. */
+           nursery first), a big block, the table must grow first, or the
+           block pending must go elsewhere than its home slot. */
         return 0;
     }
-    /* An empty home slot also means that the evicted block has no other
-       record in the table: a lookup would stop there. */
-    lh_block *home = &t->slots[block_home(t, e->ptr)];
-    if (home->ptr != 0) {
-        return 0;
-    }
-    *home = *e;
-    t->used++;
+    pending_set(t, e);
     absent_forget(t, ptr);
     *e = (lh_block){ptr, site_id, (uint32_t)size};
     return 1;
@@ -745,6 +791,9 @@ int
 lh_blocks_pop_home(lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
                    size_t *size)
 {
+    if (pending_take(t, ptr, site_id, size)) {
+        return 1;
+    }
     if (t->capacity == 0) {
         return 0;
     }
@@ -771,7 +820,8 @@ lh_blocks_replace(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
 {
     uint32_t old_site;
     size_t old_size;
-    int stale = main_pop(t, ptr, &old_site, &old_size);
+    int stale = pending_take(t, ptr, &old_site, &old_size)
+                || main_pop(t, ptr, &old_site, &old_size);
     int result = lh_blocks_put(t, ptr, site_id, size, dropped, ndropped);
     if (stale) {
         drop(dropped, ndropped, ptr, old_site, old_size);
@@ -782,13 +832,18 @@ lh_blocks_replace(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
 size_t
 lh_blocks_nslots(const lh_block_table *t)
 {
-    return t->capacity + (1u << LH_NURSERY_LOG2);
+    return t->capacity + (1u << LH_NURSERY_LOG2) + 1;
 }
 
+/* The main table's slots, then the nursery's, then the pending one. */
 const lh_block *
 lh_blocks_slot(const lh_block_table *t, size_t i)
 {
-    return i < t->capacity ? &t->slots[i] : &t->nursery[i - t->capacity];
+    if (i < t->capacity) {
+        return &t->slots[i];
+    }
+    i -= t->capacity;
+    return i < (1u << LH_NURSERY_LOG2) ? &t->nursery[i] : &t->pending;
 }
 
 size_t
@@ -796,20 +851,24 @@ lh_blocks_count(const lh_block_table *t)
 {
     /* The nursery is counted here rather than on every allocation and
        free: this runs once a snapshot or a get_stats(). */
-    size_t young = 0;
+    size_t young = t->pending.ptr != 0;
     for (size_t i = 0; i < (1u << LH_NURSERY_LOG2); i++) {
         young += t->nursery[i].ptr != 0;
     }
     return t->used + young;
 }
 
-/* The nursery's record comes first: it is the newest. */
+/* The nursery's record comes first: it is the newest; then the pending
+   one. */
 lh_block *
 lh_blocks_lookup(lh_block_table *t, uintptr_t ptr)
 {
     lh_block *e = nursery_slot(t, ptr);
     if (e->ptr == ptr && ptr != 0) {
         return e;
+    }
+    if (t->pending.ptr == ptr && ptr != 0) {
+        return &t->pending;
     }
     lh_block *cur = blocks_find(t, ptr);
     if (cur == NULL) {
@@ -849,7 +908,8 @@ int
 lh_blocks_pop(lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
               size_t *size)
 {
-    if (lh_blocks_pop_young(t, ptr, site_id, size)) {
+    if (lh_blocks_pop_young(t, ptr, site_id, size)
+        || pending_take(t, ptr, site_id, size)) {
         return 1;
     }
     return main_pop(t, ptr, site_id, size);

@@ -242,6 +242,15 @@ typedef struct lh_big_size {
    on every allocation stays in the L1 cache. */
 #define LH_ABSENT_LOG2 6
 
+/* The pending record: the last block moved out of the nursery, not yet
+   written to its home slot in the main table.  That slot is at a random
+   place in a table too big for the caches, so reading it at once stalls
+   the allocation that evicted the block (half of an allocation's time in
+   W1 when blocks outlive the nursery).  Instead its cache line is
+   prefetched, and the record is written at the next eviction, by when
+   the line has usually arrived.  Lookups look here between the nursery
+   and the main table; to anything that walks the records it is one more
+   slot. */
 typedef struct lh_block_table {
     lh_block *slots;
     size_t capacity;  /* a power of two, or 0 */
@@ -250,6 +259,7 @@ typedef struct lh_block_table {
     unsigned int shift;  /* 64 - log2(capacity) */
     lh_big_size *big;
     lh_block nursery[1u << LH_NURSERY_LOG2]; /* never blocks of LH_BIG_SIZE */
+    lh_block pending; /* ptr 0: none; never a block of LH_BIG_SIZE */
     /* Written under the lock, read without it by lh_blocks_known_absent
        (relaxed atomics: one aligned word, no ordering needed). */
     _Atomic uintptr_t absent[1u << LH_ABSENT_LOG2];
@@ -286,7 +296,7 @@ typedef struct {
     size_t size;
 } lh_block_record;
 
-#define LH_MAX_DROPPED 3
+#define LH_MAX_DROPPED 4
 
 /* Record a block just allocated.  Returns 0, or -1 when it could not be
    recorded (out of memory).  Either way, the records the table let go of
@@ -306,11 +316,12 @@ int lh_blocks_put_young(lh_block_table *t, uintptr_t ptr, uint32_t site_id,
 int lh_blocks_pop_young(lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
                         size_t *size);
 /* The next cases, for a caller whose _young call just returned 0.  Put:
-   the nursery slot holds another block, whose home slot in the main table
-   is free: it moves there (W1 keeps 1,000 results alive: some 9 blocks an
-   iteration take this path).  Pop: the block is in its home slot of the
-   main table, and no block after it needs shifting back.  Each returns 1,
-   or 0 having done nothing. */
+   the nursery slot holds another block, which becomes the pending one,
+   while the block pending before goes to its home slot in the main table,
+   which is free (W1 keeps 1,000 results alive: some 9 blocks an iteration
+   take this path).  Pop: the block is the pending one, or in its home
+   slot of the main table with no block after it to shift back.  Each
+   returns 1, or 0 having done nothing. */
 int lh_blocks_put_evicting(lh_block_table *t, uintptr_t ptr,
                            uint32_t site_id, size_t size);
 int lh_blocks_pop_home(lh_block_table *t, uintptr_t ptr, uint32_t *site_id,

@@ -159,6 +159,36 @@ def test_blocks_freed_long_after_leaving_the_nursery_are_each_found():
     assert pyleakhunt.get_stats()["lost_blocks"] == 0
 
 
+def test_the_block_that_left_the_nursery_last_is_found_by_lookups():
+    # The block moved out of the nursery last waits in a slot of its own
+    # (the pending one) until the next one moves on: lookups look there
+    # too.  Paused, this thread records nothing, so nothing else moves on
+    # while every block is looked up.
+    pyleakhunt.start(1)
+    keep = [bytes(200) for _ in range(10_000)]
+    _core.pause_thread(True)
+    try:
+        missing = [
+            i for i, b in enumerate(keep) if pyleakhunt.get_object_traceback(b) is None
+        ]
+    finally:
+        _core.pause_thread(False)
+    assert missing == []
+
+
+def test_a_block_freed_long_after_it_left_the_nursery_is_uncounted_at_once():
+    # Its record is in the main table, or in the pending slot (tables.h):
+    # the free takes it out before anything else looks.
+    pyleakhunt.start(1)
+    keep = [bytes(1000) for _ in range(10_000)]
+    for _ in range(100):
+        before = pyleakhunt.get_traced_memory()[0]
+        del keep[0]  # the oldest: it left the nursery long ago
+        assert before - pyleakhunt.get_traced_memory()[0] >= 1000
+    line = sys._getframe().f_lineno - 5
+    assert kept_at(line, sys.getsizeof(bytes(1000))) == len(keep)
+
+
 def test_a_reused_address_replaces_a_record_already_in_the_main_table():
     # The first records leave the nursery for the main table; then their
     # addresses come back (freed behind our back) and the new records
