@@ -244,9 +244,9 @@ typedef struct lh_big_size {
 
 /* The pending record: the last block moved out of the nursery, not yet
    written to its home slot in the main table.  That slot is at a random
-   place in a table too big for the caches, so reading it at once stalls
-   the allocation that evicted the block (half of an allocation's time in
-   W1 when blocks outlive the nursery).  Instead its cache line is
+   place in a table too big for the caches, so reading it at once stalled
+   the allocation that evicted the block (half of obj_malloc's samples in
+   W1, whose results outlive the nursery).  Instead its cache line is
    prefetched, and the record is written at the next eviction, by when
    the line has usually arrived.  Lookups look here between the nursery
    and the main table; to anything that walks the records it is one more
