@@ -240,9 +240,10 @@ class FileCache:
         self.opened: List[mmap.mmap] = []
 
     def local_path(self, path: str) -> str:
-        """Where to read the file the process had at *path*: ``--python``
-        if it has the same name, or if *path* names a Python that is not
-        here; else the path itself (under /proc/PID/root for a process)."""
+        """Where to read the file the process had at *path*: for a live
+        process, where ``paths`` says; ``--python`` if it has the same
+        name, or if *path* names a Python that is not here; else the path
+        itself (under /proc/PID/root for a process)."""
         if path in self.paths:
             return self.paths[path]
         local = self.root + path if self.root else path
