@@ -10,6 +10,8 @@
 #define Py_BUILD_CORE 1
 #include <Python.h>
 
+#include <string.h>
+
 #include <internal/pycore_context.h>
 #include <internal/pycore_gc.h>
 #if PY_VERSION_HEX >= 0x030C0000
@@ -89,6 +91,68 @@ lh_frames_tstate(void)
     return attached_tstate();
 #endif
 }
+
+#if PY_VERSION_HEX >= 0x030C0000 && defined(__x86_64__) && defined(__linux__)
+/* The offset a reader of a thread-local variable at `code` loads from the
+   thread pointer (%fs), if the code is nothing but that load and a
+   return, as GCC and Clang compile a variable of static TLS:
+   - in the executable (local exec): mov %fs:OFFSET, %rax; ret;
+   - in a library loaded with it, if so compiled (initial exec):
+     mov GOT(%rip), %rax; mov %fs:(%rax), %rax; ret, the GOT slot holding
+     the offset.
+   Anything else (a library's general-dynamic __tls_get_addr call, a
+   breakpoint a debugger planted) gives 0. */
+static intptr_t
+static_tls_offset(const unsigned char *code)
+{
+    static const unsigned char endbr64[] = {0xf3, 0x0f, 0x1e, 0xfa};
+    static const unsigned char local_exec[] = {0x64, 0x48, 0x8b, 0x04, 0x25};
+    static const unsigned char got_load[] = {0x48, 0x8b, 0x05};
+    static const unsigned char fs_load[] = {0x64, 0x48, 0x8b, 0x00, 0xc3};
+    if (memcmp(code, endbr64, sizeof(endbr64)) == 0) {
+        code += sizeof(endbr64);
+    }
+    if (memcmp(code, local_exec, sizeof(local_exec)) == 0 && code[9] == 0xc3) {
+        int32_t offset;
+        memcpy(&offset, code + 5, sizeof(offset));
+        return offset;
+    }
+    if (memcmp(code, got_load, sizeof(got_load)) == 0
+        && memcmp(code + 7, fs_load, sizeof(fs_load)) == 0) {
+        int32_t rel;
+        memcpy(&rel, code + 3, sizeof(rel));
+        int64_t offset;
+        memcpy(&offset, code + 7 + rel, sizeof(offset));
+        return (intptr_t)offset;
+    }
+    return 0;
+}
+
+intptr_t
+lh_frames_tstate_offset(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyThreadState *(*reader)(void) = PyThreadState_GetUnchecked;
+#else
+    PyThreadState *(*reader)(void) = _PyThreadState_UncheckedGet;
+#endif
+    intptr_t offset = static_tls_offset((const unsigned char *)(uintptr_t)reader);
+    PyThreadState *tstate = attached_tstate();
+    /* A static TLS variable is at the same offset in every thread: one
+       that reads right here reads right everywhere. */
+    if (offset == 0 || tstate == NULL
+        || lh_frames_tstate_at(offset) != tstate) {
+        return 0;
+    }
+    return offset;
+}
+#else
+intptr_t
+lh_frames_tstate_offset(void)
+{
+    return 0;
+}
+#endif
 
 int
 lh_frames_gil_is_main(void)

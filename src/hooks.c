@@ -412,6 +412,20 @@ is_tracing(void)
     return atomic_load_explicit(&S.tracing, memory_order_relaxed);
 }
 
+/* The calling thread's state, for the MEM and OBJ hooks (the GIL held):
+   read inline where CPython's variable has a fixed place. */
+static inline PyThreadState *
+hook_tstate(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    intptr_t offset = S.tstate_offset;
+    if (offset != 0) {
+        return lh_frames_tstate_at(offset);
+    }
+#endif
+    return lh_frames_tstate();
+}
+
 /* The calling thread's state if its stack may be read in `domain`. */
 static inline PyThreadState *
 stack_owner(int domain)
@@ -421,7 +435,7 @@ stack_owner(int domain)
        without an attached one): its hooks only read which thread holds
        the GIL, and never take the GIL or make a thread state, which could
        deadlock or allocate (test_safety: ..._neither_wait_for_the_gil). */
-    return domain == LH_RAW ? lh_frames_gil_holder() : lh_frames_tstate();
+    return domain == LH_RAW ? lh_frames_gil_holder() : hook_tstate();
 }
 
 /* Whether the calling thread, whose state stack_owner() gave, holds the
@@ -616,7 +630,7 @@ common_caller(int domain)
 {
     int mode = common_mode(domain);
     PyThreadState *tstate =
-        mode == LH_COMMON_NONE ? NULL : lh_frames_tstate();
+        mode == LH_COMMON_NONE ? NULL : hook_tstate();
     /* The main interpreter's thread, on every version (recordable()). */
     if (tstate == NULL || tstate->interp != S.main_interp) {
         return (lh_caller){NULL, LH_COMMON_NONE};
@@ -634,7 +648,14 @@ forget_mode(int domain)
     if (mode == LH_COMMON_NONE || lh_frames_gil_is_main()) {
         return mode;
     }
-    return on_main_gil(lh_frames_tstate()) ? mode : LH_COMMON_NONE;
+    return on_main_gil(hook_tstate()) ? mode : LH_COMMON_NONE;
+}
+
+int
+lh_hooks_check_tstate(intptr_t *offset)
+{
+    *offset = S.tstate_offset;
+    return hook_tstate() == lh_frames_tstate();
 }
 
 /* Testing (lh_hooks_check_memo): compare `site`, found the full way for
@@ -1092,7 +1113,7 @@ reuse_elsewhere(uintptr_t block)
         return;
     }
     /* The tag is read before the lock: reading it may allocate. */
-    PyThreadState *tstate = lh_frames_tstate();
+    PyThreadState *tstate = hook_tstate();
     lh_origin origin = origin_of(tstate);
     int gil = on_main_gil(tstate);
     lh_lock_acquire(&S.lock, gil);
@@ -1543,6 +1564,7 @@ void
 lh_hooks_init(void)
 {
     S.main_interp = PyInterpreterState_Main();
+    S.tstate_offset = lh_frames_tstate_offset();
     lh_lock_setup(&S.lock);
 }
 

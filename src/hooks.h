@@ -62,6 +62,10 @@ void lh_hooks_check_depth(int on, uint64_t *checked, uint64_t *wrong);
 /* Testing: turn the site memo's check on or off (state.h, memo_check),
    after reading and clearing its counts. */
 void lh_hooks_check_memo(int on, uint64_t *checked, uint64_t *wrong);
+/* Testing: *offset gets where the hooks read the calling thread's state
+   (0: they ask CPython); returns whether that read, made now, gives the
+   state CPython gives. */
+int lh_hooks_check_tstate(intptr_t *offset);
 
 /* Take and release the tables' lock from outside the hooks, with or
    without the GIL. */

@@ -643,6 +643,16 @@ core_check_memo(PyObject *Py_UNUSED(module), PyObject *flag)
     return restart_check(flag, lh_hooks_check_memo);
 }
 
+/* _check_tstate() -> (offset, same): testing; see lh_hooks_check_tstate. */
+static PyObject *
+core_check_tstate(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(arg))
+{
+    intptr_t offset;
+    int same = lh_hooks_check_tstate(&offset);
+    return Py_BuildValue("(nO)", (Py_ssize_t)offset,
+                         same ? Py_True : Py_False);
+}
+
 /* pause_thread(flag): while true, the calling thread's allocations are
    not recorded (the tracer's own analysis); frees still are. */
 static PyObject *
@@ -817,6 +827,9 @@ static PyMethodDef core_methods[] = {
     {"_check_memo", core_check_memo, METH_O,
      "Testing: check every site the memo would give against the one found "
      "the full way; returns and restarts the counts (checked, wrong)."},
+    {"_check_tstate", core_check_tstate, METH_NOARGS,
+     "Testing: (offset, same): where the hooks read the calling thread's "
+     "state (0: from CPython), and whether that read agrees with CPython."},
     {"_fail_after", core_fail_after, METH_O,
      "Testing: make the tracer's allocations fail after n (-1: never)."},
     {NULL, NULL, 0, NULL},

@@ -70,6 +70,10 @@ typedef struct {
     int atfork_registered;
     /* Whose GIL makes a thread the lock's fast side (lock.h). */
     PyInterpreterState *main_interp;
+    /* Where the MEM and OBJ hooks read the calling thread's state: its
+       offset from the thread pointer, or 0 to ask CPython
+       (lh_frames_tstate_offset). */
+    intptr_t tstate_offset;
     /* The interpreter that started tracing.  Only its threads' frames,
        and the main interpreter's, are recorded (hooks.c, recordable()).
        Set with the GIL held, before the hooks are installed. */
