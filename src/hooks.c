@@ -35,14 +35,16 @@ lh_tracer_state lh_tracer = {
      tracer neither slows its own work down nor shows up in what it
      reports.  Frees are still seen, so nothing recorded before goes
      stale.
-   - last_block (3.13+): the last block this thread allocated, recorded
-     or left out on purpose (paused, or not drawn by sampling).  An object
-     created in it is new: it has its traceback already, or is not to
-     have one, so the reference tracer can skip it cheaply. */
+   - last_block, last_size (3.13+): the last block this thread
+     allocated, recorded or left out on purpose (paused, or not drawn by
+     sampling), and its size; 0 once an object was created in it.  An
+     object created in it is new: it has its traceback already, or is not
+     to have one, so the reference tracer can skip it cheaply. */
 typedef struct {
     int in_hook;
     int paused;
     uintptr_t last_block;
+    size_t last_size;
 } lh_thread_state;
 
 static __thread lh_thread_state lh_thread
@@ -59,12 +61,14 @@ lh_hooks_pause_thread(int paused)
 #define S lh_tracer
 
 static inline void
-note_last_block(uintptr_t ptr)
+note_last_block(uintptr_t ptr, size_t size)
 {
 #if PY_VERSION_HEX >= 0x030D0000
     lh_thread.last_block = ptr;
+    lh_thread.last_size = size;
 #else
     (void)ptr;
+    (void)size;
 #endif
 }
 
@@ -536,7 +540,7 @@ after_alloc(int domain, void *ptr, size_t size)
        reference tracer has nothing to look up.  Without this, each object
        a snapshot made cost a search of the main table, a cache miss: half
        the first aggregated snapshot of 100,000 sites. */
-    note_last_block((uintptr_t)ptr);
+    note_last_block((uintptr_t)ptr, size);
 }
 
 /* forget_block() for any domain and thread.  Returns 1 when `ptr` was
@@ -737,7 +741,7 @@ common_alloc(lh_caller caller, uintptr_t ptr, size_t size)
     }
     lh_lock_release(&S.lock, 1);
     if (done) {
-        note_last_block(ptr);
+        note_last_block(ptr, size);
     }
     return done;
 }
@@ -1150,14 +1154,17 @@ on_new_reference(PyObject *op, PyRefTracerEvent event, void *data)
     if (event == PyRefTracer_CREATE) {
         /* Most objects are created in the block just recorded, so that
            test comes first: whatever else holds, there is nothing to do
-           for such an object. */
-        uintptr_t block = lh_object_block(op);
-        if (block == lh_thread.last_block) {
+           for such an object.  An object lies inside the block that holds
+           it, and blocks do not overlap, so the object's address tells
+           without its type (which says where its block starts, but is
+           one more cache line to read: 2% of W1's time on 3.14). */
+        if ((uintptr_t)op - lh_thread.last_block < lh_thread.last_size) {
             /* Consumed: if this block is later reused from a free list,
                the next creation in it must not be mistaken for this one. */
-            lh_thread.last_block = 0;
+            lh_thread.last_size = 0;
             return 0;
         }
+        uintptr_t block = lh_object_block(op);
         /* Most reused objects in a steady loop were never recorded (they
            were on the free lists before tracing started): the absent memo
            answers for them without the lock. */
