@@ -112,7 +112,8 @@ static_tls_offset(const unsigned char *code)
     if (memcmp(code, endbr64, sizeof(endbr64)) == 0) {
         code += sizeof(endbr64);
     }
-    if (memcmp(code, local_exec, sizeof(local_exec)) == 0 && code[9] == 0xc3) {
+    if (memcmp(code, local_exec, sizeof(local_exec)) == 0
+        && code[9] == 0xc3) {
         int32_t offset;
         memcpy(&offset, code + 5, sizeof(offset));
         return offset;
@@ -136,7 +137,8 @@ lh_frames_tstate_offset(void)
 #else
     PyThreadState *(*reader)(void) = _PyThreadState_UncheckedGet;
 #endif
-    intptr_t offset = static_tls_offset((const unsigned char *)(uintptr_t)reader);
+    const unsigned char *code = (const unsigned char *)(uintptr_t)reader;
+    intptr_t offset = static_tls_offset(code);
     PyThreadState *tstate = attached_tstate();
     /* A static TLS variable is at the same offset in every thread: one
        that reads right here reads right everywhere. */

@@ -945,11 +945,11 @@ sampled_free(int domain, void *ptr)
 
    RAW has entry points of its own, with the domain a constant.  MEM and
    OBJ share one set, told apart by ctx, which the tables below set to
-   the domain's number.  Two copies of the flattened bodies were
-   one more thing than the instruction cache holds: MEM's copy, called a
-   few times an iteration of W1, was evicted between calls and missed on
-   nearly every line it ran (callgrind's cache simulation, 3.15: some 150
-   of the tracer's 280 misses an iteration). */
+   the domain's number.  Two copies of the flattened bodies were one more
+   thing than the instruction cache holds: MEM's copy, called a few times
+   an iteration of W1, was evicted between calls and missed on nearly
+   every line it ran (cachegrind's simulation, 3.15: some 120 of the
+   tracer's 277 misses an iteration). */
 #define LH_EXACT_HOOKS(name, DOMAIN)                                       \
     static __attribute__((flatten)) void *name##_malloc(void *c, size_t n) \
     {                                                                      \
