@@ -501,6 +501,13 @@ lh_hooks_check_memo(int on, uint64_t *checked, uint64_t *wrong)
     lh_hooks_unlock();
 }
 
+int
+lh_hooks_check_tstate(intptr_t *offset)
+{
+    *offset = S.tstate_offset;
+    return hook_tstate() == lh_frames_tstate();
+}
+
 /* In sampled mode, most allocations are not recorded at all; nor are the
    tracer's own.  The countdown runs on in the tracer's own allocations
    too, so that a sample it swallowed restarts the gap as usual. */
@@ -653,13 +660,6 @@ forget_mode(int domain)
         return mode;
     }
     return on_main_gil(hook_tstate()) ? mode : LH_COMMON_NONE;
-}
-
-int
-lh_hooks_check_tstate(intptr_t *offset)
-{
-    *offset = S.tstate_offset;
-    return hook_tstate() == lh_frames_tstate();
 }
 
 /* Testing (lh_hooks_check_memo): compare `site`, found the full way for

@@ -692,12 +692,19 @@ pending_set(lh_block_table *t, const lh_block *e)
     }
 }
 
+/* Whether the pending slot holds `ptr`'s record. */
+static inline int
+pending_holds(const lh_block_table *t, uintptr_t ptr)
+{
+    return t->pending.ptr == ptr && ptr != 0;
+}
+
 /* Take `ptr`'s record out of the pending slot, if it is there. */
 static inline int
 pending_take(lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
              size_t *size)
 {
-    if (t->pending.ptr != ptr || ptr == 0) {
+    if (!pending_holds(t, ptr)) {
         return 0;
     }
     *site_id = t->pending.site_id;
@@ -867,7 +874,7 @@ lh_blocks_lookup(lh_block_table *t, uintptr_t ptr)
     if (e->ptr == ptr && ptr != 0) {
         return e;
     }
-    if (t->pending.ptr == ptr && ptr != 0) {
+    if (pending_holds(t, ptr)) {
         return &t->pending;
     }
     lh_block *cur = blocks_find(t, ptr);
