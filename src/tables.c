@@ -367,12 +367,24 @@ lh_sites_memory(const lh_site_table *t)
 
 /* ---- live blocks ----------------------------------------------------- */
 
-/* Blocks are at least 8-byte aligned; Fibonacci hashing of the address
-   spreads consecutive blocks over the whole table. */
+/* A block's home slot.  The records of blocks in the same 128 bytes of
+   memory share a cache line of the table (four 16-byte slots), each in a
+   slot of its own when the blocks are 32 bytes or more: the line comes
+   from a Fibonacci hash of the 128-byte chunk, the slot from the block's
+   16-byte unit in it.  The unit goes through a Gray code, so that blocks
+   32, 48 or 64 bytes apart take different slots, mixed with two more bits
+   of the hash, so that blocks of 128 bytes or more (one a chunk) use all
+   four.  Blocks that die together are often neighbours (a list of results
+   cleared at once, a request's objects), and their records then come a
+   line at a time: fewer cache misses, and W1 took about 1% less time on
+   3.14 and 3.15 than with one record a line (docs/design.md, "Speed"). */
 static inline size_t
 block_home(const lh_block_table *t, uintptr_t ptr)
 {
-    return (size_t)(((uint64_t)ptr * 0x9E3779B97F4A7C15u) >> t->shift);
+    uint64_t h = (uint64_t)(ptr >> 7) * 0x9E3779B97F4A7C15u;
+    uint64_t unit = (ptr >> 4) & 7;
+    uint64_t in_line = (unit ^ (unit >> 1) ^ (h >> 20)) & 3;
+    return (size_t)(((h >> t->shift) & ~(uint64_t)3) | in_line);
 }
 
 static inline size_t
@@ -427,7 +439,8 @@ blocks_limit(size_t capacity)
 static int
 blocks_resize(lh_block_table *t, size_t capacity)
 {
-    lh_block *slots = lh_mem_calloc(capacity, sizeof(lh_block));
+    /* Aligned, so that the four homes of a chunk are one cache line. */
+    lh_block *slots = lh_mem_calloc_line(capacity * sizeof(lh_block));
     if (slots == NULL) {
         return -1;
     }

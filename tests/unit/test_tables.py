@@ -1,6 +1,7 @@
 """The tracer's own tables: growth, big blocks, and no memory left behind."""
 
 import ctypes
+import random
 import sys
 
 import pytest
@@ -157,6 +158,39 @@ def test_blocks_freed_long_after_leaving_the_nursery_are_each_found():
     keep.clear()
     assert kept_at(line, size) == 0
     assert pyleakhunt.get_stats()["lost_blocks"] == 0
+
+
+def test_neighbouring_blocks_of_mixed_small_sizes_are_each_found():
+    # The records of blocks in the same 128 bytes share a line of the main
+    # table (block_home in tables.c), each in a slot of its own when it
+    # can: small blocks of many sizes side by side, freed in a random
+    # order, must each be found, in whatever slot of the line or after it
+    # their record went.
+    rng = random.Random(14)
+    pyleakhunt.start(1)
+    keep = [None] * 40_000
+    line = sys._getframe().f_lineno + 2
+    for i in range(len(keep)):
+        keep[i] = bytes(2 + i % 90)
+    order = list(range(len(keep)))
+    rng.shuffle(order)
+    for stop in (10_000, 25_000, 40_000):
+        for i in order[:stop]:
+            keep[i] = None
+        live = [b for b in keep if b is not None]
+        assert traced_at(line) == (len(live), sum(map(sys.getsizeof, live)))
+    assert pyleakhunt.get_stats()["lost_blocks"] == 0
+
+
+def traced_at(line):
+    """The count and bytes of the blocks this file's `line` holds now."""
+    traces = [
+        trace
+        for trace in pyleakhunt.take_snapshot().traces
+        if trace.traceback[-1].filename == __file__
+        and trace.traceback[-1].lineno == line
+    ]
+    return len(traces), sum(trace.size for trace in traces)
 
 
 def test_the_block_that_left_the_nursery_last_is_found_by_lookups():
