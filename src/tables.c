@@ -377,7 +377,7 @@ lh_sites_memory(const lh_site_table *t)
    four.  Blocks that die together are often neighbours (a list of results
    cleared at once, a request's objects), and their records then come a
    line at a time: fewer cache misses, and W1 took about 1% less time on
-   3.14 and 3.15 than with one record a line (docs/design.md, "Speed"). */
+   3.14 than with one record a line (docs/design.md, "Speed"). */
 static inline size_t
 block_home(const lh_block_table *t, uintptr_t ptr)
 {
@@ -439,6 +439,9 @@ blocks_limit(size_t capacity)
 static int
 blocks_resize(lh_block_table *t, size_t capacity)
 {
+    if (capacity > SIZE_MAX / sizeof(lh_block)) {
+        return -1;
+    }
     /* Aligned, so that the four homes of a chunk are one cache line. */
     lh_block *slots = lh_mem_calloc_line(capacity * sizeof(lh_block));
     if (slots == NULL) {
