@@ -224,6 +224,7 @@ def test_a_block_freed_long_after_it_left_the_nursery_is_uncounted_at_once():
     for _ in range(100):
         del keep[0]  # the oldest: it left the nursery long ago
         assert counted_at(line) == (len(keep), len(keep) * size)
+    assert kept_at(line, size) == len(keep)
 
 
 def counted_at(line):
