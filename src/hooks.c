@@ -7,9 +7,10 @@
  * the block and subtracts it.  Snapshots then read the site aggregates.
  *
  * The hooks ignore their ctx argument and forward to lh_tracer.underlying.
- * PyMem_SetAllocator copies a whole struct while RAW allocations may run
- * on other threads, so such a thread can read our function with the old
- * ctx; ignoring ctx makes that torn read harmless.
+ * RAW allocations may run on other threads while start() or stop() swaps
+ * the RAW domain's allocator; rawswap.c writes it so that no thread reads
+ * a function half written, and ignoring ctx makes any mix of old and new
+ * fields harmless.
  */
 #include <pthread.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "compiler.h"
 #include "frames.h"
 #include "hooks.h"
+#include "rawswap.h"
 #include "sampling.h"
 
 lh_tracer_state lh_tracer = {
@@ -1009,6 +1011,8 @@ LH_EXACT_HOOKS(py, python_domain)
 LH_SAMPLED_HOOKS(raw, raw_domain)
 LH_SAMPLED_HOOKS(py, python_domain)
 
+/* RAW's ctx here is a placeholder: the RAW entry points are installed
+   with the ctx of the allocator they replace (rawswap.h). */
 static const PyMemAllocatorEx lh_hooks_exact[LH_NDOMAINS] = {
     {NULL, raw_malloc, raw_calloc, raw_realloc, raw_free},
     {(void *)(intptr_t)LH_MEM, py_malloc, py_calloc, py_realloc, py_free},
@@ -1276,7 +1280,8 @@ lh_hooks_installed_on_top(void)
         PyMem_GetAllocator(lh_domains[d], &current);
         int exact = current.malloc == lh_hooks_exact[d].malloc;
         int sampled = current.malloc == lh_hooks_sampled[d].malloc;
-        if ((!exact && !sampled) || current.ctx != lh_hooks_exact[d].ctx) {
+        int ctx_ours = d == LH_RAW || current.ctx == lh_hooks_exact[d].ctx;
+        if ((!exact && !sampled) || !ctx_ours) {
             return 0;
         }
     }
@@ -1345,6 +1350,21 @@ lh_hooks_set_nframe(int nframe)
     return scratch_resize(nframe);
 }
 
+/* Make `allocators` the domains' (ours, or those we replaced).  MEM and
+   OBJ are only called with the GIL, which the caller holds; RAW is called
+   by any thread at any time (rawswap.h). */
+static void
+install(const PyMemAllocatorEx allocators[LH_NDOMAINS])
+{
+    lh_rawswap_install(&allocators[LH_RAW]);
+    for (int d = 0; d < LH_NDOMAINS; d++) {
+        if (d != LH_RAW) {
+            PyMem_SetAllocator(lh_domains[d],
+                               (PyMemAllocatorEx *)&allocators[d]);
+        }
+    }
+}
+
 int
 lh_hooks_start(int nframe, size_t sample_bytes, int total_nframe)
 {
@@ -1375,14 +1395,14 @@ lh_hooks_start(int nframe, size_t sample_bytes, int total_nframe)
     lh_hooks_unlock();
     S.trace_interp = PyInterpreterState_Get();
     for (int d = 0; d < LH_NDOMAINS; d++) {
-        PyMem_GetAllocator(lh_domains[d], &S.underlying[d]);
+        /* A RAW hook that another thread entered before the last stop()
+           may still read these: field by field, never torn. */
+        PyMemAllocatorEx current;
+        PyMem_GetAllocator(lh_domains[d], &current);
+        lh_rawswap_copy(&S.underlying[d], &current);
     }
     set_tracing(1);
-    const PyMemAllocatorEx *hooks = sample_bytes != 0 ? lh_hooks_sampled
-                                                      : lh_hooks_exact;
-    for (int d = 0; d < LH_NDOMAINS; d++) {
-        PyMem_SetAllocator(lh_domains[d], (PyMemAllocatorEx *)&hooks[d]);
-    }
+    install(sample_bytes != 0 ? lh_hooks_sampled : lh_hooks_exact);
     S.hooks_installed = 1;
     ref_tracer_install();
     return 0;
@@ -1433,9 +1453,7 @@ lh_hooks_stop(void)
     }
     ref_tracer_remove();
     set_tracing(0);
-    for (int d = 0; d < LH_NDOMAINS; d++) {
-        PyMem_SetAllocator(lh_domains[d], &S.underlying[d]);
-    }
+    install(S.underlying);
     S.hooks_installed = 0;
     release_tables();
     release_scratch();

@@ -18,6 +18,7 @@
 #include "freelists.h"
 #include "hooks.h"
 #include "pyleakhunt.h"
+#include "rawswap.h"
 #include "state.h"
 
 #define S lh_tracer
@@ -653,6 +654,13 @@ core_check_tstate(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(arg))
                          same ? Py_True : Py_False);
 }
 
+/* _rawswap_in_place() -> bool: testing; see lh_rawswap_in_place. */
+static PyObject *
+core_rawswap_in_place(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(arg))
+{
+    return PyBool_FromLong(lh_rawswap_in_place());
+}
+
 /* pause_thread(flag): while true, the calling thread's allocations are
    not recorded (the tracer's own analysis); frees still are. */
 static PyObject *
@@ -830,6 +838,9 @@ static PyMethodDef core_methods[] = {
     {"_check_tstate", core_check_tstate, METH_NOARGS,
      "Testing: (offset, same): where the hooks read the calling thread's "
      "state (0: from CPython), and whether that read agrees with CPython."},
+    {"_rawswap_in_place", core_rawswap_in_place, METH_NOARGS,
+     "Testing: whether start() and stop() write the RAW domain's allocator "
+     "themselves, one function at a time (False: PyMem_SetAllocator)."},
     {"_fail_after", core_fail_after, METH_O,
      "Testing: make the tracer's allocations fail after n (-1: never)."},
     {NULL, NULL, 0, NULL},

@@ -500,6 +500,26 @@ probe_churn(PyObject *self, PyObject *args)
     return PyLong_FromLong(failures);
 }
 
+/* raw_free_spin(n): n calls of PyMem_RawFree(NULL) with the GIL released,
+   as fast as they go: each reads the RAW domain's free function anew, so
+   a thread that swaps the allocator meanwhile is caught mid-write if its
+   write can be seen half done. */
+static PyObject *
+probe_raw_free_spin(PyObject *self, PyObject *args)
+{
+    Py_ssize_t n;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "n", &n)) {
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyMem_RawFree(NULL);
+    }
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 probe_is_tracing(PyObject *self, PyObject *args)
 {
@@ -513,6 +533,7 @@ static PyMethodDef methods[] = {
     {"untrack", probe_untrack, METH_VARARGS, NULL},
     {"is_tracing", probe_is_tracing, METH_NOARGS, NULL},
     {"churn", probe_churn, METH_VARARGS, NULL},
+    {"raw_free_spin", probe_raw_free_spin, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 

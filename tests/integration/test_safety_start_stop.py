@@ -124,6 +124,41 @@ def test_start_and_stop_while_c_code_allocates_without_the_gil(capi_probe_dir):
     assert_clean(proc)
 
 
+def test_threads_calling_the_raw_allocator_never_see_a_hook_half_installed(
+    capi_probe_dir,
+):
+    # start() and stop() swap the RAW domain's allocator while C threads
+    # call it without the GIL.  PyMem_SetAllocator copies the struct four
+    # bytes at a time in PGO builds (Debian's 3.11, 3.14, 3.15): a thread
+    # that read a function pointer half old, half new jumped to nowhere.
+    proc = run_python(
+        child(
+            """
+            import lhcapi_probe
+            stop_workers = threading.Event()
+
+            def spin():
+                while not stop_workers.is_set():
+                    lhcapi_probe.raw_free_spin(10**6)
+
+            workers = [threading.Thread(target=spin) for _ in range(2)]
+            for w in workers:
+                w.start()
+            for i in range(20000):
+                pyleakhunt.start(1, sample_bytes=4096 if i % 3 == 0 else None)
+                pyleakhunt.stop()
+            stop_workers.set()
+            for w in workers:
+                w.join(60)
+                assert not w.is_alive(), "worker stuck"
+            print("OK")
+            """
+        ),
+        extra_path=(capi_probe_dir,),
+    )
+    assert_clean(proc)
+
+
 def test_start_stop_1000_times_in_a_row_then_tracing_still_works():
     pyleakhunt.start(1)
     pyleakhunt.take_snapshot()
