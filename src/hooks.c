@@ -7,10 +7,10 @@
  * the block and subtracts it.  Snapshots then read the site aggregates.
  *
  * The hooks ignore their ctx argument and forward to lh_tracer.underlying.
- * RAW allocations may run on other threads while start() or stop() swaps
- * the RAW domain's allocator; rawswap.c writes it so that no thread reads
- * a function half written, and ignoring ctx makes any mix of old and new
- * fields harmless.
+ * Other threads may call the allocators while start() or stop() swaps
+ * them; allocswap.c writes them so that no thread reads a field half
+ * written, and the entry points accept any ctx such a thread can read
+ * with them (allocswap.h).
  */
 #include <pthread.h>
 #include <string.h>
@@ -18,7 +18,7 @@
 #include "compiler.h"
 #include "frames.h"
 #include "hooks.h"
-#include "rawswap.h"
+#include "allocswap.h"
 #include "sampling.h"
 
 lh_tracer_state lh_tracer = {
@@ -994,16 +994,16 @@ raw_domain(void *ctx)
     return LH_RAW;
 }
 
-/* The domain of a MEM or OBJ entry point: its ctx.  The compiler is told
-   it is never RAW, so that the RAW tests in the bodies fold away. */
+/* The domain of a MEM or OBJ entry point: its ctx, which start() sets to
+   the domain's number.  Any other ctx is one a thread read with our
+   function while start() or stop() swapped the struct (a thread of a
+   subinterpreter with a GIL of its own): MEM, whose allocator is OBJ's in
+   release builds (allocswap.h).  Never RAW, so that the RAW tests in the
+   bodies fold away. */
 static inline int
 python_domain(void *ctx)
 {
-    int domain = (int)(intptr_t)ctx;
-    if (domain != LH_MEM && domain != LH_OBJ) {
-        __builtin_unreachable();
-    }
-    return domain;
+    return ctx == (void *)(intptr_t)LH_OBJ ? LH_OBJ : LH_MEM;
 }
 
 LH_EXACT_HOOKS(raw, raw_domain)
@@ -1012,7 +1012,7 @@ LH_SAMPLED_HOOKS(raw, raw_domain)
 LH_SAMPLED_HOOKS(py, python_domain)
 
 /* RAW's ctx here is a placeholder: the RAW entry points are installed
-   with the ctx of the allocator they replace (rawswap.h). */
+   with the ctx of the allocator they replace (allocswap.h). */
 static const PyMemAllocatorEx lh_hooks_exact[LH_NDOMAINS] = {
     {NULL, raw_malloc, raw_calloc, raw_realloc, raw_free},
     {(void *)(intptr_t)LH_MEM, py_malloc, py_calloc, py_realloc, py_free},
@@ -1350,18 +1350,13 @@ lh_hooks_set_nframe(int nframe)
     return scratch_resize(nframe);
 }
 
-/* Make `allocators` the domains' (ours, or those we replaced).  MEM and
-   OBJ are only called with the GIL, which the caller holds; RAW is called
-   by any thread at any time (rawswap.h). */
+/* Make `allocators` the domains' (ours, or those we replaced), while
+   other threads may be calling them (allocswap.h). */
 static void
 install(const PyMemAllocatorEx allocators[LH_NDOMAINS])
 {
-    lh_rawswap_install(&allocators[LH_RAW]);
     for (int d = 0; d < LH_NDOMAINS; d++) {
-        if (d != LH_RAW) {
-            PyMem_SetAllocator(lh_domains[d],
-                               (PyMemAllocatorEx *)&allocators[d]);
-        }
+        lh_allocswap_install(lh_domains[d], &allocators[d]);
     }
 }
 
@@ -1395,11 +1390,11 @@ lh_hooks_start(int nframe, size_t sample_bytes, int total_nframe)
     lh_hooks_unlock();
     S.trace_interp = PyInterpreterState_Get();
     for (int d = 0; d < LH_NDOMAINS; d++) {
-        /* A RAW hook that another thread entered before the last stop()
-           may still read these: field by field, never torn. */
+        /* A hook that another thread entered before the last stop() may
+           still read these: field by field, never torn. */
         PyMemAllocatorEx current;
         PyMem_GetAllocator(lh_domains[d], &current);
-        lh_rawswap_copy(&S.underlying[d], &current);
+        lh_allocswap_copy(&S.underlying[d], &current);
     }
     set_tracing(1);
     install(sample_bytes != 0 ? lh_hooks_sampled : lh_hooks_exact);

@@ -18,7 +18,7 @@
 #include "freelists.h"
 #include "hooks.h"
 #include "pyleakhunt.h"
-#include "rawswap.h"
+#include "allocswap.h"
 #include "state.h"
 
 #define S lh_tracer
@@ -654,11 +654,20 @@ core_check_tstate(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(arg))
                          same ? Py_True : Py_False);
 }
 
-/* _rawswap_in_place() -> bool: testing; see lh_rawswap_in_place. */
+/* _swap_in_place(domain) -> bool: testing; see lh_allocswap_in_place. */
 static PyObject *
-core_rawswap_in_place(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(arg))
+core_swap_in_place(PyObject *Py_UNUSED(module), PyObject *arg)
 {
-    return PyBool_FromLong(lh_rawswap_in_place());
+    long domain = PyLong_AsLong(arg);
+    if (domain == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (domain < PYMEM_DOMAIN_RAW || domain > PYMEM_DOMAIN_OBJ) {
+        PyErr_Format(PyExc_ValueError, "no allocator domain %ld", domain);
+        return NULL;
+    }
+    return PyBool_FromLong(
+        lh_allocswap_in_place((PyMemAllocatorDomain)domain));
 }
 
 /* pause_thread(flag): while true, the calling thread's allocations are
@@ -838,9 +847,10 @@ static PyMethodDef core_methods[] = {
     {"_check_tstate", core_check_tstate, METH_NOARGS,
      "Testing: (offset, same): where the hooks read the calling thread's "
      "state (0: from CPython), and whether that read agrees with CPython."},
-    {"_rawswap_in_place", core_rawswap_in_place, METH_NOARGS,
-     "Testing: whether start() and stop() write the RAW domain's allocator "
-     "themselves, one function at a time (False: PyMem_SetAllocator)."},
+    {"_swap_in_place", core_swap_in_place, METH_O,
+     "Testing: whether start() and stop() write the domain's allocator "
+     "(0 RAW, 1 MEM, 2 OBJ) themselves, a field at a time (False: "
+     "PyMem_SetAllocator)."},
     {"_fail_after", core_fail_after, METH_O,
      "Testing: make the tracer's allocations fail after n (-1: never)."},
     {NULL, NULL, 0, NULL},

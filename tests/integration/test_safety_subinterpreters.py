@@ -77,6 +77,49 @@ def test_subinterpreters_run_and_end_while_the_tracer_traces(tracer):
     assert_clean(proc)
 
 
+def test_start_and_stop_while_isolated_subinterpreters_allocate():
+    if sys.version_info < (3, 12):
+        pytest.skip("isolated subinterpreters (a GIL of their own) exist from 3.12")
+    # Their threads call PyObject_Malloc and PyObject_Free under their own
+    # GIL, so while start() and stop() swap the MEM and OBJ allocators: a
+    # thread that read our hook with the old ctx freed a pymalloc block
+    # with libc's free() ("double free or corruption", 3.14).
+    proc = run_python(
+        child(
+            SUBINTERPRETERS
+            + dedent(
+                """
+            import threading
+            CHURN = (
+                "import time\\n"
+                "deadline = time.monotonic() + 2\\n"
+                "while time.monotonic() < deadline:\\n"
+                "    x = [{'a': i, 'b': str(i)} for i in range(100)]\\n"
+            )
+
+            def work():
+                interp = make("isolated")
+                run(interp, CHURN)
+                _I.destroy(interp)
+
+            threads = [threading.Thread(target=work) for _ in range(2)]
+            for t in threads:
+                t.start()
+            swaps = 0
+            while any(t.is_alive() for t in threads):
+                pyleakhunt.start(1, sample_bytes=4096 if swaps % 3 == 0 else None)
+                pyleakhunt.stop()
+                swaps += 1
+            assert swaps > 100, swaps
+            print("OK")
+            """
+            )
+        ),
+        timeout=120,
+    )
+    assert_clean(proc)
+
+
 @pytest.mark.parametrize("kind", ["legacy", "isolated"])
 def test_memory_a_subinterpreter_keeps_is_counted_without_frames(kind):
     if kind == "isolated" and sys.version_info < (3, 12):

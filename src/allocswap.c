@@ -1,13 +1,14 @@
-/* rawswap.c - swap the RAW domain's allocator under running threads
- * (why: rawswap.h).
+/* allocswap.c - swap CPython's allocators under running threads (why:
+ * allocswap.h).
  *
- * Where CPython's struct is:
- * - 3.12 and later: _PyRuntime.allocators.standard.raw, from the internal
- *   headers, guarded by _PyRuntime.allocators.mutex;
- * - 3.10 and 3.11: a static variable of obmalloc.c, _PyMem_Raw, which no
- *   header names.  PyMem_RawMalloc reads it RIP-relative, so its first
+ * Where CPython's structs are:
+ * - 3.12 and later: _PyRuntime.allocators.standard.{raw,mem,obj}, from
+ *   the internal headers, guarded by _PyRuntime.allocators.mutex;
+ * - 3.10 and 3.11: static variables of obmalloc.c, which no header
+ *   names.  Only RAW's is needed (one GIL serializes every MEM and OBJ
+ *   caller), and PyMem_RawMalloc reads it RIP-relative, so its first
  *   instructions give the address.
- * Either way, the struct found must hold exactly what PyMem_GetAllocator
+ * Either way, a struct found must hold exactly what PyMem_GetAllocator
  * returns, or it is not used.
  */
 #define Py_BUILD_CORE 1
@@ -23,16 +24,18 @@
 #if PY_VERSION_HEX < 0x030C0000 && defined(__x86_64__) && defined(__linux__)
 #include <elf.h>
 #include <link.h>
-#define LH_RAWSWAP_SCAN 1
+#define LH_SWAP_SCAN 1
 #endif
 
-#include "rawswap.h"
+#include "allocswap.h"
 
-/* The RAW domain's struct, once found (or NULL: fall back). */
-static PyMemAllocatorEx *lh_raw_struct;
-static int lh_raw_looked;
+#define LH_SWAP_DOMAINS 3
 
-#ifdef LH_RAWSWAP_SCAN
+/* Each domain's struct, once looked for (NULL: PyMem_SetAllocator). */
+static PyMemAllocatorEx *lh_swap_struct[LH_SWAP_DOMAINS];
+static int lh_swap_looked[LH_SWAP_DOMAINS];
+
+#ifdef LH_SWAP_SCAN
 
 /* A range of memory to check against the loaded objects' segments. */
 typedef struct {
@@ -135,31 +138,35 @@ scan_raw_malloc(const PyMemAllocatorEx *current)
     return NULL;
 }
 
-#endif /* LH_RAWSWAP_SCAN */
+#endif /* LH_SWAP_SCAN */
 
 static PyMemAllocatorEx *
-find_raw_struct(void)
+find_struct(PyMemAllocatorDomain domain)
 {
     PyMemAllocatorEx current;
-    PyMem_GetAllocator(PYMEM_DOMAIN_RAW, &current);
+    PyMem_GetAllocator(domain, &current);
 #if PY_VERSION_HEX >= 0x030C0000
-    PyMemAllocatorEx *raw = &_PyRuntime.allocators.standard.raw;
-    return memcmp(raw, &current, sizeof(current)) == 0 ? raw : NULL;
-#elif defined(LH_RAWSWAP_SCAN)
-    return scan_raw_malloc(&current);
+    PyMemAllocatorEx *found = domain == PYMEM_DOMAIN_RAW
+                                  ? &_PyRuntime.allocators.standard.raw
+                              : domain == PYMEM_DOMAIN_MEM
+                                  ? &_PyRuntime.allocators.standard.mem
+                                  : &_PyRuntime.allocators.standard.obj;
+    return memcmp(found, &current, sizeof(current)) == 0 ? found : NULL;
+#elif defined(LH_SWAP_SCAN)
+    return domain == PYMEM_DOMAIN_RAW ? scan_raw_malloc(&current) : NULL;
 #else
     return NULL;
 #endif
 }
 
 static PyMemAllocatorEx *
-raw_struct(void)
+domain_struct(PyMemAllocatorDomain domain)
 {
-    if (!lh_raw_looked) {
-        lh_raw_looked = 1;
-        lh_raw_struct = find_raw_struct();
+    if (!lh_swap_looked[domain]) {
+        lh_swap_looked[domain] = 1;
+        lh_swap_struct[domain] = find_struct(domain);
     }
-    return lh_raw_struct;
+    return lh_swap_struct[domain];
 }
 
 /* CPython's own lock on the allocators, where it has one: another thread
@@ -203,32 +210,36 @@ store_fields(PyMemAllocatorEx *dst, const PyMemAllocatorEx *src)
 }
 
 void
-lh_rawswap_install(const PyMemAllocatorEx *functions)
+lh_allocswap_install(PyMemAllocatorDomain domain,
+                     const PyMemAllocatorEx *allocator)
 {
-    PyMemAllocatorEx *raw = raw_struct();
-    if (raw == NULL) {
-        PyMemAllocatorEx current;
-        PyMem_GetAllocator(PYMEM_DOMAIN_RAW, &current);
-        PyMemAllocatorEx next = *functions;
-        next.ctx = current.ctx;
-        PyMem_SetAllocator(PYMEM_DOMAIN_RAW, &next);
+    PyMemAllocatorEx next = *allocator;
+    PyMemAllocatorEx *target = domain_struct(domain);
+    if (target == NULL) {
+        if (domain == PYMEM_DOMAIN_RAW) {
+            PyMemAllocatorEx current;
+            PyMem_GetAllocator(domain, &current);
+            next.ctx = current.ctx;
+        }
+        PyMem_SetAllocator(domain, &next);
         return;
     }
     lock_allocators();
-    PyMemAllocatorEx next = *functions;
-    next.ctx = raw->ctx;
-    store_fields(raw, &next);
+    if (domain == PYMEM_DOMAIN_RAW) {
+        next.ctx = target->ctx;
+    }
+    store_fields(target, &next);
     unlock_allocators();
 }
 
 void
-lh_rawswap_copy(PyMemAllocatorEx *dst, const PyMemAllocatorEx *src)
+lh_allocswap_copy(PyMemAllocatorEx *dst, const PyMemAllocatorEx *src)
 {
     store_fields(dst, src);
 }
 
 int
-lh_rawswap_in_place(void)
+lh_allocswap_in_place(PyMemAllocatorDomain domain)
 {
-    return raw_struct() != NULL;
+    return domain_struct(domain) != NULL;
 }

@@ -1,9 +1,10 @@
-"""How start() and stop() swap the RAW domain's allocator (src/rawswap.c).
+"""How start() and stop() swap CPython's allocators (src/allocswap.c).
 
-Other threads call the RAW domain without the GIL while the swap happens, so
-its function pointers are written one atomic store each, in CPython's own
-struct, and its ctx never changes.  The crash this prevents is tested in
-tests/integration/test_safety_start_stop.py.
+Other threads call them while the swap happens (RAW without the GIL, MEM and
+OBJ from subinterpreters with a GIL of their own), so each field is written
+with one atomic store, in CPython's own struct, and RAW's ctx never changes.
+The crashes this prevents are tested in
+tests/integration/test_safety_start_stop.py and test_safety_subinterpreters.py.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 import pyleakhunt
 from pyleakhunt import _core
 
-PYMEM_DOMAIN_RAW = 0
+PYMEM_DOMAIN_RAW, PYMEM_DOMAIN_MEM, PYMEM_DOMAIN_OBJ = 0, 1, 2
 
 
 class Allocator(ctypes.Structure):
@@ -42,7 +43,20 @@ def raw_allocator() -> tuple:
     "3.12 start() falls back to PyMem_SetAllocator",
 )
 def test_the_raw_allocator_is_written_in_place_on_linux_x86_64():
-    assert _core._rawswap_in_place() is True
+    assert _core._swap_in_place(PYMEM_DOMAIN_RAW) is True
+
+
+def test_mem_and_obj_are_written_in_place_where_subinterpreters_have_a_gil():
+    # From 3.12 an isolated subinterpreter's threads call them under a GIL
+    # of their own; before, one GIL serializes every caller.
+    in_place = sys.version_info >= (3, 12)
+    assert _core._swap_in_place(PYMEM_DOMAIN_MEM) is in_place
+    assert _core._swap_in_place(PYMEM_DOMAIN_OBJ) is in_place
+
+
+def test_an_unknown_domain_is_refused():
+    with pytest.raises(ValueError, match="no allocator domain 3"):
+        _core._swap_in_place(3)
 
 
 @pytest.mark.parametrize("sample_bytes", [None, 4096])
