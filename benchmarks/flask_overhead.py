@@ -55,7 +55,7 @@ DIAGNOSTIC_CONFIGS = ("trace", "tagvar", "sampled", "untraced")
 LABELS = {
     "off": "off (bare Flask)",
     "on": "on (`LeakHunt(app, report_token=..., nframe=1)`)",
-    "trace": "tracer only (`pyleakhunt.start(1, total_nframe=False)`)",
+    "trace": "tracer only (`start(1, total_nframe=False, fresh_objects=False)`)",
     "tagvar": "tracer reading the tag variable, no extension",
     "sampled": 'on, sampled (`sample_bytes="16KiB"`)',
     "untraced": "the extension's Python code alone (tracing stopped)",
@@ -95,7 +95,8 @@ def serve(config: str, port: int, threads: int) -> None:
             from pyleakhunt.attribution import TAG_VAR
 
             _core.set_tag_var(TAG_VAR)
-        pyleakhunt.start(1, total_nframe=False)  # as the extension starts it
+        # As the extension starts it (its lease leaves the free lists alone).
+        pyleakhunt.start(1, total_nframe=False, fresh_objects=False)
     # 16 connections on 4 threads queue up: that is the point, not news.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     waitress.serve(app, host="127.0.0.1", port=port, threads=threads, _quiet=True)

@@ -228,18 +228,15 @@ class Pyleakhunt(_TracemallocLike):
         return result
 
 
-@register("pyleakhunt-fresh")
-class PyleakhuntFresh(Pyleakhunt):
-    """pyleakhunt as `LeakWatcher` and ``pyleakhunt run`` trace: on 3.10 to
-    3.12 with CPython's free lists kept empty (``fresh_objects``)."""
+@register("pyleakhunt-reuse")
+class PyleakhuntReuse(Pyleakhunt):
+    """pyleakhunt with CPython's free lists working as usual, as web
+    attribution and production mode trace: ``start(nframe,
+    fresh_objects=False)``.  Differs from ``pyleakhunt`` on 3.10 to 3.12
+    only, where `start` keeps the free lists empty by default."""
 
     def start(self) -> None:
-        super().start()
-        self.module._core.keep_free_lists_empty(True)
-
-    def stop(self) -> None:
-        self.module._core.keep_free_lists_empty(False)
-        super().stop()
+        self.module.start(self.nframe, fresh_objects=False)
 
 
 #: The mean sampling interval of the ``pyleakhunt-sampled-N`` configurations.

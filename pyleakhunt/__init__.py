@@ -141,6 +141,7 @@ def start(
     *,
     sample_bytes: Union[int, str, None] = None,
     total_nframe: bool = True,
+    fresh_objects: Optional[bool] = None,
 ) -> None:
     """Start tracing Python memory allocations.
 
@@ -160,16 +161,38 @@ def start(
     is recorded, larger blocks proportionally more often, and every figure
     becomes an unbiased estimate.  ``None`` (the default) traces every
     allocation exactly.
+
+    *fresh_objects* matters on Python 3.10 to 3.12 only.  There CPython
+    makes dicts, lists, small tuples and floats in the memory of dead ones
+    kept in its free lists, and tells no extension (tracemalloc is told
+    from inside the interpreter).  With ``True`` those free lists are kept
+    empty while tracing, so that every such object is allocated, and
+    traced, at the line that makes it, as tracemalloc traces it; it costs
+    an allocation for each.  With ``False`` they work as usual: faster,
+    but a reused object keeps the traceback of its block's earlier life.
+    ``None`` (the default) leaves a running tracer as it is, and otherwise
+    means ``True`` for exact tracing and ``False`` for sampled tracing,
+    whose point is a low cost.  From 3.13 the tracer sees every reuse,
+    and the free lists are left alone either way.
     """
     if not isinstance(nframe, int) or isinstance(nframe, bool):
         raise TypeError(f"nframe must be an int, not {type(nframe).__name__}")
+    if fresh_objects is not None and not isinstance(fresh_objects, bool):
+        raise TypeError(
+            "fresh_objects must be True, False or None, not "
+            + type(fresh_objects).__name__
+        )
     mean = 0 if sample_bytes is None else parse_size(sample_bytes)
     if sample_bytes is not None and mean < 1:
         raise ValueError("sample_bytes must be at least 1 byte")
     if not _core.is_tracing():
         _Session.stdlib_below = _stdlib_tracing()
         _Session.ref_tracer_warned = False
+        if fresh_objects is None:
+            fresh_objects = sample_bytes is None
     _core.start(nframe, mean, bool(total_nframe))
+    if fresh_objects is not None:
+        _core.keep_free_lists_empty(fresh_objects)
 
 
 def stop() -> None:

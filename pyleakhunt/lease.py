@@ -23,6 +23,9 @@ The rules, decided here and nowhere else:
   ValueError; a lease that names none (``sample_bytes=None``) takes the
   running rate, exact or sampled.
 - **Depth counting** (``total_nframe``) is on while any lease asks for it.
+- **Fresh objects** (3.10 to 3.12: the free lists kept empty) are on while
+  any lease asks for them, or while a tracer started by hand runs that had
+  them on (`pyleakhunt.start`'s default for exact tracing).
 - **The last release stops the tracer**, if a lease started it.  A tracer
   started by hand is never stopped by a lease: its limit is put back.
   If someone stopped the tracer meanwhile, releasing does nothing more.
@@ -106,6 +109,9 @@ class _Table:
     #: default of `pyleakhunt.start`), and that of now.
     base_total: bool = True
     total: bool = True
+    #: Whether a tracer started by hand kept objects fresh
+    #: (`pyleakhunt.start`'s *fresh_objects*).
+    base_fresh: bool = False
 
 
 def _sample_rate(sample_bytes: Union[int, str, None]) -> Optional[int]:
@@ -169,12 +175,17 @@ def _first(lease: Lease) -> bool:
         _Table.started = False
         _Table.base_limit = pyleakhunt.get_traceback_limit()
         _Table.base_total = _Table.total = True
+        _Table.base_fresh = _core.free_lists_kept_empty()
         _join(lease)
         return False
     pyleakhunt.start(
-        lease.nframe, sample_bytes=lease.sample_bytes, total_nframe=lease.total_nframe
+        lease.nframe,
+        sample_bytes=lease.sample_bytes,
+        total_nframe=lease.total_nframe,
+        fresh_objects=False,  # as the leases ask: _keep_free_lists()
     )
     _Table.started = True
+    _Table.base_fresh = False
     _Table.base_limit = lease.nframe
     _Table.base_total = _Table.total = lease.total_nframe
     return True
@@ -195,13 +206,21 @@ def _join(lease: Lease) -> None:
 def _set(limit: int, rate: int, total: bool) -> None:
     """Change the running tracer's limit and depth counting, if they differ."""
     if limit != pyleakhunt.get_traceback_limit() or total != _Table.total:
-        pyleakhunt.start(limit, sample_bytes=rate or None, total_nframe=total)
+        pyleakhunt.start(
+            limit,
+            sample_bytes=rate or None,
+            total_nframe=total,
+            fresh_objects=_core.free_lists_kept_empty(),
+        )
         _Table.total = total
 
 
 def _keep_free_lists() -> None:
-    """Keep the free lists empty while a held lease asks (fresh_objects)."""
-    want = pyleakhunt.is_tracing() and any(h.fresh_objects for h in _Table.leases)
+    """Keep the free lists empty while a held lease asks (fresh_objects),
+    or while a tracer started by hand with them kept empty runs."""
+    asked = any(h.fresh_objects for h in _Table.leases)
+    by_hand = not _Table.started and _Table.base_fresh
+    want = pyleakhunt.is_tracing() and (asked or by_hand)
     if want != _core.free_lists_kept_empty():
         _core.keep_free_lists_empty(want)
 

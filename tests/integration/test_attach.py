@@ -1256,7 +1256,7 @@ def test_the_targets_errors_are_surfaced(spawn, capsys):
         sys.path.insert(0, sys.argv[1])
         import pyleakhunt
 
-        def start(nframe, sample_bytes=None, total_nframe=True):
+        def start(nframe, sample_bytes=None, total_nframe=True, fresh_objects=None):
             raise NotImplementedError("sampled tracing is not available yet")
 
         pyleakhunt.start = start

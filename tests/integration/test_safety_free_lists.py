@@ -34,6 +34,93 @@ def test_the_free_lists_are_kept_empty_while_a_lease_asks():
     assert not pyleakhunt.is_tracing()
 
 
+BEFORE_313 = sys.version_info < (3, 13)
+
+
+def test_start_keeps_objects_fresh_when_tracing_exactly():
+    # The tracemalloc drop-in: a list reused from the free list must be
+    # traced at its new line (CPython's test_new_reference).
+    try:
+        pyleakhunt.start(1)
+        assert _core.free_lists_kept_empty() == BEFORE_313
+        pyleakhunt.start(5)  # a new limit leaves the free lists as they are
+        assert _core.free_lists_kept_empty() == BEFORE_313
+        pyleakhunt.start(5, fresh_objects=False)
+        assert not _core.free_lists_kept_empty()
+        pyleakhunt.start(3)
+        assert not _core.free_lists_kept_empty()
+    finally:
+        pyleakhunt.stop()
+    assert not _core.free_lists_kept_empty()
+
+
+def test_start_leaves_the_free_lists_alone_when_sampling_unless_asked():
+    try:
+        pyleakhunt.start(1, sample_bytes=4096)
+        assert not _core.free_lists_kept_empty()
+        pyleakhunt.start(1, sample_bytes=4096, fresh_objects=True)
+        assert _core.free_lists_kept_empty() == BEFORE_313
+    finally:
+        pyleakhunt.stop()
+
+
+@pytest.mark.parametrize("bad", [1, "yes", 0.0])
+def test_start_refuses_a_fresh_objects_that_is_no_bool(bad):
+    with pytest.raises(TypeError, match="fresh_objects must be True, False or None"):
+        pyleakhunt.start(1, fresh_objects=bad)
+    assert not pyleakhunt.is_tracing()
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+def test_a_list_reused_after_start_is_traced_at_the_line_that_made_it(fresh):
+    # As test_new_reference, with the opposite case as the control: the
+    # second list lies in the first one's memory.
+    code = (
+        """
+import gc, pyleakhunt
+pyleakhunt.start(1, fresh_objects=%s)
+gc.collect()
+obj = []  # line 5
+obj = None
+obj = []  # line 7
+print(pyleakhunt.get_object_traceback(obj)[0].lineno)
+"""
+        % fresh
+    )
+    proc = run_python(code)
+    assert_clean(proc, stdout_has=())
+    stale = BEFORE_313 and not fresh
+    assert proc.stdout.strip() == ("5" if stale else "7")
+
+
+def test_a_lease_without_fresh_objects_keeps_a_hand_started_tracers_own():
+    try:
+        pyleakhunt.start(1)
+        held = lease.acquire(1, owner="web")  # fresh_objects=False
+        assert _core.free_lists_kept_empty() == BEFORE_313
+        held.release()
+        assert _core.free_lists_kept_empty() == BEFORE_313
+        pyleakhunt.start(1, fresh_objects=False)
+        held = lease.acquire(1, owner="watcher", fresh_objects=True)
+        assert _core.free_lists_kept_empty() == BEFORE_313
+        held.release()
+        assert not _core.free_lists_kept_empty()
+    finally:
+        pyleakhunt.stop()
+
+
+def test_a_lease_that_starts_the_tracer_keeps_objects_fresh_only_if_it_asks():
+    held = lease.acquire(1, owner="web")
+    try:
+        assert pyleakhunt.is_tracing()
+        assert not _core.free_lists_kept_empty()
+        deeper = lease.acquire(4, owner="deeper")  # restarts with a new limit
+        assert not _core.free_lists_kept_empty()
+        deeper.release()
+    finally:
+        held.release()
+
+
 def tp_dealloc(type_name):
     """The deallocator in a static type of the interpreter, as an address."""
     # PyTypeObject: refcount, type, size, tp_name, tp_basicsize,
