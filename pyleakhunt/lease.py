@@ -206,12 +206,8 @@ def _join(lease: Lease) -> None:
 def _set(limit: int, rate: int, total: bool) -> None:
     """Change the running tracer's limit and depth counting, if they differ."""
     if limit != pyleakhunt.get_traceback_limit() or total != _Table.total:
-        pyleakhunt.start(
-            limit,
-            sample_bytes=rate or None,
-            total_nframe=total,
-            fresh_objects=_core.free_lists_kept_empty(),
-        )
+        # (fresh_objects=None: the free lists stay as they are)
+        pyleakhunt.start(limit, sample_bytes=rate or None, total_nframe=total)
         _Table.total = total
 
 

@@ -44,8 +44,9 @@ warnings.filterwarnings("ignore", message="another tracer .* reference tracer")
 
 def reuse_from_free_list():
     # As CPython's test_new_reference: the second list is the first one's
-    # memory, taken back from the free list without an allocation; only
-    # the reference tracer (3.13+) tells a tracer where it was made.
+    # memory, taken back from the free list without an allocation; the
+    # reference tracer (3.13+) tells a tracer where it was made, and before
+    # 3.13 pyleakhunt's start() keeps the free lists empty.
     gc.collect()
     obj = []
     obj = None
@@ -169,12 +170,12 @@ COEXIST_SCRIPTS = {
     "e_tm_lh_both_follow_free_list_reuse": """
         tracemalloc.start(3)
         pyleakhunt.start(3)
-        if HAS_REF_TRACER:
-            # pyleakhunt took the slot and forwards to tracemalloc's tracer.
-            assert not ref_tracer_warnings(lambda: see_reuse(pyleakhunt, tracemalloc))
+        # 3.13+: pyleakhunt took the slot and forwards to tracemalloc's
+        # tracer.  Before: pyleakhunt keeps the free lists empty, and
+        # tracemalloc is told of reuse from inside the interpreter.
+        assert not ref_tracer_warnings(lambda: see_reuse(pyleakhunt, tracemalloc))
         pyleakhunt.stop()
-        if HAS_REF_TRACER:
-            see_reuse(tracemalloc)  # the slot went back to tracemalloc
+        see_reuse(tracemalloc)  # 3.13+: the slot went back to tracemalloc
         tracemalloc.stop()
         print("OK")
         """,
