@@ -18,6 +18,7 @@
 #include <internal/pycore_runtime.h>
 #endif
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -230,6 +231,38 @@ lh_allocswap_install(PyMemAllocatorDomain domain,
     }
     store_fields(target, &next);
     unlock_allocators();
+}
+
+void
+lh_allocswap_prepare_ctx(PyMemAllocatorDomain domain,
+                         const PyMemAllocatorEx *replaced, lh_hook_ctx *ours)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    /* Before 3.12 no thread calls MEM or OBJ while start() or stop() runs
+       (one GIL), so only a struct from 3.12 is ever read this way. */
+    _Static_assert(sizeof(lh_hook_ctx) == sizeof(debug_alloc_api_t) &&
+                       offsetof(lh_hook_ctx, alloc) ==
+                           offsetof(debug_alloc_api_t, alloc),
+                   "lh_hook_ctx must be laid out as debug_alloc_api_t");
+    const debug_alloc_api_t *debug = NULL;
+    if (domain == PYMEM_DOMAIN_MEM) {
+        debug = &_PyRuntime.allocators.debug.mem;
+    }
+    else if (domain == PYMEM_DOMAIN_OBJ) {
+        debug = &_PyRuntime.allocators.debug.obj;
+    }
+    if (debug == NULL || replaced->ctx != (const void *)debug) {
+        return;
+    }
+    if (ours->api_id != debug->api_id) {
+        __atomic_store_n(&ours->api_id, debug->api_id, __ATOMIC_RELEASE);
+    }
+    store_fields(&ours->alloc, &debug->alloc);
+#else
+    (void)domain;
+    (void)replaced;
+    (void)ours;
+#endif
 }
 
 void

@@ -16,17 +16,38 @@
  * give them:
  * - RAW's ctx never changes: the RAW hooks ignore theirs and are
  *   installed with the one they replace;
- * - MEM and OBJ share entry points told apart by ctx; one read with the
- *   old ctx is taken for MEM, whose allocator is OBJ's in every release
- *   build (pymalloc, malloc or mimalloc, none reading its ctx); and the
- *   old functions given our ctx ignore it too.  Only the debug hooks
- *   (PYTHONMALLOC=debug) read their ctx: there a subinterpreter thread
- *   can still lose in the window of one start() or stop().
+ * - MEM and OBJ share entry points told apart by ctx.  One read with a
+ *   ctx that is not ours is OBJ's if it is the ctx OBJ's allocator had
+ *   (the debug hooks', which differs per domain), else MEM's, whose
+ *   allocator is OBJ's in every release build (pymalloc, malloc or
+ *   mimalloc, none reading its ctx).
+ * - The old functions given our ctx: the release allocators ignore it,
+ *   and CPython's debug hooks (PYTHONMALLOC=debug, every debug build)
+ *   find in it what they find in their own (lh_hook_ctx below).
  */
 #ifndef PYLEAKHUNT_ALLOCSWAP_H
 #define PYLEAKHUNT_ALLOCSWAP_H
 
 #include <Python.h>
+
+/* The ctx of our MEM and OBJ entry points.  It is laid out as CPython's
+   debug hooks' ctx (debug_alloc_api_t: the domain's API id and the
+   allocator they wrap), because a thread that reads their function and
+   our ctx while start() or stop() swaps them calls them with ours: they
+   must find the allocator they wrap in it, and tag the block with their
+   own domain's id, which its free checks. */
+typedef struct {
+    char api_id;
+    PyMemAllocatorEx alloc;
+} lh_hook_ctx;
+
+/* Fill `ours`, the ctx our hooks of `domain` are about to be installed
+   with, given the allocator they replace: if that is CPython's debug
+   hooks, `ours` gets what theirs holds.  Each field is one atomic store
+   (a thread of another interpreter may be reading it). */
+void lh_allocswap_prepare_ctx(PyMemAllocatorDomain domain,
+                              const PyMemAllocatorEx *replaced,
+                              lh_hook_ctx *ours);
 
 /* Make `allocator` the allocator of `domain` (RAW keeps its ctx).  Where
    CPython's struct cannot be found (before 3.12: MEM and OBJ, whose

@@ -6,8 +6,8 @@
  * block table and adds its size to the site's aggregates.  A free removes
  * the block and subtracts it.  Snapshots then read the site aggregates.
  *
- * The hooks ignore their ctx argument and forward to lh_tracer.underlying.
- * Other threads may call the allocators while start() or stop() swaps
+ * The hooks learn their domain from their ctx and forward to
+ * lh_tracer.underlying.  Other threads may call the allocators while start() or stop() swaps
  * them; allocswap.c writes them so that no thread reads a field half
  * written, and the entry points accept any ctx such a thread can read
  * with them (allocswap.h).
@@ -994,16 +994,30 @@ raw_domain(void *ctx)
     return LH_RAW;
 }
 
-/* The domain of a MEM or OBJ entry point: its ctx, which start() sets to
-   the domain's number.  Any other ctx is one a thread read with our
-   function while start() or stop() swapped the struct (a thread of a
-   subinterpreter with a GIL of its own): MEM, whose allocator is OBJ's in
-   release builds (allocswap.h).  Never RAW, so that the RAW tests in the
-   bodies fold away. */
+/* The ctx of the MEM and OBJ entry points (allocswap.h says why it is
+   laid out as CPython's debug hooks' ctx; the ids are theirs). */
+static lh_hook_ctx lh_hook_ctxs[LH_NDOMAINS] = {
+    [LH_MEM] = {'m', {NULL, NULL, NULL, NULL, NULL}},
+    [LH_OBJ] = {'o', {NULL, NULL, NULL, NULL, NULL}},
+};
+
+/* The ctx OBJ's allocator had before ours, if it differs from MEM's
+   (the debug hooks'), else OBJ's own: a thread that read our function
+   with the old ctx, while start() or stop() swapped the struct (a
+   thread of a subinterpreter with a GIL of its own), was calling OBJ if
+   it passed this. */
+static void *lh_replaced_obj_ctx = &lh_hook_ctxs[LH_OBJ];
+
+/* The domain of a MEM or OBJ entry point, from its ctx.  A ctx that is
+   not ours is the replaced allocator's: OBJ's as above, or else MEM,
+   whose allocator is OBJ's in release builds.  Never RAW, so that the
+   RAW tests in the bodies fold away. */
 static inline int
 python_domain(void *ctx)
 {
-    return ctx == (void *)(intptr_t)LH_OBJ ? LH_OBJ : LH_MEM;
+    return ctx == &lh_hook_ctxs[LH_OBJ] || ctx == lh_replaced_obj_ctx
+               ? LH_OBJ
+               : LH_MEM;
 }
 
 LH_EXACT_HOOKS(raw, raw_domain)
@@ -1015,16 +1029,16 @@ LH_SAMPLED_HOOKS(py, python_domain)
    with the ctx of the allocator they replace (allocswap.h). */
 static const PyMemAllocatorEx lh_hooks_exact[LH_NDOMAINS] = {
     {NULL, raw_malloc, raw_calloc, raw_realloc, raw_free},
-    {(void *)(intptr_t)LH_MEM, py_malloc, py_calloc, py_realloc, py_free},
-    {(void *)(intptr_t)LH_OBJ, py_malloc, py_calloc, py_realloc, py_free},
+    {&lh_hook_ctxs[LH_MEM], py_malloc, py_calloc, py_realloc, py_free},
+    {&lh_hook_ctxs[LH_OBJ], py_malloc, py_calloc, py_realloc, py_free},
 };
 
 static const PyMemAllocatorEx lh_hooks_sampled[LH_NDOMAINS] = {
     {NULL, raw_malloc_sampled, raw_calloc_sampled, raw_realloc,
      raw_free_sampled},
-    {(void *)(intptr_t)LH_MEM, py_malloc_sampled, py_calloc_sampled,
+    {&lh_hook_ctxs[LH_MEM], py_malloc_sampled, py_calloc_sampled,
      py_realloc, py_free_sampled},
-    {(void *)(intptr_t)LH_OBJ, py_malloc_sampled, py_calloc_sampled,
+    {&lh_hook_ctxs[LH_OBJ], py_malloc_sampled, py_calloc_sampled,
      py_realloc, py_free_sampled},
 };
 
@@ -1395,7 +1409,16 @@ lh_hooks_start(int nframe, size_t sample_bytes, int total_nframe)
         PyMemAllocatorEx current;
         PyMem_GetAllocator(lh_domains[d], &current);
         lh_allocswap_copy(&S.underlying[d], &current);
+        if (d != LH_RAW) {
+            lh_allocswap_prepare_ctx(lh_domains[d], &current,
+                                     &lh_hook_ctxs[d]);
+        }
     }
+    void *replaced = S.underlying[LH_OBJ].ctx;
+    if (replaced == S.underlying[LH_MEM].ctx) {
+        replaced = &lh_hook_ctxs[LH_OBJ];
+    }
+    __atomic_store_n(&lh_replaced_obj_ctx, replaced, __ATOMIC_RELEASE);
     set_tracing(1);
     install(sample_bytes != 0 ? lh_hooks_sampled : lh_hooks_exact);
     S.hooks_installed = 1;

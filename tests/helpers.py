@@ -204,9 +204,18 @@ def sections(data: Dict[str, Any], kind: str) -> List[Dict[str, Any]]:
 # Child interpreters for the safety tests (tests/integration/test_safety_*.py)
 
 
-def run_python(code, *, timeout=60, args=(), extra_path=()):
-    """Run *code* in a child interpreter that imports this checkout."""
+def run_python(code, *, timeout=60, args=(), extra_path=(), env_extra=None):
+    """Run *code* in a child interpreter that imports this checkout.
+
+    *env_extra* adds (or, with a value of None, removes) environment
+    variables of the child.
+    """
     env = dict(os.environ)
+    for name, value in (env_extra or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     path = [ROOT, *extra_path]
     if env.get("PYTHONPATH"):
         path.append(env["PYTHONPATH"])
