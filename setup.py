@@ -203,8 +203,10 @@ class build_ext_profile_guided(build_ext):
         ext.extra_link_args = link_args + generate
         super().build_extension(ext)
         training = os.path.join(HERE, "src", "pgo_training.py")
+        # Isolated (-I) and without site (-S): no environment variable,
+        # .pth file or installed pyleakhunt (its autostart hook) takes part.
         subprocess.run(
-            [sys.executable, training, self.get_ext_fullpath(ext.name)],
+            [sys.executable, "-I", "-S", training, self.get_ext_fullpath(ext.name)],
             check=True,
             timeout=600,
             stdout=subprocess.DEVNULL,

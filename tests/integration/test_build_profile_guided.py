@@ -41,7 +41,7 @@ def gcc() -> bool:
 
 def test_the_training_run_drives_the_built_core_to_a_clean_exit():
     proc = subprocess.run(
-        [sys.executable, TRAINING, pyleakhunt._core.__file__],
+        [sys.executable, "-I", "-S", TRAINING, pyleakhunt._core.__file__],
         capture_output=True,
         text=True,
         timeout=300,
@@ -63,7 +63,7 @@ def test_a_gcc_build_is_trained_then_built_with_the_counts(tmp_path):
     assert len(built) == 1, built
     # The trained module traces: the training run itself against it.
     check = subprocess.run(
-        [sys.executable, TRAINING, built[0]], capture_output=True, text=True
+        [sys.executable, "-I", "-S", TRAINING, built[0]], capture_output=True, text=True
     )
     assert check.returncode == 0, check.stderr
 
