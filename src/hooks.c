@@ -7,10 +7,10 @@
  * the block and subtracts it.  Snapshots then read the site aggregates.
  *
  * The hooks learn their domain from their ctx and forward to
- * lh_tracer.underlying.  Other threads may call the allocators while start() or stop() swaps
- * them; allocswap.c writes them so that no thread reads a field half
- * written, and the entry points accept any ctx such a thread can read
- * with them (allocswap.h).
+ * lh_tracer.underlying.  Other threads may call the allocators while
+ * start() or stop() swaps them; allocswap.c writes them so that no thread
+ * reads a field half written, and the entry points accept any ctx such a
+ * thread can read with them (allocswap.h).
  */
 #include <pthread.h>
 #include <string.h>
