@@ -254,9 +254,7 @@ lh_allocswap_prepare_ctx(PyMemAllocatorDomain domain,
     if (debug == NULL || replaced->ctx != (const void *)debug) {
         return;
     }
-    if (ours->api_id != debug->api_id) {
-        __atomic_store_n(&ours->api_id, debug->api_id, __ATOMIC_RELEASE);
-    }
+    __atomic_store_n(&ours->api_id, debug->api_id, __ATOMIC_RELEASE);
     store_fields(&ours->alloc, &debug->alloc);
 #else
     (void)domain;

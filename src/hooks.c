@@ -22,6 +22,7 @@
 #include "sampling.h"
 
 lh_tracer_state lh_tracer = {
+    .replaced_obj_ctx = &lh_tracer.hook_ctxs[LH_OBJ],
     .mem_fail_countdown = -1,
     .lock = {.spin = ATOMIC_FLAG_INIT, .slow = LH_LOCK_SYMMETRIC},
 };
@@ -994,20 +995,6 @@ raw_domain(void *ctx)
     return LH_RAW;
 }
 
-/* The ctx of the MEM and OBJ entry points (allocswap.h says why it is
-   laid out as CPython's debug hooks' ctx; the ids are theirs). */
-static lh_hook_ctx lh_hook_ctxs[LH_NDOMAINS] = {
-    [LH_MEM] = {'m', {NULL, NULL, NULL, NULL, NULL}},
-    [LH_OBJ] = {'o', {NULL, NULL, NULL, NULL, NULL}},
-};
-
-/* The ctx OBJ's allocator had before ours, if it differs from MEM's
-   (the debug hooks'), else OBJ's own: a thread that read our function
-   with the old ctx, while start() or stop() swapped the struct (a
-   thread of a subinterpreter with a GIL of its own), was calling OBJ if
-   it passed this. */
-static void *lh_replaced_obj_ctx = &lh_hook_ctxs[LH_OBJ];
-
 /* The domain of a MEM or OBJ entry point, from its ctx.  A ctx that is
    not ours is the replaced allocator's: OBJ's as above, or else MEM,
    whose allocator is OBJ's in release builds.  Never RAW, so that the
@@ -1015,7 +1002,7 @@ static void *lh_replaced_obj_ctx = &lh_hook_ctxs[LH_OBJ];
 static inline int
 python_domain(void *ctx)
 {
-    return ctx == &lh_hook_ctxs[LH_OBJ] || ctx == lh_replaced_obj_ctx
+    return ctx == &S.hook_ctxs[LH_OBJ] || ctx == S.replaced_obj_ctx
                ? LH_OBJ
                : LH_MEM;
 }
@@ -1029,16 +1016,16 @@ LH_SAMPLED_HOOKS(py, python_domain)
    with the ctx of the allocator they replace (allocswap.h). */
 static const PyMemAllocatorEx lh_hooks_exact[LH_NDOMAINS] = {
     {NULL, raw_malloc, raw_calloc, raw_realloc, raw_free},
-    {&lh_hook_ctxs[LH_MEM], py_malloc, py_calloc, py_realloc, py_free},
-    {&lh_hook_ctxs[LH_OBJ], py_malloc, py_calloc, py_realloc, py_free},
+    {&S.hook_ctxs[LH_MEM], py_malloc, py_calloc, py_realloc, py_free},
+    {&S.hook_ctxs[LH_OBJ], py_malloc, py_calloc, py_realloc, py_free},
 };
 
 static const PyMemAllocatorEx lh_hooks_sampled[LH_NDOMAINS] = {
     {NULL, raw_malloc_sampled, raw_calloc_sampled, raw_realloc,
      raw_free_sampled},
-    {&lh_hook_ctxs[LH_MEM], py_malloc_sampled, py_calloc_sampled,
+    {&S.hook_ctxs[LH_MEM], py_malloc_sampled, py_calloc_sampled,
      py_realloc, py_free_sampled},
-    {&lh_hook_ctxs[LH_OBJ], py_malloc_sampled, py_calloc_sampled,
+    {&S.hook_ctxs[LH_OBJ], py_malloc_sampled, py_calloc_sampled,
      py_realloc, py_free_sampled},
 };
 
@@ -1411,14 +1398,14 @@ lh_hooks_start(int nframe, size_t sample_bytes, int total_nframe)
         lh_allocswap_copy(&S.underlying[d], &current);
         if (d != LH_RAW) {
             lh_allocswap_prepare_ctx(lh_domains[d], &current,
-                                     &lh_hook_ctxs[d]);
+                                     &S.hook_ctxs[d]);
         }
     }
     void *replaced = S.underlying[LH_OBJ].ctx;
     if (replaced == S.underlying[LH_MEM].ctx) {
-        replaced = &lh_hook_ctxs[LH_OBJ];
+        replaced = &S.hook_ctxs[LH_OBJ];
     }
-    __atomic_store_n(&lh_replaced_obj_ctx, replaced, __ATOMIC_RELEASE);
+    __atomic_store_n(&S.replaced_obj_ctx, replaced, __ATOMIC_RELEASE);
     set_tracing(1);
     install(sample_bytes != 0 ? lh_hooks_sampled : lh_hooks_exact);
     S.hooks_installed = 1;

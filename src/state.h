@@ -19,6 +19,7 @@
 #include <Python.h>
 #include <stdatomic.h>
 
+#include "allocswap.h"
 #include "extension_track.h"
 #include "lock.h"
 #include "sampling.h"
@@ -66,6 +67,16 @@ typedef struct {
        forward to these.  They are kept after stop(), because another
        tracer that wrapped ours may still call our hooks. */
     PyMemAllocatorEx underlying[LH_NDOMAINS];
+    /* The ctx of our MEM and OBJ entry points (RAW's slot is unused):
+       laid out as CPython's debug hooks' ctx, and filled from theirs when
+       they are what start() replaces (allocswap.h says why). */
+    lh_hook_ctx hook_ctxs[LH_NDOMAINS];
+    /* The ctx OBJ's allocator had before ours, if it differs from MEM's
+       (the debug hooks'), else &hook_ctxs[LH_OBJ]: a thread that read our
+       function with the old ctx, while start() or stop() swapped the
+       struct (a thread of a subinterpreter with a GIL of its own), was
+       calling OBJ if it passed this.  Written atomically by start(). */
+    void *replaced_obj_ctx;
     int hooks_installed;
     int atfork_registered;
     /* Whose GIL makes a thread the lock's fast side (lock.h). */
