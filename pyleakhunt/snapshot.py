@@ -18,6 +18,7 @@ import fnmatch
 import functools
 import heapq
 import linecache
+import operator
 import os.path
 from array import array
 from collections.abc import Iterable, Sequence
@@ -464,6 +465,56 @@ def _raw_diffs(
     return rows
 
 
+_REVERSED = operator.itemgetter(slice(None, None, -1))
+
+# heapq's max-heap, in C: public from 3.14, private but there on 3.10-3.13.
+_heapify_max = getattr(heapq, "heapify_max", None) or heapq._heapify_max
+_heappop_max = getattr(heapq, "heappop_max", None) or heapq._heappop_max
+
+
+def _largest_groups(
+    groups: Dict[Any, List[int]], n: int, order: Optional[Callable[[Any], Any]]
+) -> List[Tuple[Any, List[int]]]:
+    """The *n* biggest ``(key, [size, count])`` items of *groups*, in the
+    order of ``statistics()``: by size, count, then the key (through
+    *order*), the biggest first.
+
+    Only the figures are compared at first: the keys, which are unique,
+    need comparing only among the groups tied with the n-th, and over
+    100,000 sites of one size that is nearly all of them.  Ranking every
+    group as a (size, count, key) tuple took 100 ms there (3.11).
+    """
+    if n <= 0 or not groups:
+        return []
+    floor = heapq.nlargest(n, groups.values())[-1]
+    above = [(key, figures) for key, figures in groups.items() if figures > floor]
+    above.sort(
+        key=lambda item: (item[1], item[0] if order is None else order(item[0])),
+        reverse=True,
+    )
+    tied = [key for key, figures in groups.items() if figures == floor]
+    if order is not None:
+        tied = [order(key) for key in tied]
+    tied = _largest_keys(tied, n - len(above))
+    if order is not None:
+        tied = [order(key) for key in tied]  # its own inverse: a reversal
+    return above + [(key, floor) for key in tied]
+
+
+def _largest_keys(keys: List[Any], m: int) -> List[Any]:
+    """The *m* largest of *keys* (a list it may reorder), largest first.
+
+    A heap built in C, in one pass: heapq.nlargest loops in Python, and
+    over keys in ascending order (sites in the order their lines were
+    first run) replaced its smallest for every one, 54 ms for 100,000.
+    """
+    if m >= len(keys) // 8:
+        keys.sort(reverse=True)
+        return keys[:m]
+    _heapify_max(keys)
+    return [_heappop_max(keys) for _ in range(m)]
+
+
 def _statistic_order(item: Tuple[RawFrames, List[int]]) -> Tuple[Any, ...]:
     frames, (size, count) = item
     return (size, count, frames[::-1])
@@ -895,19 +946,12 @@ class Snapshot:
         if n < 0:
             raise ValueError(f"n must be >= 0, not {n}")
         groups, frames_of = self._group_cheap(key_type, cumulative)
-        # Compared as plain tuples, in C; keys are unique, so a tie on size
-        # and count is broken by the frames (oldest first, as Traceback
-        # orders them) and never reaches the last item.
-        # For lineno and filename keys the key itself orders like its frames
-        # (a frame, a filename).
-        if key_type == "traceback":
-            rows = ((v[0], v[1], k[::-1], k) for k, v in groups.items())
-        else:
-            rows = ((v[0], v[1], k, k) for k, v in groups.items())
-        best = heapq.nlargest(n, rows)
+        # A traceback key orders by its frames oldest first, as Traceback
+        # does; a frame or a filename orders as itself.
+        order = _REVERSED if key_type == "traceback" else None
         return [
             Statistic(Traceback(frames_of(key)), size, count)
-            for size, count, _order, key in best
+            for key, (size, count) in _largest_groups(groups, n, order)
         ]
 
     @untraced

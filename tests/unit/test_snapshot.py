@@ -148,6 +148,31 @@ def test_top_is_the_head_of_statistics_even_with_ties(key_type, cumulative):
         )
 
 
+@pytest.mark.parametrize(("key_type", "cumulative"), KEYS)
+@pytest.mark.parametrize("lines", ["ascending", "descending", "shuffled"])
+def test_top_ranks_many_sites_of_one_size_by_their_frames(key_type, cumulative, lines):
+    # Sites of one size tie on their figures, so that only their frames
+    # order them: top() ranks them without sorting them all, whatever the
+    # order the sites come in; a few bigger ones come first.
+    order = list(range(2000))
+    if lines == "descending":
+        order.reverse()
+    elif lines == "shuffled":
+        order = [(i * 7919) % 2000 for i in order]
+    sites = [
+        RawSite(0, ((f"m{i % 3}.py", i), (f"caller{i % 11}.py", i % 13)), 2, 1, 64)
+        for i in order
+    ]
+    big = ((("big.py", i), ("main.py", 1)) for i in range(3))
+    sites += [RawSite(0, frames, 2, 1, 1000 + i) for i, frames in enumerate(big)]
+    snapshot = Snapshot._from_raw(RawSnapshot(2, sites))
+    for n in (1, 3, 4, 10, 100):
+        assert (
+            snapshot.top(n, key_type, cumulative)
+            == snapshot.statistics(key_type, cumulative)[:n]
+        )
+
+
 def test_the_tracers_own_analysis_is_not_traced():
     pyleakhunt.start(1)
     keep = allocate_in_a(1000)
