@@ -996,9 +996,10 @@ raw_domain(void *ctx)
 }
 
 /* The domain of a MEM or OBJ entry point, from its ctx.  A ctx that is
-   not ours is the replaced allocator's: OBJ's as above, or else MEM,
-   whose allocator is OBJ's in release builds.  Never RAW, so that the
-   RAW tests in the bodies fold away. */
+   not ours is the replaced allocator's: OBJ's if it is
+   S.replaced_obj_ctx (state.h), or else MEM, whose allocator is OBJ's in
+   release builds.  Never RAW, so that the RAW tests in the bodies fold
+   away. */
 static inline int
 python_domain(void *ctx)
 {
