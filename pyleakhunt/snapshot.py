@@ -451,9 +451,15 @@ class StatisticDiff:
 #: A diff row: (frames, size, size_diff, count, count_diff).
 _DiffRow = Tuple[RawFrames, int, int, int, int]
 
+# A group's (size, count).  A tuple, not a list: the cyclic collector
+# stops tracking a tuple of ints at its first pass, so that 100,000 groups
+# do not make it walk them again at each full collection while more are
+# built (a list per group cost 3.12 a third of the grouping's time).
+Figures = Tuple[int, int]
+
 
 def _raw_diffs(
-    old: Dict[RawFrames, List[int]], new: Dict[RawFrames, List[int]]
+    old: Dict[RawFrames, Figures], new: Dict[RawFrames, Figures]
 ) -> List[_DiffRow]:
     rows = []
     for key, (size, count) in new.items():
@@ -473,9 +479,9 @@ _heappop_max = getattr(heapq, "heappop_max", None) or heapq._heappop_max
 
 
 def _largest_groups(
-    groups: Dict[Any, List[int]], n: int, order: Optional[Callable[[Any], Any]]
-) -> List[Tuple[Any, List[int]]]:
-    """The *n* biggest ``(key, [size, count])`` items of *groups*, in the
+    groups: Dict[Any, Figures], n: int, order: Optional[Callable[[Any], Any]]
+) -> List[Tuple[Any, Figures]]:
+    """The *n* biggest ``(key, (size, count))`` items of *groups*, in the
     order of ``statistics()``: by size, count, then the key (through
     *order*), the biggest first.
 
@@ -515,7 +521,7 @@ def _largest_keys(keys: List[Any], m: int) -> List[Any]:
     return [_heappop_max(keys) for _ in range(m)]
 
 
-def _statistic_order(item: Tuple[RawFrames, List[int]]) -> Tuple[Any, ...]:
+def _statistic_order(item: Tuple[RawFrames, Figures]) -> Tuple[Any, ...]:
     frames, (size, count) = item
     return (size, count, frames[::-1])
 
@@ -530,7 +536,7 @@ def _growth_order(row: _DiffRow) -> Tuple[Any, ...]:
     return (size_diff, count_diff, size, frames[::-1])
 
 
-def _statistics(items: Iterable[Tuple[RawFrames, List[int]]]) -> List[Statistic]:
+def _statistics(items: Iterable[Tuple[RawFrames, Figures]]) -> List[Statistic]:
     return [Statistic(Traceback(key), size, count) for key, (size, count) in items]
 
 
@@ -857,7 +863,7 @@ class Snapshot:
     @untraced
     def _group_cheap(
         self, key_type: str, cumulative: bool
-    ) -> Tuple[Dict[Any, List[int]], Callable[[Any], RawFrames]]:
+    ) -> Tuple[Dict[Any, Figures], Callable[[Any], RawFrames]]:
         """Sizes and counts under a cheap key (a frame, a filename: no tuple
         built per site), and the function that turns a key into frames."""
         if key_type not in KEY_TYPES:
@@ -867,18 +873,18 @@ class Snapshot:
             raise ValueError(
                 "cumulative mode cannot by used with key type %r" % key_type
             )
-        groups: Dict[Any, List[int]] = {}
+        groups: Dict[Any, Figures] = {}
         if key_type == "lineno" and not cumulative:
             # The commonest grouping, and top()'s default: a loop of its
             # own, a third faster over 100,000 sites than the general one.
             for _domain, frames, _total, count, size, _peak, _tag in self._raw.sites:
                 if count:
-                    entry = groups.get(frames[0])
-                    if entry is None:
-                        groups[frames[0]] = [size, count]
-                    else:
-                        entry[0] += size
-                        entry[1] += count
+                    key = frames[0]
+                    entry = groups.get(key)
+                    if entry is not None:
+                        size += entry[0]
+                        count += entry[1]
+                    groups[key] = (size, count)
             return groups, _FRAMES_OF_KEY[key_type]
         for _domain, frames, _total, count, size, _peak, _tag in self._raw.sites:
             if count == 0:
@@ -893,15 +899,15 @@ class Snapshot:
                 keys = (frames[0] if key_type == "lineno" else frames[0][0],)
             for key in keys:
                 entry = groups.get(key)
-                if entry is None:
-                    groups[key] = [size, count]
-                else:
-                    entry[0] += size
-                    entry[1] += count
+                groups[key] = (
+                    (size, count)
+                    if entry is None
+                    else (entry[0] + size, entry[1] + count)
+                )
         return groups, _FRAMES_OF_KEY[key_type]
 
-    def _group_raw(self, key_type: str, cumulative: bool) -> Dict[RawFrames, List[int]]:
-        """``{frames: [size, count]}`` grouped by *key_type*."""
+    def _group_raw(self, key_type: str, cumulative: bool) -> Dict[RawFrames, Figures]:
+        """``{frames: (size, count)}`` grouped by *key_type*."""
         groups, frames_of = self._group_cheap(key_type, cumulative)
         return {frames_of(key): figures for key, figures in groups.items()}
 
