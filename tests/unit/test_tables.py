@@ -161,10 +161,10 @@ def test_blocks_freed_long_after_leaving_the_nursery_are_each_found():
 
 
 def test_neighbouring_blocks_of_mixed_small_sizes_are_each_found():
-    # The records of blocks in the same 128 bytes share a line of the main
+    # The records of the blocks in one kibibyte share a run of the main
     # table (block_home in tables.c), each in a slot of its own when it
     # can: small blocks of many sizes side by side, freed in a random
-    # order, must each be found, in whatever slot of the line or after it
+    # order, must each be found, in whatever slot of the run or after it
     # their record went.
     rng = random.Random(14)
     pyleakhunt.start(1)
@@ -187,7 +187,7 @@ def test_blocks_packed_sixteen_bytes_apart_are_each_found():
     # of the main table, every other slot (block_home in tables.c).
     # object() instances are 16 bytes, the densest a heap gets: their runs
     # fill to half, overlap and spill into each other's.  Freed in a
-    # random order, with the backward shifts that follows, each must still
+    # random order, with the backward shifts that follow, each must still
     # be found.
     rng = random.Random(16)
     pyleakhunt.start(1)
