@@ -367,29 +367,24 @@ lh_sites_memory(const lh_site_table *t)
 
 /* ---- live blocks ----------------------------------------------------- */
 
-/* A block's home slot.  The records of the blocks in one kibibyte of
-   memory have their homes in one run of 128 slots (2 KiB of the table,
-   32 cache lines): the run comes from a Fibonacci hash of the kibibyte,
-   the slot from the block's 16-byte unit in it, every other slot, so
-   that even a kibibyte packed with 16-byte blocks fills at most half its
-   run and leaves room for the records of another kibibyte whose run
-   overlaps.  Blocks that die together are often neighbours (a list of
-   results cleared at once, a request's objects), and their records then
-   come from a few lines read in order, which the hardware prefetches: W1
-   took about 1% less time on 3.14 than with runs of one cache line, and
-   a heap of millions of 16-byte objects was made and freed faster too
-   (docs/design.md, "Speed"). */
-#define LH_HOME_REGION_LOG2 10
-#define LH_HOME_RUN ((size_t)2 << (LH_HOME_REGION_LOG2 - 4))
-
+/* A block's home slot.  The records of blocks in the same 128 bytes of
+   memory share a cache line of the table (four 16-byte slots), each in a
+   slot of its own when the blocks are 32 bytes or more: the line comes
+   from a Fibonacci hash of the 128-byte chunk, the slot from the block's
+   16-byte unit in it.  The unit goes through a Gray code, so that blocks
+   32, 48 or 64 bytes apart take different slots, mixed with two more bits
+   of the hash, so that blocks of 128 bytes or more (one a chunk) use all
+   four.  Blocks that die together are often neighbours (a list of results
+   cleared at once, a request's objects), and their records then come a
+   line at a time: fewer cache misses, and W1 took about 1% less time on
+   3.14 than with one record a line (docs/design.md, "Speed"). */
 static inline size_t
 block_home(const lh_block_table *t, uintptr_t ptr)
 {
-    uint64_t region = ptr >> LH_HOME_REGION_LOG2;
-    uint64_t h = region * 0x9E3779B97F4A7C15u;
-    uint64_t unit = (ptr >> 4) & (LH_HOME_RUN / 2 - 1);
-    return (size_t)(((h >> t->shift) & ~(uint64_t)(LH_HOME_RUN - 1))
-                    | (unit << 1));
+    uint64_t h = (uint64_t)(ptr >> 7) * 0x9E3779B97F4A7C15u;
+    uint64_t unit = (ptr >> 4) & 7;
+    uint64_t in_line = (unit ^ (unit >> 1) ^ (h >> 20)) & 3;
+    return (size_t)(((h >> t->shift) & ~(uint64_t)3) | in_line);
 }
 
 static inline size_t
@@ -447,7 +442,7 @@ blocks_resize(lh_block_table *t, size_t capacity)
     if (capacity > SIZE_MAX / sizeof(lh_block)) {
         return -1;
     }
-    /* Aligned, so that a run of homes starts a cache line. */
+    /* Aligned, so that the four homes of a chunk are one cache line. */
     lh_block *slots = lh_mem_calloc_line(capacity * sizeof(lh_block));
     if (slots == NULL) {
         return -1;

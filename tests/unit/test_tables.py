@@ -161,10 +161,10 @@ def test_blocks_freed_long_after_leaving_the_nursery_are_each_found():
 
 
 def test_neighbouring_blocks_of_mixed_small_sizes_are_each_found():
-    # The records of the blocks in one kibibyte share a run of the main
+    # The records of blocks in the same 128 bytes share a line of the main
     # table (block_home in tables.c), each in a slot of its own when it
     # can: small blocks of many sizes side by side, freed in a random
-    # order, must each be found, in whatever slot of the run or after it
+    # order, must each be found, in whatever slot of the line or after it
     # their record went.
     rng = random.Random(14)
     pyleakhunt.start(1)
@@ -183,12 +183,11 @@ def test_neighbouring_blocks_of_mixed_small_sizes_are_each_found():
 
 
 def test_blocks_packed_sixteen_bytes_apart_are_each_found():
-    # The records of the blocks in one kibibyte have their homes in one run
-    # of the main table, every other slot (block_home in tables.c).
-    # object() instances are 16 bytes, the densest a heap gets: their runs
-    # fill to half, overlap and spill into each other's.  Freed in a
-    # random order, with the backward shifts that follow, each must still
-    # be found.
+    # The records of the blocks in one 128-byte chunk have their homes in
+    # one line of four slots (block_home in tables.c).  object() instances
+    # are 16 bytes, the densest a heap gets: two of them share each home,
+    # and the lines overflow into the next ones.  Freed in a random order,
+    # with the backward shifts that follow, each must still be found.
     rng = random.Random(16)
     pyleakhunt.start(1)
     keep = [None] * 60_000
