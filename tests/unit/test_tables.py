@@ -166,17 +166,12 @@ def test_neighbouring_blocks_of_mixed_small_sizes_are_each_found():
     # can: small blocks of many sizes side by side, freed in a random
     # order, must each be found, in whatever slot of the line or after it
     # their record went.
-    rng = random.Random(14)
     pyleakhunt.start(1)
     keep = [None] * 40_000
     line = sys._getframe().f_lineno + 2
     for i in range(len(keep)):
         keep[i] = bytes(2 + i % 90)
-    order = list(range(len(keep)))
-    rng.shuffle(order)
-    for stop in (10_000, 25_000, 40_000):
-        for i in order[:stop]:
-            keep[i] = None
+    for _ in freed_in_random_order(keep, 14, (10_000, 25_000, 40_000)):
         live = [b for b in keep if b is not None]
         assert traced_at(line) == (len(live), sum(map(sys.getsizeof, live)))
     assert pyleakhunt.get_stats()["lost_blocks"] == 0
@@ -188,21 +183,27 @@ def test_blocks_packed_sixteen_bytes_apart_are_each_found():
     # are 16 bytes, the densest a heap gets: two of them share each home,
     # and the lines overflow into the next ones.  Freed in a random order,
     # with the backward shifts that follow, each must still be found.
-    rng = random.Random(16)
     pyleakhunt.start(1)
     keep = [None] * 60_000
     line = sys._getframe().f_lineno + 2
     for i in range(len(keep)):
         keep[i] = object()
     assert sys.getsizeof(keep[0]) == 16
-    order = list(range(len(keep)))
-    rng.shuffle(order)
-    for stop in (0, 20_000, 45_000, 60_000):
-        for i in order[:stop]:
-            keep[i] = None
+    for _ in freed_in_random_order(keep, 16, (0, 20_000, 45_000, 60_000)):
         live = sum(o is not None for o in keep)
         assert traced_at(line) == (live, 16 * live)
     assert pyleakhunt.get_stats()["lost_blocks"] == 0
+
+
+def freed_in_random_order(keep, seed, stops):
+    """Empty `keep`'s slots in a random order (by `seed`), pausing once
+    the first `stop` of that order are empty, for each of `stops`."""
+    order = list(range(len(keep)))
+    random.Random(seed).shuffle(order)
+    for stop in stops:
+        for i in order[:stop]:
+            keep[i] = None
+        yield stop
 
 
 def traced_at(line):
