@@ -162,18 +162,21 @@ def start(
     becomes an unbiased estimate.  ``None`` (the default) traces every
     allocation exactly.
 
-    *fresh_objects* matters on Python 3.10 to 3.12 only.  There CPython
-    makes dicts, lists, small tuples and floats in the memory of dead ones
-    kept in its free lists, and tells no extension (tracemalloc is told
-    from inside the interpreter).  With ``True`` those free lists are kept
-    empty while tracing, so that every such object is allocated, and
-    traced, at the line that makes it, as tracemalloc traces it; it costs
-    an allocation for each.  With ``False`` they work as usual: faster,
-    but a reused object keeps the traceback of its block's earlier life.
+    *fresh_objects*: on Python 3.10 to 3.12 CPython makes dicts, lists,
+    small tuples and floats in the memory of dead ones kept in its free
+    lists, and tells no extension (tracemalloc is told from inside the
+    interpreter).  With ``True`` those free lists are kept empty while
+    tracing, so that every such object is allocated, and traced, at the
+    line that makes it, as tracemalloc traces it; it costs an allocation
+    for each.  From 3.13 the tracer sees objects reused, but not a dict's
+    key table, which is no object: with ``True`` the free list of key
+    tables is off, so that a small dict kept per call is traced whole at
+    its own line (tracemalloc leaves its table at the line of the dead
+    dict it came from).  With ``False`` the free lists work as usual:
+    faster, but reused memory keeps the traceback of its earlier life.
     ``None`` (the default) leaves a running tracer as it is, and otherwise
     means ``True`` for exact tracing and ``False`` for sampled tracing,
-    whose point is a low cost.  From 3.13 the tracer sees every reuse,
-    and the free lists are left alone either way.
+    whose point is a low cost.
     """
     if not isinstance(nframe, int) or isinstance(nframe, bool):
         raise TypeError(f"nframe must be an int, not {type(nframe).__name__}")

@@ -143,9 +143,11 @@ def acquire(
     With *fresh_objects*, on 3.10 to 3.12 the free lists of dicts, lists,
     tuples and floats are kept empty while the lease is held, so that each
     such object is allocated, and traced, at the line that makes it (from
-    3.13 the reference tracer sees their reuse).  It costs an allocation
-    for each of these objects.  On 3.10 the dead frame each code object
-    keeps goes to the free list of frames, which a full collection empties.
+    3.13 the reference tracer sees their reuse, and only the free list of
+    dicts' key tables, which are no objects, is turned off).  It costs an
+    allocation for each of these objects.  On 3.10 the dead frame each
+    code object keeps goes to the free list of frames, which a full
+    collection empties.
 
     Raises ValueError when *sample_bytes* names another rate than the
     running tracer's, and what `pyleakhunt.start` raises for bad settings.

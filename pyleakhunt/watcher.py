@@ -56,8 +56,9 @@ class LeakWatcher:
     free lists of dicts, lists, tuples and floats are kept empty while the
     watcher traces, so that such an object is counted at the line that made
     it, not where the dead object whose memory it reuses was made (3.13+
-    sees that reuse itself).  Each of these objects then costs an
-    allocation; production tracing turns it off.
+    sees that reuse itself, and only dicts' key tables, which are no
+    objects, are kept out of their free list).  Each of these objects then
+    costs an allocation; production tracing turns it off.
     """
 
     def __init__(

@@ -1,6 +1,7 @@
 /*
  * Keeping CPython 3.10 to 3.12's free lists of dicts, lists, tuples and
- * floats empty, for the tools that must name the line that made an object.
+ * floats empty (from 3.13 that of dicts' key tables), for the tools that
+ * must name the line that made an object.
  *
  * CPython makes these objects in the memory of dead ones, taken from its
  * free lists, without calling the allocator.  Such an object keeps the
@@ -23,6 +24,9 @@
  * - 3.10's frames: a dead frame kept in its code object goes to the free
  *   list of frames instead, which a full collection empties
  *   (frame_dealloc_fresh).
+ *
+ * From 3.13 only dicts' key tables, which are no objects, are kept out of
+ * their free list (the end of this file).
  *
  * The objects are freed exactly as CPython's own clearing of the lists
  * frees them.  The state is the interpreter's: its layout comes from the
@@ -313,19 +317,91 @@ lh_freelists_kept_empty(void)
     return F.active;
 }
 
-#else /* 3.13+: the reference tracer moves reused blocks (hooks.c) */
+#else /* 3.13+: the reference tracer moves reused objects' blocks (hooks.c) */
+
+/* From 3.13 the reference tracer moves the block of every object reused
+   from a free list.  A dict's key table is no object: CPython reuses dead
+   tables (of eight slots, with str keys) from a free list of their own,
+   and tells nobody.  The table of a small dict kept per call kept the
+   line, and the request's tag, of a dict thrown away elsewhere: more than
+   half of the dict's bytes, and the line that threw it away came first
+   in every report.  So while a tool asks, that free list is off: its
+   count is -1, the value CPython itself gives it at finalization, with
+   which it takes no table and gives none.  A full collection leaves that
+   count as it is (it frees what the list holds, if anything). */
+
+#include <internal/pycore_interp.h>
+
+static struct {
+    int active;
+} F;
+
+#if PY_VERSION_HEX >= 0x030E0000
+
+/* 3.14+: a chain through each table's first word, and its length. */
+static void
+dict_keys_off(PyInterpreterState *interp, int off)
+{
+    struct _Py_freelist *keys = &interp->object_state.freelists.dictkeys;
+    if (off) {
+        void *table;
+        while ((table = keys->freelist) != NULL) {
+            keys->freelist = *(void **)table;
+            keys->size--;
+            PyMem_Free(table);
+        }
+        keys->size = -1;
+    }
+    else if (keys->size == -1) {
+        keys->size = 0;
+    }
+}
+
+#elif defined(WITH_FREELISTS)
+
+/* 3.13: an array and a count. */
+static void
+dict_keys_off(PyInterpreterState *interp, int off)
+{
+    struct _Py_dictkeys_freelist *keys =
+        &interp->object_state.freelists.dictkeys;
+    if (off) {
+        while (keys->numfree > 0) {
+            PyMem_Free(keys->items[--keys->numfree]);
+        }
+        keys->numfree = -1;
+    }
+    else if (keys->numfree == -1) {
+        keys->numfree = 0;
+    }
+}
+
+#else
+
+/* 3.13 built without free lists: nothing to turn off. */
+static void
+dict_keys_off(PyInterpreterState *interp, int off)
+{
+    (void)interp;
+    (void)off;
+}
+
+#endif
 
 int
 lh_freelists_keep_empty(int on)
 {
-    (void)on;
-    return 0;
+    if (on != F.active) {
+        dict_keys_off(PyInterpreterState_Get(), on);
+        F.active = on;
+    }
+    return 1;
 }
 
 int
 lh_freelists_kept_empty(void)
 {
-    return 0;
+    return F.active;
 }
 
 #endif

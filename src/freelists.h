@@ -4,8 +4,9 @@
 /* Keep CPython's free lists of dicts, lists, tuples and floats empty (on)
    or let them fill again (off), so that every such object is allocated at
    its own line; on 3.10 also move the dead frame a code object keeps to
-   the free list of frames (freelists.c).  Returns 1 where this applies (3.10 to
-   3.12), 0 where it is not needed.  Needs the GIL. */
+   the free list of frames.  From 3.13, where the reference tracer sees
+   objects reused, only the free list of dicts' key tables (freelists.c).
+   Returns 1.  Needs the GIL. */
 int lh_freelists_keep_empty(int on);
 
 /* Whether the free lists are kept empty now. */

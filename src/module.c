@@ -742,8 +742,8 @@ core_set_user_frames(PyObject *Py_UNUSED(module), PyObject *args)
 }
 
 /* keep_free_lists_empty(on): keep CPython's free lists of dicts, lists,
-   tuples and floats empty, or let them fill again (freelists.c).  True
-   where this Python needs it (3.10 to 3.12). */
+   tuples and floats empty (3.10 to 3.12; from 3.13 that of dicts' key
+   tables), or let them fill again (freelists.c).  Returns True. */
 static PyObject *
 core_keep_free_lists_empty(PyObject *Py_UNUSED(module), PyObject *arg)
 {
@@ -831,7 +831,8 @@ static PyMethodDef core_methods[] = {
     {"set_user_frames", core_set_user_frames, METH_VARARGS,
      "Also record the user's frame below library frames (None: stop)."},
     {"keep_free_lists_empty", core_keep_free_lists_empty, METH_O,
-     "Keep the free lists of dicts, lists, tuples, floats empty (3.10-3.12)."},
+     "Keep the free lists of dicts, lists, tuples, floats empty (3.10-3.12), "
+     "of dicts' key tables (3.13+)."},
     {"free_lists_kept_empty", core_free_lists_kept_empty, METH_NOARGS,
      "Whether the free lists are kept empty now."},
     {"_ext_track_info", core_ext_track_info, METH_NOARGS,

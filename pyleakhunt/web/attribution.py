@@ -169,9 +169,10 @@ class Options:
     #: and floats empty, so that each such object is allocated at its own
     #: endpoint and line; without it, one made in the memory of a dead one
     #: is counted where that one was made (3.13+ sees the reuse and moves
-    #: it).  On 3.10 the dead frame each code object keeps for its next
-    #: call goes to the free list of frames, which a collection empties.
-    #: About 9% more CPU per request on 3.11 (a small Flask app).
+    #: it, but not a dict's key table, whose free list this turns off).
+    #: On 3.10 the dead frame each code object keeps for its next call
+    #: goes to the free list of frames, which a collection empties.  About
+    #: 9% more CPU per request on 3.11 (a small Flask app).
     fresh_objects: bool = False
 
     def __post_init__(self) -> None:

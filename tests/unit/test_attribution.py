@@ -289,8 +289,9 @@ SMALL_OBJECTS = {
 
 
 def churn_free_listed(i):
-    """A healthy endpoint whose temporaries are of the same types."""
-    return len([([j], {j: j}, (j, i), float(j)) for j in range(30)])
+    """A healthy endpoint whose temporaries are of the same types (dicts
+    with str keys too, whose key tables CPython reuses)."""
+    return len([([j], {j: j}, {"k": j}, (j, i), float(j)) for j in range(30)])
 
 
 def leak_beside_churn(hunt, kind):
