@@ -168,12 +168,14 @@ class Options:
     #: On 3.10 to 3.12, keep CPython's free lists of dicts, lists, tuples
     #: and floats empty, so that each such object is allocated at its own
     #: endpoint and line; without it, one made in the memory of a dead one
-    #: is counted where that one was made (3.13+ sees the reuse and moves
-    #: it, but not a dict's key table, whose free list this turns off).
-    #: On 3.10 the dead frame each code object keeps for its next call
-    #: goes to the free list of frames, which a collection empties.  About
-    #: 9% more CPU per request on 3.11 (a small Flask app).
-    fresh_objects: bool = False
+    #: is counted where that one was made.  On 3.10 the dead frame each
+    #: code object keeps for its next call goes to the free list of
+    #: frames, which a collection empties.  About 9% more CPU per request
+    #: on 3.11 (a small Flask app).  3.13+ sees objects reused and moves
+    #: them, but not a dict's key table, whose free list this turns off
+    #: there: some 0.4% more instructions a Flask request on 3.14.  None
+    #: (the default): on where it is that cheap (3.13+), off before.
+    fresh_objects: Optional[bool] = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.nframe, int) or not 1 <= self.nframe <= 65535:
@@ -181,8 +183,8 @@ class Options:
         if self.collect is not None and not isinstance(self.collect, bool):
             raise ValueError(f"collect must be True, False or None: {self.collect!r}")
         fresh = self.fresh_objects
-        if not isinstance(fresh, bool):
-            raise ValueError(f"fresh_objects must be True or False: {fresh!r}")
+        if fresh is not None and not isinstance(fresh, bool):
+            raise ValueError(f"fresh_objects must be True, False or None: {fresh!r}")
         if not self.interval > 0:
             raise ValueError(f"interval must be > 0 seconds: {self.interval!r}")
         if self.max_endpoints < 1:
@@ -191,6 +193,12 @@ class Options:
             raise ValueError("max_sites must be at least 1")
         if self.max_points < max(4, self.rule.min_samples):
             raise ValueError("max_points must be at least 4 and rule.min_samples")
+
+    def fresh_by_default(self) -> bool:
+        """*fresh_objects*, with None resolved for this Python."""
+        if self.fresh_objects is None:
+            return sys.version_info >= (3, 13)
+        return self.fresh_objects
 
 
 # --------------------------------------------------------------------------
@@ -558,7 +566,7 @@ class Attribution:
                 total_nframe=False,
                 owner="attribution",
                 empty_free_lists=True,
-                fresh_objects=self.options.fresh_objects,
+                fresh_objects=self.options.fresh_by_default(),
             )
         self._running = True
         if self._registration is None:
