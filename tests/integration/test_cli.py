@@ -827,11 +827,13 @@ def test_json_from_a_real_process(tmp_path, app):
 # --------------------------------------------------------------------------
 # run: the last sample sees what the program still holds (issue 15, item 2)
 
-#: A batch script: each batch builds and drops a few hundred KB of strings
-#: (churn, line 8) and keeps one small object in a module-level container
-#: (the leak, line 10).  Sleeps pace the batches, so a busy machine only
-#: makes the run longer (more samples), never shorter.  No function refers
-#: to the module's globals: when runpy lets them go, they are freed at once.
+#: A batch script: each batch builds and drops a few hundred KB of strings,
+#: each with a small dict (churn, line 8; freed on line 9, so that CPython
+#: keeps their dead key tables for the next dicts), and keeps one small
+#: object in a module-level container (the leak, line 10).  Sleeps pace the batches, so
+#: a busy machine only makes the run longer (more samples), never shorter.
+#: No function refers to the module's globals: when runpy lets them go,
+#: they are freed at once.
 BATCH_SCRIPT = """\
 import sys
 import time
@@ -840,8 +842,8 @@ KEPT = {container}
 batches, pause = int(sys.argv[1]), float(sys.argv[2])
 total = 0
 for i in range(batches):
-    words = [str(j) * 40 for j in range(3000)]  # churn, freed every batch
-    total += len(",".join(words))
+    words = [(str(j) * 40, dict(n=j)) for j in range(3000)]  # churn
+    total += len(",".join([w for w, _ in words])); words = None  # freed
     {keep}  # the leak
     del words
     time.sleep(pause)
@@ -875,12 +877,14 @@ def _run_batch_script(tmp_path, container, keep, end, interval, batches, pause):
     [
         ("[]", "KEPT.append((i, 'batch %d' % i))", "", "0.25", 150, 0.02),
         ("{}", "KEPT['batch %d' % i] = i", "", "0.25", 150, 0.02),
+        ("[]", "KEPT.append({'batch': i, 'name': 'b'})", "", "0.25", 150, 0.02),
         ("[]", "KEPT.append((i, 'batch %d' % i))", "", "1", 60, 0.1),
         ("[]", "KEPT.append((i, 'batch %d' % i))", "sys.exit()", "0.25", 150, 0.02),
     ],
     ids=[
         "tuple-per-batch",
         "dict-entry-per-batch",
+        "small-dict-per-batch",
         "slow-leak-sampled-each-second",
         "ends-with-sys-exit",
     ],
