@@ -194,8 +194,8 @@ class Options:
         if self.max_points < max(4, self.rule.min_samples):
             raise ValueError("max_points must be at least 4 and rule.min_samples")
 
-    def fresh_by_default(self) -> bool:
-        """*fresh_objects*, with None resolved for this Python."""
+    def wants_fresh_objects(self) -> bool:
+        """*fresh_objects*, None resolved for this Python: on from 3.13."""
         if self.fresh_objects is None:
             return sys.version_info >= (3, 13)
         return self.fresh_objects
@@ -566,7 +566,7 @@ class Attribution:
                 total_nframe=False,
                 owner="attribution",
                 empty_free_lists=True,
-                fresh_objects=self.options.fresh_by_default(),
+                fresh_objects=self.options.wants_fresh_objects(),
             )
         self._running = True
         if self._registration is None:

@@ -830,8 +830,9 @@ def test_json_from_a_real_process(tmp_path, app):
 #: A batch script: each batch builds and drops a few hundred KB of strings,
 #: each with a small dict (churn, line 8; freed on line 9, so that CPython
 #: keeps their dead key tables for the next dicts), and keeps one small
-#: object in a module-level container (the leak, line 10).  Sleeps pace the batches, so
-#: a busy machine only makes the run longer (more samples), never shorter.
+#: object in a module-level container (the leak, line 10).  Sleeps pace
+#: the batches, so a busy machine only makes the run longer (more
+#: samples), never shorter.
 #: No function refers to the module's globals: when runpy lets them go,
 #: they are freed at once.
 BATCH_SCRIPT = """\
