@@ -35,8 +35,11 @@ class RawSite(NamedTuple):
     total_nframe: Optional[int]
     count: int
     size: int
-    #: Highest ``size`` since the last ``reset_peak()`` (0 when unknown).
-    peak: int = 0
+    #: The lowest ``size`` since the previous snapshot, or since the site
+    #: was made: its floor, which a leak raises and memory that comes and
+    #: goes between snapshots does not.  0 when unknown (a floor of 0
+    #: never makes a suspect: `pyleakhunt.growth`).
+    low: int = 0
     #: Request tag (see ``RawSnapshot.tags``); 0 means untagged.
     tag: int = 0
 
@@ -92,7 +95,7 @@ class RawColumns:
     total_nframes: Sequence[int]
     counts: Sequence[int]
     sizes: Sequence[int]
-    peaks: Sequence[int]
+    lows: Sequence[int]
     tags: Sequence[int]
     block_sites: Optional[array] = None
     block_sizes: Optional[array] = None
@@ -113,7 +116,7 @@ class RawColumns:
             total_nframes,
             self.counts,
             self.sizes,
-            self.peaks,
+            self.lows,
             self.tags,
         )
         # tuple.__new__(RawSite, row) builds each named tuple in C, without

@@ -63,7 +63,10 @@ __all__ = [
 #: and a trailing newline catch 7-bit and newline-translating transfers).
 MAGIC = b"\x89PLHUNT\n"
 #: Version written by this module; readers accept 1..FORMAT_VERSION.
-FORMAT_VERSION = 1
+#: Version 2 (2026-12-07): the sites' sixth column is ``low`` (the lowest
+#: size since the previous snapshot) where version 1 had ``peak``, which
+#: no reader used; a version 1 file reads with every ``low`` 0, unknown.
+FORMAT_VERSION = 2
 
 #: Source of a reader: a path or a binary file object opened for reading.
 Source = Union[str, bytes, "os.PathLike[str]", BinaryIO]
@@ -381,7 +384,7 @@ def _encode_payload(snap: RawSnapshot) -> bytes:
         _encode_column(_u64_array(total_nframe, "site total_nframe + 1")),
         _encode_column(_u64_array([s.count for s in sites], "site count")),
         _encode_column(_u64_array([s.size for s in sites], "site size")),
-        _encode_column(_u64_array([s.peak for s in sites], "site peak")),
+        _encode_column(_u64_array([s.low for s in sites], "site low")),
         _encode_column(array(_U64, _zigzag([s.tag for s in sites], "site tag"))),
     ]
     sites_raw = b"".join([struct.pack("<Q", len(sites)), *columns])
@@ -589,6 +592,8 @@ class _Source:
     def __init__(self, f: BinaryIO) -> None:
         self.f = f
         self.offset = 0
+        #: The file's format version, once its header is read.
+        self.version = FORMAT_VERSION
 
     def read(self, n: int) -> bytes:
         """Read up to *n* bytes; fewer only at end of data.
@@ -651,6 +656,7 @@ def _read_file_header(src: _Source) -> Tuple[int, int]:
         )
     if kind not in (KIND_SNAPSHOT, KIND_TIMELINE):
         raise FileFormatError(f"unknown file kind {kind:#04x} at offset 10")
+    src.version = version
     return kind, version
 
 
@@ -907,7 +913,11 @@ def _repeated_column(
 
 
 def _decode_columns(
-    payload: bytes, base: int, entry_where: str, memo: Optional[_Memo] = None
+    payload: bytes,
+    base: int,
+    entry_where: str,
+    memo: Optional[_Memo] = None,
+    version: int = FORMAT_VERSION,
 ) -> RawColumns:
     """Decode one entry, its sites as columns.  With *memo* (one per
     timeline being read), a string, frame or traceback table byte for byte
@@ -1008,7 +1018,7 @@ def _decode_columns(
     empty = array(_U64)
     domains: List[int] = []
     tbs = array(_U32)
-    nframes = counts = sizes = peaks = empty
+    nframes = counts = sizes = lows = empty
     tags: List[int] = []
     cur = cursor(SECTION_SITES)
     if cur is not None:
@@ -1018,9 +1028,11 @@ def _decode_columns(
         nframes = _repeated_column(cur, memo, n, _U64, "site total_nframe")
         counts = cur.column(n, _U64, "site counts")
         sizes = cur.column(n, _U64, "site sizes")
-        peaks = cur.column(n, _U64, "site peaks")
+        lows = cur.column(n, _U64, "site lows")
         tags = cur.signed_column(n, "site tags")
         cur.done()
+        if version == 1:
+            lows = array(_U64, bytes(8 * n))  # version 1 had peaks there
 
     tag_names: Dict[int, str] = {}
     cur = cursor(SECTION_TAGS)
@@ -1069,7 +1081,7 @@ def _decode_columns(
         total_nframes=nframes,
         counts=counts,
         sizes=sizes,
-        peaks=peaks,
+        lows=lows,
         tags=tags,
         block_sites=block_sites,
         block_sizes=block_sizes,
@@ -1097,7 +1109,7 @@ def _read_columns(
         return None
     payload, base = entry
     where = f"entry {index} at offset {base - _ENTRY_HEADER.size}"
-    return _decode_columns(payload, base, where, memo)
+    return _decode_columns(payload, base, where, memo, src.version)
 
 
 def _with_source(src: Source, func: Callable[[_Source, int], Any]) -> Any:
@@ -1313,7 +1325,7 @@ def import_tracemalloc_pickle(path: Source) -> RawSnapshot:
     Unpickling can execute code, so this always emits a
     :class:`PickleImportWarning`: only use it on files you trust.  Each
     trace becomes one block; traces with the same (domain, frames,
-    total_nframe) are grouped into one site (peak unknown, so 0; untagged).
+    total_nframe) are grouped into one site (low unknown, so 0; untagged).
     """
     warnings.warn(
         PickleImportWarning(

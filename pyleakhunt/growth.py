@@ -16,8 +16,21 @@ For a call site with live sizes ``s0 .. sn`` at times ``t0 .. tn``:
 - **consistency** is the fraction of intervals in which it grew; a site
   must grow in at least ``min_consistency`` of them.
 
-Suspects are ranked by growth rate (least-squares slope of size against
-time) times consistency.
+The same rule is also asked of what the site **held from each sample on**:
+the least it held at any moment from the sample before to the end of the
+series, from its floors (at each sample, the lowest size it had since the
+sample before: the tracer keeps that low-water mark between snapshots).
+A line that keeps one small object of every batch it makes, or calls a
+library that keeps a little of each call while it allocates a lot for the
+call, has live sizes that depend on when the sample came (mid-batch or
+not): the leak drowns in them and fails the churn test, for as long as the
+program runs.  What it held from each sample on is what the leak kept, and
+grows steadily.  Memory that comes and goes, or that is freed before the
+end, leaves it flat.  A site is a suspect when either series passes
+(`held_series` says which floors it reads, and why).
+
+Suspects are ranked by growth rate (least-squares slope of size, or of
+floor when only the floors grew, against time) times consistency.
 """
 
 from __future__ import annotations
@@ -105,8 +118,9 @@ class Sample:
     """One snapshot reduced to what growth analysis needs."""
 
     timestamp: float
-    #: key -> (size, count)
-    figures: Dict[Traceback, Tuple[int, int]]
+    #: key -> (size, count, floor): floor is the key's lowest size since the
+    #: sample before (its sites' low-water marks, summed).
+    figures: Dict[Traceback, Tuple[int, int, int]]
     estimated: bool = False
 
 
@@ -133,9 +147,10 @@ def reduce_snapshot(
         key = cache.get(site.frames)
         if key is None:
             key = cache[site.frames] = group_key(key_type, site.frames, False)
-        entry = figures.setdefault(key, [0, 0])
+        entry = figures.setdefault(key, [0, 0, 0])
         entry[0] += site.size
         entry[1] += site.count
+        entry[2] += site.low
         if site.size > biggest.get(key, (-1, None))[0]:
             biggest[key] = (site.size, Traceback(site.frames))
     keys = list(figures)
@@ -144,7 +159,7 @@ def reduce_snapshot(
         keys = keys[:max_keys]
     sample = Sample(
         snapshot.timestamp,
-        {k: (figures[k][0], figures[k][1]) for k in keys},
+        {k: (figures[k][0], figures[k][1], figures[k][2]) for k in keys},
         snapshot.is_estimated,
     )
     return sample, {k: biggest[k][1] for k in keys}
@@ -192,9 +207,81 @@ class GrowthRule:
             return None
         return consistency
 
+    def verdict(
+        self,
+        times: Sequence[float],
+        sizes: Sequence[int],
+        floors: Optional[Sequence[int]] = None,
+        min_slope: Optional[float] = None,
+    ) -> Optional[Tuple[float, Sequence[float], Sequence[int]]]:
+        """Whether a key with live *sizes* at *times* is a suspect: None, or
+        its consistency with the times and the series that grew.  That is
+        the sizes or else, from its *floors* (at each sample, its lowest
+        size since the sample before), what it held from each sample on
+        (`held_series`).  With *min_slope*, a series grows only if its
+        least-squares slope reaches it too."""
+        consistency = self.judge(times, sizes)
+        if consistency is not None and _reaches(times, sizes, min_slope):
+            return consistency, times, sizes
+        if floors is None:
+            return None
+        xs, held = held_series(times, sizes, floors)
+        consistency = self.judge(xs, held)
+        if consistency is None or not _reaches(xs, held, min_slope):
+            return None
+        # It must have grown in its first half too, at a third of its
+        # second half's rate at least: the least of a run of noisy floors
+        # climbs towards their end, and a leak's does not wait for the end.
+        middle = len(held) // 2
+        early = _rate(xs[: middle + 1], held[: middle + 1])
+        late = _rate(xs[middle:], held[middle:])
+        if early <= 0 or early < self.min_late_rate * late:
+            return None
+        return consistency, xs, held
+
 
 #: The thresholds used unless a caller passes its own.
 DEFAULT_RULE = GrowthRule()
+
+
+def _reaches(
+    xs: Sequence[float], ys: Sequence[int], min_slope: Optional[float]
+) -> bool:
+    """Whether the slope of *ys* over *xs* reaches *min_slope* (if any)."""
+    return min_slope is None or len(xs) < 2 or slope(xs, ys) >= min_slope
+
+
+def held_series(
+    times: Sequence[float], sizes: Sequence[int], floors: Sequence[int]
+) -> Tuple[Sequence[float], List[int]]:
+    """The times and what a key held from each on (`held_from`), from its
+    *floors*: from the first sample after one at which it held something
+    (before, a floor covers the time before its first block: 0), to the
+    one before the last (the last floor has no later one to correct it:
+    two samples within one long batch)."""
+    start = 1
+    while start < len(sizes) and sizes[start - 1] == 0:
+        start += 1
+    return times[start:-1], held_from(floors[start:])[:-1]
+
+
+def held_from(floors: Sequence[int]) -> List[int]:
+    """For each sample, the least its key held at any moment from the sample
+    before it to the end of the series: the lowest of its floor and of
+    every later one.
+
+    What a leak keeps is never given back, so this grows with the leak.
+    A floor is high when no quiet moment fell between two samples (two
+    samples within one long batch); a later, lower floor shows that most
+    of that memory was given back, and replaces it.  Memory freed before
+    the last sample, a program's clean-up included, is held to the end by
+    no one: it makes no growth here.
+    """
+    held = list(floors)
+    for i in range(len(held) - 2, -1, -1):
+        if held[i + 1] < held[i]:
+            held[i] = held[i + 1]
+    return held
 
 
 def _rate(times: Sequence[float], sizes: Sequence[int]) -> float:
@@ -219,13 +306,13 @@ def find_suspects(
     # into one row per key: C-level passes, where a lookup per key and per
     # sample in Python (two million for 200 samples of 10,000 sites) was
     # most of the time.
-    absent = (0, 0)
+    absent = (0, 0, 0)
     columns = [
         list(map(s.figures.get, keys, itertools.repeat(absent))) for s in samples
     ]
     last = samples[-1].figures
     series = (
-        (key, tuple(map(_SIZE, figures)), last[key][1])
+        (key, tuple(map(_SIZE, figures)), tuple(map(_FLOOR, figures)), last[key][1])
         for key, figures in zip(keys, zip(*columns))
     )
     return suspects_of_series(
@@ -238,11 +325,12 @@ def find_suspects(
 
 
 _SIZE = operator.itemgetter(0)
+_FLOOR = operator.itemgetter(2)
 
 
 def suspects_of_series(
     timestamps: Sequence[float],
-    series: Iterable[Tuple[Any, Sequence[int], int]],
+    series: Iterable[Tuple[Any, Sequence[int], Optional[Sequence[int]], int]],
     tracebacks: Dict[Any, Traceback],
     rule: GrowthRule = DEFAULT_RULE,
     estimated: bool = False,
@@ -250,10 +338,12 @@ def suspects_of_series(
     """Suspects among series of live sizes, best first.
 
     *timestamps* are the samples' times, in order; *series* yields
-    ``(key, sizes, count)``: a key's live size at each sample (0 where it
-    had none) and its block count at the last.  *tracebacks* maps a key to
-    the traceback its suspect shows (the key itself when absent).  The one
-    implementation of the ranking, behind `find_suspects` and the report.
+    ``(key, sizes, floors, count)``: a key's live size at each sample (0
+    where it had none), its floor at each (its lowest size since the sample
+    before; None when unknown) and its block count at the last.
+    *tracebacks* maps a key to the traceback its suspect shows (the key
+    itself when absent).  The one implementation of the ranking, behind
+    `find_suspects` and the report.
     """
     if len(timestamps) < 2:
         return []
@@ -262,19 +352,20 @@ def suspects_of_series(
         times = [float(i) for i in range(len(timestamps))]
     duration = timestamps[-1] - timestamps[0]
     suspects = []
-    for key, sizes, count in series:
-        consistency = rule.judge(times, sizes)
-        if consistency is None:
+    for key, sizes, floors, count in series:
+        found = rule.verdict(times, sizes, floors)
+        if found is None:
             continue
-        per_s = slope(times, sizes)
-        per_snapshot = slope(range(len(sizes)), sizes)
+        consistency, xs, grown = found
+        per_s = slope(xs, grown)
+        per_snapshot = slope(range(len(grown)), grown)
         suspects.append(
             Suspect(
                 key=key,
                 traceback=tracebacks.get(key, key),
                 size=sizes[-1],
                 count=count,
-                growth_bytes=sizes[-1] - sizes[0],
+                growth_bytes=grown[-1] - grown[0],
                 growth_bytes_per_s=per_s,
                 growth_bytes_per_snapshot=per_snapshot,
                 consistency=consistency,
@@ -283,8 +374,10 @@ def suspects_of_series(
                 estimated=estimated,
             )
         )
+    # Ties (sites that grew alike) by size, then blocks: an order that does
+    # not hang on the order the keys came in.
     suspects.sort(
-        key=lambda s: (s.growth_bytes_per_s * s.consistency, s.size),
+        key=lambda s: (s.growth_bytes_per_s * s.consistency, s.size, s.count),
         reverse=True,
     )
     return suspects

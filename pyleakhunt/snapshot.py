@@ -877,7 +877,7 @@ class Snapshot:
         if key_type == "lineno" and not cumulative:
             # The commonest grouping, and top()'s default: a loop of its
             # own, a third faster over 100,000 sites than the general one.
-            for _domain, frames, _total, count, size, _peak, _tag in self._raw.sites:
+            for _domain, frames, _total, count, size, _low, _tag in self._raw.sites:
                 if count:
                     key = frames[0]
                     entry = groups.get(key)
@@ -886,7 +886,7 @@ class Snapshot:
                         count += entry[1]
                     groups[key] = (size, count)
             return groups, _FRAMES_OF_KEY[key_type]
-        for _domain, frames, _total, count, size, _peak, _tag in self._raw.sites:
+        for _domain, frames, _total, count, size, _low, _tag in self._raw.sites:
             if count == 0:
                 continue
             if cumulative:

@@ -11,6 +11,7 @@ run at a coarser grain.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from typing import Dict, List, Optional, Union
@@ -132,10 +133,14 @@ class LeakWatcher:
         return snapshot
 
     def _thin(self) -> None:
-        """Halve the older half of the series; forget keys no sample has."""
+        """Halve the older half of the series; forget keys no sample has.
+
+        A sample's floors cover the time since the sample before it, so the
+        sample after one left out takes that one's floors too (the lower of
+        the two, per key)."""
         half = len(self._samples) // 2
-        older = self._samples[:half]
-        self._samples = older[::2] + self._samples[half:]
+        kept = [i % 2 == 0 or i >= half for i in range(len(self._samples))]
+        self._samples = _drop_samples(self._samples, kept)
         alive = set()
         for sample in self._samples:
             alive.update(sample.figures)
@@ -205,3 +210,27 @@ class LeakWatcher:
             tracebacks = dict(self._tracebacks)
         found = find_suspects(samples, tracebacks, self.rule)
         return found if n is None else found[:n]
+
+
+def _drop_samples(samples: List[Sample], kept: List[bool]) -> List[Sample]:
+    """The *samples* that *kept* marks, each with the floors of those left
+    out just before it folded into its own."""
+    result: List[Sample] = []
+    missed: Optional[Dict[Traceback, int]] = None  # floors left out
+    for sample, keep in zip(samples, kept):
+        floors = {key: figures[2] for key, figures in sample.figures.items()}
+        if missed is not None:
+            # A key absent from a sample had no block then: a floor of 0.
+            floors = {key: min(low, missed.get(key, 0)) for key, low in floors.items()}
+        if not keep:
+            missed = floors
+            continue
+        if missed is not None:
+            figures = {
+                key: (size, count, floors[key])
+                for key, (size, count, _low) in sample.figures.items()
+            }
+            sample = dataclasses.replace(sample, figures=figures)
+        missed = None
+        result.append(sample)
+    return result

@@ -96,9 +96,6 @@ count_in(lh_site *site, size_t bytes)
 {
     site->count++;
     site->size += bytes;
-    if (site->size > site->peak) {
-        site->peak = site->size;
-    }
     S.traced_bytes += bytes;
     if (S.traced_bytes > S.peak_bytes) {
         S.peak_bytes = S.traced_bytes;
@@ -110,6 +107,10 @@ count_out(lh_site *site, size_t bytes)
 {
     site->count--;
     site->size -= bytes;
+    /* The low-water mark that snapshots report (tables.h). */
+    if (site->size < site->low) {
+        site->low = site->size;
+    }
     S.traced_bytes -= bytes;
 }
 

@@ -308,12 +308,6 @@ core_reset_peak(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
 {
     lh_hooks_lock();
     S.peak_bytes = S.traced_bytes;
-    for (uint32_t i = 0; i < S.sites.nsites; i++) {
-        lh_site *site = S.sites.by_id[i];
-        if (site != NULL) {
-            site->peak = site->size;
-        }
-    }
     lh_hooks_unlock();
     Py_RETURN_NONE;
 }
@@ -360,7 +354,7 @@ typedef struct {
     lh_site *site;
     size_t count;
     size_t size;
-    size_t peak;
+    size_t low;
     double est_count;
 } site_figures;
 
@@ -427,11 +421,15 @@ take_raw_copy(raw_copy *copy, int full)
     else {
         for (uint32_t i = 0; i < copy->nsites; i++) {
             lh_site *site = S.sites.by_id[i];
-            copy->sites[i] = site == NULL
-                                 ? (site_figures){NULL, 0, 0, 0, 0.0}
-                                 : (site_figures){site, site->count,
-                                                  site->size, site->peak,
-                                                  site->est_count};
+            if (site == NULL) {
+                copy->sites[i] = (site_figures){NULL, 0, 0, 0, 0.0};
+                continue;
+            }
+            copy->sites[i] = (site_figures){site, site->count, site->size,
+                                            site->low, site->est_count};
+            /* Under the same lock as the copy, so that no dip between two
+               snapshots is missed. */
+            site->low = site->size;
         }
         failed = full && copy_blocks(copy) < 0;
     }
@@ -463,7 +461,7 @@ site_record(const site_figures *fig, frame_cache *cache)
     PyObject *values = Py_BuildValue(
         "(IONnnnI)", lh_key_domain(&fig->site->key), frames,
         site_total_nframe(fig->site), count, (Py_ssize_t)fig->size,
-        (Py_ssize_t)fig->peak, lh_key_tag(&fig->site->key));
+        (Py_ssize_t)fig->low, lh_key_tag(&fig->site->key));
     if (values == NULL || site_type == NULL) {
         return values;
     }
@@ -529,8 +527,7 @@ build_blocks(const raw_copy *copy, const uint32_t *index)
 }
 
 /* Forget the sites whose blocks are all gone: a snapshot leaves them out
-   anyway, and they keep code objects alive.  (Their peak since the last
-   reset_peak() goes with them.) */
+   anyway, and they keep code objects alive. */
 static void
 prune_empty_sites(void)
 {
@@ -541,7 +538,9 @@ prune_empty_sites(void)
 }
 
 /* _snapshot(full) -> (sites, blocks, lost_blocks)
-   sites: [(domain, frames, total_nframe, count, size, peak, tag), ...]
+   sites: [(domain, frames, total_nframe, count, size, low, tag), ...]
+   where low is the site's lowest size since the previous snapshot (which
+   this one resets), or since the site was made.
    blocks: None, or (site indexes as native uint32 bytes, sizes as native
    uint64 bytes), one entry per live block. */
 static PyObject *

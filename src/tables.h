@@ -9,7 +9,8 @@
  *     for the purpose (16 bytes a block), not uthash (about 70 bytes a
  *     block); see docs/design.md.
  *   - the site table interns call sites: a (domain, tag, traceback) key
- *     with live aggregates (blocks, bytes, peak).  Snapshots copy these
+ *     with live aggregates (blocks, bytes, lowest bytes since the last
+ *     snapshot).  Snapshots copy these
  *     aggregates instead of every block.  uthash, plus an array by id.
  *   - the foreign table holds blocks tracked through the C API in numbered
  *     domains other than 0; they are few, so uthash is fine there.
@@ -109,7 +110,12 @@ typedef struct lh_site {
        that line, so a site costs one cache miss per event, not two. */
     _Alignas(64) size_t count; /* live aggregates */
     size_t size;
-    size_t peak;
+    /* The lowest `size` since the last snapshot (module.c), or since the
+       site was made (then 0): a leak raises it, while memory that comes
+       and goes at the site between two snapshots does not.  The
+       sustained-growth rule (pyleakhunt/growth.py) reads it as the site's
+       floor. */
+    size_t low;
     uint32_t id;
     uint32_t keylen;
     lh_site_key key; /* must stay last: frames follow */

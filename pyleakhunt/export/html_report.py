@@ -98,10 +98,11 @@ def _accuracy(estimated: bool, lost_blocks: int) -> List[str]:
     return lines
 
 
-#: A site's traceback, count and size.
+#: A site's traceback, count, size and low-water mark.
 _TRACEBACK = operator.itemgetter(1)
 _COUNT = operator.itemgetter(3)
 _SIZE = operator.itemgetter(4)
+_LOW = operator.itemgetter(5)
 
 #: A timeline entry as the report reads it.
 Entry = Union[RawSnapshot, RawColumns]
@@ -109,9 +110,16 @@ Entry = Union[RawSnapshot, RawColumns]
 
 def _site_columns(
     entry: Entry,
-) -> Tuple[Sequence[RawFrames], Optional[Sequence[int]], Sequence[int], Sequence[int]]:
+) -> Tuple[
+    Sequence[RawFrames],
+    Optional[Sequence[int]],
+    Sequence[int],
+    Sequence[int],
+    Sequence[int],
+]:
     """The traceback table, the index of each site's traceback in it (None:
-    the table lists the sites' own), the counts and the sizes of *entry*."""
+    the table lists the sites' own), the counts, the sizes and the lows of
+    *entry*."""
     if isinstance(entry, RawColumns):
         # Lists: their items are read several times (picked, summed,
         # compared), and an array makes an int object at every read.
@@ -120,6 +128,7 @@ def _site_columns(
             entry.traceback_index,
             _as_list(entry.counts),
             _as_list(entry.sizes),
+            _as_list(entry.lows),
         )
     sites = entry.sites
     return (
@@ -127,6 +136,7 @@ def _site_columns(
         None,
         list(map(_COUNT, sites)),
         list(map(_SIZE, sites)),
+        list(map(_LOW, sites)),
     )
 
 
@@ -217,10 +227,11 @@ class _Plan:
 
 
 class _Read:
-    """What the report keeps of one entry: its sizes by group, and its
-    sites' sizes and counts (for each suspect's biggest traceback)."""
+    """What the report keeps of one entry: its sizes and floors by group,
+    and its sites' sizes and counts (for each suspect's biggest
+    traceback)."""
 
-    __slots__ = ("timestamp", "plan", "sizes", "counts", "empty", "column")
+    __slots__ = ("timestamp", "plan", "sizes", "counts", "empty", "column", "floors")
 
     def __init__(
         self,
@@ -230,6 +241,7 @@ class _Read:
         counts: Sequence[int],
         empty: bool,
         column: Sequence[int],
+        floors: Sequence[int],
     ) -> None:
         self.timestamp = timestamp
         self.plan = plan
@@ -238,6 +250,8 @@ class _Read:
         #: Some site has no block left: such sites are left out.
         self.empty = empty
         self.column = column
+        #: Each group's floor (its sites' lows summed).
+        self.floors = floors
 
 
 class _Reducer:
@@ -261,7 +275,7 @@ class _Reducer:
 
     def add(self, entry: Entry) -> int:
         """Reduce *entry*; return the bytes of all its sites."""
-        table, index, counts, sizes = _site_columns(entry)
+        table, index, counts, sizes, lows = _site_columns(entry)
         plan = self.plan
         if plan is None or not plan.matches(table, index):
             frames = table if index is None else map(table.__getitem__, index)
@@ -271,7 +285,10 @@ class _Reducer:
         if empty:
             kept = [size if count else 0 for size, count in zip(sizes, counts)]
         column = plan.column(kept)
-        self.read.append(_Read(entry.timestamp, plan, sizes, counts, empty, column))
+        floors = plan.column(lows)  # an empty site's low is 0 too
+        self.read.append(
+            _Read(entry.timestamp, plan, sizes, counts, empty, column, floors)
+        )
         return sum(sizes)
 
     def _numbers(self, tracebacks: Iterable[RawFrames]) -> List[int]:
@@ -290,10 +307,15 @@ class _Reducer:
         key = raw_group_key(self.key_type, frames)
         return self.groups.setdefault(key, len(self.groups))
 
-    def series(self, order: Sequence[int]) -> List[Tuple[int, ...]]:
-        """Each group's sizes at the entries *order* names, indexed by
-        group number: one C-level transposition of the columns."""
-        columns = [self.read[i].column for i in order]
+    def series(
+        self, order: Sequence[int], floors: bool = False
+    ) -> List[Tuple[int, ...]]:
+        """Each group's sizes (or *floors*) at the entries *order* names,
+        indexed by group number: one C-level transposition of the
+        columns."""
+        columns = [
+            self.read[i].floors if floors else self.read[i].column for i in order
+        ]
         if len(set(map(len, columns))) == 1:
             return list(zip(*columns))
         return list(itertools.zip_longest(*columns, fillvalue=0))
@@ -410,6 +432,7 @@ def _timeline_page(
     rss.sort()
     # Each group's size at each sample, by group number.
     sizes = reducer.series(order)
+    floors = reducer.series(order, floors=True)
     # The groups of the last sample, in the order of their first site (the
     # order `find_suspects` would meet them), with their block counts.
     present = reducer.present(read[order[-1]]) if read else {}
@@ -418,7 +441,10 @@ def _timeline_page(
     group_keys = list(reducer.groups)  # in the order of their numbers
     found = suspects_of_series(
         timestamps,
-        ((number, sizes[number], present[number]) for number in set(present)),
+        (
+            (number, sizes[number], floors[number], present[number])
+            for number in set(present)
+        ),
         {},
         rule,
         estimated,

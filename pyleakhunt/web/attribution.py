@@ -288,6 +288,24 @@ class _Point:
     retained: int
     #: (filename, lineno) -> live bytes, for the biggest sites only.
     sites: Dict[RawFrame, int]
+    #: The endpoint's floor: its lowest retained bytes since the sample
+    #: before (its sites' low-water marks, summed), which the requests in
+    #: flight at a sample do not raise (`pyleakhunt.growth`); and the
+    #: floors of the lines in *sites*.
+    floor: int = 0
+    site_floors: Dict[RawFrame, int] = field(default_factory=dict)
+
+    def folded(self, before: _Point) -> _Point:
+        """This point, its floors also covering *before*'s interval (a
+        point left out just before it)."""
+        return replace(
+            self,
+            floor=min(self.floor, before.floor),
+            site_floors={
+                line: min(low, before.site_floors.get(line, 0))
+                for line, low in self.site_floors.items()
+            },
+        )
 
 
 @dataclass
@@ -303,13 +321,26 @@ class _Series:
         if point.requests == 0:
             return  # never served: nothing to say yet
         if self.points and self.points[-1].requests == point.requests:
-            self.points[-1] = point  # no new request: refresh the last point
+            # No new request: refresh the last point.
+            self.points[-1] = point.folded(self.points[-1])
         else:
             self.points.append(point)
             if len(self.points) > max_points:
-                half = len(self.points) // 2
-                self.points = self.points[:half:2] + self.points[half:]
+                self._thin()
         self.counts = counts
+
+    def _thin(self) -> None:
+        """Halve the older half of the points, each kept one taking the
+        floors of the one left out before it."""
+        half = len(self.points) // 2
+        points = self.points
+        kept = [points[0]]
+        for i in range(2, half, 2):
+            kept.append(points[i].folded(points[i - 1]))
+        first_newer = points[half]
+        if half % 2 == 0:  # the point before it was left out
+            first_newer = first_newer.folded(points[half - 1])
+        self.points = kept + [first_newer] + points[half + 1 :]
 
 
 # --------------------------------------------------------------------------
@@ -654,7 +685,7 @@ class Attribution:
             return True
 
     def _add_sample(self, raw: RawSnapshot, requests: Dict[int, int]) -> None:
-        totals, sites, counts, frames, untagged = _reduce(raw, requests)
+        totals, sites, counts, frames, untagged, lows = _reduce(raw, requests)
         max_sites = self.options.max_sites
         max_points = self.options.max_points
         with self._lock:
@@ -665,8 +696,13 @@ class Attribution:
                 by_line = sites.get(tag, {})
                 biggest = sorted(by_line, key=by_line.__getitem__, reverse=True)
                 kept = biggest[:max_sites]
+                line_lows = lows.get(tag, {})
                 point = _Point(
-                    served, totals.get(tag, 0), {k: by_line[k] for k in kept}
+                    served,
+                    totals.get(tag, 0),
+                    {k: by_line[k] for k in kept},
+                    sum(line_lows.values()),
+                    {k: line_lows[k] for k in kept},
                 )
                 tag_counts = counts.get(tag, {})
                 series.add(point, max_points, {k: tag_counts[k] for k in kept})
@@ -751,8 +787,10 @@ def _reduce(
     Dict[int, Dict[RawFrame, int]],
     Dict[int, Dict[RawFrame, RawFrames]],
     int,
+    Dict[int, Dict[RawFrame, int]],
 ]:
-    """Per tag: retained bytes, and bytes, blocks and biggest traceback per line.
+    """Per tag: retained bytes, and bytes, blocks, biggest traceback and
+    floor (low-water mark) per line; and the untagged bytes.
 
     One pass over the snapshot's sites; sites of unknown tags (from before
     a `reset`) and of the hunter's own files are skipped.
@@ -762,6 +800,7 @@ def _reduce(
     counts: Dict[int, Dict[RawFrame, int]] = {}
     frames: Dict[int, Dict[RawFrame, RawFrames]] = {}
     biggest: Dict[Tuple[int, RawFrame], int] = {}
+    lows: Dict[int, Dict[RawFrame, int]] = {}
     untagged = 0
     for site in raw.sites:
         tag = site.tag
@@ -783,10 +822,12 @@ def _reduce(
         by_line[line] = by_line.get(line, 0) + site.size
         tag_counts = counts.setdefault(tag, {})
         tag_counts[line] = tag_counts.get(line, 0) + site.count
+        tag_lows = lows.setdefault(tag, {})
+        tag_lows[line] = tag_lows.get(line, 0) + site.low
         if site.size > biggest.get((tag, line), -1):
             biggest[tag, line] = site.size
             frames.setdefault(tag, {})[line] = site.frames or (_UNKNOWN_FRAME,)
-    return totals, sites, counts, frames, untagged
+    return totals, sites, counts, frames, untagged, lows
 
 
 def _rule_for(rule: GrowthRule, series: _Series, min_per_request: float) -> GrowthRule:
@@ -801,9 +842,16 @@ def _rule_for(rule: GrowthRule, series: _Series, min_per_request: float) -> Grow
 
 
 def _steady(
-    rule: GrowthRule, xs: List[float], sizes: List[int], min_per_request: float
-) -> Optional[float]:
-    """The rule's consistency, if the fitted slope also reaches the floor.
+    rule: GrowthRule,
+    xs: List[float],
+    sizes: List[int],
+    floors: List[int],
+    min_per_request: float,
+) -> Optional[Tuple[float, Optional[float]]]:
+    """The rule's consistency and the slope in bytes per request of the
+    series that grew (`GrowthRule.verdict`: the retained bytes, or else
+    their floors, which the requests in flight at a sample do not raise),
+    if that slope also reaches ``min_bytes_per_request``.
 
     The rule's net growth is last point minus first, so one high end point
     (objects on CPython's free lists, credited to whichever endpoint first
@@ -813,10 +861,11 @@ def _steady(
     one point.  A leak of one small object per request (50 B or more) is
     far above the floor on both measures.
     """
-    consistency = rule.judge(xs, sizes)
-    if consistency is None or len(xs) < 2:
-        return consistency
-    return consistency if growth.slope(xs, sizes) >= min_per_request else None
+    found = rule.verdict(xs, sizes, floors, min_slope=min_per_request)
+    if found is None:
+        return None
+    consistency, used_xs, used = found
+    return consistency, growth.slope(used_xs, used) if len(used_xs) >= 2 else None
 
 
 def _judge(
@@ -831,8 +880,13 @@ def _judge(
     points = series.points
     xs = [float(p.requests) for p in points]
     retained = [p.retained for p in points]
-    consistency = _steady(rule, xs, retained, min_per_request)
-    slope = growth.slope(xs, retained) if len(points) >= 2 else None
+    floors = [p.floor for p in points]
+    found = _steady(rule, xs, retained, floors, min_per_request)
+    consistency = None if found is None else found[0]
+    if found is not None:
+        slope = found[1]
+    else:
+        slope = growth.slope(xs, retained) if len(points) >= 2 else None
     if consistency is not None:
         verdict = "leaking"
     elif len(points) < rule.min_samples:
@@ -843,15 +897,20 @@ def _judge(
     last = points[-1]
     for line, size in last.sites.items():
         sizes = [p.sites.get(line, 0) for p in points]
-        site_leaks = _steady(rule, xs, sizes, min_per_request) is not None
+        line_floors = [p.site_floors.get(line, 0) for p in points]
+        site_found = _steady(rule, xs, sizes, line_floors, min_per_request)
+        if site_found is not None:
+            per_request = site_found[1]
+        else:
+            per_request = growth.slope(xs, sizes) if len(points) >= 2 else None
         sites.append(
             SiteReport(
                 filename=line[0],
                 lineno=line[1],
                 size=size,
                 count=series.counts.get(line, 0),
-                bytes_per_request=growth.slope(xs, sizes) if len(points) >= 2 else None,
-                leaking=site_leaks,
+                bytes_per_request=per_request,
+                leaking=site_found is not None,
                 traceback=series.tracebacks.get(line, (line,)),
             )
         )

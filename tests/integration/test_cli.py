@@ -902,6 +902,41 @@ def test_run_finds_a_small_leak_per_batch_at_its_line(
     assert all(s["lineno"] != BATCH_CHURN_LINE for s in suspects)
 
 
+#: A script that keeps one row of every batch it makes, with no pause: the
+#: samples come mid-batch, when up to 20,000 rows are alive at the batch's
+#: line, and what the line keeps (a few KB between two samples) drowns in
+#: them.  The sustained-growth rule found nothing here on any version
+#: before it read the sites' floors.
+KEEP_ONE_SCRIPT = """\
+import sys
+
+KEPT = {}
+for i in range(int(sys.argv[1])):
+    rows = [{"id": j, "name": "row %d" % j} for j in range(int(sys.argv[2]))]  # batch
+    KEPT[i] = rows[0]  # the leak
+    rows = None
+"""
+KEEP_ONE_BATCH_LINE = 5
+
+
+def test_run_finds_one_row_kept_of_every_batch_though_samples_come_mid_batch(
+    tmp_path,
+):
+    script = tmp_path / "keep_one.py"
+    script.write_text(KEEP_ONE_SCRIPT)
+    out_dir = tmp_path / "out"
+    result = run_cli(
+        "run", "--interval", "0.2", "-o", str(out_dir), str(script), "300", "20000"
+    )
+    assert result.returncode == 0, result.stderr
+    found = run_cli("suspects", "--json", str(out_dir))
+    assert found.returncode == 0, found.stderr
+    suspects = json.loads(found.stdout)
+    assert suspects, "no suspect"
+    top = suspects[0]
+    assert (top["filename"], top["lineno"]) == (str(script), KEEP_ONE_BATCH_LINE)
+
+
 def test_run_does_not_flag_data_freed_before_the_program_ends(tmp_path):
     script, suspects = _run_batch_script(
         tmp_path,

@@ -407,20 +407,20 @@ def _reference_suspects(entries: List[RawSnapshot], key_type: str, rule: Any):
     samples = []
     biggest: Dict[Any, Tuple[int, Any]] = {}
     for entry in entries:
-        figures: Dict[Any, Tuple[int, int]] = {}
+        figures: Dict[Any, Tuple[int, int, int]] = {}
         for site in entry.sites:
             if site.count == 0 or any(f[0] in TRACER_FILES for f in site.frames):
                 continue
             key = raw_group_key(key_type, site.frames)
-            size, count = figures.get(key, (0, 0))
-            figures[key] = (size + site.size, count + site.count)
+            size, count, floor = figures.get(key, (0, 0, 0))
+            figures[key] = (size + site.size, count + site.count, floor + site.low)
             if site.size > biggest.get(key, (-1, None))[0]:
                 biggest[key] = (site.size, site.frames)
         samples.append(Sample(entry.timestamp, figures, bool(entry.sample_bytes)))
     samples.sort(key=lambda sample: sample.timestamp)
     found = find_suspects(samples, {}, rule)
     sizes = {
-        s.key: [sample.figures.get(s.key, (0, 0))[0] for sample in samples]
+        s.key: [sample.figures.get(s.key, (0, 0, 0))[0] for sample in samples]
         for s in found
     }
     return [(s, Traceback(biggest[s.key][1]), sizes[s.key]) for s in found]
@@ -467,7 +467,8 @@ def test_report_reduces_a_timeline_as_the_site_by_site_rule_does(tmp_path):
                 if tb in twins:
                     size = 5000 * i + 10
                 count = rng.randint(0 if i in (15, 29) else 1, 9)
-                sites.append(RawSite(0, tb, len(tb), count, size))
+                low = rng.randint(0, size) if count else 0
+                sites.append(RawSite(0, tb, len(tb), count, size, low))
             writer.append(raw(sites, times[i]))
     rule = GrowthRule(min_growth_bytes=1, min_consistency=0.1)
     entries = list(iter_timeline(path))

@@ -360,6 +360,37 @@ def test_a_small_object_kept_per_request_is_credited_to_its_endpoint_and_line(
         )
 
 
+def heavy_request(hunt, make, i):
+    """A request that works on 400 KB of temporaries (in every other round
+    of 25 requests; none in the others) and keeps one small object
+    (*make*); the last of each round is sampled while it is in flight, as
+    a busy server's sampler finds requests."""
+    temporaries = [bytearray(1000) for _ in range(400 if i // 25 % 2 == 0 else 0)]
+    LEAKED.append(make(i))
+    if i % 25 == 24:
+        hunt.sample()
+    return len(temporaries)
+
+
+@pytest.mark.parametrize("kind", ["dict", "str"])
+def test_a_small_leak_under_heavy_requests_in_flight_is_leaking(kind):
+    # The endpoint's retained bytes at the samples are 400 KB of a request
+    # in flight, then none, and so on, beside what it kept (25 small
+    # objects a sample): they fall from the first sample to the last.
+    # Its floors (the lowest retained bytes between two samples) are what
+    # it kept.
+    make = SMALL_OBJECTS[kind]
+    with hunting(fresh_objects=True) as hunt:
+        for i in range(250):
+            serve(hunt, "GET /heavy", heavy_request, hunt, make, i)
+        heavy = endpoint(hunt.report(refresh=None), "GET /heavy")
+        assert heavy.points[0][1] > heavy.points[-1][1]
+        assert heavy.leaking and 30 <= heavy.bytes_per_request <= 300, heavy
+        top = heavy.sites[0]
+        assert top.leaking
+        assert (top.filename, top.lineno) == (__file__, make.__code__.co_firstlineno)
+
+
 def functions_of_their_own(n):
     """*n* functions, each with a code object of its own."""
     source = "".join(f"def f{i}(x):\n    return x + {i}\n" for i in range(n))
@@ -464,6 +495,35 @@ def test_the_series_stays_bounded():
         assert series.points[0].requests == 2
         leaking = endpoint(hunt.report(refresh=None), "GET /leak")
         assert leaking.leaking and len(leaking.sites) <= 2
+
+
+def test_a_thinned_or_refreshed_series_keeps_the_lowest_floor_it_left_out():
+    from pyleakhunt.web.attribution import _Point, _Series
+
+    line = ("app.py", 3)
+    series = _Series()
+    floors = [50, 10, 70, 20, 90, 80, 60, 100, 110]
+    for requests, floor in enumerate(floors, 1):
+        point = _Point(requests, 200, {line: 200}, floor, {line: floor})
+        series.add(point, 8, {line: 1})
+    # Nine points for eight: the older half (four) thinned to every other
+    # one, each kept point (and the first newer one) taking the floor of
+    # the point left out before it.
+    assert [p.requests for p in series.points] == [1, 3, 5, 6, 7, 8, 9]
+    assert [p.floor for p in series.points] == [50, 10, 20, 80, 60, 100, 110]
+    assert [p.site_floors[line] for p in series.points] == [
+        50,
+        10,
+        20,
+        80,
+        60,
+        100,
+        110,
+    ]
+    # A sample with no new request refreshes the last point, whose floor
+    # then covers both intervals.
+    series.add(_Point(9, 200, {line: 200}, 130, {line: 130}), 8, {line: 1})
+    assert series.points[-1].floor == 110
 
 
 def test_the_background_thread_samples_every_interval():

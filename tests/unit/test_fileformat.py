@@ -43,8 +43,8 @@ def make_aggregated(**overrides: object) -> RawSnapshot:
     tb1 = (("/app/main.py", 10), ("/usr/lib/python3/json/__init__.py", 0))
     tb2 = (("/app/worker.py", 7),)
     sites = [
-        RawSite(0, tb1, 2, 3, 300, 400, 0),
-        RawSite(0, tb2, None, 1, 2**40, 2**41, 1),
+        RawSite(0, tb1, 2, 3, 300, 200, 0),
+        RawSite(0, tb2, None, 1, 2**40, 2**39, 1),
         RawSite(5, tb1, 7, 2**33, 2**64 - 1, 0, 2),
         RawSite(-1, (), 0, 0, 0),
     ]
@@ -557,6 +557,26 @@ def test_newer_version_is_rejected_with_upgrade_hint() -> None:
     assert_format_error(bytes(data), "version", "upgrade")
     data[8:10] = b"\0\0"
     assert_format_error(bytes(data), "version")
+
+
+def test_a_version_1_file_reads_with_every_low_unknown(tmp_path) -> None:
+    # Version 1 had each site's peak where version 2 has its low: a peak
+    # read as a floor would be above the site's size.
+    data = bytearray(dumps(make_aggregated()))
+    data[8:10] = struct.pack("<H", 1)
+    snap = loads(bytes(data))
+    assert [site.low for site in snap.sites] == [0, 0, 0, 0]
+    want = [site._replace(low=0) for site in make_aggregated().sites]
+    assert snap.sites == want
+    path = tmp_path / "old.plh"
+    with ff.TimelineWriter(str(path)) as writer:
+        writer.append(make_aggregated())
+    old = bytearray(path.read_bytes())
+    old[8:10] = struct.pack("<H", 1)
+    path.write_bytes(bytes(old))
+    assert [s.low for s in ff.read_timeline(str(path))[0].sites] == [0, 0, 0, 0]
+    with pytest.raises(ff.FileFormatError, match="version 1 timeline"):
+        ff.TimelineWriter(str(path), mode="a")
 
 
 def test_unknown_file_kind_is_rejected() -> None:

@@ -1,6 +1,7 @@
 """The sustained-growth rule, on series built by hand."""
 
 import json
+import random
 
 from pyleakhunt._raw import RawSite, RawSnapshot
 from pyleakhunt.growth import (
@@ -18,7 +19,7 @@ KEY = Traceback((("app.py", 10),))
 
 def series(sizes, interval=1.0):
     return [
-        Sample(i * interval, {KEY: (size, max(size // 100, 1))})
+        Sample(i * interval, {KEY: (size, max(size // 100, 1), 0)})
         for i, size in enumerate(sizes)
     ]
 
@@ -64,7 +65,7 @@ def test_tiny_growth_is_below_the_noise_floor():
 def test_suspects_are_ranked_by_rate_times_consistency():
     slow, fast = Traceback((("a.py", 1),)), Traceback((("b.py", 2),))
     samples = [
-        Sample(float(i), {slow: (i * 2_000, i), fast: (i * 50_000, i)})
+        Sample(float(i), {slow: (i * 2_000, i, 0), fast: (i * 50_000, i, 0)})
         for i in range(8)
     ]
     assert [s.key for s in find_suspects(samples, {})] == [fast, slow]
@@ -74,12 +75,12 @@ def test_absent_sites_count_as_zero_and_only_the_last_samples_are_judged():
     late = Traceback((("app.py", 20),))
     gone = Traceback((("app.py", 30),))
     samples = [
-        Sample(float(i), {KEY: (i * 5000, i + 1), gone: (i * 9000, 1)})
+        Sample(float(i), {KEY: (i * 5000, i + 1, 0), gone: (i * 9000, 1, 0)})
         for i in range(6)
     ]
-    samples[3].figures[late] = (4000, 1)  # absent before and after sample 3
+    samples[3].figures[late] = (4000, 1, 0)  # absent before and after sample 3
     samples[-1].figures.pop(gone)  # grows, but is gone at the end
-    samples[-1].figures[late] = (9000, 7)
+    samples[-1].figures[late] = (9000, 7, 0)
     found = find_suspects(samples, {KEY: Traceback((("lib.py", 1), ("app.py", 10)))})
     # late (0 0 0 4000 0 9000) grew in 2 intervals of 5: too unsteady.
     assert [s.key for s in found] == [KEY]
@@ -87,10 +88,93 @@ def test_absent_sites_count_as_zero_and_only_the_last_samples_are_judged():
     assert (found[0].size, found[0].count) == (25_000, 6)
     by_series = suspects_of_series(
         [s.timestamp for s in samples],
-        [(KEY, [i * 5000 for i in range(6)], 6), (late, [0, 0, 0, 4000, 0, 9000], 7)],
+        [
+            (KEY, [i * 5000 for i in range(6)], None, 6),
+            (late, [0, 0, 0, 4000, 0, 9000], None, 7),
+        ],
         {KEY: Traceback((("lib.py", 1), ("app.py", 10)))},
     )
     assert by_series == found
+
+
+def churned(leak_per_sample, samples=20, seed=5):
+    """A key that keeps *leak_per_sample* bytes between two samples while
+    it makes, and frees again, up to 400 KB of temporaries, of which each
+    sample sees a random part (it came mid-batch): its sizes, and its
+    floors (the lowest size since the sample before: the kept part)."""
+    rng = random.Random(seed)
+    kept = [leak_per_sample * i for i in range(samples)]
+    sizes = [k + rng.randint(0, 400_000) for k in kept]
+    return sizes, kept
+
+
+def floor_series(sizes, floors):
+    return [
+        Sample(float(i), {KEY: (size, 1, floor)})
+        for i, (size, floor) in enumerate(zip(sizes, floors))
+    ]
+
+
+def test_a_leak_drowned_in_churn_is_found_by_its_floors():
+    # 2 KB kept an interval, beside up to 400 KB made and freed again: the
+    # sizes alone fail the churn test (what they gain they mostly give
+    # back); the floors grow by the kept part every interval.
+    sizes, floors = churned(2000)
+    assert find_suspects(floor_series(sizes, [0] * len(sizes)), {}) == []
+    (suspect,) = find_suspects(floor_series(sizes, floors), {})
+    assert suspect.key == KEY
+    # The floors from the second sample to the one before the last.
+    assert suspect.growth_bytes == 2000 * 17
+    assert suspect.growth_bytes_per_s == 2000
+    assert suspect.consistency == 1.0
+    assert suspect.size == sizes[-1]
+
+
+def test_floors_raised_by_two_samples_within_one_long_batch_do_not_hide_a_leak():
+    # No quiet moment between samples 5 and 6, nor 12 and 13: those floors
+    # are most of a batch.  A later, lower floor shows it was given back.
+    sizes, floors = churned(2000)
+    floors[6] += 1_500_000
+    floors[13] += 900_000
+    (suspect,) = find_suspects(floor_series(sizes, floors), {})
+    assert suspect.growth_bytes == 2000 * 17 and suspect.consistency > 0.8
+
+
+def test_memory_freed_before_the_last_sample_is_no_leak_by_its_floors():
+    sizes, floors = churned(2000)
+    sizes[-1] = floors[-1] = 0  # the program let it all go at the end
+    assert find_suspects(floor_series(sizes, floors), {}) == []
+
+
+def test_floors_that_only_wobble_make_no_suspect():
+    # A site that is never quiet between samples (requests always in
+    # flight): its floors are noise, whose least from each sample on
+    # climbs towards the end.
+    for seed in range(20):
+        rng = random.Random(seed)
+        floors = [rng.randint(0, 100_000) for _ in range(20)]
+        sizes = [floor + rng.randint(0, 400_000) for floor in floors]
+        assert find_suspects(floor_series(sizes, floors), {}) == [], seed
+
+
+def test_churn_whose_floors_stay_flat_is_not_a_suspect():
+    sizes, _ = churned(0)
+    assert find_suspects(floor_series(sizes, [1000] * len(sizes)), {}) == []
+    wobbly = [1000 + (i % 3) * 500 for i in range(len(sizes))]
+    assert find_suspects(floor_series(sizes, wobbly), {}) == []
+
+
+def test_floors_that_stop_growing_are_not_a_suspect():
+    sizes, floors = churned(2000)
+    plateau = [min(floor, 10 * 2000) for floor in floors]
+    assert find_suspects(floor_series(sizes, plateau), {}) == []
+
+
+def test_the_first_floor_covers_the_time_before_the_series_and_is_left_out():
+    # Memory made once before the first sample, then kept as it is: the
+    # first floor is 0 (the site was empty then), later ones are flat.
+    steady = [500_000] * 10
+    assert find_suspects(floor_series(steady, [0] + steady[1:]), {}) == []
 
 
 def test_suspect_json_has_the_documented_fields():
