@@ -27,12 +27,17 @@ def report(**fields):
 
 
 def syscall(lwp):
+    """The system call thread *lwp* is in: its number, its six arguments
+    and its stack pointer; (None, [], None) when unknown, (-1, [], None)
+    when it is in none."""
     try:
         with open("/proc/%d/task/%d/syscall" % (P["pid"], lwp)) as f:
             fields = f.read().split()
-        return int(fields[0]), [int(a, 16) for a in fields[1:7]]
+        if len(fields) < 9:
+            return int(fields[0]), [], None
+        return int(fields[0]), [int(a, 16) for a in fields[1:7]], int(fields[7], 16)
     except (OSError, ValueError, IndexError):
-        return None, []
+        return None, [], None
 
 
 def address(name):
@@ -50,12 +55,23 @@ def call(expression):
     return int(gdb.parse_and_eval(expression))
 
 
-def creates_thread(name, args):
+#: How far above a thread's stack pointer the struct clone_args that it
+#: passes to clone3() can be: in the frame of the function that called.
+CLONE_ARGS_REACH = 64 * 1024
+
+
+def creates_thread(name, args, sp=None):
     """Whether a clone() or clone3() in progress creates a thread."""
     flags = None
     if name == "clone" and args:
         flags = args[0]
     elif name == "clone3" and args:
+        if sp is not None and not 0 <= args[0] - sp < CLONE_ARGS_REACH:
+            # The new thread itself, stopped before its first instruction:
+            # its registers are its creator's, but its stack is its own,
+            # so the struct is not on it (and may be gone).  The child of
+            # a clone3() that makes a process is no thread of this one.
+            return True
         try:  # struct clone_args starts with its 64-bit flags
             raw = bytes(gdb.selected_inferior().read_memory(args[0], 8))
             flags = int.from_bytes(raw, "little")
@@ -69,8 +85,8 @@ def choose_thread(inferior):
     blocked, other, main = [], [], None
     for thread in inferior.threads():
         lwp = thread.ptid[1]
-        number, args = syscall(lwp)
-        if number in P["fork"] and not creates_thread(P["fork"][number], args):
+        number, args, sp = syscall(lwp)
+        if number in P["fork"] and not creates_thread(P["fork"][number], args, sp):
             return None, "thread %d is in %s()" % (lwp, P["fork"][number])
         if lwp == P["pid"]:
             main = thread
