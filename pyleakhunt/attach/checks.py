@@ -19,7 +19,7 @@ from typing import (
 
 from ..process.cpython import executable_version, hexversion, libpython_version
 from ..process.elf import EM_AARCH64, EM_X86_64, ElfError, ElfFile, Symbol
-from ..process.proc import ProcFS
+from ..process.proc import ProcFS, Syscall
 from .base import (
     EXIT_FILE,
     EXIT_PTRACE,
@@ -289,14 +289,26 @@ def check_state(pid: int, proc: ProcFS, settle: Clock) -> None:
             )
 
 
-def _clone_flags(pid: int, name: str, args: List[int], proc: ProcFS) -> Optional[int]:
-    """The flags of a clone() or clone3() call in progress (None: unknown)."""
+#: How far above a thread's stack pointer the struct clone_args that it
+#: passes to clone3() can be: in the frame of the function that called.
+#: gdb's script (gdb_script.py) applies the same rule to a stopped target.
+CLONE_ARGS_REACH = 64 * 1024
+
+
+def _creates_thread(pid: int, name: str, call: Syscall, proc: ProcFS) -> bool:
+    """Whether a clone() or clone3() in progress creates a thread."""
+    args = call.args
     if name == "clone":
-        return args[0] if args else None
-    if name == "clone3" and args:
-        flags = proc.read_memory(pid, args[0], 8)  # struct clone_args.flags
-        return struct.unpack("<Q", flags)[0] if flags else None
-    return None
+        return bool(args) and bool(args[0] & CLONE_THREAD)
+    if name != "clone3" or not args:
+        return False
+    if call.sp is not None and not 0 <= args[0] - call.sp < CLONE_ARGS_REACH:
+        # A thread just made, not scheduled yet: the kernel shows its
+        # creator's registers but its own stack, which the struct is not
+        # on.  A process's child would be no thread of the target.
+        return True
+    flags = proc.read_memory(pid, args[0], 8)  # struct clone_args.flags
+    return bool(flags) and bool(struct.unpack("<Q", flags)[0] & CLONE_THREAD)
 
 
 def _forking_reason(pid: int, proc: ProcFS, machine: int) -> Optional[str]:
@@ -304,11 +316,10 @@ def _forking_reason(pid: int, proc: ProcFS, machine: int) -> Optional[str]:
     forks = SYSCALLS.get(machine, SYSCALLS[EM_X86_64])["fork"]
     for tid in proc.task_ids(pid):
         call = proc.syscall(pid, tid)
-        if call is None or call[0] not in forks:
+        if call is None or call.number not in forks:
             continue
-        name = forks[call[0]]
-        flags = _clone_flags(pid, name, call[1], proc)
-        if flags is not None and flags & CLONE_THREAD:
+        name = forks[call.number]
+        if _creates_thread(pid, name, call, proc):
             continue  # creating a thread (pthread_create), not a process
         return "thread %d is in %s()" % (tid, name)
     try:
@@ -320,11 +331,11 @@ def _forking_reason(pid: int, proc: ProcFS, machine: int) -> Optional[str]:
         return None
     for tid in proc.task_ids(ppid) if ppid > 1 else []:
         call = proc.syscall(ppid, tid)
-        if call is None or call[0] not in forks:
+        if call is None or call.number not in forks:
             continue
-        name = forks[call[0]]
+        name = forks[call.number]
         if name == "vfork" or (
-            name == "clone" and call[1][:1] and call[1][0] & CLONE_VFORK
+            name == "clone" and call.args[:1] and call.args[0] & CLONE_VFORK
         ):
             return (
                 "it is a vfork() child that has not called exec() yet: it "

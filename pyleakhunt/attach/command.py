@@ -72,7 +72,7 @@ def _main_thread_hint(target: Target, proc: ProcFS, env: Environment) -> str:
         env.sleep(0.005)
     else:
         return "its main thread runs without reaching Python code"
-    name = syscall_name(target.machine or EM_X86_64, call[0])
+    name = syscall_name(target.machine or EM_X86_64, call.number)
     if name == "futex()":
         return (
             "its main thread waits in futex(): for the GIL, held by another "

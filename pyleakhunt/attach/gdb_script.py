@@ -57,6 +57,8 @@ def call(expression):
 
 #: How far above a thread's stack pointer the struct clone_args that it
 #: passes to clone3() can be: in the frame of the function that called.
+#: checks.py applies the same rule before gdb is started (this script
+#: runs inside gdb, which does not import pyleakhunt).
 CLONE_ARGS_REACH = 64 * 1024
 
 

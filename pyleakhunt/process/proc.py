@@ -13,9 +13,18 @@ from typing import (
     List,
     Mapping,
     Optional,
-    Tuple,
     Union,
 )
+
+
+@dataclass(frozen=True)
+class Syscall:
+    """The system call a thread waits in: its number, six arguments and the
+    thread's stack pointer (None when the kernel did not give it)."""
+
+    number: int
+    args: List[int]
+    sp: Optional[int]
 
 
 @dataclass(frozen=True)
@@ -153,7 +162,7 @@ class ProcFS:
         tids = sorted(int(name) for name in names if name.isdigit())
         return sorted(tids, key=lambda tid: tid != pid) or [pid]
 
-    def syscall(self, pid: int, tid: int) -> Optional[Tuple[int, List[int]]]:
+    def syscall(self, pid: int, tid: int) -> Optional[Syscall]:
         """The system call thread *tid* waits in, with its arguments.
 
         None when the thread runs user code, or cannot be read.
@@ -164,7 +173,12 @@ class ProcFS:
         number = int(fields[0])
         if number < 0:
             return None  # stopped in user space
-        return number, [int(arg, 16) for arg in fields[1:7]]
+        try:
+            args = [int(arg, 16) for arg in fields[1:7]]
+            sp = int(fields[7], 16) if len(fields) > 7 else None
+        except ValueError:
+            return None
+        return Syscall(number, args, sp)
 
     def read_memory(self, pid: int, address: int, size: int) -> Optional[bytes]:
         """*size* bytes of *pid*'s memory at *address*, or None.
