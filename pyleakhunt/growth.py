@@ -39,7 +39,18 @@ import itertools
 import operator
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import (
+    Any,
+    Dict,
+    Hashable,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    TypeVar,
+)
 
 from ._raw import RawSnapshot
 from .snapshot import Snapshot, Traceback, group_key, untraced
@@ -282,6 +293,16 @@ def held_from(floors: Sequence[int]) -> List[int]:
         if held[i + 1] < held[i]:
             held[i] = held[i + 1]
     return held
+
+
+Key = TypeVar("Key", bound=Hashable)
+
+
+def fold_floors(floors: Mapping[Key, int], before: Mapping[Key, int]) -> Dict[Key, int]:
+    """The floors of a sample that takes over the interval of the sample
+    before it, left out when a series is thinned: each key's lowest over
+    both.  A key absent from *before* had no block then: a floor of 0."""
+    return {key: min(low, before.get(key, 0)) for key, low in floors.items()}
 
 
 def _rate(times: Sequence[float], sizes: Sequence[int]) -> float:

@@ -26,6 +26,7 @@ from .growth import (
     Sample,
     Suspect,
     find_suspects,
+    fold_floors,
     reduce_snapshot,
 )
 from .lease import Lease
@@ -220,8 +221,7 @@ def _drop_samples(samples: List[Sample], kept: List[bool]) -> List[Sample]:
     for sample, keep in zip(samples, kept):
         floors = {key: figures[2] for key, figures in sample.figures.items()}
         if missed is not None:
-            # A key absent from a sample had no block then: a floor of 0.
-            floors = {key: min(low, missed.get(key, 0)) for key, low in floors.items()}
+            floors = fold_floors(floors, missed)
         if not keep:
             missed = floors
             continue

@@ -301,10 +301,7 @@ class _Point:
         return replace(
             self,
             floor=min(self.floor, before.floor),
-            site_floors={
-                line: min(low, before.site_floors.get(line, 0))
-                for line, low in self.site_floors.items()
-            },
+            site_floors=growth.fold_floors(self.site_floors, before.site_floors),
         )
 
 
