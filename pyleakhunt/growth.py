@@ -14,7 +14,11 @@ For a call site with live sizes ``s0 .. sn`` at times ``t0 .. tn``:
   half of the sum of its increases.  Memory that is allocated and freed
   (churn) fails this;
 - **consistency** is the fraction of intervals in which it grew; a site
-  must grow in at least ``min_consistency`` of them.
+  must grow in at least ``min_consistency`` of them, or else grow like a
+  staircase: in bursts (``min_rises`` of them at least, spread over half
+  the window), never given back, the last not longer ago than the widest
+  gap between two.  A leak that comes with a job run every few minutes
+  grows in few intervals, but in steps that stay.
 
 The same rule is also asked of what the site **held from each sample on**:
 the least it held at any moment from the sample before to the end of the
@@ -196,9 +200,21 @@ class GrowthRule:
     min_consistency: float = 0.5
     min_late_rate: float = 1 / 3
     min_retained: float = 0.5
+    #: Rises that a series growing in fewer than *min_consistency* of its
+    #: intervals needs (`_staircase`).
+    min_rises: int = 3
+    #: The most of its rises that a staircase may give back.
+    max_staircase_given_back: float = 0.1
 
-    def judge(self, times: Sequence[float], sizes: Sequence[int]) -> Optional[float]:
-        """The consistency of a growing series, or None if it is not a suspect."""
+    def judge(
+        self, times: Sequence[float], sizes: Sequence[int], bursts: bool = True
+    ) -> Optional[float]:
+        """The consistency of a growing series, or None if it is not a suspect.
+
+        With *bursts*, growth in few intervals may pass as a staircase
+        (`_staircase`).  Not for what a key held from each sample on: that
+        series never falls, and the least of noisy floors climbs in steps.
+        """
         if len(sizes) < self.min_samples:
             return None
         net = sizes[-1] - sizes[0]
@@ -214,9 +230,42 @@ class GrowthRule:
         if late <= 0 or late < self.min_late_rate * early:
             return None  # plateau: it stopped growing
         consistency = sum(1 for d in steps if d > 0) / len(steps)
-        if consistency < self.min_consistency:
+        if consistency < self.min_consistency and not (
+            bursts and self._staircase(times, steps)
+        ):
             return None
         return consistency
+
+    def _staircase(self, times: Sequence[float], steps: Sequence[int]) -> bool:
+        """Whether growth in few intervals is still a leak: one that comes
+        in bursts (a batch job, a periodic task) and is never given back.
+
+        It rose at least `min_rises` times, none of them by more than half
+        its net growth (the least of noisy floors from each sample on also
+        climbs in steps, but each bigger than all before); in most
+        intervals in which it changed it rose; its rises span half the
+        series at least (a cache warmed in one go, however late, does not);
+        and it has not been quiet at the end for longer than between two of
+        its rises (or it stopped: a plateau).
+        """
+        rises = [times[i + 1] for i, d in enumerate(steps) if d > 0]
+        falls = sum(1 for d in steps if d < 0)
+        if len(rises) < self.min_rises:
+            return False
+        if max(steps) > sum(steps) / 2:
+            return False
+        if len(rises) < self.min_consistency * (len(rises) + falls):
+            return False
+        given_back = -sum(d for d in steps if d < 0)
+        if given_back > self.max_staircase_given_back * sum(d for d in steps if d > 0):
+            return False
+        duration = times[-1] - times[0]
+        # The first rise happened after the sample before it.
+        first = times[steps.index(next(d for d in steps if d > 0))]
+        if rises[-1] - first < duration / 2:
+            return False
+        widest = max(b - a for a, b in zip(rises, rises[1:]))
+        return times[-1] - rises[-1] <= 1.5 * widest
 
     def verdict(
         self,
@@ -237,7 +286,7 @@ class GrowthRule:
         if floors is None:
             return None
         xs, held = held_series(times, sizes, floors)
-        consistency = self.judge(xs, held)
+        consistency = self.judge(xs, held, bursts=False)
         if consistency is None or not _reaches(xs, held, min_slope):
             return None
         # It must have grown in its first half too, at a third of its

@@ -937,6 +937,45 @@ def test_run_finds_one_row_kept_of_every_batch_though_samples_come_mid_batch(
     assert (top["filename"], top["lineno"]) == (str(script), KEEP_ONE_BATCH_LINE)
 
 
+#: A periodic job that keeps what it makes, in a program that churns:
+#: the job's line grows in about one sampling interval of five.
+BURST_SCRIPT = """\
+import sys
+import time
+
+KEPT = []
+end = time.monotonic() + float(sys.argv[1])
+due = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    rows = [{"id": j, "name": "row %d" % j} for j in range(200)]
+    if time.monotonic() >= due:
+        KEPT.extend((i, "job %d" % i) for i in range(2000))  # the leak
+        due += float(sys.argv[2])
+"""
+BURST_LINE = 10
+
+
+@pytest.mark.parametrize("shape", ["tuple", "str"])
+def test_run_finds_a_leak_that_comes_in_rare_bursts(tmp_path, shape):
+    source = BURST_SCRIPT
+    if shape == "str":
+        source = source.replace('(i, "job %d" % i)', '"job %d" % i')
+    script = tmp_path / "burst.py"
+    script.write_text(source)
+    out_dir = tmp_path / "out"
+    result = run_cli(
+        "run", "--interval", "0.15", "-o", str(out_dir), str(script), "3.2", "0.75"
+    )
+    assert result.returncode == 0, result.stderr
+    found = run_cli("suspects", "--json", str(out_dir))
+    assert found.returncode == 0, found.stderr
+    suspects = json.loads(found.stdout)
+    mine = [(s["filename"], s["lineno"]) for s in suspects]
+    assert mine[:1] == [(str(script), BURST_LINE)], suspects
+    top = suspects[mine.index((str(script), BURST_LINE))]
+    assert top["consistency"] < 0.5  # so the steady-growth rule alone missed it
+
+
 def test_run_does_not_flag_data_freed_before_the_program_ends(tmp_path):
     script, suspects = _run_batch_script(
         tmp_path,

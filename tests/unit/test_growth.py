@@ -189,8 +189,9 @@ def test_suspect_json_has_the_documented_fields():
 def test_the_rule_judges_each_user_line_as_a_whole():
     # One line of the program keeps parsed bodies; json allocates them at
     # three lines of its decoder, each growing in only a third of the
-    # intervals (too seldom to be a suspect by itself).  Per user line the
-    # growth is steady, and the suspect names the program's line.
+    # intervals (by itself a staircase, which ranks below steady growth).
+    # Per user line the growth is steady, and the suspect names the
+    # program's line.
     decoder = json.decoder.__file__
     samples = []
     for i in range(9):
@@ -205,7 +206,9 @@ def test_the_rule_judges_each_user_line_as_a_whole():
             for j in range(3)
         ]
         samples.append(RawSnapshot(3, sites, timestamp=1_700_000_000.0 + i))
-    assert suspects_in(samples, "lineno") == []
+    by_line = suspects_in(samples, "lineno")
+    assert {s.filename for s in by_line} == {decoder}
+    assert all(s.consistency < 0.5 for s in by_line)
     (suspect,) = suspects_in(samples, "userline")
     assert (suspect.filename, suspect.lineno) == ("/srv/app.py", 7)
     assert suspect.consistency == 1.0
@@ -236,3 +239,45 @@ def test_a_series_is_judged_the_same_in_any_order_and_streamed():
     assert (forward.samples, forward.pid, forward.lost_blocks) == (6, 77, 2)
     assert forward.last_timestamp - forward.first_timestamp == 5.0
     assert suspects_in(snaps) == forward.suspects
+
+
+def test_a_leak_in_rare_bursts_is_a_suspect():
+    # A batch job keeps 140 KB every 12th interval, and nothing gives back.
+    sizes = [20_000 + 140_000 * ((i + 5) // 12) for i in range(40)]
+    found = suspects(sizes)
+    assert len(found) == 1
+    assert found[0].consistency == 3 / 39  # honest: it grew in 3 intervals
+
+
+def test_a_cache_warmed_once_late_is_not_a_staircase():
+    sizes = [10_000] * 30 + [40_000, 70_000, 100_000] + [100_000] * 2
+    assert suspects(sizes) == []
+
+
+def test_bursts_that_stopped_are_not_a_suspect():
+    # Three bursts, then quiet for longer than between any two of them.
+    sizes = [50_000 * min((i + 3) // 6, 3) for i in range(40)]
+    assert suspects(sizes) == []
+
+
+def test_two_bursts_are_not_enough():
+    sizes = [50_000 * ((i + 1) // 15) for i in range(30)]
+    assert suspects(sizes) == []
+
+
+def test_a_staircase_that_gives_back_is_not_a_suspect():
+    # Rare steps up, and as rare ones down: a pool that grows and shrinks.
+    sizes = [100_000] * 40
+    for start, change in ((4, 40_000), (12, -30_000), (20, 40_000), (33, 40_000)):
+        sizes[start:] = [s + change for s in sizes[start:]]
+    assert suspects(sizes) == []
+
+
+def test_noisy_floors_never_pass_as_a_staircase():
+    # What is held from each sample on never falls, and the least of noise
+    # climbs in steps towards the end: that series is not judged as one.
+    for seed in range(200):
+        rng = random.Random(seed)
+        floors = [rng.randint(0, 100_000) for _ in range(40)]
+        sizes = [floor + rng.randint(0, 400_000) for floor in floors]
+        assert find_suspects(floor_series(sizes, floors), {}) == [], seed
