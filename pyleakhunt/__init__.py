@@ -239,7 +239,10 @@ def get_stats() -> Dict[str, Any]:
     without the GIL had to take the tables' lock the slow way (see
     docs/design.md), and ``reuse_lookups`` how many objects the reference
     tracer looked up in the tables, because they were not created in the
-    block just allocated (objects reused from free lists, 3.13+).
+    block just allocated (objects reused from free lists, 3.13+), and
+    ``adopted_blocks`` how many of those were in blocks not recorded until
+    then, and recorded at their new line (dicts, lists, tuples, floats,
+    ints and complex numbers, 3.13+).
     """
     stats = _core.get_stats()
     stats["tracing"] = _core.is_tracing()

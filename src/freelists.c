@@ -405,3 +405,47 @@ lh_freelists_kept_empty(void)
 }
 
 #endif
+
+#if PY_VERSION_HEX >= 0x030D0000
+
+/* The bytes before the object: the collector's header.  (None of these
+   types has a managed dict or weakref pointer: lh_object_block.) */
+static size_t
+pre_header(PyTypeObject *type)
+{
+    return PyType_IS_GC(type) ? sizeof(PyGC_Head) : 0;
+}
+
+size_t
+lh_freelists_block_size(PyObject *op)
+{
+    PyTypeObject *type = Py_TYPE(op);
+    if (type == &PyTuple_Type) {
+        /* A tuple of n items is allocated as n items (tuple_alloc). */
+        return pre_header(type) + _PyObject_VAR_SIZE(type, Py_SIZE(op));
+    }
+    if (type == &PyLong_Type) {
+        /* Only compact ints go to the free list (3.14+); one is allocated
+           as a PyLongObject of one digit. */
+        if (!_PyLong_IsCompact((PyLongObject *)op)) {
+            return 0;
+        }
+        return _PyObject_VAR_SIZE(type, 1);
+    }
+    if (type == &PyDict_Type || type == &PyList_Type
+        || type == &PyFloat_Type || type == &PyComplex_Type) {
+        return pre_header(type) + (size_t)type->tp_basicsize;
+    }
+    return 0;
+}
+
+#else
+
+size_t
+lh_freelists_block_size(PyObject *op)
+{
+    (void)op;
+    return 0;
+}
+
+#endif

@@ -12,4 +12,11 @@ int lh_freelists_keep_empty(int on);
 /* Whether the free lists are kept empty now. */
 int lh_freelists_kept_empty(void);
 
+/* The size of the block that holds `op`, when its type is one whose dead
+   objects CPython keeps on free lists for reuse (dicts, lists, tuples,
+   floats, ints and complex numbers, exactly those types), as CPython
+   allocated it; else 0.  Always 0 before 3.13, where the reference tracer
+   does not exist.  Needs nothing but a live object. */
+size_t lh_freelists_block_size(PyObject *op);
+
 #endif

@@ -588,7 +588,7 @@ core_get_stats(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
     lh_hooks_unlock();
     uint64_t slow = atomic_load(&S.lock.slow_entries);
     return Py_BuildValue(
-        "{sKsKsnsnsKsnsKsnsnsKsK}", "alloc_events", (unsigned long long)c.alloc_events,
+        "{sKsKsnsnsKsnsKsnsnsKsKsK}", "alloc_events", (unsigned long long)c.alloc_events,
         "free_events", (unsigned long long)c.free_events,
         "live_blocks", (Py_ssize_t)live,
         "unique_tracebacks", (Py_ssize_t)sites,
@@ -598,7 +598,8 @@ core_get_stats(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
         "block_table_capacity", (Py_ssize_t)capacity,
         "sample_bytes", (Py_ssize_t)S.sample_bytes,
         "sampled_blocks", (unsigned long long)c.sampled_blocks,
-        "reuse_lookups", (unsigned long long)c.reuse_lookups);
+        "reuse_lookups", (unsigned long long)c.reuse_lookups,
+        "adopted_blocks", (unsigned long long)c.adopted_blocks);
 }
 
 static PyObject *

@@ -54,6 +54,9 @@ typedef struct {
     /* Objects created in a block other than the one just allocated, that
        the reference tracer (3.13+) looked up: reused from free lists. */
     uint64_t reuse_lookups;
+    /* Blocks recorded when an object was reused in them (hooks.c,
+       adopt_general). */
+    uint64_t adopted_blocks;
 } lh_counters;
 
 typedef struct {
