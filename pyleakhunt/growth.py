@@ -39,6 +39,7 @@ floor when only the floors grew, against time) times consistency.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import operator
 import os
@@ -519,3 +520,75 @@ def suspects_in(
 ) -> List[Suspect]:
     """Suspects in a timeline of raw snapshots (a file the watcher wrote)."""
     return analyse_series(snapshots, key_type, rule).suspects
+
+
+def select_keys(
+    figures: Mapping[Key, Tuple[int, int, int]],
+    before: Mapping[Key, Tuple[int, int, int]],
+    kept_before: Mapping[Key, Any],
+    max_keys: int,
+) -> List[Key]:
+    """The keys of a sample that a bounded series keeps: at most *max_keys*
+    of *figures* (key -> ``(size, count, floor)``, as in `Sample`), the
+    keys that grow first, then the biggest.
+
+    Keeping only the biggest lost leaks: a line that leaks 18 KB a second
+    beside 600 lines of 20 KB of tables never made the 500 biggest, so it
+    was never judged.  A leak is a key that grows, whatever its size, so up
+    to half the keys (rounded up) are those that grew since the sample
+    before: *before* holds every key's figures then (not only the kept
+    ones; a key missing there had no block).  A key grew when its size or
+    its floor rose: a leak under the noise of batches in flight at the
+    samples raises its floor when its size does not.  (Not from a floor of
+    0, which covers a time before the key's first block: a key that
+    appeared rose by its size already, and its next floor, that same
+    size, is no more growth.)  Those kept in the
+    sample before (the keys of *kept_before*) come first, so that a leak,
+    once kept, is never pushed out by keys that grew more this once (a
+    hole in its series reads as memory given back and gained again), and
+    then the others, those that grew most first.  The biggest fill the
+    rest; what is still left goes to keys kept before that did not shrink
+    (a leak that grows in bursts, between two of them), then to the next
+    biggest.  When the cap is not reached, every key is kept, in order.
+    """
+    if len(figures) <= max_keys:
+        return list(figures)
+    absent = (0, 0, 0)
+    growing: List[Tuple[int, Key]] = []  # kept before, and grew
+    new: List[Tuple[int, Key]] = []  # grew, not kept before
+    steady: List[Key] = []  # kept before, neither measure shrank
+    for key, (size, _count, floor) in figures.items():
+        was = before.get(key, absent)
+        grown = size - was[0]
+        if was[2] > 0 and floor - was[2] > grown:
+            grown = floor - was[2]
+        if grown > 0:
+            (growing if key in kept_before else new).append((grown, key))
+        elif grown == 0 and key in kept_before:
+            steady.append(key)
+    slots = (max_keys + 1) // 2
+    by_growth = operator.itemgetter(0)
+    growing.sort(key=by_growth, reverse=True)  # at most max_keys
+    chosen = [key for _, key in growing[:slots]]
+    if len(chosen) < slots:
+        # Often many (every key is new in a first sample): no full sort.
+        best = heapq.nlargest(slots - len(chosen), new, key=by_growth)
+        chosen += [key for _, key in best]
+    taken = set(chosen)
+    rest = (key for key in figures if key not in taken)
+    biggest = heapq.nlargest(max_keys // 2, rest, key=lambda key: figures[key][0])
+    chosen += biggest
+    taken.update(biggest)
+    room = max_keys - len(chosen)
+    if room > 0:
+        # Growth slots left over: the steady keys kept before, the biggest
+        # first, then the next biggest of all.
+        steady = [key for key in steady if key not in taken]
+        steady.sort(key=lambda key: figures[key][0], reverse=True)
+        chosen += steady[:room]
+        taken.update(steady[:room])
+        room = max_keys - len(chosen)
+        if room > 0:
+            rest = (key for key in figures if key not in taken)
+            chosen += heapq.nlargest(room, rest, key=lambda key: figures[key][0])
+    return chosen

@@ -6,7 +6,12 @@ bounded series of them, and ranks call sites by sustained growth
 (`pyleakhunt.growth`).  Its memory stays bounded however long it runs: each
 sample keeps at most *max_sites* keys, and when the series is full the older
 half is thinned to every other sample, so the window always spans the whole
-run at a coarser grain.
+run at a coarser grain.  The keys kept are, for up to half of them, those
+that grew since the sample before, whatever their size (a key that keeps
+growing keeps its place, so its series has no hole), and the biggest for
+the rest (`pyleakhunt.growth.select_keys`): a small leak beside more than
+*max_sites* bigger sites is still judged.  To see what grew, the watcher
+also holds every key's figures at the last sample (one sample's worth).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import pyleakhunt
 
@@ -28,6 +33,7 @@ from .growth import (
     find_suspects,
     fold_floors,
     reduce_snapshot,
+    select_keys,
 )
 from .lease import Lease
 from .process.proc import rss_bytes
@@ -89,6 +95,9 @@ class LeakWatcher:
         self.rule = rule
         self.fresh_objects = fresh_objects
         self._samples: List[Sample] = []
+        #: Every key's figures at the last sample, kept or not: what the
+        #: next one compares with to see which keys grew.
+        self._before: Dict[Traceback, Tuple[int, int, int]] = {}
         self._tracebacks: Dict[Traceback, Traceback] = {}
         self._lock = threading.Lock()
         #: From start to stop, even after an error ended the sampling.
@@ -123,15 +132,42 @@ class LeakWatcher:
         rss = rss_bytes()
         if rss is not None:
             snapshot.raw.attrs[RSS_ATTR] = rss
-        sample, biggest = reduce_snapshot(snapshot, self.key_type, self.max_sites)
+        sample, biggest = reduce_snapshot(snapshot, self.key_type)
         with self._lock:
-            self._samples.append(sample)
-            self._tracebacks.update(biggest)
+            self._add(sample, biggest)
             if len(self._samples) > self.max_samples:
                 self._thin()
             if self._writer is not None:
                 self._writer.append(snapshot.raw)
         return snapshot
+
+    def _add(self, sample: Sample, tracebacks: Dict[Traceback, Traceback]) -> None:
+        """Add *sample*, of every key, to the series: at most *max_sites* of
+        its keys, the growing ones first (`pyleakhunt.growth.select_keys`).
+
+        The sample before then also gets its figures of the keys this one
+        begins to keep, so that a key's series starts where the key was,
+        not from nothing: a line that held 1 MB and began to grow 10 KB a
+        sample would otherwise show a first step of 1 MB, and look like a
+        plateau after it.
+        """
+        figures = sample.figures
+        before, self._before = self._before, figures
+        previous = self._samples[-1] if self._samples else None
+        kept = select_keys(
+            figures,
+            before,
+            previous.figures if previous is not None else {},
+            self.max_sites,
+        )
+        if len(kept) < len(figures):
+            sample = dataclasses.replace(
+                sample, figures={key: figures[key] for key in kept}
+            )
+        if previous is not None:
+            self._samples[-1] = _taking_up(previous, kept, before, self.max_sites)
+        self._samples.append(sample)
+        self._tracebacks.update((key, tracebacks[key]) for key in kept)
 
     def _thin(self) -> None:
         """Halve the older half of the series; forget keys no sample has.
@@ -234,3 +270,32 @@ def _drop_samples(samples: List[Sample], kept: List[bool]) -> List[Sample]:
         missed = None
         result.append(sample)
     return result
+
+
+def _taking_up(
+    sample: Sample,
+    kept: List[Traceback],
+    before: Dict[Traceback, Tuple[int, int, int]],
+    max_keys: int,
+) -> Sample:
+    """*sample*, with its figures (from *before*, every key's at that
+    sample) of the keys the next sample keeps and it did not.
+
+    It keeps at most *max_keys* keys still: the keys the next sample
+    dropped make room, the smallest first (they are at most as many as
+    those it took up, both samples holding *max_keys* when the cap bites).
+    """
+    figures = sample.figures
+    missing = [key for key in kept if key not in figures and key in before]
+    if not missing:
+        return sample
+    taken = dict(figures)
+    taken.update((key, before[key]) for key in missing)
+    excess = len(taken) - max_keys
+    if excess > 0:
+        still = set(kept)
+        dropped = [key for key in figures if key not in still]
+        dropped.sort(key=lambda key: figures[key][0])
+        for key in dropped[:excess]:
+            del taken[key]
+    return dataclasses.replace(sample, figures=taken)

@@ -23,12 +23,17 @@ so memory tagged before a reset is never credited to a new endpoint.
 (`pyleakhunt.sampler`, shared with the watcher) takes an
 aggregated snapshot (its cost follows the number of call sites, not of
 live blocks) and reduces it, per tag, to the endpoint's retained bytes and
-its biggest call sites (``file:line`` of the most recent frame).  Each
+at most ``max_sites`` of its call sites (``file:line`` of the most recent
+frame): up to half of them the lines that grew since the sample before,
+whatever their size (a line that keeps growing keeps its place), the
+biggest for the rest (`pyleakhunt.growth.select_keys`), so that a small
+leaking line beside bigger ones is still named.  Each
 endpoint keeps a bounded series of points ``(requests served, retained
 bytes, sites)``: at most ``max_points``; when full, the older half is
 thinned to every other point (as `pyleakhunt.watcher.LeakWatcher` does),
 so the series always spans the whole run.  Memory: at most
-``max_endpoints x max_points x max_sites`` numbers.
+``max_endpoints x max_points x max_sites`` numbers, and each endpoint's
+lines at the last sample (to see which grew).
 
 **Against requests, not time.**  A point is added only when the endpoint
 has served requests since the previous one (otherwise the last point is
@@ -145,7 +150,8 @@ class Options:
     sample_bytes: Union[int, str, None] = None
     #: Distinct endpoints before new names go to ``<other>``.
     max_endpoints: int = 100
-    #: Call sites kept per endpoint and sample.
+    #: Call sites kept per endpoint and sample: up to half of them (rounded
+    #: up) those that grew since the sample before, the biggest for the rest.
     max_sites: int = 10
     #: Points kept per endpoint (the older half is thinned when full).
     max_points: int = 48
@@ -304,6 +310,38 @@ class _Point:
             site_floors=growth.fold_floors(self.site_floors, before.site_floors),
         )
 
+    def taking_up(
+        self,
+        kept: List[RawFrame],
+        figures: Dict[RawFrame, Tuple[int, int, int]],
+        max_sites: int,
+    ) -> _Point:
+        """This point, with its *figures* (every line's at its sample) of
+        the lines the next point keeps and it did not.
+
+        It keeps at most *max_sites* lines still: the lines the next point
+        dropped make room, the smallest first (at most as many as it takes
+        up, both points holding *max_sites* when the cap bites).
+        """
+        sites = self.sites
+        missing = [line for line in kept if line not in sites and line in figures]
+        if not missing:
+            return self
+        sites = dict(sites)
+        site_floors = dict(self.site_floors)
+        for line in missing:
+            sites[line] = figures[line][0]
+            site_floors[line] = figures[line][2]
+        excess = len(sites) - max_sites
+        if excess > 0:
+            still = set(kept)
+            dropped = [line for line in self.sites if line not in still]
+            dropped.sort(key=self.sites.__getitem__)
+            for line in dropped[:excess]:
+                del sites[line]
+                site_floors.pop(line, None)
+        return replace(self, sites=sites, site_floors=site_floors)
+
 
 @dataclass
 class _Series:
@@ -313,6 +351,9 @@ class _Series:
     #: Latest counts and tracebacks of the sites in the last point.
     counts: Dict[RawFrame, int] = field(default_factory=dict)
     tracebacks: Dict[RawFrame, RawFrames] = field(default_factory=dict)
+    #: Every line's (size, count, floor) at the last sample, kept or not:
+    #: what the next sample compares with to see which lines grew.
+    lines: Dict[RawFrame, Tuple[int, int, int]] = field(default_factory=dict)
 
     def add(self, point: _Point, max_points: int, counts: Dict[RawFrame, int]) -> None:
         if point.requests == 0:
@@ -325,6 +366,39 @@ class _Series:
             if len(self.points) > max_points:
                 self._thin()
         self.counts = counts
+
+    def keep(
+        self,
+        served: int,
+        retained: int,
+        figures: Dict[RawFrame, Tuple[int, int, int]],
+        max_sites: int,
+    ) -> Tuple[_Point, List[RawFrame]]:
+        """The point of a new sample, of its lines *figures* (every line's
+        ``(size, count, floor)``), and the lines it keeps: at most
+        *max_sites*, those that grow first (`growth.select_keys`).
+
+        When the point is to follow the last one (requests were served in
+        between), the last one also gets its figures of the lines this one
+        begins to keep, so that a line's series starts where the line was,
+        not from nothing (a line holding 1 MB that begins to grow would
+        otherwise show a first step of 1 MB, and look like a plateau).
+        """
+        before, self.lines = self.lines, figures
+        last = self.points[-1] if self.points else None
+        kept = growth.select_keys(
+            figures, before, last.sites if last is not None else {}, max_sites
+        )
+        point = _Point(
+            served,
+            retained,
+            {line: figures[line][0] for line in kept},
+            sum(low for _size, _count, low in figures.values()),
+            {line: figures[line][2] for line in kept},
+        )
+        if last is not None and served and served != last.requests:
+            self.points[-1] = last.taking_up(kept, before, max_sites)
+        return point, kept
 
     def _thin(self) -> None:
         """Halve the older half of the points, each kept one taking the
@@ -690,18 +764,15 @@ class Attribution:
                 series = self._series.get(tag)
                 if series is None:
                     series = self._series[tag] = _Series()
-                by_line = sites.get(tag, {})
-                biggest = sorted(by_line, key=by_line.__getitem__, reverse=True)
-                kept = biggest[:max_sites]
-                line_lows = lows.get(tag, {})
-                point = _Point(
-                    served,
-                    totals.get(tag, 0),
-                    {k: by_line[k] for k in kept},
-                    sum(line_lows.values()),
-                    {k: line_lows[k] for k in kept},
-                )
                 tag_counts = counts.get(tag, {})
+                line_lows = lows.get(tag, {})
+                figures = {
+                    line: (size, tag_counts[line], line_lows[line])
+                    for line, size in sites.get(tag, {}).items()
+                }
+                point, kept = series.keep(
+                    served, totals.get(tag, 0), figures, max_sites
+                )
                 series.add(point, max_points, {k: tag_counts[k] for k in kept})
                 tag_frames = frames.get(tag, {})
                 series.tracebacks = {k: tag_frames[k] for k in kept}
@@ -899,7 +970,13 @@ def _judge(
         if site_found is not None:
             per_request = site_found[1]
         else:
-            per_request = growth.slope(xs, sizes) if len(points) >= 2 else None
+            # Over the points that kept the line only: a line left out of
+            # a point (max_sites) is not a line that held nothing then.
+            kept_xs = [x for x, p in zip(xs, points) if line in p.sites]
+            kept_sizes = [p.sites[line] for p in points if line in p.sites]
+            per_request = (
+                growth.slope(kept_xs, kept_sizes) if len(kept_xs) >= 2 else None
+            )
         sites.append(
             SiteReport(
                 filename=line[0],

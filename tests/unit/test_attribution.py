@@ -667,3 +667,55 @@ def test_the_sampler_restarts_in_a_forked_child(hunt):
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def static_lines(n, size, filename="<warm-up>"):
+    """A function of *n* lines, each keeping *size* bytes in the list it is
+    given: what a first request builds and keeps (tables, templates)."""
+    body = "".join(f"    tables.append(bytearray({size}))\n" for _ in range(n))
+    namespace: dict = {}
+    exec(compile(f"def load(tables):\n{body}", filename, "exec"), namespace)
+    return namespace["load"]
+
+
+def test_a_leaking_line_smaller_than_the_endpoints_biggest_is_named(hunt):
+    # The first request builds 12 structures of 100 KB, never freed; every
+    # request then keeps 400 bytes.  The endpoint leaks, and the line that
+    # leaks (64 KB in all, never among the 10 biggest) must be named.
+    load = static_lines(12, 100_000)
+    warm: list = []
+
+    def handler():
+        if not warm:
+            load(warm)
+        leak()
+
+    run_rounds(hunt, 8, 20, [("GET /warm", handler, lambda i: ())])
+    warmed = endpoint(hunt.report(refresh=None), "GET /warm")
+    assert warmed.leaking, warmed
+    series = hunt._series[hunt.registry.enter("GET /warm")]
+    assert all(len(point.sites) <= 10 for point in series.points)
+    assert len(warmed.sites) <= 10
+    leaking = [(s.filename, s.lineno) for s in warmed.sites if s.leaking]
+    assert leaking == [(__file__, leak.__code__.co_firstlineno + 1)], warmed.sites
+    # Its series has no hole: kept from the first point on.
+    line = leaking[0]
+    assert all(line in point.sites for point in series.points)
+
+
+def test_a_line_that_starts_leaking_late_is_named(hunt):
+    # The same, the leak starting after four quiet rounds: it enters the
+    # kept lines late, with its series from where it truly was.
+    load = static_lines(12, 100_000)
+    warm: list = []
+
+    def handler(i):
+        if not warm:
+            load(warm)
+        if i >= 80:
+            leak()
+
+    run_rounds(hunt, 14, 20, [("GET /warm", handler, lambda i: (i,))])
+    warmed = endpoint(hunt.report(refresh=None), "GET /warm")
+    leaking = [(s.filename, s.lineno) for s in warmed.sites if s.leaking]
+    assert leaking == [(__file__, leak.__code__.co_firstlineno + 1)], warmed.sites

@@ -340,3 +340,83 @@ def test_bad_arguments_are_refused():
         LeakWatcher(interval=0)
     with pytest.raises(ValueError):
         LeakWatcher(key_type="line")
+
+
+def static_lines(n, size, filename="<static tables>"):
+    """A function of *n* lines, each keeping *size* bytes in the list it is
+    given: *n* call sites of the program's own code that never grow (the
+    tables a program loads at start-up)."""
+    body = "".join(f"    tables.append(bytes({size}))\n" for _ in range(n))
+    namespace: dict = {}
+    exec(compile(f"def load(tables):\n{body}", filename, "exec"), namespace)
+    return namespace["load"]
+
+
+def grow_slowly(round_, per_round=15):
+    for i in range(per_round):
+        grow_global_list(round_ * per_round + i)
+
+
+def test_a_leak_smaller_than_every_site_beyond_the_cap_is_still_found(steady_clock):
+    # Sixty lines of 20 KB that never grow, three times the cap, and one
+    # that leaks 1.3 KB a round: it never comes near the 20 biggest, and
+    # was never kept, so never a suspect (a wrong "no leak").
+    watcher = LeakWatcher(interval=60, max_sites=20)
+    tables = []
+    watcher.sample()
+    static_lines(60, 20_000)(tables)
+    for round_ in range(12):
+        grow_slowly(round_)
+        watcher.sample()
+    watcher.stop()
+    samples = watcher.samples
+    assert all(len(s.figures) <= 20 for s in samples)
+    leak = line_of(grow_global_list, 1)
+    found = [(s.filename, s.lineno) for s in watcher.suspects()]
+    assert found[:1] == [(__file__, leak)], found
+    # Kept from the first sample it grew in, with the one before it: a
+    # series with no hole, whose growth is what the line gained.
+    held = [
+        any((k[-1].filename, k[-1].lineno) == (__file__, leak) for k in s.figures)
+        for s in samples
+    ]
+    assert held[1:] == [True] * (len(samples) - 1), held
+
+
+def test_a_leak_that_grows_every_other_sample_keeps_its_place(steady_clock):
+    # Between its bursts the leak does not grow: it must not lose its place
+    # to the static lines (a hole in its series reads as memory given back
+    # and gained again: churn).  It started with a part far bigger than
+    # what it gains, so its series must also start where it truly was.
+    watcher = LeakWatcher(interval=60, max_sites=20)
+    tables = []
+    watcher.sample()
+    static_lines(60, 20_000)(tables)
+    for i in range(100):
+        grow_global_list(i)  # 8 KB before the leak starts
+    watcher.sample()
+    for round_ in range(16):
+        if round_ % 2 == 0:
+            grow_slowly(round_, per_round=30)
+        watcher.sample()
+    watcher.stop()
+    assert all(len(s.figures) <= 20 for s in watcher.samples)
+    leak = (__file__, line_of(grow_global_list, 1))
+    assert [(s.filename, s.lineno) for s in watcher.suspects()][:1] == [leak]
+
+
+def test_a_leak_that_starts_late_beside_many_static_lines_is_found(steady_clock):
+    watcher = LeakWatcher(interval=60, max_sites=20)
+    tables = []
+    watcher.sample()
+    static_lines(60, 20_000)(tables)
+    for i in range(100):
+        grow_global_list(i)  # 8 KB held from the start, then quiet
+    for _ in range(6):
+        watcher.sample()
+    for round_ in range(12):
+        grow_slowly(round_)
+        watcher.sample()
+    watcher.stop()
+    leak = (__file__, line_of(grow_global_list, 1))
+    assert [(s.filename, s.lineno) for s in watcher.suspects()][:1] == [leak]
