@@ -180,7 +180,9 @@ class Options:
     #: on 3.11 (a small Flask app).  3.13+ sees objects reused and moves
     #: them, but not a dict's key table, whose free list this turns off
     #: there: some 0.4% more instructions a Flask request on 3.14.  None
-    #: (the default): on where it is that cheap (3.13+), off before.
+    #: (the default) is on: off, an endpoint that keeps a small dict or
+    #: tuple a request is not named on 3.10 to 3.12, and the endpoint
+    #: beside it that throws such objects away is called LEAKING.
     fresh_objects: Optional[bool] = None
 
     def __post_init__(self) -> None:
@@ -201,10 +203,8 @@ class Options:
             raise ValueError("max_points must be at least 4 and rule.min_samples")
 
     def wants_fresh_objects(self) -> bool:
-        """*fresh_objects*, None resolved for this Python: on from 3.13."""
-        if self.fresh_objects is None:
-            return sys.version_info >= (3, 13)
-        return self.fresh_objects
+        """*fresh_objects*, None resolved: on, on every version."""
+        return self.fresh_objects is not False
 
 
 # --------------------------------------------------------------------------

@@ -225,8 +225,9 @@ def run_bursts(hunt):
 
 def test_free_listed_temporaries_count_against_the_endpoint_without_collections():
     # What collecting is for: without it, the dead objects waiting in the
-    # free lists are retained memory of the endpoint.
-    with hunting(collect=False) as hunt:
+    # free lists are retained memory of the endpoint.  (Before 3.13 only
+    # without fresh objects, which keep those free lists empty.)
+    with hunting(collect=False, fresh_objects=False) as hunt:
         sizes = [size for _, size in run_bursts(hunt).points]
         assert sizes[-1] > sizes[0] + 1000, sizes
 
@@ -244,7 +245,7 @@ def test_collecting_before_each_sample_leaves_no_free_list_drift(option):
 
 
 def test_no_automatic_collection_while_the_program_turned_the_collector_off():
-    with hunting() as hunt:
+    with hunting(fresh_objects=False) as hunt:
         gc.disable()
         try:
             sizes = [size for _, size in run_bursts(hunt).points]
@@ -327,27 +328,17 @@ def test_a_small_object_kept_per_request_is_caught_beside_a_churning_endpoint(
 
 @pytest.mark.parametrize(
     "fresh",
-    [
-        True,
-        pytest.param(
-            None,
-            marks=pytest.mark.skipif(
-                sys.version_info < (3, 13),
-                reason="before 3.13 the default lets CPython reuse objects "
-                "from its free lists (9% more CPU a request otherwise): the "
-                "default is tested by the test above",
-            ),
-        ),
-    ],
+    [True, None],
     ids=["fresh", "default"],
 )
 @pytest.mark.parametrize("kind", sorted(SMALL_OBJECTS))
 def test_a_small_object_kept_per_request_is_credited_to_its_endpoint_and_line(
     kind, fresh
 ):
-    # By default from 3.13 (a dict's key table is then kept out of its free
-    # list: the other endpoint's churn was called LEAKING, at 116 B a
-    # request on 3.14); 3.10 to 3.12 with fresh_objects.
+    # By default (a dict's key table is kept out of its free list from
+    # 3.13, every free list empty before: the other endpoint's churn was
+    # called LEAKING, at 116 B a request on 3.14, and on 3.11 the leak's
+    # line was missing from its endpoint).
     with hunting(fresh_objects=fresh) as hunt:
         leaking, churning = leak_beside_churn(hunt, kind)
         assert leaking.leaking and leaking.bytes_per_request >= 30, leaking
@@ -415,11 +406,6 @@ def test_dead_frames_are_not_retained_by_the_endpoint_that_made_them():
         assert calls.retained_bytes < 50 * 100, calls
 
 
-@pytest.mark.skipif(
-    sys.version_info < (3, 13),
-    reason="before 3.13 a dict, list or tuple made from a free list keeps its "
-    "block's first endpoint unless fresh_objects=True (tested above)",
-)
 @pytest.mark.parametrize("kind", ["dict", "list", "tuple"])
 def test_objects_freed_before_tracing_began_do_not_hide_a_leak(kind):
     # CPython's free lists full of blocks freed while nothing traced:
