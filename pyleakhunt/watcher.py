@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import pyleakhunt
 
-from . import lease, sampler
+from . import lease, sampler, userframe
 from .fileformat import TimelineWriter
 from .growth import (
     DEFAULT_RULE,
@@ -201,6 +201,7 @@ class LeakWatcher:
         if self._running:
             raise RuntimeError("this LeakWatcher is already running")
         self._ensure_tracing()
+        userframe.prepare()  # here, not in the sampling thread
         self._running = True
         if self._sample_or_give_up():  # else stopped by its error
             self._registration = sampler.register(

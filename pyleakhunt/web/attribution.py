@@ -677,6 +677,7 @@ class Attribution:
 
     def _start_sampler(self) -> None:
         """Sample every interval on the process's sampling thread."""
+        userframe.prepare()  # here, not in the sampling thread
         self._sampler_lost = False
         self._registration = sampler.register(
             "attribution", self._sample_in_background, self.options.interval
