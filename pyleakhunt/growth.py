@@ -241,9 +241,9 @@ class GrowthRule:
         """Whether growth in few intervals is still a leak: one that comes
         in bursts (a batch job, a periodic task) and is never given back.
 
-        It rose at least `min_rises` times, none of them by more than half
-        its net growth (the least of noisy floors from each sample on also
-        climbs in steps, but each bigger than all before); in most
+        It rose at least `min_rises` times, none of them by more than two
+        thirds of its net growth (a dict or list that grows in place
+        doubles, at most: its last step is half of all its growth); in most
         intervals in which it changed it rose; its rises span half the
         series at least (a cache warmed in one go, however late, does not);
         and it has not been quiet at the end for longer than between two of
@@ -253,7 +253,7 @@ class GrowthRule:
         falls = sum(1 for d in steps if d < 0)
         if len(rises) < self.min_rises:
             return False
-        if max(steps) > sum(steps) / 2:
+        if max(steps) > 2 / 3 * sum(steps):
             return False
         if len(rises) < self.min_consistency * (len(rises) + falls):
             return False

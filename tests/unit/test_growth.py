@@ -281,3 +281,17 @@ def test_noisy_floors_never_pass_as_a_staircase():
         floors = [rng.randint(0, 100_000) for _ in range(40)]
         sizes = [floor + rng.randint(0, 400_000) for floor in floors]
         assert find_suspects(floor_series(sizes, floors), {}) == [], seed
+
+
+def test_one_container_that_doubles_in_place_is_a_staircase():
+    # A dict kept and filled forever: its table doubles now and then, and
+    # each step is as big as all the steps before it.
+    sizes = [1_000 * 2 ** (i // 8) for i in range(40)]
+    found = suspects(sizes)
+    assert len(found) == 1 and found[0].consistency < 0.5
+
+
+def test_one_big_step_among_small_rises_is_not_a_staircase():
+    sizes = [10_000 + 1_500 * (i // 8) for i in range(40)]
+    sizes[30:] = [s + 100_000 for s in sizes[30:]]
+    assert suspects(sizes) == []
