@@ -355,6 +355,32 @@ def fold_floors(floors: Mapping[Key, int], before: Mapping[Key, int]) -> Dict[Ke
     return {key: min(low, before.get(key, 0)) for key, low in floors.items()}
 
 
+def thin_evenly(xs: Sequence[float], target: int) -> List[bool]:
+    """Which of the points at *xs* (ascending) a bounded series keeps so
+    that *target* are left, spread evenly over the whole span: each drop
+    takes the inner point whose neighbours are closest together (its
+    interval merges into the next one's), and the first and last points
+    always stay.
+
+    Halving the older half each time the series overflowed thinned the
+    oldest points again at every overflow: after an hour at one sample a
+    second, 120 samples were the first one and the last four minutes, and
+    a leak that grew now and then (in bursts, or a list that reallocates)
+    was judged on those minutes only, and missed.
+    """
+    alive = list(range(len(xs)))
+    while len(alive) > max(target, 2):
+        j = min(
+            range(1, len(alive) - 1),
+            key=lambda k: (xs[alive[k + 1]] - xs[alive[k - 1]], k),
+        )
+        del alive[j]
+    kept = [False] * len(xs)
+    for i in alive:
+        kept[i] = True
+    return kept
+
+
 def _rate(times: Sequence[float], sizes: Sequence[int]) -> float:
     span = times[-1] - times[0]
     growth = sizes[-1] - sizes[0]

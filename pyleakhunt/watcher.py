@@ -4,10 +4,10 @@ The watcher takes an aggregated snapshot every *interval* seconds on a
 background thread (or when asked, with `LeakWatcher.sample`), keeps a
 bounded series of them, and ranks call sites by sustained growth
 (`pyleakhunt.growth`).  Its memory stays bounded however long it runs: each
-sample keeps at most *max_sites* keys, and when the series is full the older
-half is thinned to every other sample, so the window always spans the whole
-run at a coarser grain.  The keys kept are, for up to half of them, those
-that grew since the sample before, whatever their size (a key that keeps
+sample keeps at most *max_sites* keys, and when the series is full it is
+thinned to three quarters, evenly over the whole run, so the window always
+spans the whole run at a coarser grain.  The keys kept are, for up to half
+of them, those that grew since the sample before, whatever their size (a key that keeps
 growing keeps its place, so its series has no hole), and the biggest for
 the rest (`pyleakhunt.growth.select_keys`): a small leak beside more than
 *max_sites* bigger sites is still judged.  To see what grew, the watcher
@@ -34,6 +34,7 @@ from .growth import (
     fold_floors,
     reduce_snapshot,
     select_keys,
+    thin_evenly,
 )
 from .lease import Lease
 from .process.proc import rss_bytes
@@ -170,13 +171,15 @@ class LeakWatcher:
         self._tracebacks.update((key, tracebacks[key]) for key in kept)
 
     def _thin(self) -> None:
-        """Halve the older half of the series; forget keys no sample has.
+        """Thin the series to three quarters of *max_samples*, evenly over
+        the whole run (`pyleakhunt.growth.thin_evenly`); forget keys no
+        sample has.
 
         A sample's floors cover the time since the sample before it, so the
         sample after one left out takes that one's floors too (the lower of
         the two, per key)."""
-        half = len(self._samples) // 2
-        kept = [i % 2 == 0 or i >= half for i in range(len(self._samples))]
+        times = [sample.timestamp for sample in self._samples]
+        kept = thin_evenly(times, max(4, 3 * self.max_samples // 4))
         self._samples = _drop_samples(self._samples, kept)
         alive = set()
         for sample in self._samples:

@@ -29,9 +29,10 @@ whatever their size (a line that keeps growing keeps its place), the
 biggest for the rest (`pyleakhunt.growth.select_keys`), so that a small
 leaking line beside bigger ones is still named.  Each
 endpoint keeps a bounded series of points ``(requests served, retained
-bytes, sites)``: at most ``max_points``; when full, the older half is
-thinned to every other point (as `pyleakhunt.watcher.LeakWatcher` does),
-so the series always spans the whole run.  Memory: at most
+bytes, sites)``: at most ``max_points``; when full, it is thinned to
+three quarters, evenly over the requests served (as
+`pyleakhunt.watcher.LeakWatcher` does over time), so the series always
+spans the whole run.  Memory: at most
 ``max_endpoints x max_points x max_sites`` numbers, and each endpoint's
 lines at the last sample (to see which grew).
 
@@ -153,7 +154,7 @@ class Options:
     #: Call sites kept per endpoint and sample: up to half of them (rounded
     #: up) those that grew since the sample before, the biggest for the rest.
     max_sites: int = 10
-    #: Points kept per endpoint (the older half is thinned when full).
+    #: Points kept per endpoint (thinned evenly when full).
     max_points: int = 48
     #: The sustained-growth thresholds.
     rule: GrowthRule = DEFAULT_RULE
@@ -401,17 +402,23 @@ class _Series:
         return point, kept
 
     def _thin(self) -> None:
-        """Halve the older half of the points, each kept one taking the
-        floors of the one left out before it."""
-        half = len(self.points) // 2
+        """Thin the points to three quarters, evenly over the requests
+        served (`growth.thin_evenly`), each kept one taking the floors of
+        those left out just before it."""
         points = self.points
-        kept = [points[0]]
-        for i in range(2, half, 2):
-            kept.append(points[i].folded(points[i - 1]))
-        first_newer = points[half]
-        if half % 2 == 0:  # the point before it was left out
-            first_newer = first_newer.folded(points[half - 1])
-        self.points = kept + [first_newer] + points[half + 1 :]
+        requests = [float(point.requests) for point in points]
+        kept = growth.thin_evenly(requests, max(4, 3 * len(points) // 4))
+        thinned: List[_Point] = []
+        missed: Optional[_Point] = None
+        for point, keep in zip(points, kept):
+            if missed is not None:
+                point = point.folded(missed)
+            if keep:
+                thinned.append(point)
+                missed = None
+            else:
+                missed = point
+        self.points = thinned
 
 
 # --------------------------------------------------------------------------

@@ -492,16 +492,15 @@ def test_a_thinned_or_refreshed_series_keeps_the_lowest_floor_it_left_out():
     for requests, floor in enumerate(floors, 1):
         point = _Point(requests, 200, {line: 200}, floor, {line: floor})
         series.add(point, 8, {line: 1})
-    # Nine points for eight: the older half (four) thinned to every other
-    # one, each kept point (and the first newer one) taking the floor of
-    # the point left out before it.
-    assert [p.requests for p in series.points] == [1, 3, 5, 6, 7, 8, 9]
-    assert [p.floor for p in series.points] == [50, 10, 20, 80, 60, 100, 110]
+    # Nine points for eight: thinned to six, evenly over the requests
+    # (the first and last stay), each kept point taking the floors of the
+    # points left out just before it.
+    assert [p.requests for p in series.points] == [1, 3, 5, 7, 8, 9]
+    assert [p.floor for p in series.points] == [50, 10, 20, 60, 100, 110]
     assert [p.site_floors[line] for p in series.points] == [
         50,
         10,
         20,
-        80,
         60,
         100,
         110,
@@ -705,3 +704,18 @@ def test_a_line_that_starts_leaking_late_is_named(hunt):
     warmed = endpoint(hunt.report(refresh=None), "GET /warm")
     leaking = [(s.filename, s.lineno) for s in warmed.sites if s.leaking]
     assert leaking == [(__file__, leak.__code__.co_firstlineno + 1)], warmed.sites
+
+
+def test_a_long_series_is_thinned_evenly_over_the_whole_run():
+    # Halving the older half at every overflow kept the first point and
+    # the last few: a line that grew now and then was judged on those.
+    from pyleakhunt.web.attribution import _Point, _Series
+
+    line = ("app.py", 3)
+    series = _Series()
+    for requests in range(1, 2001):
+        series.add(_Point(requests, 200, {line: 200}, 0, {line: 0}), 16, {})
+    xs = [p.requests for p in series.points]
+    assert xs[0] == 1 and xs[-1] == 2000 and len(xs) <= 16
+    gaps = [b - a for a, b in zip(xs, xs[1:])]
+    assert max(gaps) <= 3 * 2000 / len(xs), xs

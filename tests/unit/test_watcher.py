@@ -10,7 +10,7 @@ import pytest
 
 import pyleakhunt
 from pyleakhunt.fileformat import read_timeline
-from pyleakhunt.growth import suspects_in
+from pyleakhunt.growth import Sample, suspects_in
 from pyleakhunt.process.proc import rss_bytes
 from pyleakhunt.watcher import LeakWatcher
 
@@ -445,3 +445,22 @@ def test_what_classifying_files_needs_is_ready_before_the_sampling_thread_runs(
         assert userframe._library_roots.cache_info().currsize == 1
     finally:
         stop()
+
+
+def test_a_long_series_is_thinned_evenly_over_the_whole_run():
+    # Halving the older half at every overflow kept the first sample and
+    # the last few: a leak that grew now and then (in bursts, or a list
+    # that reallocates) was judged on those few, and missed.
+    watcher = LeakWatcher(interval=3600, max_samples=16)
+    watcher._ensure_tracing()
+    try:
+        for i in range(400):
+            watcher._add(Sample(float(i), {}), {})
+            if len(watcher._samples) > watcher.max_samples:
+                watcher._thin()
+        times = [s.timestamp for s in watcher.samples]
+        assert times[0] == 0.0 and times[-1] == 399.0 and len(times) <= 16
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        assert max(gaps) <= 3 * 400 / len(times), times
+    finally:
+        watcher.stop(final_sample=False)
