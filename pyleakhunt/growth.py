@@ -46,6 +46,7 @@ import os
 from dataclasses import dataclass
 from typing import (
     Any,
+    Callable,
     Dict,
     Hashable,
     Iterable,
@@ -353,6 +354,30 @@ def fold_floors(floors: Mapping[Key, int], before: Mapping[Key, int]) -> Dict[Ke
     before it, left out when a series is thinned: each key's lowest over
     both.  A key absent from *before* had no block then: a floor of 0."""
     return {key: min(low, before.get(key, 0)) for key, low in floors.items()}
+
+
+Item = TypeVar("Item")
+
+
+def drop_folding(
+    items: Sequence[Item], kept: Sequence[bool], fold: Callable[[Item, Item], Item]
+) -> List[Item]:
+    """The *items* that *kept* marks, each folded with those left out just
+    before it: ``fold(item, left_out)`` returns *item* covering the
+    interval of *left_out* too (its floors: `fold_floors`).  A thinned
+    series (the watcher's samples, an endpoint's points) keeps that way
+    the lowest floor of every interval it drops."""
+    result: List[Item] = []
+    missed: Optional[Item] = None
+    for item, keep in zip(items, kept):
+        if missed is not None:
+            item = fold(item, missed)
+        if keep:
+            result.append(item)
+            missed = None
+        else:
+            missed = item
+    return result
 
 
 def thin_evenly(xs: Sequence[float], target: int) -> List[bool]:

@@ -30,6 +30,7 @@ from .growth import (
     GrowthRule,
     Sample,
     Suspect,
+    drop_folding,
     find_suspects,
     fold_floors,
     reduce_snapshot,
@@ -256,24 +257,20 @@ class LeakWatcher:
 def _drop_samples(samples: List[Sample], kept: List[bool]) -> List[Sample]:
     """The *samples* that *kept* marks, each with the floors of those left
     out just before it folded into its own."""
-    result: List[Sample] = []
-    missed: Optional[Dict[Traceback, int]] = None  # floors left out
-    for sample, keep in zip(samples, kept):
-        floors = {key: figures[2] for key, figures in sample.figures.items()}
-        if missed is not None:
-            floors = fold_floors(floors, missed)
-        if not keep:
-            missed = floors
-            continue
-        if missed is not None:
-            figures = {
-                key: (size, count, floors[key])
-                for key, (size, count, _low) in sample.figures.items()
-            }
-            sample = dataclasses.replace(sample, figures=figures)
-        missed = None
-        result.append(sample)
-    return result
+    return drop_folding(samples, kept, _folded)
+
+
+def _folded(sample: Sample, before: Sample) -> Sample:
+    """*sample*, its floors also covering the interval of *before*."""
+    floors = fold_floors(
+        {key: low for key, (_, _, low) in sample.figures.items()},
+        {key: low for key, (_, _, low) in before.figures.items()},
+    )
+    figures = {
+        key: (size, count, floors[key])
+        for key, (size, count, _low) in sample.figures.items()
+    }
+    return dataclasses.replace(sample, figures=figures)
 
 
 def _taking_up(

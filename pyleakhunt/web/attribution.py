@@ -408,17 +408,7 @@ class _Series:
         points = self.points
         requests = [float(point.requests) for point in points]
         kept = growth.thin_evenly(requests, max(4, 3 * len(points) // 4))
-        thinned: List[_Point] = []
-        missed: Optional[_Point] = None
-        for point, keep in zip(points, kept):
-            if missed is not None:
-                point = point.folded(missed)
-            if keep:
-                thinned.append(point)
-                missed = None
-            else:
-                missed = point
-        self.points = thinned
+        self.points = growth.drop_folding(points, kept, _Point.folded)
 
 
 # --------------------------------------------------------------------------
