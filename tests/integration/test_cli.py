@@ -919,19 +919,27 @@ for i in range(int(sys.argv[1])):
 KEEP_ONE_BATCH_LINE = 5
 
 
-def test_run_finds_one_row_kept_of_every_batch_though_samples_come_mid_batch(
-    tmp_path,
-):
-    script = tmp_path / "keep_one.py"
-    script.write_text(KEEP_ONE_SCRIPT)
+def _run_for_suspects(tmp_path, name, source, interval, *args):
+    """`pyleakhunt run` a script of *source*, then `suspects --json` on its
+    timeline: the script's path and the suspects."""
+    script = tmp_path / name
+    script.write_text(source)
     out_dir = tmp_path / "out"
     result = run_cli(
-        "run", "--interval", "0.2", "-o", str(out_dir), str(script), "300", "20000"
+        "run", "--interval", interval, "-o", str(out_dir), str(script), *args
     )
     assert result.returncode == 0, result.stderr
     found = run_cli("suspects", "--json", str(out_dir))
     assert found.returncode == 0, found.stderr
-    suspects = json.loads(found.stdout)
+    return script, json.loads(found.stdout)
+
+
+def test_run_finds_one_row_kept_of_every_batch_though_samples_come_mid_batch(
+    tmp_path,
+):
+    script, suspects = _run_for_suspects(
+        tmp_path, "keep_one.py", KEEP_ONE_SCRIPT, "0.2", "300", "20000"
+    )
     assert suspects, "no suspect"
     top = suspects[0]
     assert (top["filename"], top["lineno"]) == (str(script), KEEP_ONE_BATCH_LINE)
@@ -960,16 +968,9 @@ def test_run_finds_a_leak_that_comes_in_rare_bursts(tmp_path, shape):
     source = BURST_SCRIPT
     if shape == "str":
         source = source.replace('(i, "job %d" % i)', '"job %d" % i')
-    script = tmp_path / "burst.py"
-    script.write_text(source)
-    out_dir = tmp_path / "out"
-    result = run_cli(
-        "run", "--interval", "0.15", "-o", str(out_dir), str(script), "3.2", "0.75"
+    script, suspects = _run_for_suspects(
+        tmp_path, "burst.py", source, "0.15", "3.2", "0.75"
     )
-    assert result.returncode == 0, result.stderr
-    found = run_cli("suspects", "--json", str(out_dir))
-    assert found.returncode == 0, found.stderr
-    suspects = json.loads(found.stdout)
     mine = [(s["filename"], s["lineno"]) for s in suspects]
     assert mine[:1] == [(str(script), BURST_LINE)], suspects
     top = suspects[mine.index((str(script), BURST_LINE))]

@@ -357,14 +357,24 @@ def grow_slowly(round_, per_round=15):
         grow_global_list(round_ * per_round + i)
 
 
-def test_a_leak_smaller_than_every_site_beyond_the_cap_is_still_found(steady_clock):
-    # Sixty lines of 20 KB that never grow, three times the cap, and one
-    # that leaks 1.3 KB a round: it never comes near the 20 biggest, and
-    # was never kept, so never a suspect (a wrong "no leak").
+def beside_static_lines(held=0):
+    """A watcher of 20 sites at most, sampled once, then sixty lines of
+    20 KB that never grow (kept in the returned list) and *held* items of
+    the list that will leak."""
     watcher = LeakWatcher(interval=60, max_sites=20)
     tables = []
     watcher.sample()
     static_lines(60, 20_000)(tables)
+    for i in range(held):
+        grow_global_list(i)
+    return watcher, tables
+
+
+def test_a_leak_smaller_than_every_site_beyond_the_cap_is_still_found(steady_clock):
+    # Sixty lines of 20 KB that never grow, three times the cap, and one
+    # that leaks 1.3 KB a round: it never comes near the 20 biggest, and
+    # was never kept, so never a suspect (a wrong "no leak").
+    watcher, tables = beside_static_lines()
     for round_ in range(12):
         grow_slowly(round_)
         watcher.sample()
@@ -388,12 +398,7 @@ def test_a_leak_that_grows_every_other_sample_keeps_its_place(steady_clock):
     # to the static lines (a hole in its series reads as memory given back
     # and gained again: churn).  It started with a part far bigger than
     # what it gains, so its series must also start where it truly was.
-    watcher = LeakWatcher(interval=60, max_sites=20)
-    tables = []
-    watcher.sample()
-    static_lines(60, 20_000)(tables)
-    for i in range(100):
-        grow_global_list(i)  # 8 KB before the leak starts
+    watcher, tables = beside_static_lines(held=100)  # 8 KB before it starts
     watcher.sample()
     for round_ in range(16):
         if round_ % 2 == 0:
@@ -406,12 +411,7 @@ def test_a_leak_that_grows_every_other_sample_keeps_its_place(steady_clock):
 
 
 def test_a_leak_that_starts_late_beside_many_static_lines_is_found(steady_clock):
-    watcher = LeakWatcher(interval=60, max_sites=20)
-    tables = []
-    watcher.sample()
-    static_lines(60, 20_000)(tables)
-    for i in range(100):
-        grow_global_list(i)  # 8 KB held from the start, then quiet
+    watcher, tables = beside_static_lines(held=100)  # 8 KB, then quiet
     for _ in range(6):
         watcher.sample()
     for round_ in range(12):
