@@ -413,16 +413,27 @@ def uninstall_dump_signal(signum: int = DEFAULT_SIGNAL) -> None:
 # The timeline watcher
 
 
+def _fresh_objects(settings: Settings) -> bool:
+    """Whether the trace keeps CPython's free lists empty (`pyleakhunt.start`'s
+    *fresh_objects*).  Exact tracing does, as `start()` does by default: a
+    staging run or `pyleakhunt run -- COMMAND` names the line that keeps a
+    small dict, not the line that threw away the dict whose memory it
+    reuses (its free list) or, from 3.13, whose key table it reuses.
+    Sampled tracing leaves them alone: it pays for no more allocations than
+    the program makes."""
+    return not settings.sample_bytes
+
+
 class _TimelineWatcher(LeakWatcher):
     """A LeakWatcher that appends every sample to this process's timeline,
     and that a fork waits for (`fork_lock`) so that a child never inherits
     half an entry in its copy of the file's buffer."""
 
     def __init__(self, settings: Settings) -> None:
-        # Free lists as CPython keeps them: production pays for no more
-        # allocations than tracing itself (LeakWatcher, fresh_objects).
         super().__init__(
-            interval=settings.interval, nframe=settings.nframe, fresh_objects=False
+            interval=settings.interval,
+            nframe=settings.nframe,
+            fresh_objects=_fresh_objects(settings),
         )
         self.fork_lock = threading.Lock()
         self.path, self._file = _create_exclusive(timeline_path(settings.directory))
@@ -528,6 +539,7 @@ def start(settings: Optional[Settings] = None) -> None:
         settings.nframe,
         sample_bytes=settings.sample_bytes or None,
         owner="production",
+        fresh_objects=_fresh_objects(settings),
         empty_free_lists=True,
     )
     session = _Session(settings, tracer)

@@ -47,6 +47,8 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
+from . import _core
+
 __all__ = ["Registration", "register", "registrations"]
 
 
@@ -178,6 +180,11 @@ def _remove(registration: Registration) -> Optional[threading.Thread]:
 
 
 def _serve() -> None:
+    # The thread is the tracer's: nothing it allocates is recorded, between
+    # callbacks as in them.  A dict it made and threw away (a call's
+    # keyword arguments) was reused from CPython's free list by the
+    # program's next small dict, whose line then read pyleakhunt/sampler.py.
+    _core.pause_thread(True)
     me = threading.current_thread()
     condition = _State.condition
     try:
