@@ -20,6 +20,11 @@ For a call site with live sizes ``s0 .. sn`` at times ``t0 .. tn``:
   gap between two.  A leak that comes with a job run every few minutes
   grows in few intervals, but in steps that stay.
 
+A site that falls now and then by much more than it rises (a cache swept
+every few samples) is also a suspect when the sizes just after its falls
+rise (`GrowthRule._sawtooth`): a sweep that keeps part of each round gives
+back most of what it gained, and fails the tests above, but its lows climb.
+
 The same rule is also asked of what the site **held from each sample on**:
 the least it held at any moment from the sample before to the end of the
 series, from its floors (at each sample, the lowest size it had since the
@@ -39,6 +44,7 @@ floor when only the floors grew, against time) times consistency.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import operator
@@ -207,6 +213,10 @@ class GrowthRule:
     min_rises: int = 3
     #: The most of its rises that a staircase may give back.
     max_staircase_given_back: float = 0.1
+    #: The most of its intervals in which a sawtooth may fall (`_sawtooth`).
+    max_sawtooth_falls: float = 0.4
+    #: The lows (sizes after its sweeps) that a sawtooth needs.
+    min_lows: int = 5
 
     def judge(
         self, times: Sequence[float], sizes: Sequence[int], bursts: bool = True
@@ -219,10 +229,12 @@ class GrowthRule:
         """
         if len(sizes) < self.min_samples:
             return None
+        steps = [b - a for a, b in zip(sizes, sizes[1:])]
+        if bursts and self._sawtooth(times, sizes, steps):
+            return sum(1 for d in steps if d > 0) / len(steps)
         net = sizes[-1] - sizes[0]
         if net < max(self.min_growth_bytes, 1):
             return None
-        steps = [b - a for a, b in zip(sizes, sizes[1:])]
         gained = sum(d for d in steps if d > 0)
         if net < self.min_retained * gained:
             return None  # churn: what it gained, it mostly gave back
@@ -269,6 +281,56 @@ class GrowthRule:
         widest = max(b - a for a, b in zip(rises, rises[1:]))
         return times[-1] - rises[-1] <= 1.5 * widest
 
+    def _sawtooth(
+        self, times: Sequence[float], sizes: Sequence[int], steps: Sequence[int]
+    ) -> bool:
+        """Whether a series that falls now and then is still a leak: a cache
+        swept every few samples that keeps part of each round.
+
+        Its live size is a sawtooth, which the churn test fails (it gives
+        back most of what it gains), and what it held from each sample on
+        rises once a sweep.  What rises steadily is its lows: the sizes
+        just after the sweeps.  It rose in most intervals and fell in few
+        (at most `max_sawtooth_falls` of them), by half as much again as it
+        rose on average at least (a sweep gives back what several intervals
+        gained; a random walk falls as far as it rises); it had `min_lows` lows at
+        least, in rising order but for at most one pair of them per low
+        beyond `min_lows` (lows that only jitter are in that order about
+        once in a hundred; a dict swept in place keeps its table, which
+        grows and shrinks, and may put one low out of order); they rose by
+        `min_growth_bytes`, late as early (by `min_late_rate`); and it has
+        not been quiet since the last low for longer than 1.5 times the
+        widest gap between two.  The first sample is no low: the series may
+        begin anywhere in a round.
+        """
+        rises = sum(1 for d in steps if d > 0)
+        falls = sum(1 for d in steps if d < 0)
+        if rises < self.min_consistency * len(steps):
+            return False
+        if falls == 0 or falls > self.max_sawtooth_falls * len(steps):
+            return False
+        gained = sum(d for d in steps if d > 0)
+        given_back = -sum(d for d in steps if d < 0)
+        if given_back / falls < 1.5 * gained / rises:
+            return False
+        lows = _lows(steps)
+        if len(lows) < self.min_lows:
+            return False
+        at = [times[i] for i in lows]
+        low = [sizes[i] for i in lows]
+        most = len(low) - self.min_lows
+        if _inversions(low, most) > most:
+            return False
+        if low[-1] - low[0] < max(self.min_growth_bytes, 1):
+            return False
+        middle = len(low) // 2
+        early = _rate(at[: middle + 1], low[: middle + 1])
+        late = _rate(at[middle:], low[middle:])
+        if late < self.min_late_rate * early:
+            return False
+        widest = max(b - a for a, b in zip(at, at[1:]))
+        return times[-1] - at[-1] <= 1.5 * widest
+
     def verdict(
         self,
         times: Sequence[float],
@@ -300,6 +362,35 @@ class GrowthRule:
         if early <= 0 or early < self.min_late_rate * late:
             return None
         return consistency, xs, held
+
+
+def _lows(steps: Sequence[int]) -> List[int]:
+    """The indices of a series' lows, given its *steps*: each sample after
+    which it next rose, when it last changed by falling; and the last
+    sample, if its last change was a fall."""
+    lows = []
+    last = 0  # the sign of the last change
+    for i, d in enumerate(steps):
+        if d > 0 and last < 0:
+            lows.append(i)
+        if d != 0:
+            last = 1 if d > 0 else -1
+    if last < 0:
+        lows.append(len(steps))
+    return lows
+
+
+def _inversions(values: Sequence[int], most: int) -> int:
+    """How many pairs of *values* are out of rising order (a later one not
+    above an earlier one), counted up to one more than *most*."""
+    later: List[int] = []  # the values after the current one, sorted
+    count = 0
+    for value in reversed(values):
+        count += bisect.bisect_right(later, value)
+        if count > most:
+            break
+        bisect.insort(later, value)
+    return count
 
 
 #: The thresholds used unless a caller passes its own.

@@ -977,6 +977,41 @@ def test_run_finds_a_leak_that_comes_in_rare_bursts(tmp_path, shape):
     assert top["consistency"] < 0.5  # so the steady-growth rule alone missed it
 
 
+#: A cache swept every so often whose sweep skips one entry in ten: its
+#: size falls by nine tenths at every sweep, and grows over the sweeps.
+SWEEP_SCRIPT = """\
+import sys
+import time
+
+CACHE = {}
+end = time.monotonic() + float(sys.argv[1])
+due = time.monotonic() + float(sys.argv[2])
+i = 0
+while time.monotonic() < end:
+    CACHE[i] = {"id": i, "row": (i, i + 1)}  # the leak
+    i += 1
+    if time.monotonic() >= due:
+        for key in [k for k in CACHE if k % 10]:
+            del CACHE[key]
+        due += float(sys.argv[2])
+    if i % 50 == 0:
+        time.sleep(0.001)
+"""
+SWEEP_LINE = 9
+
+
+@pytest.mark.parametrize("kept", ["dict", "tuple"])
+def test_run_finds_a_cache_whose_sweep_keeps_a_tenth(tmp_path, kept):
+    source = SWEEP_SCRIPT
+    if kept == "tuple":
+        source = source.replace('{"id": i, "row": (i, i + 1)}', '(i, "row %d" % i)')
+    script, suspects = _run_for_suspects(
+        tmp_path, "sweep.py", source, "0.15", "5.5", "0.6"
+    )
+    mine = [(s["filename"], s["lineno"]) for s in suspects]
+    assert mine[:1] == [(str(script), SWEEP_LINE)], suspects
+
+
 def test_run_does_not_flag_data_freed_before_the_program_ends(tmp_path):
     script, suspects = _run_batch_script(
         tmp_path,

@@ -295,3 +295,71 @@ def test_one_big_step_among_small_rises_is_not_a_staircase():
     sizes = [10_000 + 1_500 * (i // 8) for i in range(40)]
     sizes[30:] = [s + 100_000 for s in sizes[30:]]
     assert suspects(sizes) == []
+
+
+def swept_cache(period, kept, n=40, start=0):
+    """A cache that grows 10 KB a sample and is swept every *period* samples,
+    keeping *kept* of what came since the sweep before (a sweep with a bug)."""
+    sizes, size, base = [], 0, 0
+    for i in range(start, start + n):
+        size += 10_000
+        if i % period == period - 1:
+            size = base + int((size - base) * kept)
+            base = size
+        sizes.append(size)
+    return sizes
+
+
+def test_a_sweep_that_keeps_a_tenth_of_each_round_is_a_suspect():
+    # Its live size falls by nine tenths at every sweep: the churn test
+    # fails it, and what it held from each sample on rose in one interval
+    # of eight.  The lows after the sweeps rise steadily.
+    found = suspects(swept_cache(8, 0.1))
+    assert len(found) == 1 and found[0].consistency == 34 / 39  # it fell in 5 intervals
+
+
+def test_a_sweep_is_a_suspect_whichever_sample_comes_first():
+    for start in range(1, 8):
+        assert len(suspects(swept_cache(8, 0.1, n=45, start=start))) == 1, start
+
+
+def test_a_full_sweep_is_no_suspect():
+    assert suspects(swept_cache(8, 0.0)) == []
+
+
+def test_sweeps_with_jittered_lows_are_no_suspect():
+    # A cache emptied every few samples, whose lows are what came since:
+    # they go up and down at random, and rising ones must not pass.
+    passed = 0
+    for seed in range(300):
+        rng = random.Random(seed)
+        sizes, size = [], 0
+        for i in range(40):
+            size += rng.randint(7_000, 13_000)
+            if i % 5 == 4:
+                size = rng.randint(0, 20_000)
+            sizes.append(size)
+        passed += bool(suspects(sizes))
+    assert passed <= 1
+
+
+def test_sweeps_whose_lows_stopped_rising_are_no_suspect():
+    sizes = swept_cache(8, 0.1, n=24) + swept_cache(8, 0.0, n=24)
+    base = sizes[23]
+    sizes[24:] = [base + s for s in sizes[24:]]
+    assert suspects(sizes) == []
+
+
+def test_a_sweep_with_one_low_out_of_order_is_a_suspect():
+    # A dict swept in place keeps its table, which may have doubled just
+    # before one sweep: that low comes out above the next.
+    sizes = swept_cache(5, 0.1, n=40)
+    sizes[4:9] = [s + 6_000 for s in sizes[4:9]]  # lows 11 KB, 10 KB, 15 KB...
+    assert len(suspects(sizes)) == 1
+
+
+def test_a_sweep_with_many_lows_out_of_order_is_no_suspect():
+    sizes = swept_cache(5, 0.1, n=40)
+    for start in (4, 14, 24, 34):  # four lows of eight above the next
+        sizes[start : start + 5] = [s + 6_000 for s in sizes[start : start + 5]]
+    assert suspects(sizes) == []
