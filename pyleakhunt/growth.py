@@ -16,8 +16,8 @@ For a call site with live sizes ``s0 .. sn`` at times ``t0 .. tn``:
 - **consistency** is the fraction of intervals in which it grew; a site
   must grow in at least ``min_consistency`` of them, or else grow like a
   staircase: in bursts (``min_rises`` of them at least, spread over half
-  the window), never given back, the last not longer ago than the widest
-  gap between two.  A leak that comes with a job run every few minutes
+  the window), never given back, the last not longer ago than twice the
+  widest gap between two.  A leak that comes with a job run every few minutes
   grows in few intervals, but in steps that stay.
 
 A site that falls now and then by much more than it rises (a cache swept
@@ -259,8 +259,9 @@ class GrowthRule:
         doubles, at most: its last step is half of all its growth); in most
         intervals in which it changed it rose; its rises span half the
         series at least (a cache warmed in one go, however late, does not);
-        and it has not been quiet at the end for longer than between two of
-        its rises (or it stopped: a plateau).
+        and it has not been quiet at the end for longer than twice the widest
+        gap between two of its rises (or it stopped: a plateau; a container
+        filled steadily doubles after twice its last gap).
         """
         rises = [times[i + 1] for i, d in enumerate(steps) if d > 0]
         falls = sum(1 for d in steps if d < 0)
@@ -279,7 +280,7 @@ class GrowthRule:
         if rises[-1] - first < duration / 2:
             return False
         widest = max(b - a for a, b in zip(rises, rises[1:]))
-        return times[-1] - rises[-1] <= 1.5 * widest
+        return times[-1] - rises[-1] <= 2 * widest
 
     def _sawtooth(
         self, times: Sequence[float], sizes: Sequence[int], steps: Sequence[int]

@@ -291,6 +291,15 @@ def test_one_container_that_doubles_in_place_is_a_staircase():
     assert len(found) == 1 and found[0].consistency < 0.5
 
 
+def test_a_container_is_a_staircase_until_its_next_doubling_is_due():
+    # Filled at a steady rate, a dict's table doubles at 1, 2, 4, 8 and 16 s:
+    # the next is due at 32 s, twice the last gap after the last.  At 30 s
+    # it has been quiet for 14 s, longer than 1.5 times that gap.
+    sizes = [1_000 * 2 ** sum(1 for d in (1, 2, 4, 8, 16) if t >= d) for t in range(31)]
+    found = suspects(sizes)
+    assert len(found) == 1 and found[0].consistency < 0.5
+
+
 def test_one_big_step_among_small_rises_is_not_a_staircase():
     sizes = [10_000 + 1_500 * (i // 8) for i in range(40)]
     sizes[30:] = [s + 100_000 for s in sizes[30:]]
