@@ -665,6 +665,29 @@ def suspects_in(
     return analyse_series(snapshots, key_type, rule).suspects
 
 
+def taken_up(
+    held: Mapping[Key, Any],
+    kept: Sequence[Key],
+    known: Mapping[Key, Any],
+    max_keys: int,
+    size_of: Callable[[Key], int],
+) -> Tuple[List[Key], List[Key]]:
+    """What a sample of a bounded series takes up when the next one keeps
+    keys (*kept*) that it does not hold (*held*), so that their series do
+    not start with a hole, which reads as growth: those keys (the ones in
+    *known*, every key's figures at the sample), and the keys it lets go
+    to stay within *max_keys*: keys the next sample dropped, the smallest
+    (by *size_of*) first.  They are at most as many as those it takes up,
+    both samples holding *max_keys* when the cap bites."""
+    missing = [key for key in kept if key not in held and key in known]
+    excess = len(held) + len(missing) - max_keys
+    if not missing or excess <= 0:
+        return missing, []
+    still = set(kept)
+    dropped = sorted((key for key in held if key not in still), key=size_of)
+    return missing, dropped[:excess]
+
+
 def select_keys(
     figures: Mapping[Key, Tuple[int, int, int]],
     before: Mapping[Key, Tuple[int, int, int]],

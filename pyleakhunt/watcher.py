@@ -35,6 +35,7 @@ from .growth import (
     fold_floors,
     reduce_snapshot,
     select_keys,
+    taken_up,
     thin_evenly,
 )
 from .lease import Lease
@@ -280,23 +281,16 @@ def _taking_up(
     max_keys: int,
 ) -> Sample:
     """*sample*, with its figures (from *before*, every key's at that
-    sample) of the keys the next sample keeps and it did not.
-
-    It keeps at most *max_keys* keys still: the keys the next sample
-    dropped make room, the smallest first (they are at most as many as
-    those it took up, both samples holding *max_keys* when the cap bites).
-    """
+    sample) of the keys the next sample keeps and it did not
+    (`growth.taken_up`)."""
     figures = sample.figures
-    missing = [key for key in kept if key not in figures and key in before]
+    missing, let_go = taken_up(
+        figures, kept, before, max_keys, lambda key: figures[key][0]
+    )
     if not missing:
         return sample
     taken = dict(figures)
     taken.update((key, before[key]) for key in missing)
-    excess = len(taken) - max_keys
-    if excess > 0:
-        still = set(kept)
-        dropped = [key for key in figures if key not in still]
-        dropped.sort(key=lambda key: figures[key][0])
-        for key in dropped[:excess]:
-            del taken[key]
+    for key in let_go:
+        del taken[key]
     return dataclasses.replace(sample, figures=taken)

@@ -318,29 +318,21 @@ class _Point:
         max_sites: int,
     ) -> _Point:
         """This point, with its *figures* (every line's at its sample) of
-        the lines the next point keeps and it did not.
-
-        It keeps at most *max_sites* lines still: the lines the next point
-        dropped make room, the smallest first (at most as many as it takes
-        up, both points holding *max_sites* when the cap bites).
-        """
-        sites = self.sites
-        missing = [line for line in kept if line not in sites and line in figures]
+        the lines the next point keeps and it did not
+        (`growth.taken_up`)."""
+        missing, let_go = growth.taken_up(
+            self.sites, kept, figures, max_sites, self.sites.__getitem__
+        )
         if not missing:
             return self
-        sites = dict(sites)
+        sites = dict(self.sites)
         site_floors = dict(self.site_floors)
         for line in missing:
             sites[line] = figures[line][0]
             site_floors[line] = figures[line][2]
-        excess = len(sites) - max_sites
-        if excess > 0:
-            still = set(kept)
-            dropped = [line for line in self.sites if line not in still]
-            dropped.sort(key=self.sites.__getitem__)
-            for line in dropped[:excess]:
-                del sites[line]
-                site_floors.pop(line, None)
+        for line in let_go:
+            del sites[line]
+            site_floors.pop(line, None)
         return replace(self, sites=sites, site_floors=site_floors)
 
 
