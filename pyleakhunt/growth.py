@@ -292,16 +292,17 @@ class GrowthRule:
         back most of what it gains), and what it held from each sample on
         rises once a sweep.  What rises steadily is its lows: the sizes
         just after the sweeps.  It rose in most intervals and fell in few
-        (at most `max_sawtooth_falls` of them), by half as much again as it
-        rose on average at least (a sweep gives back what several intervals
-        gained; a random walk falls as far as it rises); it had `min_lows` lows at
-        least, in rising order but for at most one pair of them per low
-        beyond `min_lows` (lows that only jitter are in that order about
-        once in a hundred; a dict swept in place keeps its table, which
-        grows and shrinks, and may put one low out of order); they rose by
-        `min_growth_bytes`, late as early (by `min_late_rate`); and it has
-        not been quiet since the last low for longer than 1.5 times the
-        widest gap between two.  The first sample is no low: the series may
+        (at most `max_sawtooth_falls` of them), its falls half as big again
+        as its rises on average at least (a sweep gives back what several
+        intervals gained; a random walk falls as far as it rises).  It had
+        `min_lows` lows at least, in rising order but for at most one pair
+        of them per low beyond `min_lows` (lows that only jitter are in
+        that order at most once in a hundred; a dict swept in place keeps
+        its table, which grows and shrinks, and may put one low out of
+        order); they rose by `min_growth_bytes`, late as early (by
+        `min_late_rate`); and it has not been quiet since the last low for
+        longer than 1.5 times the widest gap between two.  The first
+        sample is no low: the series may
         begin anywhere in a round.
         """
         rises = sum(1 for d in steps if d > 0)
