@@ -302,8 +302,7 @@ class GrowthRule:
         order); they rose by `min_growth_bytes`, late as early (by
         `min_late_rate`); and it has not been quiet since the last low for
         longer than 1.5 times the widest gap between two.  The first
-        sample is no low: the series may
-        begin anywhere in a round.
+        sample is no low: the series may begin anywhere in a round.
         """
         rises = sum(1 for d in steps if d > 0)
         falls = sum(1 for d in steps if d < 0)
