@@ -66,8 +66,8 @@ under the key) and ``via`` the library frame that allocated, or null::
     suspects: [{"file", "pid", "filename", "lineno", "size", "count",
                "growth_bytes", "growth_bytes_per_s",
                "growth_bytes_per_snapshot", "consistency", "samples",
-               "duration_s", "estimated", "traceback", "user_frame",
-               "via"}, ...]
+               "duration_s", "estimated", "freed_at_exit", "traceback",
+               "user_frame", "via"}, ...]
     run:      {"command": "run", "timeline", "pid", "exit_code", "samples",
                "duration_s", "sampling_error": str|null,
                "suspects": [SUSPECT, ...]}

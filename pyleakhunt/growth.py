@@ -104,6 +104,9 @@ class Suspect:
     duration_s: float
     #: True when figures are estimates from sampled tracing.
     estimated: bool = False
+    #: True when it grew until the series' closing sample, which found it
+    #: freed (`suspects_of_series`): the program's end let go of it.
+    freed_at_exit: bool = False
 
     @property
     def filename(self) -> str:
@@ -130,6 +133,7 @@ class Suspect:
             "samples": self.samples,
             "duration_s": self.duration_s,
             "estimated": self.estimated,
+            "freed_at_exit": self.freed_at_exit,
             "traceback": [[f.filename, f.lineno] for f in reversed(self.traceback)],
         }
         doc.update(user_frame_json(self.traceback))
@@ -145,6 +149,8 @@ class Sample:
     #: sample before (its sites' low-water marks, summed).
     figures: Dict[Traceback, Tuple[int, int, int]]
     estimated: bool = False
+    #: The closing sample of its series (`CLOSING_ATTR`).
+    closing: bool = False
 
 
 @untraced
@@ -180,12 +186,19 @@ def reduce_snapshot(
     if max_keys is not None and len(keys) > max_keys:
         keys.sort(key=lambda k: figures[k][0], reverse=True)
         keys = keys[:max_keys]
+    attrs = snapshot.raw.attrs
     sample = Sample(
         snapshot.timestamp,
         {k: (figures[k][0], figures[k][1], figures[k][2]) for k in keys},
         snapshot.is_estimated,
+        closing=isinstance(attrs, dict) and attrs.get(CLOSING_ATTR) is True,
     )
     return sample, {k: biggest[k][1] for k in keys}
+
+
+#: The attribute (`RawSnapshot.attrs`) of a series' closing sample: the one
+#: `LeakWatcher.stop` takes, after the program (or the part watched) ended.
+CLOSING_ATTR = "closing"
 
 
 def slope(xs: Sequence[float], ys: Sequence[float]) -> float:
@@ -515,7 +528,10 @@ def find_suspects(
     """Suspects in a time-ordered series of samples, best first."""
     if len(samples) < 2:
         return []
+    closing = samples[-1].closing
     keys = set(samples[-1].figures)
+    if closing:
+        keys.update(samples[-2].figures)  # those the end freed whole
     # Each key's figures at each sample, one column per sample, then turned
     # into one row per key: C-level passes, where a lookup per key and per
     # sample in Python (two million for 200 samples of 10,000 sites) was
@@ -526,7 +542,12 @@ def find_suspects(
     ]
     last = samples[-1].figures
     series = (
-        (key, tuple(map(_SIZE, figures)), tuple(map(_FLOOR, figures)), last[key][1])
+        (
+            key,
+            tuple(map(_SIZE, figures)),
+            tuple(map(_FLOOR, figures)),
+            last.get(key, absent)[1],
+        )
         for key, figures in zip(keys, zip(*columns))
     )
     return suspects_of_series(
@@ -535,6 +556,7 @@ def find_suspects(
         tracebacks,
         rule,
         estimated=any(s.estimated for s in samples),
+        closing=closing,
     )
 
 
@@ -548,6 +570,7 @@ def suspects_of_series(
     tracebacks: Dict[Any, Traceback],
     rule: GrowthRule = DEFAULT_RULE,
     estimated: bool = False,
+    closing: bool = False,
 ) -> List[Suspect]:
     """Suspects among series of live sizes, best first.
 
@@ -558,6 +581,13 @@ def suspects_of_series(
     *tracebacks* maps a key to the traceback its suspect shows (the key
     itself when absent).  The one implementation of the ranking, behind
     `find_suspects` and the report.
+
+    With *closing*, the last sample is the series' closing one (taken
+    after the program ended, `CLOSING_ATTR`), and a key that fell at it is
+    also judged without it: what a program holds in a function's locals
+    (``main()``), or in state a shutdown tears down, is freed before that
+    sample, and a leak that grew at every sample until then read as a
+    plateau.  Such a suspect is marked `Suspect.freed_at_exit`.
     """
     if len(timestamps) < 2:
         return []
@@ -568,6 +598,12 @@ def suspects_of_series(
     suspects = []
     for key, sizes, floors, count in series:
         found = rule.verdict(times, sizes, floors)
+        freed = False
+        if found is None and closing and sizes[-1] < sizes[-2]:
+            found = rule.verdict(
+                times[:-1], sizes[:-1], None if floors is None else floors[:-1]
+            )
+            freed = found is not None
         if found is None:
             continue
         consistency, xs, grown = found
@@ -586,6 +622,7 @@ def suspects_of_series(
                 samples=len(timestamps),
                 duration_s=duration,
                 estimated=estimated,
+                freed_at_exit=freed,
             )
         )
     # Ties (sites that grew alike) by size, then blocks: an order that does

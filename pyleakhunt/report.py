@@ -533,9 +533,15 @@ def suspect_table(
     for suspect, via, line in zip(suspects, vias, table[1:]):
         lines.append(indent + line)
         lines += _via_lines(via, indent + "      ")
+        if suspect.freed_at_exit:
+            lines.append(indent + "      " + FREED_AT_EXIT)
         if key_type == "traceback":
             lines += _traceback_lines(suspect.traceback, indent + "      ")
     return lines
+
+
+#: What a suspect marked `Suspect.freed_at_exit` says under its row.
+FREED_AT_EXIT = "freed only when the program ended: it grew until then"
 
 
 def describe_timeline(result: TimelineSuspects) -> str:

@@ -26,6 +26,7 @@ import pyleakhunt
 from . import lease, sampler, userframe
 from .fileformat import TimelineWriter
 from .growth import (
+    CLOSING_ATTR,
     DEFAULT_RULE,
     GrowthRule,
     Sample,
@@ -105,6 +106,8 @@ class LeakWatcher:
         self._lock = threading.Lock()
         #: From start to stop, even after an error ended the sampling.
         self._running = False
+        #: While stop() takes the closing sample.
+        self._closing = False
         self._registration: Optional[sampler.Registration] = None
         self._lease: Optional[Lease] = None
         self._writer = TimelineWriter(path) if path is not None else None
@@ -135,6 +138,8 @@ class LeakWatcher:
         rss = rss_bytes()
         if rss is not None:
             snapshot.raw.attrs[RSS_ATTR] = rss
+        if self._closing:  # stop()'s (`pyleakhunt.growth.CLOSING_ATTR`)
+            snapshot.raw.attrs[CLOSING_ATTR] = True
         sample, biggest = reduce_snapshot(snapshot, self.key_type)
         with self._lock:
             self._add(sample, biggest)
@@ -224,14 +229,22 @@ class LeakWatcher:
         return True
 
     def stop(self, final_sample: bool = True) -> None:
-        """Stop sampling (taking one last sample) and close the timeline."""
+        """Stop sampling (taking one last sample) and close the timeline.
+
+        The last sample is the series' closing one: a line that grew until
+        then and that it finds freed (the program's end let go of it) is
+        still a suspect, marked ``freed_at_exit``."""
         registration, self._registration = self._registration, None
         if registration is not None:
             registration.cancel()  # waits for a sample being taken
         if self._running:
             self._running = False
             if final_sample and self.error is None and pyleakhunt.is_tracing():
-                self.sample()
+                self._closing = True
+                try:
+                    self.sample()
+                finally:
+                    self._closing = False
         if self._writer is not None:
             self._writer.close()
         if self._lease is not None:

@@ -83,7 +83,10 @@ of [filename, lineno], the most recent call first; filename/lineno are the
 key's most recent frame (lineno 0 with --key filename); user_frame is the
 most recent [filename, lineno] in your code, via the library frame that
 allocated, or null.  "estimated": sampled
-tracing, figures are estimates; "lost_blocks" > 0: figures are incomplete."""
+tracing, figures are estimates; "lost_blocks" > 0: figures are incomplete.
+"freed_at_exit": the suspect grew until the closing sample, taken after the
+program ended, which found it freed (size and count are then at that
+sample)."""
 
 
 class Parser(argparse.ArgumentParser):

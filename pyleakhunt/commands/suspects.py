@@ -19,8 +19,8 @@ JSON_SUSPECTS = """\
 suspects: [{"file", "pid", "filename", "lineno", "size", "count",
            "growth_bytes", "growth_bytes_per_s",
            "growth_bytes_per_snapshot", "consistency", "samples",
-           "duration_s", "estimated", "traceback", "user_frame",
-           "via"}, ...]"""
+           "duration_s", "estimated", "freed_at_exit", "traceback",
+           "user_frame", "via"}, ...]"""
 JSON_SHAPES = (JSON_SUSPECTS,)
 
 

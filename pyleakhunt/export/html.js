@@ -410,7 +410,12 @@
       tr.appendChild(first);
       tr.appendChild(el("td", "plh-num", approx + fmtBytes(row.rate, true) + "/s"));
       tr.appendChild(el("td", "plh-num", approx + fmtBytes(row.growth, true)));
-      tr.appendChild(el("td", "plh-num", approx + fmtBytes(row.size)));
+      var size = el("td", "plh-num", approx + fmtBytes(row.size));
+      if (row.freed) {
+        size.textContent += " (freed at exit)";
+        size.title = "It grew until the program ended, which freed it";
+      }
+      tr.appendChild(size);
       tr.appendChild(el("td", "plh-num", approx + fmtCount(row.count)));
       tr.appendChild(el("td", "plh-num", percent(row.steadiness, 1)));
       var spark = el("td");

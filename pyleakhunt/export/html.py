@@ -301,6 +301,8 @@ class SuspectRow:
     #: Live size of the site at each sample, for the sparkline.
     sparkline: Sequence[float] = ()
     estimated: bool = False
+    #: It grew until the program ended, which freed it (`Suspect.freed_at_exit`).
+    freed_at_exit: bool = False
 
 
 def records_of(source: Any) -> List[Record]:
@@ -350,6 +352,7 @@ def suspect_rows(
                 frame=frame,
                 sparkline=list((sparklines or {}).get(suspect.key, ())),
                 estimated=suspect.estimated,
+                freed_at_exit=suspect.freed_at_exit,
             )
         )
     return rows
@@ -651,6 +654,7 @@ class Page:
                     ],
                     "spark": [_number(v) for v in row.sparkline],
                     "estimated": row.estimated,
+                    "freed": row.freed_at_exit,
                 }
             )
         self.sections.append(

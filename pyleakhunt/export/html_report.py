@@ -33,7 +33,13 @@ from typing import (
 )
 
 from .._raw import RawColumns, RawFrames, RawSnapshot
-from ..growth import DEFAULT_RULE, TRACER_FILES, GrowthRule, suspects_of_series
+from ..growth import (
+    CLOSING_ATTR,
+    DEFAULT_RULE,
+    TRACER_FILES,
+    GrowthRule,
+    suspects_of_series,
+)
 from ..progress import StatusLine
 from ..report import format_duration, format_time, no_suspect_reason, plural
 from ..snapshot import Snapshot, Traceback, raw_group_key
@@ -407,6 +413,7 @@ def _timeline_page(
     last: Optional[Entry] = None
     pid = lost_blocks = 0
     estimated = False
+    closing_at: Optional[float] = None  # when a closing sample was taken
     for count, raw in enumerate(entries, 1):
         if progress is not None and progress.reading:
             progress.update(
@@ -418,6 +425,8 @@ def _timeline_page(
         value = raw.attrs.get(RSS_ATTR) if isinstance(raw.attrs, dict) else None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             rss.append((raw.timestamp, value))
+        if isinstance(raw.attrs, dict) and raw.attrs.get(CLOSING_ATTR) is True:
+            closing_at = raw.timestamp
         if first is None:
             first = raw
         last = raw
@@ -436,6 +445,10 @@ def _timeline_page(
     # The groups of the last sample, in the order of their first site (the
     # order `find_suspects` would meet them), with their block counts.
     present = reducer.present(read[order[-1]]) if read else {}
+    closing = len(order) >= 2 and timestamps[-1] == closing_at
+    if closing:  # the groups the program's end freed whole (find_suspects)
+        for number in reducer.present(read[order[-2]]):
+            present.setdefault(number, 0)
     # The rule sees group numbers as keys; its suspects then get the
     # Traceback keys every other output shows.
     group_keys = list(reducer.groups)  # in the order of their numbers
@@ -448,6 +461,7 @@ def _timeline_page(
         {},
         rule,
         estimated,
+        closing,
     )
     numbers = [suspect.key for suspect in found]
     suspects = [

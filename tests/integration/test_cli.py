@@ -1012,7 +1012,9 @@ def test_run_finds_a_cache_whose_sweep_keeps_a_tenth(tmp_path, kept):
     assert mine[:1] == [(str(script), SWEEP_LINE)], suspects
 
 
-def test_run_does_not_flag_data_freed_before_the_program_ends(tmp_path):
+def test_run_marks_a_leak_that_the_program_frees_as_it_ends(tmp_path):
+    # It grew at every sample, and the closing sample, taken after the
+    # program ended, finds it freed: still the leak, marked as freed.
     script, suspects = _run_batch_script(
         tmp_path,
         "[]",
@@ -1022,7 +1024,36 @@ def test_run_does_not_flag_data_freed_before_the_program_ends(tmp_path):
         150,
         0.02,
     )
-    assert [s for s in suspects if s["filename"] == script] == []
+    top = suspects[0]
+    assert (top["filename"], top["lineno"]) == (script, BATCH_LEAK_LINE)
+    assert top["freed_at_exit"] and top["size"] < top["growth_bytes"] / 10
+
+
+#: The commonest shape of a script: its state is local to main(), and is
+#: freed when main() returns, before the closing sample.
+MAIN_LOCAL_SCRIPT = """import sys
+import time
+
+def main(seconds):
+    kept = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        kept.append({"id": len(kept)})  # the leak
+        time.sleep(0.0005)
+
+if __name__ == "__main__":
+    main(float(sys.argv[1]))
+"""
+MAIN_LOCAL_LINE = 8
+
+
+def test_run_finds_a_leak_in_a_local_of_main(tmp_path):
+    script, suspects = _run_for_suspects(
+        tmp_path, "main_local.py", MAIN_LOCAL_SCRIPT, "0.2", "2"
+    )
+    mine = [(s["filename"], s["lineno"]) for s in suspects]
+    assert mine[:1] == [(str(script), MAIN_LOCAL_LINE)], suspects
+    assert suspects[0]["freed_at_exit"]
 
 
 # --------------------------------------------------------------------------

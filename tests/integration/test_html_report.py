@@ -361,6 +361,23 @@ def test_report_of_a_timeline_with_rss_plots_it(tmp_path):
     assert rss and rss[0]["points"][0] == [0, 10_000_000]
 
 
+def test_report_marks_a_leak_the_programs_end_freed(tmp_path):
+    # It grew at every sample, and the closing sample found it freed (a
+    # list local to main()): still a suspect, as `suspects` says.
+    path = str(tmp_path / "t.plh")
+    with TimelineWriter(path) as writer:
+        for i in range(8):
+            site = RawSite(0, (("/srv/a.py", 1),), 1, 1, 1000 * (i + 1), 0)
+            writer.append(raw([site], 100.0 + i))
+        writer.append(raw([], 108.0, attrs={"closing": True}))
+    data = page_data(open(report_of(path), encoding="utf-8").read())
+    (table,) = sections(data, "suspects")
+    (row,) = table["rows"]
+    assert row["freed"] and row["size"] == 0 and row["growth"] == 7000
+    (suspect,) = cli.analyse_timeline(path).suspects
+    assert suspect.freed_at_exit
+
+
 def test_report_of_a_bad_file_is_one_error_line(tmp_path, capsys):
     bad = tmp_path / "bad.plh"
     bad.write_bytes(b"not a pyleakhunt file")

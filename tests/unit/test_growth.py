@@ -146,6 +146,47 @@ def test_memory_freed_before_the_last_sample_is_no_leak_by_its_floors():
     assert find_suspects(floor_series(sizes, floors), {}) == []
 
 
+def closed(samples, freed=True):
+    """*samples* with a closing sample after them (`LeakWatcher.stop`'s),
+    which finds KEY freed if *freed*, else as the last sample had it."""
+    last = samples[-1]
+    figures = {} if freed else dict(last.figures)
+    return samples + [Sample(last.timestamp + 1.0, figures, closing=True)]
+
+
+def test_a_leak_the_programs_end_freed_is_a_suspect_marked_freed_at_exit():
+    # A list local to main(), freed when it returned, before the closing
+    # sample: it grew at every sample until then.
+    found = find_suspects(closed(series([i * 10_000 for i in range(10)])), {})
+    assert len(found) == 1
+    assert found[0].freed_at_exit and found[0].size == 0 and found[0].count == 0
+    assert found[0].growth_bytes == 90_000 and found[0].consistency == 1.0
+
+
+def test_a_leak_still_held_at_the_closing_sample_is_not_marked():
+    found = find_suspects(
+        closed(series([i * 10_000 for i in range(10)]), freed=False), {}
+    )
+    assert len(found) == 1 and not found[0].freed_at_exit
+
+
+def test_a_fall_at_a_sample_that_is_not_closing_is_no_suspect():
+    samples = series([i * 10_000 for i in range(10)])
+    samples.append(Sample(10.0, {}))  # freed while the program ran on
+    assert find_suspects(samples, {}) == []
+
+
+def test_churn_freed_at_the_closing_sample_is_no_suspect():
+    sizes = [50_000, 90_000, 50_000, 95_000, 51_000, 92_000, 52_000, 90_000]
+    assert find_suspects(closed(series(sizes)), {}) == []
+
+
+def test_a_leak_drowned_in_churn_and_freed_at_exit_is_found_by_its_floors():
+    sizes, floors = churned(2000)
+    found = find_suspects(closed(floor_series(sizes, floors)), {})
+    assert len(found) == 1 and found[0].freed_at_exit
+
+
 def test_floors_that_only_wobble_make_no_suspect():
     # A site that is never quiet between samples (requests always in
     # flight): its floors are noise, whose least from each sample on
