@@ -19,7 +19,13 @@ A file is the user's unless it is:
   read on another machine or by another Python than the one that wrote
   them, so the local paths alone are not enough);
 - in pyleakhunt itself (but for ``pyleakhunt/demo.py``, whose service
-  stands for a user's program).
+  stands for a user's program);
+- CPython's own frame named ``__init__`` (3.13+), under which a class's
+  Python ``__init__`` runs.
+
+Code compiled from a string (``<string>``: namedtuple's ``__new__``,
+dataclasses' ``__init__``, ``python -c``) is the user's, but gives way to a
+file of the user's beneath it, whose line made the object.
 
 Public API (pure Python, no tracer needed; anything with ``filename`` and
 ``lineno`` attributes is a frame, and tracebacks are sequences of frames
@@ -46,7 +52,7 @@ import os
 import re
 import site
 import sysconfig
-from typing import Any, Dict, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
 __all__ = [
     "is_user_file",
@@ -124,6 +130,8 @@ def _under(filename: str, root: str) -> bool:
 @functools.lru_cache(maxsize=4096)
 def _classify(filename: str) -> Optional[str]:
     """The library-relative path of a library file, or None for the user's."""
+    if filename == _INIT_SHIM:
+        return filename
     if filename.startswith("<"):
         # <frozen importlib._bootstrap>: the standard library.  Code run
         # from a string (<string>, <stdin>) is the user's; <unknown> (no
@@ -146,6 +154,37 @@ def _classify(filename: str) -> Optional[str]:
     if match:
         return path[match.end() :].replace("\\", "/")
     return None
+
+
+#: The file name of the frame CPython 3.13+ runs a class's Python
+#: ``__init__`` under (its ``_Py_InitCleanup`` shim, at line 0): between
+#: the library's ``__init__`` and its caller, and the interpreter's own.
+#: No real file is named so: a file's name is a path ending in ``.py``.
+_INIT_SHIM = "__init__"
+
+
+def _made_from_a_string(filename: str) -> bool:
+    """Whether a user's frame runs code compiled from a string (``<string>``:
+    namedtuple's ``__new__``, dataclasses' ``__init__``, ``python -c``)."""
+    return filename.startswith("<")
+
+
+def _user_index(filenames: Iterable[str]) -> Optional[int]:
+    """The index of the user's frame among *filenames*, the most recent
+    first: the first of the user's files; or, when only code made from a
+    string is the user's, the first of those (None if neither is there).
+
+    Code made from a string gives way to a file of the user's beneath it:
+    the file's line is the one that made the namedtuple or the dataclass
+    instance, and the generated ``<string>:1`` names no line at all."""
+    generated = None
+    for index, filename in enumerate(filenames):
+        if _classify(filename) is None:
+            if not _made_from_a_string(filename):
+                return index
+            if generated is None:
+                generated = index
+    return generated
 
 
 def is_user_file(filename: str) -> bool:
@@ -175,19 +214,19 @@ def user_frame(
     if not len(traceback):
         return None, None
     last = traceback[-1]
-    for index in range(len(traceback) - 1, -1, -1):
-        frame = traceback[index]
-        if is_user_file(frame.filename):  # type: ignore[attr-defined]
-            return frame, (None if index == len(traceback) - 1 else last)
-    return last, None
+    recent_first = [traceback[i] for i in range(len(traceback) - 1, -1, -1)]
+    index = _user_index([f.filename for f in recent_first])  # type: ignore[attr-defined]
+    if index is None:
+        return last, None
+    return recent_first[index], (None if index == 0 else last)
 
 
 def user_raw_frame(frames: Sequence[RawFrame]) -> RawFrame:
     """The user's frame of raw frames, ordered **most recent first** as the
     tracer reports them; the most recent frame when none is the user's."""
-    for frame in frames:
-        if _classify(frame[0]) is None:
-            return frame
+    index = _user_index(frame[0] for frame in frames)
+    if index is not None:
+        return frames[index]
     return frames[0] if frames else ("<unknown>", 0)
 
 

@@ -490,6 +490,7 @@ lh_frames_find(PyThreadState *tstate, int skip, int limit, lh_frame *out,
     int unstarted = 0;
     _PyInterpreterFrame *f = first_started_frame(top_frame(tstate),
                                                  &unstarted);
+    _PyInterpreterFrame *chosen = NULL; /* a 1, else the first 2 */
     for (; f != NULL && limit > 0; f = f->previous) {
         if (!is_shown(f)) {
             continue;
@@ -499,15 +500,19 @@ lh_frames_find(PyThreadState *tstate, int skip, int limit, lh_frame *out,
             continue;
         }
         limit--;
-        PyObject *code = (PyObject *)frame_code(f);
-        if (is_user(ctx, code)) {
-            if (out != NULL) {
-                take_frame(out, f);
-            }
-            return 1;
+        int found = is_user(ctx, (PyObject *)frame_code(f));
+        if (found == 1) {
+            chosen = f;
+            break;
+        }
+        if (found == 2 && chosen == NULL) {
+            chosen = f;
         }
     }
-    return 0;
+    if (chosen != NULL && out != NULL) {
+        take_frame(out, chosen);
+    }
+    return chosen != NULL;
 }
 
 int
@@ -576,6 +581,7 @@ int
 lh_frames_find(PyThreadState *tstate, int skip, int limit, lh_frame *out,
                int (*is_user)(void *ctx, PyObject *code), void *ctx)
 {
+    PyFrameObject *chosen = NULL; /* a 1, else the first 2 */
     for (PyFrameObject *f = tstate->frame; f != NULL && limit > 0;
          f = f->f_back) {
         if (skip > 0) {
@@ -583,15 +589,20 @@ lh_frames_find(PyThreadState *tstate, int skip, int limit, lh_frame *out,
             continue;
         }
         limit--;
-        if (is_user(ctx, (PyObject *)f->f_code)) {
-            if (out != NULL) {
-                out->code = (PyObject *)f->f_code;
-                out->lasti = f->f_lasti;
-            }
-            return 1;
+        int found = is_user(ctx, (PyObject *)f->f_code);
+        if (found == 1) {
+            chosen = f;
+            break;
+        }
+        if (found == 2 && chosen == NULL) {
+            chosen = f;
         }
     }
-    return 0;
+    if (chosen != NULL && out != NULL) {
+        out->code = (PyObject *)chosen->f_code;
+        out->lasti = chosen->f_lasti;
+    }
+    return chosen != NULL;
 }
 
 int

@@ -121,9 +121,11 @@ unsigned int lh_frames_walked_depth(PyThreadState *tstate);
 
 /* Store in *out the first frame of `tstate`'s stack, among the `limit`
    below the `skip` most recent ones, whose code `is_user(ctx, code)`
-   accepts (out may be NULL); returns 1, or 0 when there is none.  Frames
-   are counted as lh_frames_capture counts them.  `tstate` must be the
-   caller's, with the GIL held. */
+   accepts (out may be NULL); returns 1, or 0 when there is none.
+   is_user() returns 0 (not it), 1 (it) or 2 (it, unless a frame that
+   gives 1 comes within the limit: the user's code made from a string,
+   userframe.h).  Frames are counted as lh_frames_capture counts them.
+   `tstate` must be the caller's, with the GIL held. */
 int lh_frames_find(PyThreadState *tstate, int skip, int limit, lh_frame *out,
                    int (*is_user)(void *ctx, PyObject *code), void *ctx);
 

@@ -250,7 +250,9 @@ site_all_library(lh_site *site, PyThreadState *tstate)
         int n = lh_key_nframe(&site->key);
         int library = n > 0 && n <= S.nframe;
         for (int i = 0; library && i < n; i++) {
-            library = !is_user_code(NULL, site->key.frames[i].code);
+            /* Code made from a string gives way to a file below it. */
+            library = is_user_code(NULL, site->key.frames[i].code)
+                      != LH_CODE_USER;
         }
         site->user_class = library ? LH_SITE_SEARCH : LH_SITE_NO_SEARCH;
     }

@@ -110,21 +110,29 @@ lh_user_file(const lh_user_rule *rule, const char *name)
     if (name[0] == '<') {
         /* <frozen importlib._bootstrap> is the standard library; code run
            from a string is the user's. */
-        return !starts_with(name, "<frozen ") && strcmp(name, "<unknown>") != 0;
+        if (starts_with(name, "<frozen ") || strcmp(name, "<unknown>") == 0) {
+            return LH_CODE_LIBRARY;
+        }
+        return LH_CODE_USER_STRING;
+    }
+    if (strcmp(name, "__init__") == 0) {
+        /* 3.13+: the interpreter's frame that a class's Python __init__
+           runs under (_Py_InitCleanup, line 0).  No file is named so. */
+        return LH_CODE_LIBRARY;
     }
     if (rule->own_dir != NULL && under(name, rule->own_dir)
         && (rule->demo_file == NULL || strcmp(name, rule->demo_file) != 0)) {
-        return 0;
+        return LH_CODE_LIBRARY;
     }
     if (in_package_dir(name)) {
-        return 0;
+        return LH_CODE_LIBRARY;
     }
     for (Py_ssize_t i = 0; i < rule->nroots; i++) {
         if (under(name, rule->roots[i])) {
-            return 0;
+            return LH_CODE_LIBRARY;
         }
     }
-    return !in_lib_python(name);
+    return in_lib_python(name) ? LH_CODE_LIBRARY : LH_CODE_USER;
 }
 
 /* ---- setting the rule -------------------------------------------------- */
@@ -273,14 +281,17 @@ classify_code(const lh_user_rule *rule, PyObject *code)
 {
     PyObject *filename = ((PyCodeObject *)code)->co_filename;
     if (filename == NULL || !PyUnicode_Check(filename)) {
-        return 0; /* no file: not a line to show first */
+        return LH_CODE_LIBRARY; /* no file: not a line to show first */
     }
     if (PyUnicode_IS_ASCII(filename)) {
         return lh_user_file(rule, (const char *)PyUnicode_DATA(filename));
     }
     char name[4096];
-    /* A name longer than any path: nobody's library, so the user's. */
-    return !utf8_into(filename, name, sizeof(name)) || lh_user_file(rule, name);
+    if (!utf8_into(filename, name, sizeof(name))) {
+        /* A name longer than any path: nobody's library, so the user's. */
+        return LH_CODE_USER;
+    }
+    return lh_user_file(rule, name);
 }
 
 int

@@ -40,12 +40,19 @@ typedef struct {
 int lh_user_rule_set(lh_user_rule *rule, PyObject *roots, PyObject *own_dir,
                      PyObject *demo_file);
 
-/* Whether `code` (a code object) is the user's; `rule` must be enabled.
+/* What lh_user_code() and lh_user_file() tell of code: a library's, a
+   file of the user's, or the user's code compiled from a string (named
+   "<string>" or the like: namedtuple's __new__, dataclasses' __init__,
+   python -c), which gives way to a file of the user's below it. */
+enum { LH_CODE_LIBRARY = 0, LH_CODE_USER = 1, LH_CODE_USER_STRING = 2 };
+
+/* Whether `code` (a code object) is the user's (LH_CODE_*); `rule` must
+   be enabled.
    The main interpreter's GIL held.  Never allocates nor raises: it runs in
    allocator hooks, with the tracer's lock held. */
 int lh_user_code(lh_user_rule *rule, PyObject *code);
 
-/* The classification itself, on a file name in UTF-8. */
+/* The classification itself, on a file name in UTF-8 (LH_CODE_*). */
 int lh_user_file(const lh_user_rule *rule, const char *name);
 
 #endif /* PYLEAKHUNT_USERFRAME_H */

@@ -1012,6 +1012,41 @@ def test_run_finds_a_cache_whose_sweep_keeps_a_tenth(tmp_path, kept):
     assert mine[:1] == [(str(script), SWEEP_LINE)], suspects
 
 
+#: Objects made by code that is not the user's own line: a namedtuple
+#: (its __new__ is compiled from a string) or an instance of a library's
+#: class (from 3.13 its Python __init__ runs under CPython's "__init__"
+#: frame).  Line 11 keeps them.
+MADE_ELSEWHERE_SCRIPT = """\
+import collections
+import sys
+import time
+
+sys.path.insert(0, sys.argv[2])
+MAKE = collections.namedtuple("Row", "a b")
+if sys.argv[3] != "namedtuple":
+    from lib import Row as MAKE
+KEPT = []
+for i in range(int(float(sys.argv[1]) * 1000)):
+    KEPT.append(MAKE(i, i))  # the leak
+    time.sleep(0.001)
+"""
+MADE_ELSEWHERE_LINE = 11
+
+
+@pytest.mark.parametrize("maker", ["namedtuple", "library_class"])
+def test_run_names_the_users_line_that_keeps_objects_made_elsewhere(tmp_path, maker):
+    library = tmp_path / "venv" / "site-packages"
+    library.mkdir(parents=True)
+    (library / "lib.py").write_text(
+        "class Row:\n    def __init__(self, a, b):\n        self.items = [a, b]\n"
+    )
+    script, suspects = _run_for_suspects(
+        tmp_path, "made.py", MADE_ELSEWHERE_SCRIPT, "0.2", "2", str(library), maker
+    )
+    mine = [(s["filename"], s["lineno"]) for s in suspects]
+    assert mine[:1] == [(str(script), MADE_ELSEWHERE_LINE)], suspects
+
+
 def test_run_marks_a_leak_that_the_program_frees_as_it_ends(tmp_path):
     # It grew at every sample, and the closing sample, taken after the
     # program ended, finds it freed: still the leak, marked as freed.

@@ -104,3 +104,32 @@ def test_user_frame_falls_back_to_the_most_recent_frame():
     assert via is None
     assert userframe.user_frame(Traceback(())) == (None, None)
     assert userframe.user_raw_frame(()) == ("<unknown>", 0)
+
+
+def test_cpythons_init_shim_frame_is_not_the_users():
+    # From 3.13 a class's Python __init__ runs under a frame of CPython's own
+    # (named "__init__", at line 0), between the library and its caller.
+    assert not userframe.is_user_file("__init__")
+    lib = "/srv/venv/lib/python3.13/site-packages/fakelib/thing.py"
+    tb = Traceback(((lib, 3), ("__init__", 0), ("/srv/app/main.py", 7)))
+    frame, via = userframe.user_frame(tb)
+    assert (frame.filename, frame.lineno, via.lineno) == ("/srv/app/main.py", 7, 3)
+    assert userframe.user_raw_frame(tb._frames[::-1]) == ("/srv/app/main.py", 7)
+
+
+def test_code_made_from_a_string_gives_way_to_the_file_that_called_it():
+    # namedtuple's __new__ and dataclasses' __init__ are compiled from
+    # strings: the user's line is the file's line that made the object.
+    tb = Traceback((("<string>", 1), ("/srv/app/main.py", 6)))
+    frame, via = userframe.user_frame(tb)
+    assert (frame.filename, frame.lineno) == ("/srv/app/main.py", 6)
+    assert (via.filename, via.lineno) == ("<string>", 1)
+    assert userframe.user_raw_frame(tb._frames[::-1]) == ("/srv/app/main.py", 6)
+
+
+def test_code_run_from_a_string_is_the_users_when_no_file_called_it():
+    # python -c "...": no file of the user's beneath it.
+    tb = Traceback((("<string>", 1), ("<frozen runpy>", 88)))
+    frame, via = userframe.user_frame(tb)
+    assert (frame.filename, frame.lineno, via) == ("<string>", 1, None)
+    assert userframe.user_raw_frame(tb._frames[::-1]) == ("<string>", 1)
