@@ -20,6 +20,11 @@ For a call site with live sizes ``s0 .. sn`` at times ``t0 .. tn``:
   widest gap between two.  A leak that comes with a job run every few minutes
   grows in few intervals, but in steps that stay.
 
+A site that held nothing until some sample, and something at every sample
+since, is also judged from the sample before that one (if a quarter of the
+samples at least are left): a leak that began late in the run grew in too
+few of the whole window's intervals.
+
 A site that falls now and then by much more than it rises (a cache swept
 every few samples) is also a suspect when the sizes just after its falls
 rise (`GrowthRule._sawtooth`): a sweep that keeps part of each round gives
@@ -357,10 +362,22 @@ class GrowthRule:
         the sizes or else, from its *floors* (at each sample, its lowest
         size since the sample before), what it held from each sample on
         (`held_series`).  With *min_slope*, a series grows only if its
-        least-squares slope reaches it too."""
+        least-squares slope reaches it too.
+
+        A key that held nothing until some sample and something at every
+        sample since is also judged from the sample before, if that leaves
+        a quarter of the samples at least: its series before is no growth
+        it could have shown.  A leak that began after half the run grew in
+        too few of the whole window's intervals."""
         consistency = self.judge(times, sizes)
         if consistency is not None and _reaches(times, sizes, min_slope):
             return consistency, times, sizes
+        start = _appeared(sizes)
+        if len(sizes) - start >= max(self.min_samples, -(-len(sizes) // 4)):
+            xs, ys = times[start:], sizes[start:]
+            consistency = self.judge(xs, ys)
+            if consistency is not None and _reaches(xs, ys, min_slope):
+                return consistency, xs, ys
         if floors is None:
             return None
         xs, held = held_series(times, sizes, floors)
@@ -376,6 +393,16 @@ class GrowthRule:
         if early <= 0 or early < self.min_late_rate * late:
             return None
         return consistency, xs, held
+
+
+def _appeared(sizes: Sequence[int]) -> int:
+    """The index of the sample before the one from which a key held blocks
+    at every sample to the last (0 when it held some from the first or the
+    second sample on; len(sizes) if none at the last)."""
+    start = len(sizes)
+    while start > 0 and sizes[start - 1] != 0:
+        start -= 1
+    return max(start - 1, 0) if start < len(sizes) else start
 
 
 def _lows(steps: Sequence[int]) -> List[int]:

@@ -413,3 +413,22 @@ def test_a_sweep_with_many_lows_out_of_order_is_no_suspect():
     for start in (4, 14, 24, 34):  # four lows of eight above the next
         sizes[start : start + 5] = [s + 6_000 for s in sizes[start : start + 5]]
     assert suspects(sizes) == []
+
+
+def test_a_leak_that_began_late_is_judged_from_when_its_line_appeared():
+    # Nothing at the line for 60% of the run, then 175 KB a sample: it grew
+    # in 5 intervals of 12, too few for the whole window's steadiness.
+    sizes = [0] * 8 + [175_000 * i for i in range(1, 6)]
+    found = suspects(sizes)
+    assert len(found) == 1 and found[0].consistency == 1.0
+    assert found[0].growth_bytes == 875_000
+
+
+def test_a_line_that_appeared_in_the_last_quarter_is_not_yet_judged():
+    sizes = [0] * 30 + [175_000 * i for i in range(1, 6)]
+    assert suspects(sizes) == []
+
+
+def test_a_line_that_appeared_late_and_stopped_is_no_suspect():
+    sizes = [0] * 8 + [100_000, 200_000, 300_000, 300_000, 300_000, 300_000]
+    assert suspects(sizes) == []
