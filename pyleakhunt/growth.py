@@ -20,10 +20,10 @@ For a call site with live sizes ``s0 .. sn`` at times ``t0 .. tn``:
   widest gap between two.  A leak that comes with a job run every few minutes
   grows in few intervals, but in steps that stay.
 
-A site that held nothing until some sample, and something at every sample
-since, is also judged from the sample before that one (if a quarter of the
-samples at least are left): a leak that began late in the run grew in too
-few of the whole window's intervals.
+A site that held nothing from the first sample until some sample, and
+something at every sample since, is also judged from the sample before
+that one (if a quarter of the samples at least are left): a leak that
+began late in the run grew in too few of the whole window's intervals.
 
 A site that falls now and then by much more than it rises (a cache swept
 every few samples) is also a suspect when the sizes just after its falls
@@ -317,9 +317,11 @@ class GrowthRule:
         of them per low beyond `min_lows` (lows that only jitter are in
         that order at most once in a hundred; a dict swept in place keeps
         its table, which grows and shrinks, and may put one low out of
-        order); they rose by `min_growth_bytes`, late as early (by
-        `min_late_rate`); and it has not been quiet since the last low for
-        longer than 1.5 times the widest gap between two.  The first
+        order); they rose by `min_growth_bytes`, and over their second half
+        too (not as fast as over the first, maybe: the table of a dict
+        swept in place doubles early, then holds, and counts at the same
+        line); and it has not been quiet since the last low for longer
+        than 1.5 times the widest gap between two.  The first
         sample is no low: the series may begin anywhere in a round.
         """
         rises = sum(1 for d in steps if d > 0)
@@ -342,11 +344,8 @@ class GrowthRule:
             return False
         if low[-1] - low[0] < max(self.min_growth_bytes, 1):
             return False
-        middle = len(low) // 2
-        early = _rate(at[: middle + 1], low[: middle + 1])
-        late = _rate(at[middle:], low[middle:])
-        if late < self.min_late_rate * early:
-            return False
+        if low[-1] <= low[len(low) // 2]:
+            return False  # its second half of lows did not rise
         widest = max(b - a for a, b in zip(at, at[1:]))
         return times[-1] - at[-1] <= 1.5 * widest
 
@@ -364,16 +363,18 @@ class GrowthRule:
         (`held_series`).  With *min_slope*, a series grows only if its
         least-squares slope reaches it too.
 
-        A key that held nothing until some sample and something at every
-        sample since is also judged from the sample before, if that leaves
-        a quarter of the samples at least: its series before is no growth
-        it could have shown.  A leak that began after half the run grew in
+        A key that held nothing from the first sample until some sample,
+        and something at every sample since, is also judged from the
+        sample before, if that leaves a quarter of the samples at least:
+        its series before is no growth it could have shown.  (Not a key
+        that came and went: a random walk that touches zero then climbs
+        for a while would pass.)  A leak that began after half the run grew in
         too few of the whole window's intervals."""
         consistency = self.judge(times, sizes)
         if consistency is not None and _reaches(times, sizes, min_slope):
             return consistency, times, sizes
         start = _appeared(sizes)
-        if len(sizes) - start >= max(self.min_samples, -(-len(sizes) // 4)):
+        if start and len(sizes) - start >= max(self.min_samples, -(-len(sizes) // 4)):
             xs, ys = times[start:], sizes[start:]
             consistency = self.judge(xs, ys)
             if consistency is not None and _reaches(xs, ys, min_slope):
@@ -396,13 +397,13 @@ class GrowthRule:
 
 
 def _appeared(sizes: Sequence[int]) -> int:
-    """The index of the sample before the one from which a key held blocks
-    at every sample to the last (0 when it held some from the first or the
-    second sample on; len(sizes) if none at the last)."""
-    start = len(sizes)
-    while start > 0 and sizes[start - 1] != 0:
-        start -= 1
-    return max(start - 1, 0) if start < len(sizes) else start
+    """The index of the sample before a key's first block, if it held
+    blocks at every sample from then to the last; else 0 (nor when it held
+    some at the first or the second sample)."""
+    first = next((i for i, size in enumerate(sizes) if size != 0), 0)
+    if first < 2 or 0 in sizes[first:]:
+        return 0
+    return first - 1
 
 
 def _lows(steps: Sequence[int]) -> List[int]:
