@@ -16,9 +16,10 @@ For a call site with live sizes ``s0 .. sn`` at times ``t0 .. tn``:
 - **consistency** is the fraction of intervals in which it grew; a site
   must grow in at least ``min_consistency`` of them, or else grow like a
   staircase: in bursts (``min_rises`` of them at least, spread over half
-  the window), never given back, the last not longer ago than twice the
-  widest gap between two.  A leak that comes with a job run every few minutes
-  grows in few intervals, but in steps that stay.
+  the window), never given back, the last not longer ago than 1.5 times
+  the widest gap between two (twice when each rise doubles the last).  A
+  leak that comes with a job run every few minutes grows in few
+  intervals, but in steps that stay.
 
 A site that held nothing from the first sample until some sample, and
 something at every sample since, is also judged from the sample before
@@ -26,8 +27,8 @@ that one (if a quarter of the samples at least are left): a leak that
 began late in the run grew in too few of the whole window's intervals.
 
 A site that falls now and then by much more than it rises (a cache swept
-every few samples) is also a suspect when the sizes just after its falls
-rise (`GrowthRule._sawtooth`): a sweep that keeps part of each round gives
+every few samples) is also a suspect when its lows (its floors just after
+its falls) rise (`GrowthRule._sawtooth`): a sweep that keeps part of each round gives
 back most of what it gained, and fails the tests above, but its lows climb.
 
 The same rule is also asked of what the site **held from each sample on**:
@@ -237,18 +238,24 @@ class GrowthRule:
     min_lows: int = 5
 
     def judge(
-        self, times: Sequence[float], sizes: Sequence[int], bursts: bool = True
+        self,
+        times: Sequence[float],
+        sizes: Sequence[int],
+        bursts: bool = True,
+        floors: Optional[Sequence[int]] = None,
     ) -> Optional[float]:
         """The consistency of a growing series, or None if it is not a suspect.
 
         With *bursts*, growth in few intervals may pass as a staircase
-        (`_staircase`).  Not for what a key held from each sample on: that
-        series never falls, and the least of noisy floors climbs in steps.
+        (`_staircase`), and a series that falls now and then as a sawtooth
+        (`_sawtooth`, which reads its lows from *floors* when given).  Not
+        for what a key held from each sample on: that series never falls,
+        and the least of noisy floors climbs in steps.
         """
         if len(sizes) < self.min_samples:
             return None
         steps = [b - a for a, b in zip(sizes, sizes[1:])]
-        if bursts and self._sawtooth(times, sizes, steps):
+        if bursts and self._sawtooth(times, sizes, steps, floors):
             return sum(1 for d in steps if d > 0) / len(steps)
         net = sizes[-1] - sizes[0]
         if net < max(self.min_growth_bytes, 1):
@@ -277,10 +284,19 @@ class GrowthRule:
         doubles, at most: its last step is half of all its growth); in most
         intervals in which it changed it rose; its rises span half the
         series at least (a cache warmed in one go, however late, does not);
-        and it has not been quiet at the end for longer than twice the widest
-        gap between two of its rises (or it stopped: a plateau; a container
-        filled steadily doubles after twice its last gap).
+        and it has not been quiet at the end for longer than 1.5 times the
+        widest gap between two of its rises (or it stopped: a plateau); twice,
+        when each rise is half as big again as the one before at least (a
+        container filled steadily doubles after twice its last gap).
+        Steps smaller than an eighth of its mean rise count as neither
+        rises nor falls: a full deque whose items vary by a few bytes
+        would never be quiet.
         """
+        gains = [d for d in steps if d > 0]
+        if not gains:
+            return False
+        noise = sum(gains) / len(gains) / 8
+        steps = [d if abs(d) > noise else 0 for d in steps]
         rises = [times[i + 1] for i, d in enumerate(steps) if d > 0]
         falls = sum(1 for d in steps if d < 0)
         if len(rises) < self.min_rises:
@@ -290,7 +306,7 @@ class GrowthRule:
         if len(rises) < self.min_consistency * (len(rises) + falls):
             return False
         given_back = -sum(d for d in steps if d < 0)
-        if given_back > self.max_staircase_given_back * sum(d for d in steps if d > 0):
+        if given_back > self.max_staircase_given_back * sum(gains):
             return False
         duration = times[-1] - times[0]
         # The first rise happened after the sample before it.
@@ -298,19 +314,29 @@ class GrowthRule:
         if rises[-1] - first < duration / 2:
             return False
         widest = max(b - a for a, b in zip(rises, rises[1:]))
-        return times[-1] - rises[-1] <= 2 * widest
+        # A container filled steadily doubles after twice its last gap, by
+        # as much as it grew in all: that one may be quiet twice as long.
+        grown = [d for d in steps if d > 0]
+        doubling = all(b >= 1.5 * a for a, b in zip(grown, grown[1:]))
+        return times[-1] - rises[-1] <= (2 if doubling else 1.5) * widest
 
     def _sawtooth(
-        self, times: Sequence[float], sizes: Sequence[int], steps: Sequence[int]
+        self,
+        times: Sequence[float],
+        sizes: Sequence[int],
+        steps: Sequence[int],
+        floors: Optional[Sequence[int]],
     ) -> bool:
         """Whether a series that falls now and then is still a leak: a cache
         swept every few samples that keeps part of each round.
 
         Its live size is a sawtooth, which the churn test fails (it gives
         back most of what it gains), and what it held from each sample on
-        rises once a sweep.  What rises steadily is its lows: the sizes
-        just after the sweeps.  It rose in most intervals and fell in few
-        (at most `max_sawtooth_falls` of them), its falls half as big again
+        rises once a sweep.  What rises steadily is its lows: its floors
+        at the samples just after its falls (the least it held at the
+        sweep; its sizes there when the floors are unknown).  It rose in
+        most intervals and fell in few (at most `max_sawtooth_falls` of
+        them), its falls half as big again
         as its rises on average at least (a sweep gives back what several
         intervals gained; a random walk falls as far as it rises).  It had
         `min_lows` lows at least, in rising order but for at most one pair
@@ -321,8 +347,8 @@ class GrowthRule:
         too (not as fast as over the first, maybe: the table of a dict
         swept in place doubles early, then holds, and counts at the same
         line); and it has not been quiet since the last low for longer
-        than 1.5 times the widest gap between two.  The first
-        sample is no low: the series may begin anywhere in a round.
+        than 1.5 times the widest gap between two.  The first sample is
+        no low: the series may begin anywhere in a round.
         """
         rises = sum(1 for d in steps if d > 0)
         falls = sum(1 for d in steps if d < 0)
@@ -338,7 +364,11 @@ class GrowthRule:
         if len(lows) < self.min_lows:
             return False
         at = [times[i] for i in lows]
-        low = [sizes[i] for i in lows]
+        # A sample's floor covers the sweep before it: a cache emptied
+        # every second at steady load, sampled every 0.2017 s, showed
+        # sizes after its sweeps that climbed with the phase between the
+        # two clocks; its floors there were 32 bytes every time.
+        low = [(sizes if floors is None else floors)[i] for i in lows]
         most = len(low) - self.min_lows
         if _inversions(low, most) > most:
             return False
@@ -370,18 +400,21 @@ class GrowthRule:
         that came and went: a random walk that touches zero then climbs
         for a while would pass.)  A leak that began after half the run grew in
         too few of the whole window's intervals."""
-        consistency = self.judge(times, sizes)
+        consistency = self.judge(times, sizes, floors=floors)
         if consistency is not None and _reaches(times, sizes, min_slope):
             return consistency, times, sizes
+        enough = max(self.min_samples, -(-len(sizes) // 4))
         start = _appeared(sizes)
-        if start and len(sizes) - start >= max(self.min_samples, -(-len(sizes) // 4)):
+        if start and len(sizes) - start >= enough:
             xs, ys = times[start:], sizes[start:]
-            consistency = self.judge(xs, ys)
+            consistency = self.judge(xs, ys, floors=_tail(floors, start))
             if consistency is not None and _reaches(xs, ys, min_slope):
                 return consistency, xs, ys
         if floors is None:
             return None
         xs, held = held_series(times, sizes, floors)
+        if len(held) < enough:
+            return None  # it appeared in the last quarter: not yet judged
         consistency = self.judge(xs, held, bursts=False)
         if consistency is None or not _reaches(xs, held, min_slope):
             return None
@@ -396,6 +429,11 @@ class GrowthRule:
         return consistency, xs, held
 
 
+def _tail(values: Optional[Sequence[int]], start: int) -> Optional[Sequence[int]]:
+    """*values* from *start* on (None stays None)."""
+    return None if values is None else values[start:]
+
+
 def _appeared(sizes: Sequence[int]) -> int:
     """The index of the sample before a key's first block, if it held
     blocks at every sample from then to the last; else 0 (nor when it held
@@ -407,18 +445,20 @@ def _appeared(sizes: Sequence[int]) -> int:
 
 
 def _lows(steps: Sequence[int]) -> List[int]:
-    """The indices of a series' lows, given its *steps*: each sample after
-    which it next rose, when it last changed by falling; and the last
-    sample, if its last change was a fall."""
+    """The indices of a series' lows, given its *steps*: of each fall (one
+    or more falling steps in a row, unchanged samples between them) that
+    a rise or the end of the series follows, the sample just after its
+    last falling step."""
     lows = []
-    last = 0  # the sign of the last change
+    fell_to = None  # the sample after the last falling step, if no rise since
     for i, d in enumerate(steps):
-        if d > 0 and last < 0:
-            lows.append(i)
-        if d != 0:
-            last = 1 if d > 0 else -1
-    if last < 0:
-        lows.append(len(steps))
+        if d < 0:
+            fell_to = i + 1
+        elif d > 0 and fell_to is not None:
+            lows.append(fell_to)
+            fell_to = None
+    if fell_to is not None:
+        lows.append(fell_to)
     return lows
 
 
