@@ -450,9 +450,9 @@ class _TimelineWatcher(LeakWatcher):
                 self._timeline.append(snapshot.raw)
         return snapshot
 
-    def stop(self, final_sample: bool = True) -> None:
+    def stop(self, final_sample: bool = True, closing: bool = True) -> None:
         try:
-            super().stop(final_sample)
+            super().stop(final_sample, closing)
         finally:
             self._close()
 

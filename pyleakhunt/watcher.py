@@ -228,19 +228,21 @@ class LeakWatcher:
             return False
         return True
 
-    def stop(self, final_sample: bool = True) -> None:
+    def stop(self, final_sample: bool = True, closing: bool = True) -> None:
         """Stop sampling (taking one last sample) and close the timeline.
 
-        The last sample is the series' closing one: a line that grew until
-        then and that it finds freed (the program's end let go of it) is
-        still a suspect, marked ``freed_at_exit``."""
+        With *closing*, the last sample is the series' closing one, taken
+        once the code watched has ended: a line that grew until then and
+        that it finds freed (the end let go of it, as a function's locals)
+        is still a suspect, marked ``freed_at_exit``.  Pass False when the
+        program goes on (a watch of a running process that ends)."""
         registration, self._registration = self._registration, None
         if registration is not None:
             registration.cancel()  # waits for a sample being taken
         if self._running:
             self._running = False
             if final_sample and self.error is None and pyleakhunt.is_tracing():
-                self._closing = True
+                self._closing = closing
                 try:
                     self.sample()
                 finally:

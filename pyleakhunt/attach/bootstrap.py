@@ -397,7 +397,8 @@ def _stop_watch(pyleakhunt, watch):
     if watch["timer"] is not None:
         watch["timer"].cancel()
     try:
-        watch["watcher"].stop()
+        # The process goes on: its last sample is no closing one.
+        watch["watcher"].stop(closing=False)
     finally:
         if watch.get("lease") is not None:
             watch["lease"].release()

@@ -125,6 +125,17 @@ def test_a_leak_in_a_local_is_a_suspect_freed_at_exit(steady_clock):
     assert found[0].freed_at_exit and found[0].size < found[0].growth_bytes / 10
 
 
+def test_a_watch_that_ends_while_the_program_goes_on_has_no_closing_sample(
+    steady_clock,
+):
+    # An attach's watch ends, the process does not: what it freed just
+    # before the last sample was given back while it ran.
+    watcher = LeakWatcher(interval=3600).start()
+    keep_in_a_local(watcher)
+    watcher.stop(closing=False)
+    assert [s for s in watcher.suspects() if s.filename == __file__] == []
+
+
 #: One small object kept per call, of each type CPython keeps free lists of.
 SMALL_OBJECTS = {
     "dict": lambda i: {"id": i},
