@@ -28,8 +28,9 @@ began late in the run grew in too few of the whole window's intervals.
 
 A site that falls now and then by much more than it rises (a cache swept
 every few samples) is also a suspect when its lows (its floors just after
-its falls) rise (`GrowthRule._sawtooth`): a sweep that keeps part of each round gives
-back most of what it gained, and fails the tests above, but its lows climb.
+its falls) rise (`GrowthRule._sawtooth`): a sweep that keeps part of each
+round gives back most of what it gained, and fails the tests above, but
+its lows climb.
 
 The same rule is also asked of what the site **held from each sample on**:
 the least it held at any moment from the sample before to the end of the
@@ -192,12 +193,11 @@ def reduce_snapshot(
     if max_keys is not None and len(keys) > max_keys:
         keys.sort(key=lambda k: figures[k][0], reverse=True)
         keys = keys[:max_keys]
-    attrs = snapshot.raw.attrs
     sample = Sample(
         snapshot.timestamp,
         {k: (figures[k][0], figures[k][1], figures[k][2]) for k in keys},
         snapshot.is_estimated,
-        closing=isinstance(attrs, dict) and attrs.get(CLOSING_ATTR) is True,
+        closing=is_closing(snapshot.raw),
     )
     return sample, {k: biggest[k][1] for k in keys}
 
@@ -205,6 +205,11 @@ def reduce_snapshot(
 #: The attribute (`RawSnapshot.attrs`) of a series' closing sample: the one
 #: `LeakWatcher.stop` takes, after the program (or the part watched) ended.
 CLOSING_ATTR = "closing"
+
+
+def is_closing(raw: RawSnapshot) -> bool:
+    """Whether *raw* is the closing sample of its series (`CLOSING_ATTR`)."""
+    return isinstance(raw.attrs, dict) and raw.attrs.get(CLOSING_ATTR) is True
 
 
 def slope(xs: Sequence[float], ys: Sequence[float]) -> float:
@@ -336,9 +341,9 @@ class GrowthRule:
         at the samples just after its falls (the least it held at the
         sweep; its sizes there when the floors are unknown).  It rose in
         most intervals and fell in few (at most `max_sawtooth_falls` of
-        them), its falls half as big again
-        as its rises on average at least (a sweep gives back what several
-        intervals gained; a random walk falls as far as it rises).  It had
+        them), its falls half as big again as its rises on average at
+        least (a sweep gives back what several intervals gained; a random
+        walk falls as far as it rises).  It had
         `min_lows` lows at least, in rising order but for at most one pair
         of them per low beyond `min_lows` (lows that only jitter are in
         that order at most once in a hundred; a dict swept in place keeps
@@ -398,8 +403,8 @@ class GrowthRule:
         sample before, if that leaves a quarter of the samples at least:
         its series before is no growth it could have shown.  (Not a key
         that came and went: a random walk that touches zero then climbs
-        for a while would pass.)  A leak that began after half the run grew in
-        too few of the whole window's intervals."""
+        for a while would pass.)  A leak that began after half the run
+        grew in too few of the whole window's intervals."""
         consistency = self.judge(times, sizes, floors=floors)
         if consistency is not None and _reaches(times, sizes, min_slope):
             return consistency, times, sizes

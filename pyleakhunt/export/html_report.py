@@ -34,10 +34,10 @@ from typing import (
 
 from .._raw import RawColumns, RawFrames, RawSnapshot
 from ..growth import (
-    CLOSING_ATTR,
     DEFAULT_RULE,
     TRACER_FILES,
     GrowthRule,
+    is_closing,
     suspects_of_series,
 )
 from ..progress import StatusLine
@@ -425,7 +425,7 @@ def _timeline_page(
         value = raw.attrs.get(RSS_ATTR) if isinstance(raw.attrs, dict) else None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             rss.append((raw.timestamp, value))
-        if isinstance(raw.attrs, dict) and raw.attrs.get(CLOSING_ATTR) is True:
+        if is_closing(raw):
             closing_at = raw.timestamp
         if first is None:
             first = raw
