@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import pyleakhunt
 
-from . import lease, sampler, userframe
+from . import _core, lease, sampler, userframe
 from .fileformat import TimelineWriter
 from .growth import (
     CLOSING_ATTR,
@@ -40,7 +40,6 @@ from .growth import (
     thin_evenly,
 )
 from .lease import Lease
-from .process.proc import rss_bytes
 from .snapshot import KEY_TYPES, Snapshot, Traceback
 
 #: The entry attribute holding the process's resident set size, in bytes
@@ -135,7 +134,11 @@ class LeakWatcher:
         """
         self._ensure_tracing()
         snapshot = pyleakhunt.take_snapshot(traces=False)
-        rss = rss_bytes()
+        # Read in C, the GIL held (`pyleakhunt.process.proc.rss_bytes` reads
+        # the same file): Python's file calls give the GIL up eight
+        # times, and behind a busy main thread each costs the sampling
+        # thread up to the switch interval to get it back.
+        rss = _core.rss_bytes()
         if rss is not None:
             snapshot.raw.attrs[RSS_ATTR] = rss
         if self._closing:  # stop()'s (`pyleakhunt.growth.CLOSING_ATTR`)
