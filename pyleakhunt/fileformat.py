@@ -291,8 +291,33 @@ def _section(sid: int, raw: bytes, level: int) -> bytes:
     return _SECTION_HEADER.pack(sid, flags, len(stored), len(raw)) + stored
 
 
-def _encode_payload(snap: RawSnapshot) -> bytes:
-    """Encode the sections of one snapshot (an entry payload)."""
+_SectionEncoder = Callable[[int, bytes, int], bytes]
+
+
+class _RepeatedSections:
+    """`_section` for the entries of one timeline: a section that is byte
+    for byte the previous entry's keeps the previous encoding instead of
+    being compressed again.  A watcher's samples repeat most of their
+    tables (the strings nine times in ten, the frames and tracebacks one
+    time in two), and every `zlib.compress` gives up the GIL, which
+    behind a busy program costs the sampling thread up to a switch
+    interval to get back."""
+
+    def __init__(self) -> None:
+        self._last: Dict[int, Tuple[bytes, bytes]] = {}
+
+    def __call__(self, sid: int, raw: bytes, level: int) -> bytes:
+        last = self._last.get(sid)
+        if last is not None and last[0] == raw:
+            return last[1]
+        section = _section(sid, raw, level)
+        self._last[sid] = (raw, section)
+        return section
+
+
+def _encode_payload(snap: RawSnapshot, section: _SectionEncoder = _section) -> bytes:
+    """Encode the sections of one snapshot (an entry payload), each with
+    *section*."""
     sites = snap.sites
     if len(sites) > MAX_SITES:
         raise ValueError(f"{len(sites)} sites (> {MAX_SITES})")
@@ -358,7 +383,7 @@ def _encode_payload(snap: RawSnapshot) -> bytes:
         float(snap.timestamp),
         n_blocks,
     )
-    out.append(_section(SECTION_META, meta, 0))
+    out.append(section(SECTION_META, meta, 0))
 
     frames_raw = b"".join(
         [
@@ -390,10 +415,10 @@ def _encode_payload(snap: RawSnapshot) -> bytes:
     sites_raw = b"".join([struct.pack("<Q", len(sites)), *columns])
 
     strings_raw = _encode_strings(list(string_index))
-    out.append(_section(SECTION_STRINGS, strings_raw, _TABLES_LEVEL))
-    out.append(_section(SECTION_FRAMES, frames_raw, _TABLES_LEVEL))
-    out.append(_section(SECTION_TRACEBACKS, tbs_raw, _TABLES_LEVEL))
-    out.append(_section(SECTION_SITES, sites_raw, _TABLES_LEVEL))
+    out.append(section(SECTION_STRINGS, strings_raw, _TABLES_LEVEL))
+    out.append(section(SECTION_FRAMES, frames_raw, _TABLES_LEVEL))
+    out.append(section(SECTION_TRACEBACKS, tbs_raw, _TABLES_LEVEL))
+    out.append(section(SECTION_SITES, sites_raw, _TABLES_LEVEL))
     if tag_ids:
         tags_raw = b"".join(
             [
@@ -402,9 +427,9 @@ def _encode_payload(snap: RawSnapshot) -> bytes:
                 _encode_column(array(_U32, tag_names)),
             ]
         )
-        out.append(_section(SECTION_TAGS, tags_raw, _TABLES_LEVEL))
+        out.append(section(SECTION_TAGS, tags_raw, _TABLES_LEVEL))
     if snap.attrs:
-        out.append(_section(SECTION_ATTRS, _encode_attrs(snap.attrs), _TABLES_LEVEL))
+        out.append(section(SECTION_ATTRS, _encode_attrs(snap.attrs), _TABLES_LEVEL))
     if full:
         block_sites = _u64_array(snap.block_sites, "block_sites", _U32)
         block_sizes = _u64_array(snap.block_sizes, "block_sizes")
@@ -414,7 +439,7 @@ def _encode_payload(snap: RawSnapshot) -> bytes:
                 f"block_sites refers to site {top} but there are {len(sites)} sites"
             )
         blocks_raw = _encode_column(block_sites, top) + _encode_column(block_sizes)
-        out.append(_section(SECTION_BLOCKS, blocks_raw, _BLOCKS_LEVEL))
+        out.append(section(SECTION_BLOCKS, blocks_raw, _BLOCKS_LEVEL))
 
     payload = b"".join(out)
     if len(payload) > MAX_ENTRY_BYTES:
@@ -422,8 +447,8 @@ def _encode_payload(snap: RawSnapshot) -> bytes:
     return payload
 
 
-def _encode_entry(snap: RawSnapshot) -> bytes:
-    payload = _encode_payload(snap)
+def _encode_entry(snap: RawSnapshot, section: _SectionEncoder = _section) -> bytes:
+    payload = _encode_payload(snap, section)
     header = _ENTRY_HEADER.pack(ENTRY_MARKER, len(payload), zlib.crc32(payload))
     return header + payload
 
@@ -478,6 +503,7 @@ class TimelineWriter:
         if mode not in ("w", "a"):
             raise ValueError(f"mode must be 'w' or 'a', not {mode!r}")
         self._fsync = fsync
+        self._sections = _RepeatedSections()
         self._owned = _is_path(dest)
         self._file: Optional[BinaryIO] = None
         if not self._owned:
@@ -526,7 +552,7 @@ class TimelineWriter:
         """Encode *snap* and append it as one entry, then flush."""
         if self._file is None:
             raise ValueError("append() on a closed TimelineWriter")
-        self._write(_encode_entry(snap))
+        self._write(_encode_entry(snap, self._sections))
 
     def close(self) -> None:
         """Close the file (a file object passed in is flushed, not closed)."""

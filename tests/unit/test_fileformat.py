@@ -392,6 +392,37 @@ def test_timeline_entries_share_repeated_tables_and_decode_changed_ones() -> Non
         assert tbs[4][0] is not tbs[1][0] and tbs[4] == tbs[1]
 
 
+def test_a_timeline_compresses_a_table_repeated_from_the_entry_before_once(
+    monkeypatch,
+) -> None:
+    first = make_aggregated(timestamp=1.0)
+    same = make_aggregated(timestamp=2.0)  # same tables, other figures
+    same.sites = [site._replace(count=site.count + 1) for site in same.sites]
+    renamed = make_aggregated(timestamp=3.0)  # a new file name: new tables
+    renamed.sites = [
+        site._replace(frames=(("/new.py", 1),) + site.frames) for site in renamed.sites
+    ]
+    snaps = [first, same, same, renamed]
+    # Entry by entry as a lone writer would encode each, nothing reused.
+    alone = ff._file_header(ff.KIND_TIMELINE) + b"".join(map(ff._encode_entry, snaps))
+    compress = zlib.compress
+    calls = []
+    monkeypatch.setattr(
+        ff.zlib, "compress", lambda *a, **k: calls.append(1) or compress(*a, **k)
+    )
+    buf = io.BytesIO()
+    writer = ff.TimelineWriter(buf)
+    per_entry = []
+    for snap in snaps:
+        before = len(calls)
+        writer.append(snap)
+        per_entry.append(len(calls) - before)
+    assert buf.getvalue() == alone
+    assert per_entry[1] < per_entry[0] and per_entry[2] < per_entry[0]
+    assert per_entry[3] > per_entry[2]
+    assert ff.read_timeline(io.BytesIO(buf.getvalue())) == snaps
+
+
 def test_timeline_entries_read_as_columns_are_the_same_snapshots() -> None:
     first = make_aggregated(timestamp=1.0)
     same = make_aggregated(timestamp=2.0)  # same sites, other figures
