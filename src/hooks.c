@@ -686,9 +686,8 @@ check_memo(lh_position pos, uint32_t tag, lh_site *site)
 
 /* The site of an allocation of the Python domain made now by `tstate`,
    under the request `tag`, in the common case's `mode`, from the site
-   cache, or NULL; lock held.  The memo comes
-   first: most allocations are made at a position (lh_position) where
-   one was made before. */
+   cache, or NULL; lock held.  The memo comes first: most allocations are
+   made at a position (lh_position) where one was made before. */
 static inline lh_site *
 common_site(PyThreadState *tstate, int mode, uint32_t tag)
 {
