@@ -625,10 +625,34 @@ def shorter_interval(duration: float, min_samples: int) -> Optional[float]:
     return None
 
 
-def too_few_samples_hint(duration: float, min_samples: int) -> str:
-    """How ``run`` could have taken enough samples of this program."""
+def too_few_samples_hint(
+    duration: float,
+    min_samples: int,
+    interval: Optional[float] = None,
+    samples: Optional[int] = None,
+) -> str:
+    """How ``run`` could have taken enough samples of this program, which
+    ran *duration* seconds; *samples* were taken every *interval* seconds
+    as asked, if given.
+
+    When far fewer came than the interval asked for, a shorter one would
+    not help: the sampling thread must hold the GIL to take a sample, and
+    a program that gives the GIL up and takes it back at once, over and
+    over (a busy asyncio loop of many small tasks polls with select()
+    between them), can keep it from that thread for seconds at a time."""
+    if interval and samples is not None and samples < duration / interval / 2:
+        return (
+            "the program ran %s, and samples came %s apart on average, not "
+            "every %g s: the program kept the GIL from the sampling thread "
+            "(a busy event loop?); run it longer"
+            % (
+                format_duration(duration),
+                format_duration(duration / max(samples, 1)),
+                interval,
+            )
+        )
     value = shorter_interval(duration, min_samples)
-    if value is None:
+    if value is None or (interval and value >= interval):
         return "the program ran %s: run it longer" % format_duration(duration)
     return "the program ran %s: --interval %g takes about %d samples" % (
         format_duration(duration),
@@ -644,8 +668,10 @@ def run_summary(
     suspects: Sequence[Suspect],
     min_samples: int,
     error: Optional[BaseException] = None,
+    interval: Optional[float] = None,
 ) -> List[str]:
-    """What ``pyleakhunt run`` says on stderr when the program ends."""
+    """What ``pyleakhunt run`` says on stderr when the program ends; it
+    sampled every *interval* seconds, if given."""
     lines = [
         "pyleakhunt: timeline: %s (%s over %s)"
         % (path, plural(samples, "sample"), format_duration(duration))
@@ -662,7 +688,8 @@ def run_summary(
     else:
         lines.append("pyleakhunt: " + no_suspect_reason(samples, min_samples))
         if samples < min_samples:
-            lines.append("pyleakhunt: " + too_few_samples_hint(duration, min_samples))
+            hint = too_few_samples_hint(duration, min_samples, interval, samples)
+            lines.append("pyleakhunt: " + hint)
     return lines
 
 

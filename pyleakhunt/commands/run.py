@@ -377,6 +377,7 @@ def _trace(
             suspects,
             watcher.rule.min_samples,
             watcher.error,
+            watcher.interval,
         )
         sys.stderr.write("".join(line + "\n" for line in lines))
     return code
