@@ -21,7 +21,8 @@ import textwrap
 from pathlib import Path
 from typing import List
 
-from helpers import assert_clean, run_cli, run_python
+import pytest
+from helpers import UNDER_ASAN, assert_clean, run_cli, run_python
 
 from pyleakhunt import fileformat
 
@@ -66,6 +67,12 @@ def sample_gaps(directory: Path) -> List[float]:
     return [b - a for a, b in zip(times, times[1:])][:-1]
 
 
+@pytest.mark.skipif(
+    UNDER_ASAN,
+    reason="under AddressSanitizer a sample computes for longer than the "
+    "interval allows, and the gap is then the sample's own length, as "
+    "sampler._next_due means it to be; the other runs check the spacing",
+)
 def test_samples_keep_their_interval_behind_a_busy_asyncio_loop(tmp_path):
     script = tmp_path / "busy.py"
     script.write_text(BUSY_ASYNCIO)
