@@ -204,9 +204,14 @@ lh_lock_fast_contended(lh_lock *lock, int slow)
         slow = atomic_load_explicit(&lock->slow, memory_order_acquire);
     }
     if (slow & LH_LOCK_OTHER_INSIDE) {
-        /* Step aside first: the slow taker waits for gil_inside == 0. */
+        /* Step aside first: the slow taker waits for gil_inside == 0.
+           Holding the spin lock, no slow taker is inside or can come in;
+           gil_inside, set again before the spin lock is released, is seen
+           by the next one (its acquire of the spin lock pairs with that
+           release), which then waits for the fast side's release. */
         atomic_store_explicit(&lock->gil_inside, 0, memory_order_release);
         spin(&lock->spin);
-        lock->gil_fell_back = 1;
+        atomic_store_explicit(&lock->gil_inside, 1, memory_order_relaxed);
+        atomic_flag_clear_explicit(&lock->spin, memory_order_release);
     }
 }

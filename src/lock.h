@@ -39,8 +39,6 @@ typedef struct {
     atomic_flag spin;       /* serializes the slow side */
     atomic_int gil_inside;  /* the GIL holder is in the critical section */
     atomic_int slow;        /* LH_LOCK_* bits, changed by the slow side */
-    /* Written only by the GIL holder: it fell back to the spin lock. */
-    int gil_fell_back;
     /* Guarded by the spin lock. */
     int set_up;
     int can_membarrier;
@@ -59,8 +57,9 @@ void lh_lock_acquire_slow(lh_lock *lock);
 void lh_lock_release_slow(lh_lock *lock);
 
 /* Called by the fast side when the slow word is not 0 (`slow`, as it
-   read it): fences if symmetric, then takes the spin lock if a slow taker
-   is about, and remembers it must release it. */
+   read it): fences if symmetric, then, if a slow taker is inside, waits
+   for it to leave.  Returns with gil_inside set and no slow taker inside,
+   so that the fast side's release is the same store whatever happened. */
 void lh_lock_fast_contended(lh_lock *lock, int slow);
 
 /* Whether a caller that holds the main interpreter's GIL (`gil`) may take
@@ -100,10 +99,6 @@ lh_lock_release(lh_lock *lock, int gil)
 {
     if (!lh_lock_fast_side(gil)) {
         lh_lock_release_slow(lock);
-    }
-    else if (lock->gil_fell_back) {
-        lock->gil_fell_back = 0;
-        atomic_flag_clear_explicit(&lock->spin, memory_order_release);
     }
     else {
         atomic_store_explicit(&lock->gil_inside, 0, memory_order_release);

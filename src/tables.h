@@ -140,9 +140,18 @@ typedef struct lh_site {
    its code, take different ones. */
 #define LH_MEMO_LOG2 6
 
+/* An entry compares two words (three before 3.11): the instruction,
+   and the request tag with the stack's depth.  Only the Python domain's
+   allocations ask the memo, so the domain needs no room.  From 3.11 the
+   instruction pointer names one code by itself, and the frame's address
+   adds nothing: a position is a code, an instruction, a depth and a tag,
+   whichever frame runs it. */
 typedef struct {
-    lh_position pos;
-    uint64_t where;
+    uintptr_t instr;
+    uint64_t tag_total; /* lh_memo_tag_total() */
+#if PY_VERSION_HEX < 0x030B0000
+    const void *at; /* the code: instr is an offset in it */
+#endif
     lh_site *site;
 } lh_memo_entry;
 
@@ -172,24 +181,38 @@ lh_memo_index(lh_position pos)
     return lh_position_index(pos) & ((1u << LH_MEMO_LOG2) - 1);
 }
 
-/* The site memo `m` holds for `pos` and `where`, else NULL. */
-static inline lh_site *
-lh_memo_get(const lh_site_memo *m, lh_position pos, uint64_t where)
+static inline uint64_t
+lh_memo_tag_total(lh_position pos, uint32_t tag)
 {
-    const lh_memo_entry *e = &m->entries[lh_memo_index(pos)];
-    return e->pos.instr == pos.instr && e->pos.at == pos.at
-                   && e->pos.total == pos.total && e->where == where
-               ? e->site
-               : NULL;
+    return (uint64_t)tag << 32 | pos.total;
 }
 
-/* Remember `site` as the one for `pos` (no position: nothing is). */
+/* The site memo `m` holds for `pos` and the request `tag`, else NULL. */
+static inline lh_site *
+lh_memo_get(const lh_site_memo *m, lh_position pos, uint32_t tag)
+{
+    const lh_memo_entry *e = &m->entries[lh_memo_index(pos)];
+    int same = e->instr == pos.instr
+               && e->tag_total == lh_memo_tag_total(pos, tag);
+#if PY_VERSION_HEX < 0x030B0000
+    same = same && e->at == pos.at;
+#endif
+    return same ? e->site : NULL;
+}
+
+/* Remember `site` as the one for `pos` and `tag` (no position: nothing
+   is). */
 static inline void
-lh_memo_put(lh_site_memo *m, lh_position pos, uint64_t where,
-            lh_site *site)
+lh_memo_put(lh_site_memo *m, lh_position pos, uint32_t tag, lh_site *site)
 {
     if (pos.at != NULL) {
-        m->entries[lh_memo_index(pos)] = (lh_memo_entry){pos, where, site};
+        lh_memo_entry *e = &m->entries[lh_memo_index(pos)];
+        e->instr = pos.instr;
+        e->tag_total = lh_memo_tag_total(pos, tag);
+#if PY_VERSION_HEX < 0x030B0000
+        e->at = pos.at;
+#endif
+        e->site = site;
     }
 }
 
