@@ -332,7 +332,19 @@ class GrowthRule:
         steps: Sequence[int],
         floors: Optional[Sequence[int]],
     ) -> bool:
-        """Whether a series that falls now and then is still a leak: a cache
+        """Whether a series that falls now and then is still a leak
+        (`_sawtooth_lows`)."""
+        return self._sawtooth_lows(times, sizes, steps, floors) is not None
+
+    def _sawtooth_lows(
+        self,
+        times: Sequence[float],
+        sizes: Sequence[int],
+        steps: Sequence[int],
+        floors: Optional[Sequence[int]],
+    ) -> Optional[List[int]]:
+        """The indices of the lows of a series that falls now and then and
+        is still a leak, else None: a cache
         swept every few samples that keeps part of each round.
 
         Its live size is a sawtooth, which the churn test fails (it gives
@@ -358,16 +370,16 @@ class GrowthRule:
         rises = sum(1 for d in steps if d > 0)
         falls = sum(1 for d in steps if d < 0)
         if rises < self.min_consistency * len(steps):
-            return False
+            return None
         if falls == 0 or falls > self.max_sawtooth_falls * len(steps):
-            return False
+            return None
         gained = sum(d for d in steps if d > 0)
         given_back = -sum(d for d in steps if d < 0)
         if given_back / falls < 1.5 * gained / rises:
-            return False
+            return None
         lows = _lows(steps)
         if len(lows) < self.min_lows:
-            return False
+            return None
         at = [times[i] for i in lows]
         # A sample's floor covers the sweep before it: a cache emptied
         # every second at steady load, sampled every 0.2017 s, showed
@@ -376,13 +388,13 @@ class GrowthRule:
         low = [(sizes if floors is None else floors)[i] for i in lows]
         most = len(low) - self.min_lows
         if _inversions(low, most) > most:
-            return False
+            return None
         if low[-1] - low[0] < max(self.min_growth_bytes, 1):
-            return False
+            return None
         if low[-1] <= low[len(low) // 2]:
-            return False  # its second half of lows did not rise
+            return None  # its second half of lows did not rise
         widest = max(b - a for a, b in zip(at, at[1:]))
-        return times[-1] - at[-1] <= 1.5 * widest
+        return lows if times[-1] - at[-1] <= 1.5 * widest else None
 
     def verdict(
         self,
@@ -406,15 +418,19 @@ class GrowthRule:
         for a while would pass.)  A leak that began after half the run
         grew in too few of the whole window's intervals."""
         consistency = self.judge(times, sizes, floors=floors)
-        if consistency is not None and _reaches(times, sizes, min_slope):
-            return consistency, times, sizes
+        if consistency is not None:
+            xs, grown = self._grown(times, sizes, floors)
+            if _reaches(xs, grown, min_slope):
+                return consistency, xs, grown
         enough = max(self.min_samples, -(-len(sizes) // 4))
         start = _appeared(sizes)
         if start and len(sizes) - start >= enough:
-            xs, ys = times[start:], sizes[start:]
-            consistency = self.judge(xs, ys, floors=_tail(floors, start))
-            if consistency is not None and _reaches(xs, ys, min_slope):
-                return consistency, xs, ys
+            tail = _tail(floors, start)
+            consistency = self.judge(times[start:], sizes[start:], floors=tail)
+            if consistency is not None:
+                xs, grown = self._grown(times[start:], sizes[start:], tail)
+                if _reaches(xs, grown, min_slope):
+                    return consistency, xs, grown
         if floors is None:
             return None
         xs, held = held_series(times, sizes, floors)
@@ -432,6 +448,25 @@ class GrowthRule:
         if early <= 0 or early < self.min_late_rate * late:
             return None
         return consistency, xs, held
+
+    def _grown(
+        self,
+        times: Sequence[float],
+        sizes: Sequence[int],
+        floors: Optional[Sequence[int]],
+    ) -> Tuple[Sequence[float], Sequence[int]]:
+        """The series in which a suspect's growth is measured: its lows, at
+        their times, when it passed as a sawtooth (`_sawtooth_lows`), else
+        its sizes.  A line that keeps one row of every batch and is
+        sampled mid-batch swings by megabytes from sample to sample, and a
+        slope fitted through those swings may even fall: the suspect then
+        came after one that kept an int a batch."""
+        steps = [b - a for a, b in zip(sizes, sizes[1:])]
+        lows = self._sawtooth_lows(times, sizes, steps, floors)
+        if lows is None:
+            return times, sizes
+        values = sizes if floors is None else floors
+        return [times[i] for i in lows], [values[i] for i in lows]
 
 
 def _tail(values: Optional[Sequence[int]], start: int) -> Optional[Sequence[int]]:

@@ -473,3 +473,37 @@ def test_a_final_report_built_in_main_is_no_suspect_freed_at_exit():
     sizes = [0] * 40 + [20_000 * i for i in range(1, 8)]
     floors = [0] + [min(a, b) for a, b in zip(sizes, sizes[1:])]
     assert find_suspects(closed(floor_series(sizes, floors)), {}) == []
+
+
+def test_a_kept_row_of_every_batch_sampled_mid_batch_grows_at_its_floors_rate():
+    # One row kept of every batch of 20,000, sampled every 0.2 s (a failed
+    # run of test_cli's keep-one test, by line): a sample that lands
+    # mid-batch sees up to 4.9 MB alive at the line, so its sizes swing,
+    # and read as a sawtooth.  A slope fitted through the swinging sizes
+    # fell (-30.6 KiB/s), and the line that kept one int a batch
+    # (+203 B/s) came first.  Its growth is that of its lows.
+    times = [
+        0.0, 0.207, 0.444, 0.677, 0.9, 1.122, 1.355, 1.574, 1.804, 2.036,
+        2.251, 2.46, 2.667, 2.878, 3.094, 3.302, 3.519, 3.727, 3.836,
+    ]  # fmt: skip
+    sizes = [
+        0, 1126344, 3145784, 11900, 15946, 19992, 4782512, 28798, 92732,
+        37366, 404472, 45220, 4906858, 53312, 2523293, 1941379, 65688, 69496,
+        71400,
+    ]  # fmt: skip
+    floors = [
+        0, 0, 3570, 7616, 11900, 15946, 19992, 24514, 28798, 33320, 37366,
+        41650, 45220, 49266, 53312, 57596, 61642, 65688, 69496,
+    ]  # fmt: skip
+    ints = Traceback((("app.py", 4),))
+    int_sizes = [0] + [48] * 14 + [112, 656, 1168, 1376]
+    int_floors = [0, 0] + [48] * 14 + [112, 656, 1120]
+    samples = [
+        Sample(t, {KEY: (size, 1, floor), ints: (n, 1, low)})
+        for t, size, floor, n, low in zip(times, sizes, floors, int_sizes, int_floors)
+    ]
+    samples[-1] = Sample(times[-1], samples[-1].figures, closing=True)
+    found = find_suspects(samples, {})
+    assert found and found[0].key == KEY
+    assert found[0].growth_bytes_per_s > 10_000
+    assert 0 < found[0].growth_bytes <= floors[-1]
