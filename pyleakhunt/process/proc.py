@@ -265,7 +265,12 @@ class ProcFS:
 
 
 def rss_bytes() -> Optional[int]:
-    """The resident set size of this process, from /proc (Linux), or None."""
+    """The resident set size of this process, from /proc (Linux), or None.
+
+    The samplers (the watcher, web attribution) read it with
+    `pyleakhunt._core.rss_bytes` instead, which holds the GIL: these file
+    calls give it up eight times, and behind a busy program each costs the
+    sampling thread up to a switch interval to get back."""
     try:
         with open("/proc/self/statm", "rb") as f:
             fields = f.read().split()

@@ -78,10 +78,10 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 import pyleakhunt
 
 from .. import _core, growth, lease, sampler, userframe
+from .._core import rss_bytes  # read without giving the GIL up (watcher.py)
 from .._raw import RawFrame, RawFrames, RawSnapshot
 from ..growth import DEFAULT_RULE, TRACER_FILES, GrowthRule
 from ..lease import Lease
-from ..process.proc import rss_bytes
 
 __all__ = [
     "OTHER",
