@@ -96,6 +96,7 @@ core = Extension(
         "src/allocswap.c",
         "src/extension_track.c",
         "src/freelists.c",
+        "src/gil_handoff.c",
         "src/module.c",
     ],
     depends=[
@@ -107,6 +108,7 @@ core = Extension(
         "src/allocswap.h",
         "src/extension_track.h",
         "src/freelists.h",
+        "src/gil_handoff.h",
         "src/lock.h",
         "src/sampling.h",
         "src/state.h",
@@ -116,8 +118,9 @@ core = Extension(
     include_dirs=["src"] + (include_dirs or []),
     extra_compile_args=extra_compile_args(),
     extra_link_args=extra_link_args(),
-    # dlopen is in libdl before glibc 2.34 (extension_track.c).
-    libraries=["m"] + (["dl"] if sys.platform.startswith("linux") else []),
+    # dlopen is in libdl, and the pthread functions in libpthread, before
+    # glibc 2.34 (extension_track.c, gil_handoff.c).
+    libraries=["m"] + (["dl", "pthread"] if sys.platform.startswith("linux") else []),
 )
 
 

@@ -27,6 +27,14 @@ The rules, decided here and nowhere else:
   callback (its own or another's), it cannot wait for the thread it runs
   on: it only takes the callback off, and the thread leaves when that
   call returns if nothing else is registered.
+- **A starved sampler gets the GIL from the main thread.**  Behind an
+  asyncio loop of many small tasks the thread may wait seconds for the
+  GIL: the loop gives it up around every ``select()`` and takes it back
+  at once.  So the thread says when it next needs the GIL (when a call
+  is due, or right after one for its own bookkeeping), and if it has not
+  come back *GRACE* after that, the main thread gives the GIL up until it
+  does, for at most the call's interval (at least 50 ms, at most 1 s):
+  see ``src/gil_handoff.h``.
 - **A forked child has no thread and no registrations**: the parent's
   thread did not survive the fork, and a client decides for itself
   whether it samples in the child by registering again (the attribution
@@ -40,6 +48,7 @@ serves both), so that a thread listing shows who is sampling.
 
 from __future__ import annotations
 
+import atexit
 import contextvars
 import os
 import sys
@@ -50,6 +59,10 @@ from typing import Any, Callable, Dict, List, Optional
 from . import _core
 
 __all__ = ["Registration", "register", "registrations"]
+
+#: Seconds after a call was due before the main thread is asked to give
+#: the GIL up for it: a thread that is not starved has it by then.
+GRACE = 0.02
 
 
 class Registration:
@@ -115,6 +128,9 @@ def register(
         _State.registrations.append(registration)
         if _State.thread is None:
             _State.thread = _new_thread()
+            # A new thread needs the GIL to start: a busy main thread would
+            # keep it waiting as it does a sample (see _serve).
+            _core.gil_handoff_arm(GRACE, _park_limit(registration))
             _State.thread.start()
         else:
             _State.thread.name = _thread_name()
@@ -193,6 +209,7 @@ def _serve() -> None:
                 registration = min(_State.registrations, key=lambda r: r._due)
                 wait = registration._due - time.monotonic()
                 if wait > 0:
+                    _core.gil_handoff_arm(wait + GRACE, _park_limit(registration))
                     # Woken early by a registration, a cancel or a stop.
                     condition.wait(wait)
                     continue
@@ -201,6 +218,9 @@ def _serve() -> None:
                 try:
                     keep = _call(registration)
                 finally:
+                    # A parked main thread goes on; this thread still needs
+                    # the GIL for a moment, until it arms before sleeping.
+                    _core.gil_handoff_arm(GRACE, _park_limit(registration))
                     condition.acquire()
                     registration._running_on = None
                     condition.notify_all()  # a cancel may wait for this call
@@ -208,11 +228,21 @@ def _serve() -> None:
                 if not keep:
                     _remove(registration)
     finally:
+        # The C thread that watches for an overdue call leaves with this
+        # one: a thread left over would make os.fork() warn (3.12+).
+        _core.gil_handoff_stop()
         # Normally already so; but if a callback raised SystemExit, say,
         # the next registration must start a new thread.
         with condition:
             if _State.thread is me:
                 _State.thread = None
+
+
+def _park_limit(registration: Registration) -> float:
+    """How long the main thread may wait for one call of *registration*:
+    its interval, within 50 ms and 1 s.  A call that takes longer (a lock
+    the program holds, a huge snapshot) finishes sharing the GIL."""
+    return min(1.0, max(0.05, registration.interval))
 
 
 def _call(registration: Registration) -> bool:
@@ -237,3 +267,7 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+# While Python shuts down, the main thread must not be asked to wait for a
+# daemon thread that may never run again.
+atexit.register(_core.gil_handoff_shutdown)

@@ -21,6 +21,7 @@
 #include "extension_track.h"
 #include "frames.h"
 #include "freelists.h"
+#include "gil_handoff.h"
 #include "hooks.h"
 #include "pyleakhunt.h"
 #include "allocswap.h"
@@ -822,6 +823,67 @@ core_rss_bytes(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
 #endif
 }
 
+/* ---- the GIL hand-off to a starved sampler (gil_handoff.h) ---------- */
+
+static PyObject *
+core_gil_handoff_arm(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    double delay, park_limit;
+    if (!PyArg_ParseTuple(args, "dd:gil_handoff_arm", &delay, &park_limit)) {
+        return NULL;
+    }
+    if (!isfinite(delay) || delay < 0 || delay > 86400) {
+        PyErr_Format(PyExc_ValueError,
+                     "delay must be from 0 to 86400 seconds, not %R",
+                     PyTuple_GET_ITEM(args, 0));
+        return NULL;
+    }
+    if (!isfinite(park_limit) || park_limit <= 0 || park_limit > 60) {
+        PyErr_Format(PyExc_ValueError,
+                     "park_limit must be over 0 and at most 60 seconds, "
+                     "not %R",
+                     PyTuple_GET_ITEM(args, 1));
+        return NULL;
+    }
+    if (lh_handoff_arm(delay, park_limit) < 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
+/* Both wait for the watching thread to leave, which never waits for the
+   GIL: given up meanwhile all the same, as for any join. */
+static PyObject *
+core_gil_handoff_stop(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
+{
+    Py_BEGIN_ALLOW_THREADS
+    lh_handoff_stop();
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+core_gil_handoff_shutdown(PyObject *Py_UNUSED(module),
+                          PyObject *Py_UNUSED(unused))
+{
+    Py_BEGIN_ALLOW_THREADS
+    lh_handoff_shutdown();
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+core_gil_handoff_stats(PyObject *Py_UNUSED(module),
+                       PyObject *Py_UNUSED(unused))
+{
+    lh_handoff_stats st = lh_handoff_get_stats();
+    return Py_BuildValue("{sKsKsKsK}", "requests",
+                         (unsigned long long)st.requests, "parks",
+                         (unsigned long long)st.parks, "park_timeouts",
+                         (unsigned long long)st.park_timeouts, "stale",
+                         (unsigned long long)st.stale);
+}
+
 /* ---- the C API capsule ----------------------------------------------- */
 
 static int
@@ -869,6 +931,18 @@ static PyMethodDef core_methods[] = {
     {"rss_bytes", core_rss_bytes, METH_NOARGS,
      "This process's resident set size in bytes, or None; read without "
      "giving up the GIL."},
+    {"gil_handoff_arm", core_gil_handoff_arm, METH_VARARGS,
+     "gil_handoff_arm(delay, park_limit): the sampler had its turn (a parked "
+     "main thread goes on); unless it arms again within delay seconds, ask "
+     "the main thread to give the GIL up until it does, for at most "
+     "park_limit seconds."},
+    {"gil_handoff_stop", core_gil_handoff_stop, METH_NOARGS,
+     "Disarm, let a parked main thread go, and the thread that watches the "
+     "sampler leaves (the next gil_handoff_arm() starts another)."},
+    {"gil_handoff_shutdown", core_gil_handoff_shutdown, METH_NOARGS,
+     "Never ask the main thread to park again (interpreter exit)."},
+    {"gil_handoff_stats", core_gil_handoff_stats, METH_NOARGS,
+     "Counts of the hand-off: requests, parks, park_timeouts, stale."},
     {"pause_thread", core_pause_thread, METH_O,
      "Stop (True) or resume recording this thread's allocations; returns "
      "the previous setting."},

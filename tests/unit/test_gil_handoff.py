@@ -1,0 +1,140 @@
+"""The main thread gives the GIL up for a starved sampler (src/gil_handoff.c).
+
+`_core.gil_handoff_arm(delay, park_limit)` says the sampler had its turn,
+and asks the main thread, through a pending call, to give the GIL up
+unless the sampler arms again within *delay*; the main thread then waits
+("parks") until it does, for at most *park_limit* seconds.  Here the main
+thread computes in Python, as a busy event loop does, so that it runs the
+request at once.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+
+import pytest
+
+from pyleakhunt import _core, sampler
+
+
+@pytest.fixture(autouse=True)
+def no_watching_thread_left():
+    """Each test starts and ends without the watching thread (a sampler
+    thread of another test would arm and disarm it meanwhile)."""
+    assert not sampler.registrations(), "another test left a sampler running"
+    _core.gil_handoff_stop()
+    yield
+    _core.gil_handoff_stop()
+
+
+def compute(seconds: float) -> float:
+    """Run Python code for *seconds*; return the wall time it took."""
+    start = time.monotonic()
+    end = start + seconds
+    x = 0
+    while time.monotonic() < end:
+        x += 1
+    return time.monotonic() - start
+
+
+def stats_change(before: dict) -> dict:
+    after = _core.gil_handoff_stats()
+    return {key: after[key] - before[key] for key in after}
+
+
+def call_later(seconds: float, function) -> threading.Thread:
+    thread = threading.Thread(target=lambda: (time.sleep(seconds), function()))
+    thread.start()
+    return thread
+
+
+def test_a_main_thread_parks_no_longer_than_the_park_limit():
+    before = _core.gil_handoff_stats()
+    _core.gil_handoff_arm(0.01, 0.3)  # and nobody arms again
+    took = compute(0.05)
+    assert stats_change(before) == {
+        "requests": 1,
+        "parks": 1,
+        "park_timeouts": 1,
+        "stale": 0,
+    }
+    assert 0.3 <= took < 10
+
+
+def sampler_sleeps():
+    """What the sampler does before it sleeps: arm for its next call."""
+    _core.gil_handoff_arm(30, 30)
+
+
+def test_a_parked_main_thread_goes_on_as_soon_as_the_sampler_arms_again():
+    before = _core.gil_handoff_stats()
+    _core.gil_handoff_arm(0.01, 30)
+    # The other thread needs the GIL to arm again: it gets it because the
+    # main thread parked.
+    other = call_later(0.2, sampler_sleeps)
+    took = compute(0.05)
+    other.join()
+    change = stats_change(before)
+    assert (change["parks"], change["park_timeouts"]) == (1, 0)
+    assert 0.15 <= took < 10
+
+
+def test_a_request_run_after_the_sampler_armed_again_does_nothing():
+    before = _core.gil_handoff_stats()
+    _core.gil_handoff_arm(0.01, 30)
+    other = call_later(0.05, sampler_sleeps)
+    time.sleep(0.3)  # in C without the GIL: the request waits meanwhile
+    other.join()
+    took = compute(0.05)
+    change = stats_change(before)
+    assert (change["requests"], change["parks"], change["stale"]) == (1, 0, 1)
+    assert took < 10
+
+
+def test_arming_again_within_the_delay_posts_no_request():
+    before = _core.gil_handoff_stats()
+    _core.gil_handoff_arm(0.05, 30)
+    _core.gil_handoff_arm(30, 30)
+    compute(0.3)
+    assert stats_change(before)["requests"] == 0
+
+
+def test_stopping_disarms():
+    before = _core.gil_handoff_stats()
+    _core.gil_handoff_arm(0.05, 30)
+    _core.gil_handoff_stop()
+    compute(0.3)
+    assert stats_change(before)["requests"] == 0
+
+
+@pytest.mark.parametrize(
+    "delay, park_limit",
+    [(-1, 1), (math.nan, 1), (math.inf, 1), (1, 0), (1, -1), (1, 61), (1, math.nan)],
+)
+def test_bad_times_are_refused_with_the_value_named(delay, park_limit):
+    with pytest.raises(ValueError, match="delay|park_limit"):
+        _core.gil_handoff_arm(delay, park_limit)
+
+
+def test_times_that_are_no_numbers_are_refused():
+    with pytest.raises(TypeError):
+        _core.gil_handoff_arm("soon", 1)
+
+
+def os_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_the_watching_thread_runs_only_until_stopped():
+    before = os_threads()
+    _core.gil_handoff_arm(30, 1)
+    assert os_threads() == before + 1
+    _core.gil_handoff_stop()
+    assert os_threads() == before
+    _core.gil_handoff_arm(30, 1)  # and starts again
+    assert os_threads() == before + 1
+    _core.gil_handoff_stop()
+    assert os_threads() == before
