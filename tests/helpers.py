@@ -51,6 +51,10 @@ def _sanitizer_without_fork_locks() -> bool:
     return address == ctypes.cast(libc.fork, ctypes.c_void_p).value
 
 
+#: Whether this process runs under an AddressSanitizer runtime (CI's
+#: sanitizer run preloads one), where the extension is several times slower.
+UNDER_ASAN = hasattr(ctypes.CDLL(None), "__asan_init")
+
 #: Why a fork while other threads allocate cannot be tested here, or None.
 FORK_WITH_THREADS_PROBLEM = (
     "this AddressSanitizer runtime does not lock its allocator around fork(),"

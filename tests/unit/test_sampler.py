@@ -2,15 +2,19 @@
 
 Every test waits for events (a callback ran, a thread left), never for a
 fixed time; the only timings asserted are upper bounds far above what the
-code needs (a stop is prompt: well under the client's interval).
+code needs (a stop is prompt: well under the client's interval), the
+median spacing of calls, under a bound halfway between what the rule
+gives and what the rule before it gave, and rests that the rule
+guarantees whatever the machine's load (lower bounds).
 """
 
 from __future__ import annotations
 
 import inspect
+import statistics
 import threading
 import time
-from typing import Callable, Iterator, List
+from typing import Callable, Iterator, List, Tuple
 
 import pytest
 from helpers import wait_for
@@ -170,6 +174,67 @@ def test_cancel_waits_for_a_call_in_progress(registered):
     release.set()
     canceller.join(10)
     assert not canceller.is_alive() and finished == [True]
+
+
+def call_times(
+    registered: List[sampler.Registration],
+    interval: float,
+    work: Callable[[], None],
+    calls: int,
+) -> List[Tuple[float, float, float]]:
+    """When each of *calls* calls of a callback doing *work* began and
+    ended, and the CPU time it took."""
+    times: List[Tuple[float, float, float]] = []
+    done = threading.Event()
+
+    def callback() -> None:
+        began, cpu = time.monotonic(), time.thread_time()
+        work()
+        times.append((began, time.monotonic(), time.thread_time() - cpu))
+        if len(times) == calls:
+            done.set()
+
+    registered.append(sampler.register("test-slow", callback, interval, delay=0))
+    assert done.wait(60), "the calls did not come"
+    return times
+
+
+def test_a_call_that_takes_a_while_does_not_stretch_its_interval(registered):
+    # Behind a busy main thread, a sample that gives the GIL up N times
+    # waits up to N switch intervals to get it back.  The next call used to
+    # be due an interval after this one returned: 0.4 s + 0.1 s apart here.
+    def wait() -> None:
+        threading.Event().wait(0.1)
+
+    times = call_times(registered, 0.4, wait, calls=5)
+    gaps = [b[0] - a[0] for a, b in zip(times, times[1:])]
+    # 0.4 s, unless the thread got no CPU for 50 ms; it used to be 0.5 s
+    # at least, however idle the machine.
+    assert statistics.median(gaps) < 0.45, gaps
+
+
+def test_a_call_that_computes_leaves_the_program_as_much_time(registered):
+    # A slow sample never makes calls pile up: after a call, the thread
+    # waits at least as long as the call computed (up to the interval).
+    def compute() -> None:
+        start, deadline = time.thread_time(), time.monotonic() + 5
+        while time.thread_time() - start < 0.06 and time.monotonic() < deadline:
+            pass
+
+    times = call_times(registered, 0.08, compute, calls=4)
+    for (_, ended, cpu), (next_began, _, _) in zip(times, times[1:]):
+        assert next_began - ended >= min(0.08, cpu) * 0.99, times
+
+
+def test_a_late_call_does_not_make_up_for_the_calls_it_missed():
+    # Due at 10.0 every second, it returned at 13.01 (another client ran
+    # long) after computing 0.01 s: one call next, not three at once.
+    assert sampler._next_due(10.0, 1.0, 13.01, 0.01) == pytest.approx(13.02)
+    # Returned 0.2 s after it was due: on the clock of its dues, its late
+    # start and its length not carried over.
+    assert sampler._next_due(10.0, 1.0, 10.2, 0.05) == 11.0
+    # Computed 0.6 s of its 0.7: it leaves the program 0.6 s too.
+    assert sampler._next_due(10.0, 1.0, 10.7, 0.6) == pytest.approx(11.3)
 
 
 def test_the_interval_must_be_positive():
