@@ -266,6 +266,49 @@ def test_a_dict_kept_beside_dicts_freed_is_traced_with_its_key_table_at_its_line
     assert_clean(proc)
 
 
+def test_a_dict_kept_beside_dicts_that_grow_is_traced_with_its_key_table_at_its_line():
+    # A dict that keeps living lets its first key table go when it grows
+    # (or is cleared): the table waits in the free list with no dict freed,
+    # and the next small dict took it with the line that made it.  Under
+    # an asyncio loop on 3.10 the leak's tables were credited to the event
+    # loop's frames, above the coroutine's line.  A tuple dies in between,
+    # as in any real program: every wrapped deallocator empties the list.
+    proc = run_python(
+        child(
+            """
+            from pyleakhunt import lease
+
+            KEYS = ("a", "b", "c", "d", "e", "f")
+
+            def grow(i, out):
+                d = {}
+                for key in KEYS:  # the sixth key outgrows the first table
+                    d[key] = i; grow_line = sys._getframe().f_lineno
+                out.append(d)
+                t = (i, -i)
+                del t
+                return grow_line
+
+            held = lease.acquire(1, owner="test", fresh_objects=True)
+            grown, kept = [], []
+            for i in range(300):
+                grow_line = grow(i, grown)
+                kept.append({"id": i, "name": "x"}); here = sys._getframe().f_lineno
+            stats = pyleakhunt.take_snapshot().statistics("lineno")
+            count = {s.traceback[0].lineno: s.count for s in stats
+                     if s.traceback[0].filename == "<string>"}
+            # The 300 dicts and their 300 key tables (and the list's array).
+            assert count.get(here, 0) >= 600, (count, here)
+            # The 300 grown dicts and their 300 tables of 16 slots.
+            assert count.get(grow_line, 0) <= 604, (count, grow_line)
+            held.release()
+            print("OK")
+            """
+        )
+    )
+    assert_clean(proc)
+
+
 def test_tuples_and_floats_freed_right_after_a_full_collection_are_not_reused():
     # No list or dict dies between the collection and the churn: a dead
     # tuple or float must not wait in its free list for the next one made,
