@@ -1137,8 +1137,10 @@ adopt_general(PyObject *op, uintptr_t block, lh_origin origin)
    the common case applies to `caller`; returns 0 if it does not (nothing
    done).  3.14 keeps many more kinds of objects on free lists (ints among
    them), so in W1 this runs some 22 times an iteration: the site comes
-   from common_site(), as an allocation's does.  `b` stays valid: finding
-   a site never changes the block table. */
+   from common_site(), as an allocation's does.  The block's record is
+   moved into the nursery (lh_blocks_lookup_reused), since the object
+   comes back to the same block at the next iteration.  `b` stays valid:
+   finding a site never changes the block table. */
 static inline int
 common_move(lh_caller caller, PyObject *op, uintptr_t block)
 {
@@ -1152,7 +1154,7 @@ common_move(lh_caller caller, PyObject *op, uintptr_t block)
     int done = S.common == caller.mode;
     if (done) {
         S.counters.reuse_lookups++;
-        lh_block *b = lh_blocks_lookup(&S.blocks, block);
+        lh_block *b = lh_blocks_lookup_reused(&S.blocks, block);
         if (b != NULL) {
             lh_site *site = common_site(tstate, caller.mode, origin.tag);
             if (site == NULL || site_wants_user_frame(site, tstate)) {

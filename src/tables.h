@@ -365,6 +365,10 @@ int lh_blocks_pop(lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
 /* The live record of `ptr`, or NULL (then `ptr` goes in the absent
    memo).  The pointer is valid until the table next changes. */
 lh_block *lh_blocks_lookup(lh_block_table *t, uintptr_t ptr);
+/* The same, for the block of an object reused from a free list: a
+   record found in the main table or the pending slot moves into the
+   nursery, where the object's next reuse finds it (tables.c). */
+lh_block *lh_blocks_lookup_reused(lh_block_table *t, uintptr_t ptr);
 /* Look `ptr` up without removing it. */
 int lh_blocks_get(lh_block_table *t, uintptr_t ptr, uint32_t *site_id,
                   size_t *size);

@@ -148,6 +148,38 @@ def kept_at(line, size):
     )
 
 
+@pytest.mark.skipif(
+    sys.version_info < (3, 13),
+    reason="from 3.13 an object reused from a free list has its record moved "
+    "(the reference tracer); before, start() keeps those free lists empty",
+)
+def test_objects_reused_round_after_round_keep_their_line_and_others_their_blocks():
+    # The record of an object reused from a free list moves into the
+    # nursery, where its next reuse finds it, and the block that held the
+    # slot moves on as an allocation would move it.  Far more live blocks
+    # than the nursery holds, and new ones between the rounds, so that
+    # every way a record can move is taken; none may be lost or doubled.
+    size = sys.getsizeof(0.5)
+    pyleakhunt.start(1)
+    filler_line = sys._getframe().f_lineno + 1
+    filler = [bytes(100) for _ in range(20_000)]
+    floats = []
+    for round_ in range(200):
+        floats.clear()  # to the free list of floats
+        filler.extend(bytes(100) for _ in range(30))
+        reused_line = sys._getframe().f_lineno + 1
+        floats = [float(round_ * 64 + i) for i in range(40)]
+    wrong = [
+        f for f in floats if pyleakhunt.get_object_traceback(f)[0].lineno != reused_line
+    ]
+    assert wrong == []
+    assert kept_at(reused_line, size) == 40
+    assert kept_at(filler_line, sys.getsizeof(bytes(100))) == 20_000
+    assert pyleakhunt.get_stats()["lost_blocks"] == 0
+    del filler  # (dead floats wait on their free list, counted as before)
+    assert kept_at(filler_line, sys.getsizeof(bytes(100))) == 0
+
+
 def test_blocks_freed_long_after_leaving_the_nursery_are_each_found():
     # The hooks' common case moves a block out of the nursery to its home
     # slot of the main table, and frees it there, on short paths; a free
