@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import atexit
 import contextvars
+import math
 import os
 import sys
 import threading
@@ -125,8 +126,8 @@ def register(
     The first call comes after *delay* seconds (default: *interval*; 0 for
     at once).  *name* says who the client is, in the thread's name.
     """
-    if not interval > 0:
-        raise ValueError(f"interval must be > 0, not {interval!r}")
+    if not 0 < interval < math.inf:
+        raise ValueError(f"interval must be a finite number > 0, not {interval!r}")
     first = interval if delay is None else delay
     with _State.condition:
         registration = Registration(name, callback, interval, time.monotonic() + first)
@@ -135,7 +136,7 @@ def register(
             _State.thread = _new_thread()
             # A new thread needs the GIL to start: a busy main thread would
             # keep it waiting as it does a sample (see _serve).
-            _core.gil_handoff_arm(GRACE, _park_limit(registration))
+            _arm_handoff(GRACE, registration)
             _State.thread.start()
         else:
             _State.thread.name = _thread_name()
@@ -214,9 +215,11 @@ def _serve() -> None:
                 registration = min(_State.registrations, key=lambda r: r._due)
                 wait = registration._due - time.monotonic()
                 if wait > 0:
-                    _core.gil_handoff_arm(wait + GRACE, _park_limit(registration))
+                    _arm_handoff(wait + GRACE, registration)
                     # Woken early by a registration, a cancel or a stop.
-                    condition.wait(wait)
+                    # (A lock's wait has a longest timeout: a call due in
+                    # years is waited for in steps.)
+                    condition.wait(min(wait, threading.TIMEOUT_MAX))
                     continue
                 registration._running_on = me
                 condition.release()
@@ -226,7 +229,7 @@ def _serve() -> None:
                 finally:
                     # A parked main thread goes on; this thread still needs
                     # the GIL for a moment, until it arms before sleeping.
-                    _core.gil_handoff_arm(GRACE, _park_limit(registration))
+                    _arm_handoff(GRACE, registration)
                     condition.acquire()
                     registration._running_on = None
                     condition.notify_all()  # a cancel may wait for this call
@@ -270,11 +273,18 @@ def _next_due(due: float, interval: float, ended: float, computed: float) -> flo
     return max(due + interval, ended + min(interval, computed))
 
 
-def _park_limit(registration: Registration) -> float:
-    """How long the main thread may wait for one call of *registration*:
-    its interval, within 50 ms and 1 s.  A call that takes longer (a lock
-    the program holds, a huge snapshot) finishes sharing the GIL."""
-    return min(1.0, max(0.05, registration.interval))
+def _arm_handoff(delay: float, registration: Registration) -> None:
+    """Arm the hand-off of the GIL (see the module's rules) for *delay*
+    seconds, the main thread to wait for at most *registration*'s
+    interval, within 50 ms and 1 s (a call that takes longer, behind a
+    lock the program holds or with a huge snapshot, finishes sharing the
+    GIL).  Best effort: when its thread cannot start, the sampler waits
+    for the GIL as it always did."""
+    park_limit = min(1.0, max(0.05, registration.interval))
+    try:
+        _core.gil_handoff_arm(min(delay, 1e9), park_limit)
+    except OSError:
+        pass
 
 
 def _call(registration: Registration) -> bool:

@@ -17,6 +17,7 @@ also holds every key's figures at the last sample (one sample's worth).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import threading
 from typing import Dict, List, Optional, Tuple, Union
@@ -86,8 +87,8 @@ class LeakWatcher:
     ) -> None:
         if key_type not in KEY_TYPES:
             raise ValueError(f"unknown key_type: {key_type!r}")
-        if not interval > 0:
-            raise ValueError(f"interval must be > 0, not {interval!r}")
+        if not 0 < interval < math.inf:
+            raise ValueError(f"interval must be a finite number > 0, not {interval!r}")
         if max_samples < 4:
             raise ValueError("max_samples must be at least 4")
         self.interval = interval

@@ -832,9 +832,9 @@ core_gil_handoff_arm(PyObject *Py_UNUSED(module), PyObject *args)
     if (!PyArg_ParseTuple(args, "dd:gil_handoff_arm", &delay, &park_limit)) {
         return NULL;
     }
-    if (!isfinite(delay) || delay < 0 || delay > 86400) {
+    if (!isfinite(delay) || delay < 0 || delay > 1e9) {
         PyErr_Format(PyExc_ValueError,
-                     "delay must be from 0 to 86400 seconds, not %R",
+                     "delay must be from 0 to 1e9 seconds, not %R",
                      PyTuple_GET_ITEM(args, 0));
         return NULL;
     }

@@ -67,6 +67,7 @@ from __future__ import annotations
 import contextvars
 import gc
 import itertools
+import math
 import os
 import sys
 import threading
@@ -194,8 +195,10 @@ class Options:
         fresh = self.fresh_objects
         if fresh is not None and not isinstance(fresh, bool):
             raise ValueError(f"fresh_objects must be True, False or None: {fresh!r}")
-        if not self.interval > 0:
-            raise ValueError(f"interval must be > 0 seconds: {self.interval!r}")
+        if not 0 < self.interval < math.inf:
+            raise ValueError(
+                f"interval must be a finite number > 0 seconds: {self.interval!r}"
+            )
         if self.max_endpoints < 1:
             raise ValueError("max_endpoints must be at least 1")
         if self.max_sites < 1:

@@ -434,7 +434,8 @@ def test_objects_freed_before_tracing_began_do_not_hide_a_leak(kind):
     "option, message",
     [
         ({"nframe": 0}, "nframe must be an int"),
-        ({"interval": 0}, "interval must be > 0"),
+        ({"interval": 0}, "interval must be a finite number > 0"),
+        ({"interval": float("inf")}, "interval must be a finite number > 0"),
         ({"max_endpoints": 0}, "max_endpoints must be at least 1"),
         ({"collect": "yes"}, "collect must be True, False or None"),
         ({"fresh_objects": 1}, "fresh_objects must be True, False or None"),

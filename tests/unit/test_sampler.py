@@ -270,3 +270,31 @@ def test_nothing_the_sampling_thread_allocates_is_counted_at_its_lines(registere
         and s.traceback[0].lineno in in_serve
     ]
     assert ours == []
+
+
+def test_an_interval_of_years_is_served(registered):
+    # Its wait is longer than a lock's timeout may be: the thread died of
+    # an OverflowError, and the next client was never called.
+    calls, fast = Calls(), Calls()
+    registered.append(sampler.register("test-years", calls, 1e12, delay=0))
+    wait_for(lambda: calls.count == 1, "the first call")
+    registered.append(sampler.register("test-fast", fast, 0.01))
+    wait_for(lambda: fast.count >= 3, "three calls of the next client")
+
+
+@pytest.mark.parametrize("interval", [float("inf"), float("nan"), 0, -1])
+def test_an_interval_that_is_no_finite_positive_number_is_refused(interval):
+    with pytest.raises(ValueError, match="interval"):
+        sampler.register("test", lambda: None, interval)
+
+
+def test_calls_go_on_when_the_gil_hand_off_cannot_start(registered, monkeypatch):
+    # Its watching thread may fail to start (a limit on threads): the
+    # hand-off is an aid, and the sampler then waits for the GIL as before.
+    def refuse(delay: float, park_limit: float) -> None:
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(sampler._core, "gil_handoff_arm", refuse)
+    calls = Calls()
+    registered.append(sampler.register("test-no-handoff", calls, 0.01))
+    wait_for(lambda: calls.count >= 3, "three calls")
