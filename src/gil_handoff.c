@@ -12,14 +12,7 @@
  * Nobody holds the mutex while waiting for the GIL or for CPython's
  * pending-calls lock, so none of them can deadlock another.
  */
-#define Py_BUILD_CORE 1
 #include <Python.h>
-
-#if PY_VERSION_HEX < 0x030D0000
-#include <internal/pycore_atomic.h>
-#include <internal/pycore_interp.h>
-#include <internal/pycore_runtime.h>
-#endif
 
 #include <errno.h>
 #include <math.h>
@@ -118,33 +111,6 @@ park(void *arg)
     return 0;
 }
 
-/* Make the main thread look at its pending calls.  Before 3.13 a call
-   posted from a thread other than the main one is queued without waking
-   the main thread's eval loop: the loop's flag is computed for the
-   thread that posts (CPython's COMPUTE_EVAL_BREAKER asks whether *it* may
-   run pending calls), and the main thread would find the call at its next
-   GIL drop request or signal, which a starved sampler never causes.  So
-   the flag is set here, as a drop request would; the main thread clears
-   it when it has run the calls.  Only while the call is still queued: a
-   flag set after the main thread ran it would stay set until the next
-   such event, and make every check of the eval loop take the slow way.
-   From 3.13 Py_AddPendingCall sets the main thread's own flag. */
-static void
-wake_main_thread(void)
-{
-#if PY_VERSION_HEX < 0x030D0000
-    PyInterpreterState *main = _PyRuntime.interpreters.main;
-#if PY_VERSION_HEX >= 0x030C0000
-    _Py_atomic_int *queued = &_PyRuntime.ceval.pending_mainthread.calls_to_do;
-#else
-    _Py_atomic_int *queued = &main->ceval.pending.calls_to_do;
-#endif
-    if (main != NULL && _Py_atomic_load_relaxed(queued)) {
-        _Py_atomic_store_relaxed(&main->ceval.eval_breaker, 1);
-    }
-#endif
-}
-
 /* Post a request for the current turn; mutex held (released around the
    post: Py_AddPendingCall takes a lock of CPython's). */
 static void
@@ -157,7 +123,17 @@ post_request(void)
     H.phase = LH_HANDOFF_REQUESTED;
     H.posted = 1;
     pthread_mutex_unlock(&H.mutex);
-    /* Needs no GIL and no thread state; it goes to the main thread. */
+    /* Needs no GIL and no thread state; it goes to the main thread.  From
+       3.13 it sets the main thread's own flag of the eval loop.  Before,
+       the flag is computed for the thread that posts (may *it* run
+       pending calls?), and the main thread finds the call when it next
+       takes the GIL, which CPython computes the flag again for: a main
+       thread that starves the sampler does so all the time, giving the
+       GIL up and taking it back (a main thread that computes without
+       giving it up gets a drop request, and starves nobody).  Setting the
+       flag ourselves would not be better: while the main thread is
+       blocked in C, every other thread of its interpreter would take the
+       slow way at each check of its eval loop. */
     int failed = Py_AddPendingCall(park, (void *)(uintptr_t)turn) < 0;
     pthread_mutex_lock(&H.mutex);
     if (failed) {
@@ -168,7 +144,6 @@ post_request(void)
         }
         return;
     }
-    wake_main_thread();
     H.stats.requests++;
 }
 

@@ -4,14 +4,15 @@
 and asks the main thread, through a pending call, to give the GIL up
 unless the sampler arms again within *delay*; the main thread then waits
 ("parks") until it does, for at most *park_limit* seconds.  Here the main
-thread computes in Python, as a busy event loop does, so that it runs the
-request at once.
+thread computes in Python and polls, as a busy event loop does, so that it
+runs the request at once.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import select
 import threading
 import time
 
@@ -31,12 +32,16 @@ def no_watching_thread_left():
 
 
 def compute(seconds: float) -> float:
-    """Run Python code for *seconds*; return the wall time it took."""
+    """Run Python code for *seconds*, giving the GIL up and taking it back
+    at once now and then, as a busy event loop does around select();
+    return the wall time it took."""
     start = time.monotonic()
     end = start + seconds
     x = 0
     while time.monotonic() < end:
         x += 1
+        if x % 64 == 0:
+            select.select([], [], [], 0)
     return time.monotonic() - start
 
 
