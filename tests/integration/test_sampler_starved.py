@@ -63,7 +63,7 @@ def test_a_busy_event_loop_is_sampled_about_every_interval():
     result = run_busy_loop("hunt(3.0)\n")
     # 15 are due in 3 s; starved, the watcher took 3 or 4.  (When the
     # machine's load lets it in anyway, the main thread is asked nothing.)
-    assert result["samples"] >= 10, result
+    assert result["samples"] >= 8, result
 
 
 def test_a_forked_child_gets_the_gil_for_its_own_watcher():
@@ -83,7 +83,7 @@ _, status = os.waitpid(pid, 0)
 assert status == 0, status
 """
     )
-    assert result["samples"] >= 10, result
+    assert result["samples"] >= 8, result
 
 
 @pytest.mark.parametrize("stop", [True, False], ids=["stopped", "left_running"])

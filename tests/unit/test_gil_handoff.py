@@ -31,14 +31,15 @@ def no_watching_thread_left():
     _core.gil_handoff_stop()
 
 
-def compute(seconds: float) -> float:
-    """Run Python code for *seconds*, giving the GIL up and taking it back
-    at once now and then, as a busy event loop does around select();
-    return the wall time it took."""
+def compute_until(condition, limit: float = 30.0) -> float:
+    """Run Python code until *condition()* holds (at most *limit* seconds),
+    giving the GIL up and taking it back at once now and then, as a busy
+    event loop does around select(); return the wall time it took.  Until
+    a condition, not for a time: on a loaded machine the watching thread
+    may post its request late."""
     start = time.monotonic()
-    end = start + seconds
     x = 0
-    while time.monotonic() < end:
+    while not condition() and time.monotonic() < start + limit:
         x += 1
         if x % 64 == 0:
             select.select([], [], [], 0)
@@ -50,23 +51,10 @@ def stats_change(before: dict) -> dict:
     return {key: after[key] - before[key] for key in after}
 
 
-def call_later(seconds: float, function) -> threading.Thread:
-    thread = threading.Thread(target=lambda: (time.sleep(seconds), function()))
+def in_a_thread(function) -> threading.Thread:
+    thread = threading.Thread(target=function)
     thread.start()
     return thread
-
-
-def test_a_main_thread_parks_no_longer_than_the_park_limit():
-    before = _core.gil_handoff_stats()
-    _core.gil_handoff_arm(0.01, 0.3)  # and nobody arms again
-    took = compute(0.05)
-    assert stats_change(before) == {
-        "requests": 1,
-        "parks": 1,
-        "park_timeouts": 1,
-        "stale": 0,
-    }
-    assert 0.3 <= took < 10
 
 
 def sampler_sleeps():
@@ -74,44 +62,68 @@ def sampler_sleeps():
     _core.gil_handoff_arm(30, 30)
 
 
+def test_a_main_thread_parks_no_longer_than_the_park_limit():
+    before = _core.gil_handoff_stats()
+    _core.gil_handoff_arm(0.01, 0.3)  # and nobody arms again
+    took = compute_until(lambda: stats_change(before)["parks"] == 1)
+    assert stats_change(before) == {
+        "requests": 1,
+        "parks": 1,
+        "park_timeouts": 1,
+        "stale": 0,
+    }
+    assert 0.3 <= took < 30
+
+
 def test_a_parked_main_thread_goes_on_as_soon_as_the_sampler_arms_again():
     before = _core.gil_handoff_stats()
     _core.gil_handoff_arm(0.01, 30)
-    # The other thread needs the GIL to arm again: it gets it because the
-    # main thread parked.
-    other = call_later(0.2, sampler_sleeps)
-    took = compute(0.05)
+
+    def sampler():
+        # It needs the GIL to arm again: it gets it because the main
+        # thread parked.
+        time.sleep(0.2)
+        sampler_sleeps()
+
+    other = in_a_thread(sampler)
+    took = compute_until(lambda: stats_change(before)["parks"] == 1)
     other.join()
     change = stats_change(before)
     assert (change["parks"], change["park_timeouts"]) == (1, 0)
-    assert 0.15 <= took < 10
+    assert 0.15 <= took < 20
 
 
 def test_a_request_run_after_the_sampler_armed_again_does_nothing():
     before = _core.gil_handoff_stats()
     _core.gil_handoff_arm(0.01, 30)
-    other = call_later(0.05, sampler_sleeps)
-    time.sleep(0.3)  # in C without the GIL: the request waits meanwhile
-    other.join()
-    took = compute(0.05)
+
+    def sampler():
+        # The sampler gets the GIL anyway (the main thread waits in C
+        # without it) and arms again once the request is posted.
+        while stats_change(before)["requests"] == 0:
+            time.sleep(0.01)
+        sampler_sleeps()
+
+    in_a_thread(sampler).join()  # the request waits meanwhile
+    took = compute_until(lambda: stats_change(before)["stale"] == 1)
     change = stats_change(before)
     assert (change["requests"], change["parks"], change["stale"]) == (1, 0, 1)
-    assert took < 10
+    assert took < 20
 
 
 def test_arming_again_within_the_delay_posts_no_request():
     before = _core.gil_handoff_stats()
-    _core.gil_handoff_arm(0.05, 30)
+    _core.gil_handoff_arm(0.5, 30)
     _core.gil_handoff_arm(30, 30)
-    compute(0.3)
+    compute_until(lambda: False, limit=0.8)
     assert stats_change(before)["requests"] == 0
 
 
 def test_stopping_disarms():
     before = _core.gil_handoff_stats()
-    _core.gil_handoff_arm(0.05, 30)
+    _core.gil_handoff_arm(0.5, 30)
     _core.gil_handoff_stop()
-    compute(0.3)
+    compute_until(lambda: False, limit=0.8)
     assert stats_change(before)["requests"] == 0
 
 
