@@ -141,17 +141,26 @@ def test_times_that_are_no_numbers_are_refused():
         _core.gil_handoff_arm("soon", 1)
 
 
-def os_threads() -> int:
-    return len(os.listdir("/proc/self/task"))
+def watching_threads() -> int:
+    """The process's threads named as the watching thread is (by name:
+    other threads of the test process may come and go meanwhile)."""
+    count = 0
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/comm") as comm:
+                count += comm.read().strip() == "pyleakhunt-gil"
+        except FileNotFoundError:
+            pass  # a thread that has just left
+    return count
 
 
 def test_the_watching_thread_runs_only_until_stopped():
-    before = os_threads()
+    assert watching_threads() == 0
     _core.gil_handoff_arm(30, 1)
-    assert os_threads() == before + 1
+    assert watching_threads() == 1
     _core.gil_handoff_stop()
-    assert os_threads() == before
+    assert watching_threads() == 0
     _core.gil_handoff_arm(30, 1)  # and starts again
-    assert os_threads() == before + 1
+    assert watching_threads() == 1
     _core.gil_handoff_stop()
-    assert os_threads() == before
+    assert watching_threads() == 0
