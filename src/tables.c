@@ -882,12 +882,12 @@ lh_blocks_count(const lh_block_table *t)
     return t->used + young;
 }
 
-/* The nursery's record comes first: it is the newest; then the pending
-   one. */
-lh_block *
-lh_blocks_lookup(lh_block_table *t, uintptr_t ptr)
+/* `ptr`'s record, `e` being its nursery slot: the nursery's comes first
+   (it is the newest), then the pending one, then the main table's; NULL,
+   with `ptr` put in the absent memo, when there is none. */
+static inline lh_block *
+find_record(lh_block_table *t, uintptr_t ptr, lh_block *e)
 {
-    lh_block *e = nursery_slot(t, ptr);
     if (e->ptr == ptr && ptr != 0) {
         return e;
     }
@@ -902,6 +902,12 @@ lh_blocks_lookup(lh_block_table *t, uintptr_t ptr)
     return cur;
 }
 
+lh_block *
+lh_blocks_lookup(lh_block_table *t, uintptr_t ptr)
+{
+    return find_record(t, ptr, nursery_slot(t, ptr));
+}
+
 /* lh_blocks_lookup(), for the block of an object reused from a free
    list: a record found in the pending slot or the main table moves to
    the block's nursery slot.  Such a block is not freed when its object
@@ -914,42 +920,34 @@ lh_blocks_lookup(lh_block_table *t, uintptr_t ptr)
    slot goes where an allocation's eviction would send it
    (lh_blocks_put_evicting): to the pending slot, the record pending
    before to its free home slot; where that cannot be done at once, the
-   record stays in the main table. */
+   record stays where it is. */
 lh_block *
 lh_blocks_lookup_reused(lh_block_table *t, uintptr_t ptr)
 {
     lh_block *e = nursery_slot(t, ptr);
-    if (e->ptr == ptr && ptr != 0) {
-        return e;
+    lh_block *found = find_record(t, ptr, e);
+    if (found == NULL || found == e || found->size == LH_BIG_SIZE) {
+        return found;
     }
-    if (pending_holds(t, ptr)) {
+    if (found == &t->pending) {
         if (e->ptr != 0) {
-            return &t->pending;
+            return found;
         }
         *e = t->pending;
         t->pending.ptr = 0;
         return e;
     }
-    lh_block *cur = blocks_find(t, ptr);
-    if (cur == NULL) {
-        atomic_store_explicit(&t->absent[lh_blocks_absent_slot(ptr)], ptr,
-                              memory_order_relaxed);
-        return NULL;
-    }
-    if (cur->size == LH_BIG_SIZE) {
-        return cur;
-    }
-    lh_block found = *cur;
+    lh_block record = *found;
     if (e->ptr != 0) {
         if (t->used + 2 > t->limit || !pending_place_home(t)) {
-            return cur;
+            return found;
         }
-        /* `cur` is still `ptr`'s record: the record pending went to a
+        /* `found` is still `ptr`'s record: the record pending went to a
            free slot, and moved no other. */
         pending_set(t, e);
     }
-    main_remove_at(t, cur);
-    *e = found;
+    main_remove_at(t, found);
+    *e = record;
     return e;
 }
 
