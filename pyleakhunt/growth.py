@@ -56,7 +56,8 @@ import heapq
 import itertools
 import operator
 import os
-from dataclasses import dataclass
+import statistics
+from dataclasses import dataclass, replace
 from typing import (
     Any,
     Callable,
@@ -422,6 +423,12 @@ class GrowthRule:
             xs, grown = self._grown(times, sizes, floors)
             if _reaches(xs, grown, min_slope):
                 return consistency, xs, grown
+        slowed = self._slowed(times, sizes)
+        if slowed is not None:
+            middle = len(sizes) // 2
+            xs, grown = times[middle:], sizes[middle:]
+            if _reaches(xs, grown, min_slope):
+                return slowed, xs, grown
         enough = max(self.min_samples, -(-len(sizes) // 4))
         start = _appeared(sizes)
         if start and len(sizes) - start >= enough:
@@ -448,6 +455,58 @@ class GrowthRule:
         if early <= 0 or early < self.min_late_rate * late:
             return None
         return consistency, xs, held
+
+    def _slowed(self, times: Sequence[float], sizes: Sequence[int]) -> Optional[float]:
+        """The consistency of the second half of a leak that slowed down,
+        else None.
+
+        A leak whose callers thinned out (170 KB a second for three
+        seconds, then 3 KB a second) fails the whole window's plateau
+        test, its late rate a fiftieth of its early one, as a cache that
+        has warmed up does. What tells them apart is the second half: a
+        warm cache is flat there, or grows now and then, or ever more
+        slowly; the leak still grows steadily. So a series whose first
+        half grew (by `min_growth_bytes`, not churn) is judged again on
+        its second half alone, by a stricter rule (`_slowed_rule`), with
+        neither staircase nor sawtooth, and measured there: its rate is
+        the one it leaks at now. That half must not slow down either: the
+        median of its rates between samples over its second half is two
+        thirds of that over its first half at least (a cache filling up
+        slows down all the time; medians, because the list that keeps a
+        leak's objects grows in jumps).
+        """
+        middle = len(sizes) // 2
+        # Twice the samples a rule needs: on second halves of four to
+        # seven samples, a warm cache's jitter passed once in a hundred.
+        if len(sizes) - middle < 2 * self.min_samples:
+            return None
+        first = sizes[: middle + 1]
+        net = first[-1] - first[0]
+        gained = sum(b - a for a, b in zip(first, first[1:]) if b > a)
+        if net < max(self.min_growth_bytes, 1) or net < self.min_retained * gained:
+            return None
+        times, sizes = times[middle:], sizes[middle:]
+        consistency = self._slowed_rule().judge(times, sizes, bursts=False)
+        if consistency is None:
+            return None
+        rates = [
+            (b - a) / max(t1 - t0, 1e-9)
+            for t0, t1, a, b in zip(times, times[1:], sizes, sizes[1:])
+        ]
+        half = len(rates) // 2
+        if statistics.median(rates[half:]) < 2 / 3 * statistics.median(rates[:half]):
+            return None
+        return consistency
+
+    def _slowed_rule(self) -> GrowthRule:
+        """The stricter rule for a slowed leak's second half: it grew in
+        three quarters of its intervals and kept four fifths of what it
+        gained."""
+        return replace(
+            self,
+            min_consistency=max(self.min_consistency, 0.75),
+            min_retained=max(self.min_retained, 0.8),
+        )
 
     def _grown(
         self,

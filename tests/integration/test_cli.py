@@ -977,6 +977,44 @@ def test_run_finds_a_leak_that_comes_in_rare_bursts(tmp_path, shape):
     assert top["consistency"] < 0.5  # so the steady-growth rule alone missed it
 
 
+#: A leak whose callers thin out: one object kept per call for the first
+#: part of the run, then one per 50 calls, in a program that churns.  Over
+#: the whole run its late rate is a fiftieth of its early one, which read
+#: as a cache that had warmed up.
+SLOWED_SCRIPT = """\
+import sys
+import time
+
+KEPT = []
+end = time.monotonic() + float(sys.argv[1])
+fast_until = time.monotonic() + float(sys.argv[2])
+i = 0
+while time.monotonic() < end:
+    rows = [{"id": j, "name": "row %d" % j} for j in range(20)]
+    if i % 50 == 0 or time.monotonic() < fast_until:
+        KEPT.append({"id": i, "name": "user %d" % i})  # the leak
+    i += 1
+    time.sleep(0.0002)
+"""
+SLOWED_LINE = 11
+SLOWED_SHAPES = {
+    "dict": '{"id": i, "name": "user %d" % i}',
+    "list": "[i, i + 1]",
+    "tuple": '(i, "user %d" % i)',
+    "str": '"user %d" % i',
+}
+
+
+@pytest.mark.parametrize("shape", sorted(SLOWED_SHAPES))
+def test_run_finds_a_leak_that_slowed_down(tmp_path, shape):
+    source = SLOWED_SCRIPT.replace(SLOWED_SHAPES["dict"], SLOWED_SHAPES[shape])
+    script, suspects = _run_for_suspects(
+        tmp_path, "slowed.py", source, "0.2", "6", "1.2"
+    )
+    mine = [(s["filename"], s["lineno"]) for s in suspects]
+    assert mine[:1] == [(str(script), SLOWED_LINE)], suspects
+
+
 #: A cache swept every so often whose sweep skips one entry in ten: its
 #: size falls by nine tenths at every sweep, and grows over the sweeps.
 #: (The cache's table, which grows and shrinks with the sweeps, is the

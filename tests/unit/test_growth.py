@@ -442,6 +442,74 @@ def test_a_line_that_appeared_late_and_stopped_is_no_suspect():
     assert suspects(sizes) == []
 
 
+def slowed(late_steps, early=170_000, fast=3):
+    """Sizes of a line that grew by *early* a sample for *fast* samples,
+    then by each of *late_steps*."""
+    sizes = [early * i for i in range(fast + 1)]
+    for step in late_steps:
+        sizes.append(sizes[-1] + step)
+    return sizes
+
+
+def test_a_leak_that_slowed_down_is_judged_on_its_second_half():
+    # 170 KB a sample for 3 samples, then 3 KB a sample (its callers
+    # thinned out): over the whole window its late rate is a fiftieth of
+    # its early one, which read as a cache that had warmed up.
+    found = suspects(slowed([3_000] * 12))
+    assert len(found) == 1 and found[0].consistency == 1.0
+    # Below the whole window's plateau test: its late rate is too low.
+    assert GrowthRule().judge(*zip(*enumerate(slowed([3_000] * 12)))) is None
+    # Its rate is the one it leaks at now.
+    assert found[0].growth_bytes_per_s == 3_000
+    assert found[0].size == 546_000
+
+
+def test_a_leak_that_slowed_down_is_found_once_its_second_half_has_eight_samples():
+    assert suspects(slowed([3_000] * 10)) == []  # 7 samples in its second half
+    for late in range(11, 60):
+        assert suspects(slowed([3_000] * late)), late
+
+
+def test_a_slowed_leak_whose_list_grows_in_one_jump_is_found():
+    # A `run` on 3.15 (sampled every 0.2 s): 170 KB a second, then one str
+    # a call of fifty; the list that keeps them grew by 4 KB at 4.2 s.
+    sizes = [
+        0, 35254, 69392, 101244, 134370, 169474, 202720, 203320, 203870,
+        204470, 205070, 205620, 206220, 206820, 207420, 208020, 208620,
+        209220, 209781, 210393, 210954, 215329, 215941, 216502, 217165,
+        217726, 218338, 219001, 219562, 220225, 220837,
+    ]  # fmt: skip
+    found = find_suspects(series(sizes, interval=0.2), {})
+    assert len(found) == 1
+    assert 2_500 < found[0].growth_bytes_per_s < 5_000
+
+
+def test_a_cache_that_warmed_up_then_only_jitters_is_no_suspect():
+    rng = random.Random(11)
+    found = 0
+    for _ in range(500):
+        late = [rng.randrange(-4_000, 4_000) for _ in range(rng.randrange(4, 60))]
+        sizes = slowed([])
+        base = sizes[-1]
+        sizes += [base + 4_000 + d for d in late]  # around one level
+        found += bool(suspects(sizes))
+    assert found == 0
+
+
+def test_a_cache_that_warmed_up_then_took_an_entry_now_and_then_is_no_suspect():
+    # One more entry every fourth sample or so after the warm-up: it grew
+    # in too few intervals of its second half.
+    assert suspects(slowed([3_000, 0, 0, 0] * 4)) == []
+    assert suspects(slowed([0, 0, 3_000, 0, 0] * 4)) == []
+
+
+def test_a_cache_that_warmed_up_and_still_slows_down_is_no_suspect():
+    # Each new entry rarer than the one before: a cache of a bounded set
+    # of keys, filling up.
+    late = [int(120_000 / (i + 1) ** 2) for i in range(14)]
+    assert suspects(slowed(late)) == []
+
+
 def test_a_cache_emptied_out_of_step_with_the_samples_is_no_suspect():
     # Emptied every second, sampled every 0.2017 s: the size at the first
     # sample after each clear climbs with the drift between the two clocks,
