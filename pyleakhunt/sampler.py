@@ -224,9 +224,11 @@ def _serve() -> None:
                 registration._running_on = me
                 condition.release()
                 computing = time.thread_time()
+                lengths = _core.free_list_lengths()
                 try:
                     keep = _call(registration)
                 finally:
+                    _core.trim_free_lists(lengths)
                     # A parked main thread goes on; this thread still needs
                     # the GIL for a moment, until it arms before sleeping.
                     _arm_handoff(GRACE, registration)

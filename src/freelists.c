@@ -466,3 +466,219 @@ lh_freelists_block_size(PyObject *op)
 }
 
 #endif
+
+
+/* ---- The tracer's own dead objects (3.13+) ----------------------------
+ *
+ * The tracer's threads record nothing (a paused thread), but the objects
+ * they free go to the free lists every thread takes from.  There they
+ * are new blocks that nothing recorded, and the program's next objects of
+ * their kind are made in them and adopted at the program's line (hooks.c,
+ * adopt_general), where they then stay counted as the dead objects they
+ * become.  A snapshot that freed a few more dicts than it took added as
+ * many to that population: a program that only churned dicts had its
+ * churning line grow by two dicts a sample until the list was full (80
+ * dicts, 5 KB), and that line was a suspect, or came before a real leak.
+ * So the tracer notes the lengths of the lists before its work
+ * (lh_freelists_lengths) and gives back what they gained meanwhile
+ * (lh_freelists_trim), freeing the items on top, as CPython's own
+ * clearing frees them.  A list is a stack: the items on top are the last
+ * freed, the tracer's own unless the program, running while the tracer
+ * let go of the GIL, freed more than it took; those are dead too. */
+
+#if PY_VERSION_HEX >= 0x030E0000
+
+/* An object on a free list still holds its type's reference. */
+static void
+release_object(void *item)
+{
+    PyObject *op = (PyObject *)item;
+    PyTypeObject *type = Py_TYPE(op);
+    type->tp_free(op);
+    Py_DECREF(type);
+}
+
+#if PY_VERSION_HEX >= 0x030F0000
+#define LH_FREELISTS_315(X)                                                \
+    X(complexes, release_object)                                           \
+    X(bytes_writers, PyMem_Free)
+#else
+#define LH_FREELISTS_315(X)
+#endif
+
+/* Every member of struct _Py_freelists, with how its items are freed
+   (NULL: left alone: the collector's own stack chunks). */
+#define LH_FREELISTS(X)                                                    \
+    X(floats, release_object)                                              \
+    X(ints, release_object)                                                \
+    X(tuples, release_object)                                              \
+    X(lists, release_object)                                               \
+    X(list_iters, release_object)                                          \
+    X(tuple_iters, release_object)                                         \
+    X(dicts, release_object)                                               \
+    X(dictkeys, PyMem_Free)                                                \
+    X(slices, release_object)                                              \
+    X(ranges, release_object)                                              \
+    X(range_iters, release_object)                                         \
+    X(contexts, release_object)                                            \
+    X(async_gens, release_object)                                          \
+    X(async_gen_asends, release_object)                                    \
+    X(futureiters, release_object)                                         \
+    X(object_stack_chunks, NULL)                                           \
+    X(unicode_writers, PyMem_Free)                                         \
+    X(pycfunctionobject, PyObject_GC_Del)                                  \
+    X(pycmethodobject, PyObject_GC_Del)                                    \
+    X(pymethodobjects, release_object)                                     \
+    LH_FREELISTS_315(X)
+
+#define LH_MEMBER_SIZE(name, release)                                      \
+    +sizeof(((struct _Py_freelists *)0)->name)
+/* A free list that a new CPython adds must be named above. */
+_Static_assert(0 LH_FREELISTS(LH_MEMBER_SIZE) == sizeof(struct _Py_freelists),
+               "struct _Py_freelists has a member LH_FREELISTS lacks");
+
+#define LH_NLISTS (sizeof(struct _Py_freelists) / sizeof(struct _Py_freelist))
+
+typedef struct {
+    size_t first; /* its first list's index in the array (all_lists) */
+    size_t count; /* its lists: the tuples have one a length */
+    void (*release)(void *);
+} lh_freelist_member;
+
+/* By offset, not by order: 3.15 put complexes second. */
+#define LH_MEMBER(name, release)                                           \
+    {offsetof(struct _Py_freelists, name) / sizeof(struct _Py_freelist),   \
+     sizeof(((struct _Py_freelists *)0)->name) / sizeof(struct _Py_freelist), \
+     release},
+static const lh_freelist_member members[] = {LH_FREELISTS(LH_MEMBER)};
+
+/* The interpreter's free lists, as one array: every member above is
+   struct _Py_freelist or an array of them. */
+static struct _Py_freelist *
+all_lists(void)
+{
+    return (struct _Py_freelist *)&PyInterpreterState_Get()
+        ->object_state.freelists;
+}
+
+size_t
+lh_freelists_lengths(Py_ssize_t *lengths, size_t most)
+{
+    struct _Py_freelist *lists = all_lists();
+    size_t n = LH_NLISTS < most ? LH_NLISTS : most;
+    for (size_t i = 0; i < n; i++) {
+        lengths[i] = lists[i].size;
+    }
+    return n;
+}
+
+/* Free the items on top of `list` until it holds `length`. */
+static void
+trim_list(struct _Py_freelist *list, Py_ssize_t length,
+          void (*release)(void *))
+{
+    while (list->size > length && list->freelist != NULL) {
+        void *item = list->freelist;
+        list->freelist = *(void **)item;
+        list->size--;
+        release(item);
+    }
+}
+
+void
+lh_freelists_trim(const Py_ssize_t *lengths, size_t n)
+{
+    struct _Py_freelist *lists = all_lists();
+    for (size_t m = 0; m < sizeof(members) / sizeof(members[0]); m++) {
+        if (members[m].release == NULL) {
+            continue;
+        }
+        for (size_t i = members[m].first;
+             i < members[m].first + members[m].count && i < n; i++) {
+            /* Below 0: a list turned off (dictkeys), which stays so. */
+            if (lengths[i] >= 0) {
+                trim_list(&lists[i], lengths[i], members[m].release);
+            }
+        }
+    }
+}
+
+#elif PY_VERSION_HEX >= 0x030D0000 && defined(WITH_FREELISTS)
+
+/* 3.13: each list has a layout of its own.  Only the kinds that the
+   hooks adopt (lh_freelists_block_size) are trimmed: an object of any
+   other kind made in a block nothing recorded stays unrecorded, and is
+   counted nowhere.  Freed as CPython's own clearing frees them. */
+
+#define LH_NLISTS (2 + PyTuple_NFREELISTS + 1)
+
+size_t
+lh_freelists_lengths(Py_ssize_t *lengths, size_t most)
+{
+    struct _Py_object_freelists *f =
+        &PyInterpreterState_Get()->object_state.freelists;
+    if (most < LH_NLISTS) {
+        return 0;
+    }
+    lengths[0] = f->floats.numfree;
+    lengths[1] = f->lists.numfree;
+    lengths[2] = f->dicts.numfree;
+    for (int i = 0; i < PyTuple_NFREELISTS; i++) {
+        lengths[3 + i] = f->tuples.numfree[i];
+    }
+    return LH_NLISTS;
+}
+
+void
+lh_freelists_trim(const Py_ssize_t *lengths, size_t n)
+{
+    struct _Py_object_freelists *f =
+        &PyInterpreterState_Get()->object_state.freelists;
+    if (n != LH_NLISTS) {
+        return;
+    }
+    /* Floats are chained through their type field. */
+    while (f->floats.numfree > lengths[0] && f->floats.items != NULL) {
+        PyFloatObject *item = f->floats.items;
+        f->floats.items = (PyFloatObject *)Py_TYPE(item);
+        f->floats.numfree--;
+        PyObject_Free(item);
+    }
+    while (f->lists.numfree > lengths[1] && f->lists.numfree > 0) {
+        PyObject_GC_Del(f->lists.items[--f->lists.numfree]);
+    }
+    while (f->dicts.numfree > lengths[2] && f->dicts.numfree > 0) {
+        PyObject_GC_Del(f->dicts.items[--f->dicts.numfree]);
+    }
+    /* Tuples of each length are chained through their first item. */
+    for (int i = 0; i < PyTuple_NFREELISTS; i++) {
+        while (f->tuples.numfree[i] > lengths[3 + i]
+               && f->tuples.items[i] != NULL) {
+            PyTupleObject *item = f->tuples.items[i];
+            f->tuples.items[i] = (PyTupleObject *)item->ob_item[0];
+            f->tuples.numfree[i]--;
+            PyObject_GC_Del(item);
+        }
+    }
+}
+
+#else
+
+/* 3.10 to 3.12 keep the lists empty while blocks are adopted at all (a
+   3.13 built without free lists has none). */
+size_t
+lh_freelists_lengths(Py_ssize_t *lengths, size_t most)
+{
+    (void)lengths;
+    (void)most;
+    return 0;
+}
+
+void
+lh_freelists_trim(const Py_ssize_t *lengths, size_t n)
+{
+    (void)lengths;
+    (void)n;
+}
+
+#endif

@@ -688,6 +688,50 @@ core_pause_thread(PyObject *Py_UNUSED(module), PyObject *flag)
     return PyBool_FromLong(lh_hooks_pause_thread(paused));
 }
 
+/* free_list_lengths(): the lengths of CPython's free lists, a tuple
+   (empty where trim_free_lists() does nothing); trim_free_lists(lengths):
+   free what each holds beyond those, the tracer's own dead objects
+   (freelists.c). */
+#define LH_MOST_FREE_LISTS 64
+
+static PyObject *
+core_free_list_lengths(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
+{
+    Py_ssize_t lengths[LH_MOST_FREE_LISTS];
+    size_t n = lh_freelists_lengths(lengths, LH_MOST_FREE_LISTS);
+    PyObject *result = PyTuple_New((Py_ssize_t)n);
+    for (size_t i = 0; result != NULL && i < n; i++) {
+        PyObject *length = PyLong_FromSsize_t(lengths[i]);
+        if (length == NULL) {
+            Py_CLEAR(result);
+            break;
+        }
+        PyTuple_SET_ITEM(result, (Py_ssize_t)i, length);
+    }
+    return result;
+}
+
+static PyObject *
+core_trim_free_lists(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    if (!PyTuple_Check(arg) || PyTuple_GET_SIZE(arg) > LH_MOST_FREE_LISTS) {
+        PyErr_SetString(PyExc_TypeError,
+                        "trim_free_lists() needs what free_list_lengths() "
+                        "returned");
+        return NULL;
+    }
+    Py_ssize_t lengths[LH_MOST_FREE_LISTS];
+    Py_ssize_t n = PyTuple_GET_SIZE(arg);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        lengths[i] = PyLong_AsSsize_t(PyTuple_GET_ITEM(arg, i));
+        if (lengths[i] == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    lh_freelists_trim(lengths, (size_t)n);
+    Py_RETURN_NONE;
+}
+
 /* set_site_type(cls): the tuple subclass snapshots build site records as. */
 static PyObject *
 core_set_site_type(PyObject *Py_UNUSED(module), PyObject *cls)
@@ -943,6 +987,10 @@ static PyMethodDef core_methods[] = {
      "Never ask the main thread to park again (interpreter exit)."},
     {"gil_handoff_stats", core_gil_handoff_stats, METH_NOARGS,
      "Counts of the hand-off: requests, parks, park_timeouts, stale."},
+    {"free_list_lengths", core_free_list_lengths, METH_NOARGS,
+     "The lengths of CPython's free lists (3.14+; else empty)."},
+    {"trim_free_lists", core_trim_free_lists, METH_O,
+     "Free what each free list holds beyond free_list_lengths()."},
     {"pause_thread", core_pause_thread, METH_O,
      "Stop (True) or resume recording this thread's allocations; returns "
      "the previous setting."},

@@ -102,3 +102,64 @@ def test_adopted_blocks_are_forgotten_when_freed(tracing):
     del kept
     gc.collect()  # empties the free lists: the blocks are freed
     assert pyleakhunt.get_traced_memory()[0] - first < 200 * 40 / 4
+
+
+def churn_dicts():
+    rows = [{"id": j, "name": "row %d" % j} for j in range(20)]  # churn
+    return len(rows)
+
+
+CHURN_LINE = churn_dicts.__code__.co_firstlineno + 1
+
+
+@pyleakhunt.snapshot.untraced
+def churn_line_size():
+    """What the churning line holds, read as a watcher reads it: by the
+    tracer's own work, which records nothing."""
+    stats = pyleakhunt.take_snapshot().statistics("lineno")
+    return sum(
+        s.size
+        for s in stats
+        if s.traceback[0].filename == __file__ and s.traceback[0].lineno == CHURN_LINE
+    )
+
+
+def test_a_line_that_only_churns_dicts_does_not_grow_with_the_samples_taken(tracing):
+    # Each snapshot freed a few more dicts than it took into their free
+    # list; the churning line's next dicts were made in them and adopted,
+    # and the line grew by two dicts a sample until the list was full.
+    for _ in range(5):
+        churn_dicts()
+        churn_line_size()
+    start = churn_line_size()
+    for _ in range(40):
+        churn_dicts()
+        end = churn_line_size()
+    assert end - start <= 4 * 64, (start, end)
+
+
+#: The same, as the tracer's own work runs: `snapshot.untraced`.
+fill_free_lists_untraced = pyleakhunt.snapshot.untraced(fill_free_lists_unrecorded)
+
+
+def test_the_tracers_work_gives_back_what_it_freed_into_the_free_lists(tracing):
+    gc.collect()  # empties the free lists
+    before = _core.free_list_lengths()
+    fill_free_lists_unrecorded()  # paused only: they stay
+    grown = _core.free_list_lengths()
+    _core.trim_free_lists(before)
+    trimmed = _core.free_list_lengths()
+    fill_free_lists_untraced()
+    untraced = _core.free_list_lengths()
+    # (Read before anything else runs: the asserts free objects too.)
+    assert sum(grown) >= sum(before) + 500
+    assert all(t <= b for t, b in zip(trimmed, before))
+    assert all(u <= b for u, b in zip(untraced, before))
+
+
+def test_trimming_the_free_lists_refuses_what_is_not_their_lengths():
+    with pytest.raises(TypeError):
+        _core.trim_free_lists([1, 2])
+    with pytest.raises(TypeError):
+        _core.trim_free_lists(("a",))
+    _core.trim_free_lists(())  # nothing to give back
