@@ -469,6 +469,26 @@ def test_an_endpoint_that_stopped_leaking_is_not_leaking(hunt):
     assert not endpoint(hunt.report(refresh=None), "GET /warmup").leaking
 
 
+@pytest.mark.parametrize("kind", sorted(SMALL_OBJECTS))
+def test_an_endpoint_whose_leak_slowed_down_is_still_leaking(hunt, kind):
+    # 2 KB a request at first, then one small object a request: over the
+    # whole window its late rate is a thirtieth of its early one, which
+    # read as a cache that had warmed up.
+    make = SMALL_OBJECTS[kind]
+
+    def leak_fast(i):
+        LEAKED.append((bytearray(2000), make(i)))
+
+    def leak_slow(i):
+        LEAKED.append(make(i))
+
+    run_rounds(hunt, 4, 100, [("GET /leak", leak_fast, lambda i: (i,))])
+    run_rounds(hunt, 12, 100, [("GET /leak", leak_slow, lambda i: (i,))])
+    leaking = endpoint(hunt.report(refresh=None), "GET /leak")
+    assert leaking.leaking, leaking
+    assert leaking.bytes_per_request < 200, leaking  # its rate now
+
+
 def test_the_series_stays_bounded():
     with hunting(max_points=8, max_sites=2) as hunt:
         for _ in range(40):
