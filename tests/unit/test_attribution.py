@@ -486,7 +486,7 @@ def test_an_endpoint_whose_leak_slowed_down_is_still_leaking(hunt, kind):
     run_rounds(hunt, 12, 100, [("GET /leak", leak_slow, lambda i: (i,))])
     leaking = endpoint(hunt.report(refresh=None), "GET /leak")
     assert leaking.leaking, leaking
-    assert leaking.bytes_per_request < 200, leaking  # its rate now
+    assert leaking.bytes_per_request < 500, leaking  # its rate now, not 2 KB
 
 
 def test_the_series_stays_bounded():
