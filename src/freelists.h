@@ -21,7 +21,7 @@ size_t lh_freelists_block_size(PyObject *op);
 
 /* The tracer's own dead objects (freelists.c): the lengths of the
    interpreter's free lists, into `lengths` (at most `most`); returns how
-   many, 0 where this is not done (before 3.14).  Then, after the
+   many, 0 where this is not done (before 3.13).  Then, after the
    tracer's work, free what each list holds beyond its length then.
    GIL. */
 size_t lh_freelists_lengths(Py_ssize_t *lengths, size_t most);

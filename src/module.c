@@ -988,7 +988,7 @@ static PyMethodDef core_methods[] = {
     {"gil_handoff_stats", core_gil_handoff_stats, METH_NOARGS,
      "Counts of the hand-off: requests, parks, park_timeouts, stale."},
     {"free_list_lengths", core_free_list_lengths, METH_NOARGS,
-     "The lengths of CPython's free lists (3.14+; else empty)."},
+     "The lengths of CPython's free lists (3.13+; else empty)."},
     {"trim_free_lists", core_trim_free_lists, METH_O,
      "Free what each free list holds beyond free_list_lengths()."},
     {"pause_thread", core_pause_thread, METH_O,
