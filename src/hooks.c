@@ -12,13 +12,15 @@
  * reads a field half written, and the entry points accept any ctx such a
  * thread can read with them (allocswap.h).
  */
+#include "hooks.h" /* Python.h first: it sets the feature macros */
+
 #include <pthread.h>
 #include <string.h>
+#include <time.h>
 
 #include "compiler.h"
 #include "frames.h"
 #include "freelists.h"
-#include "hooks.h"
 #include "allocswap.h"
 #include "sampling.h"
 
@@ -1380,20 +1382,49 @@ int lh_ref_tracer_check(void) { return 0; }
 
 /* ---- start, stop, clear ---------------------------------------------- */
 
+/* Whether `current`, the allocator of domain `d`, is one of our sets. */
+static int
+allocator_is_ours(int d, const PyMemAllocatorEx *current)
+{
+    if (current->malloc != lh_hooks_exact[d].malloc
+        && current->malloc != lh_hooks_sampled[d].malloc) {
+        return 0;
+    }
+    return d == LH_RAW || current->ctx == lh_hooks_exact[d].ctx;
+}
+
+static int
+domain_is_ours(int d)
+{
+    PyMemAllocatorEx current;
+    PyMem_GetAllocator(lh_domains[d], &current);
+    return allocator_is_ours(d, &current);
+}
+
+/* MEM and OBJ decide: another tracer wraps or replaces all three domains,
+   but CPython itself puts its default allocator in RAW for a moment, and
+   then back what it found (3.12, in every new interpreter: an isolated
+   subinterpreter does it in its own thread, under its own GIL, so we may
+   see it in between).  If start() ran in that moment, CPython then drops
+   our RAW hook for good: RAW goes untraced, and the rest is still right. */
 int
 lh_hooks_installed_on_top(void)
 {
-    for (int d = 0; d < LH_NDOMAINS; d++) {
-        PyMemAllocatorEx current;
-        PyMem_GetAllocator(lh_domains[d], &current);
-        int exact = current.malloc == lh_hooks_exact[d].malloc;
-        int sampled = current.malloc == lh_hooks_sampled[d].malloc;
-        int ctx_ours = d == LH_RAW || current.ctx == lh_hooks_exact[d].ctx;
-        if ((!exact && !sampled) || !ctx_ours) {
-            return 0;
-        }
+    return domain_is_ours(LH_MEM) && domain_is_ours(LH_OBJ);
+}
+
+/* Give CPython a moment to put our RAW hook back (see above), without the
+   GIL, which the thread that swapped it may be waiting for. */
+static void
+wait_for_raw_hook(void)
+{
+    enum { STEP_NS = 100 * 1000, STEPS = 500 }; /* 50 ms at most */
+    Py_BEGIN_ALLOW_THREADS
+    for (int i = 0; i < STEPS && !domain_is_ours(LH_RAW); i++) {
+        struct timespec step = {0, STEP_NS};
+        nanosleep(&step, NULL);
     }
-    return 1;
+    Py_END_ALLOW_THREADS
 }
 
 /* The scratch key holds `nframe` frames, and the user's frame below them
@@ -1502,6 +1533,11 @@ lh_hooks_start(int nframe, size_t sample_bytes, int total_nframe)
            still read these: field by field, never torn. */
         PyMemAllocatorEx current;
         PyMem_GetAllocator(lh_domains[d], &current);
+        if (allocator_is_ours(d, &current)) {
+            /* Our RAW hook, which CPython put back after a stop(): the
+               allocator beneath is still the one saved before. */
+            continue;
+        }
         lh_allocswap_copy(&S.underlying[d], &current);
         if (d != LH_RAW) {
             lh_allocswap_prepare_ctx(lh_domains[d], &current,
@@ -1563,9 +1599,21 @@ lh_hooks_stop(void)
             "allocator hooks; stop that tracer first");
         return -1;
     }
+    if (!domain_is_ours(LH_RAW)) {
+        wait_for_raw_hook();
+        if (!is_tracing()) {
+            return 0; /* another thread stopped meanwhile */
+        }
+    }
     ref_tracer_remove();
     set_tracing(0);
-    install(S.underlying);
+    /* Where RAW is still not ours, CPython will put back what it saved:
+       perhaps our hook, which forwards while we do not trace. */
+    for (int d = 0; d < LH_NDOMAINS; d++) {
+        if (domain_is_ours(d)) {
+            lh_allocswap_install(lh_domains[d], &S.underlying[d]);
+        }
+    }
     S.hooks_installed = 0;
     release_tables();
     release_scratch();

@@ -36,7 +36,7 @@ void lh_hooks_clear(void);
    otherwise, and always before 3.13.  GIL held. */
 int lh_ref_tracer_check(void);
 
-/* 1 if our hooks are the installed allocators of every domain. */
+/* 1 if our hooks are the installed MEM and OBJ allocators (RAW: hooks.c). */
 int lh_hooks_installed_on_top(void);
 
 /* Change the traceback limit while tracing.  -1 with MemoryError set. */

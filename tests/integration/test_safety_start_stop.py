@@ -9,6 +9,8 @@ asserts on its exit code and its output (helpers.run_python, assert_clean).
 
 from __future__ import annotations
 
+from textwrap import dedent
+
 from helpers import (
     assert_clean,
     child,
@@ -186,3 +188,141 @@ def test_tracer_memory_does_not_drift_over_snapshot_cycles():
         pyleakhunt.take_snapshot(traces=False)
         pyleakhunt.stop()
     assert _core.get_tracemalloc_memory() == 0
+
+
+# --------------------------------------------------------------------------
+# 3. CPython swapping the RAW allocator for a moment
+# --------------------------------------------------------------------------
+
+#: For a child script: open_window() does what 3.12 does in every new
+#: interpreter (init_sys_streams): save the RAW allocator, install the
+#: default one, and close_window() puts the saved one back.  An isolated
+#: subinterpreter does it in its own thread, under its own GIL, so start(),
+#: stop() and the snapshots' checks may run inside that window.
+RAW_WINDOW = """
+class Allocator(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_void_p)
+                for n in ("ctx", "malloc", "calloc", "realloc", "free")]
+
+_get = ctypes.pythonapi.PyMem_GetAllocator
+_get.argtypes = (ctypes.c_int, ctypes.POINTER(Allocator))
+_get.restype = None
+_set = ctypes.pythonapi.PyMem_SetAllocator
+_set.argtypes = (ctypes.c_int, ctypes.POINTER(Allocator))
+_set.restype = None
+
+def raw():
+    a = Allocator()
+    _get(0, ctypes.byref(a))
+    return a
+
+def fields(a):
+    return tuple(getattr(a, n) for n, _ in Allocator._fields_)
+
+DEFAULT = raw()  # nothing traces yet
+saved = []
+
+def open_window():
+    saved.append(raw())
+    _set(0, ctypes.byref(DEFAULT))
+
+def close_window():
+    _set(0, ctypes.byref(saved.pop()))
+
+def raw_block_traced(size=123457):
+    pyleakhunt.clear_traces()
+    ptr = raw_malloc_gil(size)
+    try:
+        return any(t.size == size for t in pyleakhunt.take_snapshot().traces)
+    finally:
+        raw_free_nogil(ptr)
+"""
+
+
+def test_stop_waits_for_cpython_to_put_the_raw_allocator_back():
+    # The failure this fixes (3.12, CI): "cannot stop pyleakhunt: another
+    # tracer ... still wraps its allocator hooks", from a stop() that ran
+    # while a new isolated subinterpreter had the default RAW allocator in.
+    proc = run_python(
+        child(
+            RAW_WINDOW
+            + dedent(
+                """
+            pyleakhunt.start(1)
+            open_window()
+            pyleakhunt.take_snapshot()  # no "removed its hooks" either
+            closer = threading.Timer(0.005, close_window)
+            closer.start()
+            pyleakhunt.stop()
+            closer.join()
+            assert fields(raw()) == fields(DEFAULT), "our RAW hook was left"
+            assert not pyleakhunt.is_tracing()
+            print("OK")
+            """
+            )
+        )
+    )
+    assert_clean(proc)
+
+
+def test_tracing_survives_cpython_dropping_the_raw_hook():
+    # start() inside the window: CPython then puts back the allocator it
+    # saved before start(), and our RAW hook is gone.  MEM and OBJ are
+    # still ours, so nothing else took over: go on tracing them.
+    proc = run_python(
+        child(
+            RAW_WINDOW
+            + dedent(
+                """
+            open_window()
+            pyleakhunt.start(1)
+            close_window()
+            keep = [str(i) * 3 for i in range(1000)]
+            snap = pyleakhunt.take_snapshot()
+            assert pyleakhunt.is_tracing()
+            assert sum(s.size for s in snap.statistics("lineno")) > 10000
+            pyleakhunt.stop()
+            pyleakhunt.start(1)
+            assert raw_block_traced(), "RAW not traced after a restart"
+            pyleakhunt.stop()
+            assert fields(raw()) == fields(DEFAULT)
+            print("OK")
+            """
+            )
+        )
+    )
+    assert_clean(proc)
+
+
+def test_a_raw_hook_put_back_after_stop_forwards_and_restarts_cleanly():
+    # stop() inside a window that CPython closes only later, after stop()
+    # stopped waiting: CPython puts our RAW hook back.  It must forward
+    # while stopped, and the next start() must not take it for the
+    # allocator beneath (each call would call itself).
+    proc = run_python(
+        child(
+            RAW_WINDOW
+            + dedent(
+                """
+            pyleakhunt.start(1)
+            open_window()
+            pyleakhunt.stop()
+            close_window()
+            ours = fields(raw())
+            assert ours != fields(DEFAULT)
+            for _ in range(1000):
+                raw_free_nogil(raw_malloc_gil(100))
+            pyleakhunt.start(1)
+            assert raw_block_traced(), "RAW not traced after a restart"
+            pyleakhunt.stop()
+            assert fields(raw()) == fields(DEFAULT)
+            pyleakhunt.start(1, sample_bytes=1)
+            assert raw_block_traced(), "RAW not traced when sampling"
+            pyleakhunt.stop()
+            assert fields(raw()) == fields(DEFAULT)
+            print("OK")
+            """
+            )
+        )
+    )
+    assert_clean(proc)
