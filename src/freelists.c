@@ -355,18 +355,26 @@ static struct {
 
 #if PY_VERSION_HEX >= 0x030E0000
 
-/* 3.14+: a chain through each table's first word, and its length. */
+/* 3.14+: each list is a chain through its items' first word, and a
+   length.  Free the items on top of `list` until it holds `length`. */
+static void
+trim_list(struct _Py_freelist *list, Py_ssize_t length,
+          void (*release)(void *))
+{
+    while (list->size > length && list->freelist != NULL) {
+        void *item = list->freelist;
+        list->freelist = *(void **)item;
+        list->size--;
+        release(item);
+    }
+}
+
 static void
 dict_keys_off(PyInterpreterState *interp, int off)
 {
     struct _Py_freelist *keys = &interp->object_state.freelists.dictkeys;
     if (off) {
-        void *table;
-        while ((table = keys->freelist) != NULL) {
-            keys->freelist = *(void **)table;
-            keys->size--;
-            PyMem_Free(table);
-        }
+        trim_list(keys, 0, PyMem_Free);
         keys->size = -1;
     }
     else if (keys->size == -1) {
@@ -572,19 +580,6 @@ lh_freelists_lengths(Py_ssize_t *lengths, size_t most)
     return n;
 }
 
-/* Free the items on top of `list` until it holds `length`. */
-static void
-trim_list(struct _Py_freelist *list, Py_ssize_t length,
-          void (*release)(void *))
-{
-    while (list->size > length && list->freelist != NULL) {
-        void *item = list->freelist;
-        list->freelist = *(void **)item;
-        list->size--;
-        release(item);
-    }
-}
-
 void
 lh_freelists_trim(const Py_ssize_t *lengths, size_t n)
 {
@@ -637,22 +632,26 @@ lh_freelists_trim(const Py_ssize_t *lengths, size_t n)
     if (n != LH_NLISTS) {
         return;
     }
-    /* Floats are chained through their type field. */
-    while (f->floats.numfree > lengths[0] && f->floats.items != NULL) {
+    /* Below 0 a length is no length: that list is left as it is, as from
+       3.14.  Floats are chained through their type field. */
+    while (lengths[0] >= 0 && f->floats.numfree > lengths[0]
+           && f->floats.items != NULL) {
         PyFloatObject *item = f->floats.items;
         f->floats.items = (PyFloatObject *)Py_TYPE(item);
         f->floats.numfree--;
         PyObject_Free(item);
     }
-    while (f->lists.numfree > lengths[1] && f->lists.numfree > 0) {
+    while (lengths[1] >= 0 && f->lists.numfree > lengths[1]
+           && f->lists.numfree > 0) {
         PyObject_GC_Del(f->lists.items[--f->lists.numfree]);
     }
-    while (f->dicts.numfree > lengths[2] && f->dicts.numfree > 0) {
+    while (lengths[2] >= 0 && f->dicts.numfree > lengths[2]
+           && f->dicts.numfree > 0) {
         PyObject_GC_Del(f->dicts.items[--f->dicts.numfree]);
     }
     /* Tuples of each length are chained through their first item. */
     for (int i = 0; i < PyTuple_NFREELISTS; i++) {
-        while (f->tuples.numfree[i] > lengths[3 + i]
+        while (lengths[3 + i] >= 0 && f->tuples.numfree[i] > lengths[3 + i]
                && f->tuples.items[i] != NULL) {
             PyTupleObject *item = f->tuples.items[i];
             f->tuples.items[i] = (PyTupleObject *)item->ob_item[0];

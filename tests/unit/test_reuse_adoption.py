@@ -163,3 +163,17 @@ def test_trimming_the_free_lists_refuses_what_is_not_their_lengths():
     with pytest.raises(TypeError):
         _core.trim_free_lists(("a",))
     _core.trim_free_lists(())  # nothing to give back
+
+
+def test_a_length_below_zero_leaves_its_free_list_as_it_is(tracing):
+    # From 3.14 a turned-off list (dict key tables) has length -1, and is
+    # left so; 3.13 read any such length as "trim everything".
+    below_zero = (-1,) * 64  # made before the lengths are read
+    gc.collect()
+    fill_free_lists_unrecorded()
+    grown = _core.free_list_lengths()
+    _core.trim_free_lists(below_zero[: len(grown)])
+    after = _core.free_list_lengths()
+    # (Reading the lengths makes a few ints, from their free list.)
+    assert sum(grown) >= 500
+    assert all(a >= g - 4 for a, g in zip(after, grown)), (grown, after)
