@@ -263,12 +263,8 @@ class GrowthRule:
         steps = [b - a for a, b in zip(sizes, sizes[1:])]
         if bursts and self._sawtooth(times, sizes, steps, floors):
             return sum(1 for d in steps if d > 0) / len(steps)
-        net = sizes[-1] - sizes[0]
-        if net < max(self.min_growth_bytes, 1):
+        if not self._kept_growth(sizes):
             return None
-        gained = sum(d for d in steps if d > 0)
-        if net < self.min_retained * gained:
-            return None  # churn: what it gained, it mostly gave back
         middle = len(sizes) // 2
         early = _rate(times[: middle + 1], sizes[: middle + 1])
         late = _rate(times[middle:], sizes[middle:])
@@ -280,6 +276,16 @@ class GrowthRule:
         ):
             return None
         return consistency
+
+    def _kept_growth(self, sizes: Sequence[int]) -> bool:
+        """Whether *sizes* grew by `min_growth_bytes` at least and kept
+        `min_retained` of what they gained (else churn: what it gained, it
+        mostly gave back)."""
+        net = sizes[-1] - sizes[0]
+        if net < max(self.min_growth_bytes, 1):
+            return False  # most keys: asked first, it is cheap
+        gained = sum(b - a for a, b in zip(sizes, sizes[1:]) if b > a)
+        return net >= self.min_retained * gained
 
     def _staircase(self, times: Sequence[float], steps: Sequence[int]) -> bool:
         """Whether growth in few intervals is still a leak: one that comes
@@ -424,11 +430,8 @@ class GrowthRule:
             if _reaches(xs, grown, min_slope):
                 return consistency, xs, grown
         slowed = self._slowed(times, sizes)
-        if slowed is not None:
-            middle = len(sizes) // 2
-            xs, grown = times[middle:], sizes[middle:]
-            if _reaches(xs, grown, min_slope):
-                return slowed, xs, grown
+        if slowed is not None and _reaches(slowed[1], slowed[2], min_slope):
+            return slowed
         enough = max(self.min_samples, -(-len(sizes) // 4))
         start = _appeared(sizes)
         if start and len(sizes) - start >= enough:
@@ -456,9 +459,11 @@ class GrowthRule:
             return None
         return consistency, xs, held
 
-    def _slowed(self, times: Sequence[float], sizes: Sequence[int]) -> Optional[float]:
-        """The consistency of the second half of a leak that slowed down,
-        else None.
+    def _slowed(
+        self, times: Sequence[float], sizes: Sequence[int]
+    ) -> Optional[Tuple[float, Sequence[float], Sequence[int]]]:
+        """The consistency, times and sizes of the second half of a leak
+        that slowed down, else None.
 
         A leak whose callers thinned out (170 KB a second for three
         seconds, then 3 KB a second) fails the whole window's plateau
@@ -480,10 +485,7 @@ class GrowthRule:
         # seven samples, a warm cache's jitter passed once in a hundred.
         if len(sizes) - middle < 2 * self.min_samples:
             return None
-        first = sizes[: middle + 1]
-        net = first[-1] - first[0]
-        gained = sum(b - a for a, b in zip(first, first[1:]) if b > a)
-        if net < max(self.min_growth_bytes, 1) or net < self.min_retained * gained:
+        if not self._kept_growth(sizes[: middle + 1]):
             return None
         times, sizes = times[middle:], sizes[middle:]
         consistency = self._slowed_rule().judge(times, sizes, bursts=False)
@@ -496,7 +498,7 @@ class GrowthRule:
         half = len(rates) // 2
         if statistics.median(rates[half:]) < 2 / 3 * statistics.median(rates[:half]):
             return None
-        return consistency
+        return consistency, times, sizes
 
     def _slowed_rule(self) -> GrowthRule:
         """The stricter rule for a slowed leak's second half: it grew in
