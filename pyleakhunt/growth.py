@@ -417,13 +417,14 @@ class GrowthRule:
         (`held_series`).  With *min_slope*, a series grows only if its
         least-squares slope reaches it too.
 
-        A key that held nothing from the first sample until some sample,
-        and something at every sample since, is also judged from the
-        sample before, if that leaves a quarter of the samples at least:
+        A key that held the same from the first sample until some sample
+        (nothing, or what a program kept before a watcher started), and
+        more at every sample since, is also judged from the last sample
+        at that level, if that leaves a quarter of the samples at least:
         its series before is no growth it could have shown.  (Not a key
-        that came and went: a random walk that touches zero then climbs
-        for a while would pass.)  A leak that began after half the run
-        grew in too few of the whole window's intervals."""
+        that came and went: a random walk that touches its first level
+        then climbs for a while would pass.)  A leak that began after half
+        the run grew in too few of the whole window's intervals."""
         consistency = self.judge(times, sizes, floors=floors)
         if consistency is not None:
             xs, grown = self._grown(times, sizes, floors)
@@ -433,7 +434,7 @@ class GrowthRule:
         if slowed is not None and _reaches(slowed[1], slowed[2], min_slope):
             return slowed
         enough = max(self.min_samples, -(-len(sizes) // 4))
-        start = _appeared(sizes)
+        start = _left_flat(sizes)
         if start and len(sizes) - start >= enough:
             tail = _tail(floors, start)
             consistency = self.judge(times[start:], sizes[start:], floors=tail)
@@ -535,12 +536,13 @@ def _tail(values: Optional[Sequence[int]], start: int) -> Optional[Sequence[int]
     return None if values is None else values[start:]
 
 
-def _appeared(sizes: Sequence[int]) -> int:
-    """The index of the sample before a key's first block, if it held
-    blocks at every sample from then to the last; else 0 (nor when it held
-    some at the first or the second sample)."""
-    first = next((i for i, size in enumerate(sizes) if size != 0), 0)
-    if first < 2 or 0 in sizes[first:]:
+def _left_flat(sizes: Sequence[int]) -> int:
+    """The index of the last sample at which a key still held exactly what
+    it held at the first, if it held that at the second too and more at
+    every sample after; else 0.  (Its first blocks, when it held none.)"""
+    level = sizes[0]
+    first = next((i for i, size in enumerate(sizes) if size != level), 0)
+    if first < 2 or any(size <= level for size in sizes[first:]):
         return 0
     return first - 1
 

@@ -139,7 +139,7 @@ def test_start_snapshot_and_stop_while_isolated_subinterpreters_are_made():
     # threads of isolated ones, while ours run.  stop() refused ("another
     # tracer ... still wraps"), snapshots said our hooks were removed, and
     # a restart took our own RAW hook, put back, for the allocator beneath:
-    # the child hung (1 run in 4 of 3 s).  tests/integration/test_safety_start_stop.py plays
+    # the child hung (1 run in 4 of 3 s).  test_safety_start_stop.py plays
     # each case alone.
     proc = run_python(
         child(

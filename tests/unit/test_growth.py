@@ -442,6 +442,27 @@ def test_a_line_that_appeared_late_and_stopped_is_no_suspect():
     assert suspects(sizes) == []
 
 
+def test_a_leak_that_began_late_at_a_line_already_holding_memory_is_found():
+    # What a program kept before the watcher started, flat for 60% of the
+    # run, then 3 KB a sample at the same line: judged from the last
+    # sample at that level, and measured from there.
+    sizes = [40_000] * 18 + [40_000 + 3_000 * i for i in range(1, 13)]
+    found = suspects(sizes)
+    assert len(found) == 1 and found[0].consistency == 1.0
+    assert found[0].growth_bytes == 36_000
+    assert with_floors(sizes)[0].growth_bytes == 36_000
+
+
+def test_a_line_held_flat_then_grown_in_the_last_quarter_is_not_yet_judged():
+    sizes = [40_000] * 24 + [40_000 + 3_000 * i for i in range(1, 7)]
+    assert suspects(sizes) == []
+
+
+def test_a_line_held_flat_that_grew_once_more_and_stopped_is_no_suspect():
+    sizes = [40_000] * 18 + [43_000, 46_000, 49_000] + [49_000] * 9
+    assert suspects(sizes) == []
+
+
 def slowed(late_steps, early=170_000, fast=3):
     """Sizes of a line that grew by *early* a sample for *fast* samples,
     then by each of *late_steps*."""
