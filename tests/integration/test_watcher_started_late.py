@@ -32,9 +32,9 @@ def keep(i):
 pyleakhunt.start(1)
 for i in range(200):
     keep(i)
-watcher = LeakWatcher(interval=0.2).start()
-late = time.monotonic() + 5.2
-end = time.monotonic() + 8
+watcher = LeakWatcher(interval=0.1).start()
+late = time.monotonic() + 2.6
+end = time.monotonic() + 4
 i = 200
 while time.monotonic() < end:
     rows = [{"id": j, "name": "row %d" % j} for j in range(20)]
