@@ -1534,8 +1534,9 @@ lh_hooks_start(int nframe, size_t sample_bytes, int total_nframe)
         PyMemAllocatorEx current;
         PyMem_GetAllocator(lh_domains[d], &current);
         if (allocator_is_ours(d, &current)) {
-            /* Our RAW hook, which CPython put back after a stop(): the
-               allocator beneath is still the one saved before. */
+            /* Ours already: put back after a stop() by CPython (RAW), or
+               by a tracer that wrapped ours and stopped after we gave up
+               (lh_hooks_abandon).  What they call is still saved. */
             continue;
         }
         lh_allocswap_copy(&S.underlying[d], &current);
@@ -1591,6 +1592,12 @@ lh_hooks_stop(void)
     if (!is_tracing()) {
         return 0;
     }
+    if (lh_hooks_installed_on_top() && !domain_is_ours(LH_RAW)) {
+        wait_for_raw_hook();
+        if (!is_tracing()) {
+            return 0; /* another thread stopped meanwhile */
+        }
+    }
     if (!lh_hooks_installed_on_top()) {
         PyErr_SetString(
             PyExc_RuntimeError,
@@ -1598,12 +1605,6 @@ lh_hooks_stop(void)
             "tracemalloc) was started after it and still wraps its "
             "allocator hooks; stop that tracer first");
         return -1;
-    }
-    if (!domain_is_ours(LH_RAW)) {
-        wait_for_raw_hook();
-        if (!is_tracing()) {
-            return 0; /* another thread stopped meanwhile */
-        }
     }
     ref_tracer_remove();
     set_tracing(0);

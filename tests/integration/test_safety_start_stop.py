@@ -239,59 +239,52 @@ def raw_block_traced(size=123457):
 """
 
 
+def assert_clean_with_raw_window(body: str) -> None:
+    """Run *body* in a child, after RAW_WINDOW, and require a clean exit."""
+    assert_clean(run_python(child(RAW_WINDOW + dedent(body))))
+
+
 def test_stop_waits_for_cpython_to_put_the_raw_allocator_back():
     # The failure this fixes (3.12, CI): "cannot stop pyleakhunt: another
     # tracer ... still wraps its allocator hooks", from a stop() that ran
     # while a new isolated subinterpreter had the default RAW allocator in.
-    proc = run_python(
-        child(
-            RAW_WINDOW
-            + dedent(
-                """
-            pyleakhunt.start(1)
-            open_window()
-            pyleakhunt.take_snapshot()  # no "removed its hooks" either
-            closer = threading.Timer(0.005, close_window)
-            closer.start()
-            pyleakhunt.stop()
-            closer.join()
-            assert fields(raw()) == fields(DEFAULT), "our RAW hook was left"
-            assert not pyleakhunt.is_tracing()
-            print("OK")
-            """
-            )
-        )
+    assert_clean_with_raw_window(
+        """
+        pyleakhunt.start(1)
+        open_window()
+        pyleakhunt.take_snapshot()  # no "removed its hooks" either
+        closer = threading.Timer(0.005, close_window)
+        closer.start()
+        pyleakhunt.stop()
+        closer.join()
+        assert fields(raw()) == fields(DEFAULT), "our RAW hook was left"
+        assert not pyleakhunt.is_tracing()
+        print("OK")
+        """
     )
-    assert_clean(proc)
 
 
 def test_tracing_survives_cpython_dropping_the_raw_hook():
     # start() inside the window: CPython then puts back the allocator it
     # saved before start(), and our RAW hook is gone.  MEM and OBJ are
     # still ours, so nothing else took over: go on tracing them.
-    proc = run_python(
-        child(
-            RAW_WINDOW
-            + dedent(
-                """
-            open_window()
-            pyleakhunt.start(1)
-            close_window()
-            keep = [str(i) * 3 for i in range(1000)]
-            snap = pyleakhunt.take_snapshot()
-            assert pyleakhunt.is_tracing()
-            assert sum(s.size for s in snap.statistics("lineno")) > 10000
-            pyleakhunt.stop()
-            pyleakhunt.start(1)
-            assert raw_block_traced(), "RAW not traced after a restart"
-            pyleakhunt.stop()
-            assert fields(raw()) == fields(DEFAULT)
-            print("OK")
-            """
-            )
-        )
+    assert_clean_with_raw_window(
+        """
+        open_window()
+        pyleakhunt.start(1)
+        close_window()
+        keep = [str(i) * 3 for i in range(1000)]
+        snap = pyleakhunt.take_snapshot()
+        assert pyleakhunt.is_tracing()
+        assert sum(s.size for s in snap.statistics("lineno")) > 10000
+        pyleakhunt.stop()
+        pyleakhunt.start(1)
+        assert raw_block_traced(), "RAW not traced after a restart"
+        pyleakhunt.stop()
+        assert fields(raw()) == fields(DEFAULT)
+        print("OK")
+        """
     )
-    assert_clean(proc)
 
 
 def test_a_raw_hook_put_back_after_stop_forwards_and_restarts_cleanly():
@@ -299,30 +292,24 @@ def test_a_raw_hook_put_back_after_stop_forwards_and_restarts_cleanly():
     # stopped waiting: CPython puts our RAW hook back.  It must forward
     # while stopped, and the next start() must not take it for the
     # allocator beneath (each call would call itself).
-    proc = run_python(
-        child(
-            RAW_WINDOW
-            + dedent(
-                """
-            pyleakhunt.start(1)
-            open_window()
-            pyleakhunt.stop()
-            close_window()
-            ours = fields(raw())
-            assert ours != fields(DEFAULT)
-            for _ in range(1000):
-                raw_free_nogil(raw_malloc_gil(100))
-            pyleakhunt.start(1)
-            assert raw_block_traced(), "RAW not traced after a restart"
-            pyleakhunt.stop()
-            assert fields(raw()) == fields(DEFAULT)
-            pyleakhunt.start(1, sample_bytes=1)
-            assert raw_block_traced(), "RAW not traced when sampling"
-            pyleakhunt.stop()
-            assert fields(raw()) == fields(DEFAULT)
-            print("OK")
-            """
-            )
-        )
+    assert_clean_with_raw_window(
+        """
+        pyleakhunt.start(1)
+        open_window()
+        pyleakhunt.stop()
+        close_window()
+        ours = fields(raw())
+        assert ours != fields(DEFAULT)
+        for _ in range(1000):
+            raw_free_nogil(raw_malloc_gil(100))
+        pyleakhunt.start(1)
+        assert raw_block_traced(), "RAW not traced after a restart"
+        pyleakhunt.stop()
+        assert fields(raw()) == fields(DEFAULT)
+        pyleakhunt.start(1, sample_bytes=1)
+        assert raw_block_traced(), "RAW not traced when sampling"
+        pyleakhunt.stop()
+        assert fields(raw()) == fields(DEFAULT)
+        print("OK")
+        """
     )
-    assert_clean(proc)
