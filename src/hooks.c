@@ -1414,11 +1414,13 @@ lh_hooks_installed_on_top(void)
 }
 
 /* Give CPython a moment to put our RAW hook back (see above), without the
-   GIL, which the thread that swapped it may be waiting for. */
+   GIL, which the thread that swapped it may be waiting for.  Its window
+   lasts microseconds, but on a loaded machine that thread may wait long
+   for a CPU; waiting in vain costs only this stop(). */
 static void
 wait_for_raw_hook(void)
 {
-    enum { STEP_NS = 100 * 1000, STEPS = 500 }; /* 50 ms at most */
+    enum { STEP_NS = 100 * 1000, STEPS = 2000 }; /* 200 ms at most */
     Py_BEGIN_ALLOW_THREADS
     for (int i = 0; i < STEPS && !domain_is_ours(LH_RAW); i++) {
         struct timespec step = {0, STEP_NS};

@@ -253,7 +253,7 @@ def test_stop_waits_for_cpython_to_put_the_raw_allocator_back():
         pyleakhunt.start(1)
         open_window()
         pyleakhunt.take_snapshot()  # no "removed its hooks" either
-        closer = threading.Timer(0.005, close_window)
+        closer = threading.Timer(0.001, close_window)
         closer.start()
         pyleakhunt.stop()
         closer.join()
